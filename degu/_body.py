@@ -1,0 +1,803 @@
+"""Body objects and the RGI value types of the shared HTTP engine.
+
+Re-exported by ``degu.base``; import them from there.
+
+Every body keeps an explicit state::
+
+    BODY_READY --any operation--> BODY_STARTED --end reached--> BODY_CONSUMED
+         \\                              |
+          `-------- any exception -------+----> BODY_ERROR
+
+An operation checks the state first and its error names the state it found.
+Any exception during IO moves the body to ``BODY_ERROR``, and a body read
+from a connection then hands the error to that connection (the client
+closes it; the server answers 400 or closes).  ``read()`` on a consumed body
+returns ``b''``, like a file at its end; every other operation on a consumed
+body raises.
+"""
+
+from collections import namedtuple
+
+from ._parse import (
+    _TYPE_ERROR,
+    _TYPE_ERROR2,
+    IO_SIZE,
+    MAX_HEADER_COUNT,
+    MAX_IO_SIZE,
+    MAX_LENGTH,
+    MAX_LINE_LEN,
+    MAX_PREAMBLE_LEN,
+    METHODS,
+    ContentRange,
+    Range,
+    _short,
+    format_chunk,
+    parse_chunk,
+    parse_headers,
+)
+
+__all__ = (
+    'BODY_READY',
+    'BODY_STARTED',
+    'BODY_CONSUMED',
+    'BODY_ERROR',
+    'Body',
+    'ChunkedBody',
+    'BodyIter',
+    'ChunkedBodyIter',
+    'API',
+    'APIType',
+    'api',
+    'bodies',
+    'Response',
+    'ResponseType',
+    'Request',
+    'Session',
+)
+
+BODY_READY = 0
+BODY_STARTED = 1
+BODY_CONSUMED = 2
+BODY_ERROR = 3
+
+_STATE_ERRORS = {
+    BODY_STARTED: '{}.state == BODY_STARTED, cannot start another operation',
+    BODY_CONSUMED: '{}.state == BODY_CONSUMED, already consumed',
+    BODY_ERROR: '{}.state == BODY_ERROR, cannot be used',
+}
+
+
+def _state_error(body):
+    return ValueError(_STATE_ERRORS[body._state].format(type(body).__name__))
+
+
+class ConnReader:
+    """Base class of readers that own a connection (``degu._io.SocketWrapper``).
+
+    A body over such a reader is *connection-backed*: its repr says
+    ``<reader>`` and an error while reading it is reported to the reader.
+    Subclasses provide ``read_exact(n)``, ``readinto_exact(view)``,
+    ``read_some(n)``, ``readline(limit)`` and ``body_failed(exc)``.
+    """
+
+    __slots__ = ()
+
+
+class _FileReader:
+    """Adapts an ordinary file object (``readinto``, ``readline``) to the reader methods."""
+
+    __slots__ = ('_rfile', '_readinto', '_readline')
+
+    def __init__(self, rfile, need_readline):
+        self._rfile = rfile
+        self._readinto = _method(rfile, 'readinto')
+        self._readline = _method(rfile, 'readline') if need_readline else None
+
+    def readinto_exact(self, view):
+        size = len(view)
+        got = 0
+        while got < size:
+            received = self._readinto(view[got:])
+            if type(received) is not int:
+                raise TypeError(_TYPE_ERROR.format('received', int, type(received), received))
+            if not (0 <= received <= size - got):
+                raise ValueError(f'need 0 <= received <= {size - got}; got {received}')
+            if received == 0:
+                raise ValueError(f'expected to read {size} bytes, but received {got}')
+            got += received
+
+    def read_exact(self, size):
+        buf = bytearray(size)
+        self.readinto_exact(memoryview(buf))
+        return bytes(buf)
+
+    def readline(self, limit):
+        line = self._readline(limit)
+        if type(line) is not bytes:
+            raise TypeError(f'need a {bytes!r}; readline() returned a {type(line)!r}')
+        if len(line) > limit or line[-2:] != b'\r\n':
+            raise ValueError(f"b'\\r\\n' not found in {_short(line)}")
+        return line
+
+    def body_failed(self, exc):
+        pass
+
+
+def _method(obj, name):
+    m = getattr(obj, name)
+    if not callable(m):
+        raise TypeError(f'{type(obj).__name__}.{name}() is not callable')
+    return m
+
+
+def _reader_for(rfile, need_readline):
+    if isinstance(rfile, ConnReader):
+        return rfile
+    return _FileReader(rfile, need_readline)
+
+
+def _write_all(write, data):
+    """Write all of *data* through a file's ``write()``, checking what it returns."""
+    size = len(data)
+    sent = write(data)
+    if sent == size:
+        return size
+    view = memoryview(data)
+    total = 0
+    while True:
+        if type(sent) is not int:
+            raise TypeError(_TYPE_ERROR.format('sent', int, type(sent), sent))
+        if not (0 <= sent <= size - total):
+            raise ValueError(f'need 0 <= sent <= {size - total}; got {sent}')
+        if sent == 0:
+            raise ValueError(f'expected to write {size} bytes, but sent {total}')
+        total += sent
+        if total == size:
+            return size
+        sent = write(view[total:])
+
+
+def _check_size(size):
+    if type(size) is not int:
+        raise TypeError(_TYPE_ERROR.format('size', int, type(size), size))
+    if not (0 <= size <= MAX_IO_SIZE):
+        raise ValueError(f'need 0 <= size <= {MAX_IO_SIZE}; got {size}')
+
+
+class _InBody:
+    """What Body and ChunkedBody share: state checks and error handling."""
+
+    __slots__ = ()
+
+    @property
+    def rfile(self):
+        return self._rfile
+
+    @property
+    def state(self):
+        return self._state
+
+    def _start(self, *allowed):
+        if self._state not in allowed:
+            raise _state_error(self)
+        self._state = BODY_STARTED
+
+    def _fail(self, exc):
+        self._state = BODY_ERROR
+        self._reader.body_failed(exc)
+
+    def _rfile_repr(self):
+        if self._reader is self._rfile:
+            return '<reader>'
+        return repr(self._rfile)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+class Body(_InBody):
+    """A body framed by a length: ``Body(rfile, content_length)``.
+
+    *rfile* is a connection's reader or any object with ``readinto()``.  A
+    ``content_length`` of ``None`` (only for a connection's reader) means the
+    body runs until the peer closes: a close-delimited response (D14).
+
+    >>> import io
+    >>> body = Body(io.BytesIO(b'hello world'), 11)
+    >>> body.read(5)
+    b'hello'
+    >>> body.read()
+    b' world'
+    >>> body.state == BODY_CONSUMED
+    True
+    """
+
+    __slots__ = ('_rfile', '_reader', '_content_length', '_remaining', '_state')
+
+    chunked = False
+
+    def __init__(self, rfile, content_length):
+        reader = _reader_for(rfile, False)
+        if content_length is None:
+            if reader is not rfile:
+                raise TypeError(_TYPE_ERROR.format('content_length', int, type(None), None))
+        else:
+            if type(content_length) is not int:
+                raise TypeError(
+                    _TYPE_ERROR.format('content_length', int, type(content_length), content_length)
+                )
+            if not (0 <= content_length <= MAX_LENGTH):
+                raise ValueError(
+                    f'need 0 <= content_length <= {MAX_LENGTH}; got {content_length}'
+                )
+        self._rfile = rfile
+        self._reader = reader
+        self._content_length = content_length
+        self._remaining = content_length
+        self._state = BODY_READY
+
+    @property
+    def content_length(self):
+        return self._content_length
+
+    def __repr__(self):
+        return f'{type(self).__name__}({self._rfile_repr()}, {self._content_length!r})'
+
+    def read(self, size=None):
+        """Read *size* bytes (all that remain when ``None``); ``b''`` at the end.
+
+        A sized read never returns less than ``min(size, remaining)``: a body
+        that ends early raises.  The read that reaches the end consumes the body.
+        """
+        if size is not None:
+            _check_size(size)
+        if self._state >= BODY_CONSUMED:
+            if self._state == BODY_CONSUMED:
+                return b''
+            raise _state_error(self)
+        remaining = self._remaining
+        if remaining is None:
+            return self._read_until_eof(size)
+        if size is None:
+            if remaining > MAX_IO_SIZE:
+                raise ValueError(f'would exceed max read size: {remaining} > {MAX_IO_SIZE}')
+            size = remaining
+        elif size == 0:
+            return b''
+        elif size > remaining:
+            size = remaining
+        self._state = BODY_STARTED
+        if size:
+            try:
+                data = self._reader.read_exact(size)
+            except BaseException as e:
+                self._fail(e)
+                raise
+            remaining -= size
+            self._remaining = remaining
+        else:
+            data = b''
+        if remaining == 0:
+            self._state = BODY_CONSUMED
+        return data
+
+    def _read_until_eof(self, size):
+        self._state = BODY_STARTED
+        limit = MAX_IO_SIZE if size is None else size
+        try:
+            data = self._reader.read_some(limit, size is None)
+        except BaseException as e:
+            self._fail(e)
+            raise
+        if not data or size is None:
+            self._state = BODY_CONSUMED
+        return data
+
+    def readinto(self, buf):
+        """Read into a writable buffer; returns the byte count, 0 at the end.
+
+        Fills ``min(len(buf), remaining)`` bytes without a copy through an
+        intermediate ``bytes`` (the fast way to move a large body).
+        """
+        view = memoryview(buf).cast('B')
+        if self._state >= BODY_CONSUMED:
+            if self._state == BODY_CONSUMED:
+                return 0
+            raise _state_error(self)
+        if self._remaining is None:
+            data = self._read_until_eof(len(view))
+            view[: len(data)] = data
+            return len(data)
+        size = min(len(view), self._remaining)
+        self._state = BODY_STARTED
+        if size:
+            try:
+                self._reader.readinto_exact(view[:size])
+            except BaseException as e:
+                self._fail(e)
+                raise
+            self._remaining -= size
+        if self._remaining == 0:
+            self._state = BODY_CONSUMED
+        return size
+
+    def __iter__(self):
+        self._start(BODY_READY)
+        if self._remaining is None:
+            while True:
+                data = self._read_until_eof(IO_SIZE)
+                if not data:
+                    return
+                self._state = BODY_STARTED
+                yield data
+        read_exact = self._reader.read_exact
+        while self._remaining:
+            size = min(self._remaining, IO_SIZE)
+            try:
+                data = read_exact(size)
+            except BaseException as e:
+                self._fail(e)
+                raise
+            self._remaining -= size
+            yield data
+        self._state = BODY_CONSUMED
+
+    def write_to(self, wfile):
+        """Copy the whole body to *wfile*; returns the number of bytes written."""
+        write = wfile.write
+        if self._remaining is None:
+            total = 0
+            for data in self:
+                total += _write_all(write, data)
+            return total
+        self._start(BODY_READY)
+        remaining = self._remaining
+        total = 0
+        try:
+            if remaining:
+                view = memoryview(bytearray(min(remaining, IO_SIZE)))
+                readinto_exact = self._reader.readinto_exact
+                while remaining:
+                    part = view[: min(remaining, len(view))]
+                    readinto_exact(part)
+                    remaining -= len(part)
+                    self._remaining = remaining
+                    total += _write_all(write, part)
+        except BaseException as e:
+            self._fail(e)
+            raise
+        self._state = BODY_CONSUMED
+        return total
+
+    def _drain(self, limit):
+        """Read and drop the rest when at most *limit* bytes remain (D7)."""
+        if self._state >= BODY_CONSUMED:
+            return self._state == BODY_CONSUMED
+        if self._remaining is None or self._remaining > limit:
+            return False
+        while self._remaining:
+            self.read(min(self._remaining, IO_SIZE))
+        self._state = BODY_CONSUMED
+        return True
+
+
+class ChunkedBody(_InBody):
+    """A chunk-encoded body: ``ChunkedBody(rfile)``.
+
+    *rfile* is a connection's reader or any object with ``readline()`` and
+    ``readinto()``.  Chunks are ``(extension, data)`` tuples; the last has
+    ``data == b''``.  Trailer fields after it are read, bounded, and dropped.
+
+    >>> import io
+    >>> body = ChunkedBody(io.BytesIO(b'5;k=v\\r\\nhello\\r\\n0\\r\\n\\r\\n'))
+    >>> body.readchunk()
+    (('k', 'v'), b'hello')
+    >>> body.readchunk()
+    (None, b'')
+    """
+
+    __slots__ = ('_rfile', '_reader', '_state', '_pending')
+
+    chunked = True
+
+    def __init__(self, rfile):
+        self._rfile = rfile
+        self._reader = _reader_for(rfile, True)
+        self._state = BODY_READY
+        self._pending = None  # (extension, memoryview) left over by a sized read()
+
+    def __repr__(self):
+        return f'{type(self).__name__}({self._rfile_repr()})'
+
+    def _readchunk(self):
+        # One chunk off the wire; moves to CONSUMED after the last one.
+        reader = self._reader
+        try:
+            line = reader.readline(MAX_LINE_LEN)
+            (size, extension) = parse_chunk(line[:-2])
+            if size:
+                data = reader.read_exact(size)
+                end = reader.read_exact(2)
+            else:
+                data = b''
+                end = reader.readline(MAX_LINE_LEN)
+                if end != b'\r\n':
+                    self._read_trailer(end)
+                    end = b'\r\n'
+            if end != b'\r\n':
+                raise ValueError(f'bad chunk data termination: {end!r}')
+        except BaseException as e:
+            self._fail(e)
+            raise
+        if not size:
+            self._state = BODY_CONSUMED
+        return (extension, data)
+
+    def _read_trailer(self, line):
+        # trailer-section = *( field-line CRLF ), then CRLF: checked, bounded, dropped.
+        total = len(line)
+        count = 0
+        while line != b'\r\n':
+            count += 1
+            if count > MAX_HEADER_COUNT or total > MAX_PREAMBLE_LEN:
+                raise ValueError(f'trailer too large: {count} fields, {total} bytes')
+            parse_headers(line[:-2])
+            line = self._reader.readline(MAX_LINE_LEN)
+            total += len(line)
+
+    def readchunk(self):
+        """Read the next ``(extension, data)`` chunk."""
+        self._start(BODY_READY, BODY_STARTED)
+        if self._pending is not None:
+            (extension, view) = self._pending
+            self._pending = None
+            return (extension, bytes(view))
+        return self._readchunk()
+
+    def read(self, size=None):
+        """Read chunk data: everything (at most ``MAX_IO_SIZE``) or up to *size* bytes.
+
+        Chunk boundaries and extensions are lost; use ``readchunk()`` or
+        iteration to keep them.  Returns ``b''`` once the last chunk was read.
+        """
+        if size is not None:
+            _check_size(size)
+        if self._state >= BODY_CONSUMED:
+            if self._state == BODY_CONSUMED:
+                return b''
+            raise _state_error(self)
+        if size == 0:
+            return b''
+        self._state = BODY_STARTED
+        if size is None:
+            return self._read_all()
+        while self._pending is None:
+            (extension, data) = self._readchunk()
+            if not data:
+                return b''  # _readchunk() consumed the body
+            self._pending = (extension, memoryview(data))
+        (extension, view) = self._pending
+        if len(view) > size:
+            self._pending = (extension, view[size:])
+            return bytes(view[:size])
+        self._pending = None
+        return bytes(view)
+
+    def _read_all(self):
+        parts = []
+        total = 0
+        if self._pending is not None:
+            parts.append(bytes(self._pending[1]))
+            total = len(parts[0])
+            self._pending = None
+        while True:
+            data = self._readchunk()[1]
+            if not data:
+                return b''.join(parts)
+            total += len(data)
+            if total > MAX_IO_SIZE:
+                e = ValueError(f'chunks exceed MAX_IO_SIZE: {total} > {MAX_IO_SIZE}')
+                self._fail(e)
+                raise e
+            parts.append(data)
+
+    def __iter__(self):
+        self._start(BODY_READY)
+        while self._state == BODY_STARTED:
+            yield self._readchunk()
+
+    def write_to(self, wfile):
+        """Copy every chunk to *wfile*, re-encoded with its extension; returns bytes written."""
+        write = wfile.write
+        total = 0
+        for chunk in self:
+            total += _write_chunk(write, chunk)
+        return total
+
+    def _drain(self, limit):
+        """Read and drop chunks while no more than *limit* bytes were dropped (D7)."""
+        if self._state >= BODY_CONSUMED:
+            return self._state == BODY_CONSUMED
+        self._state = BODY_STARTED
+        total = 0 if self._pending is None else len(self._pending[1])
+        self._pending = None
+        while total <= limit:
+            data = self._readchunk()[1]
+            if not data:
+                return True
+            total += len(data)
+        return False
+
+
+def _write_chunk(write, chunk):
+    line = format_chunk(chunk)
+    data = chunk[1]
+    if len(data) < 4096:
+        return _write_all(write, b''.join((line, data, b'\r\n')))
+    return _write_all(write, line) + _write_all(write, data) + _write_all(write, b'\r\n')
+
+
+class _OutBody:
+    __slots__ = ()
+
+    @property
+    def source(self):
+        return self._source
+
+    @property
+    def state(self):
+        return self._state
+
+    def _start(self):
+        if self._state != BODY_READY:
+            raise _state_error(self)
+        self._state = BODY_STARTED
+
+
+class BodyIter(_OutBody):
+    """An outgoing body of *content_length* bytes from an iterable of ``bytes``.
+
+    >>> import io
+    >>> out = io.BytesIO()
+    >>> BodyIter([b'hello', b' ', b'world'], 11).write_to(out)
+    11
+    """
+
+    __slots__ = ('_source', '_content_length', '_state')
+
+    chunked = False
+
+    def __init__(self, source, content_length):
+        if type(content_length) is not int:
+            raise TypeError(
+                _TYPE_ERROR.format('content_length', int, type(content_length), content_length)
+            )
+        if not (0 <= content_length <= MAX_LENGTH):
+            raise ValueError(f'need 0 <= content_length <= {MAX_LENGTH}; got {content_length}')
+        self._source = source
+        self._content_length = content_length
+        self._state = BODY_READY
+
+    @property
+    def content_length(self):
+        return self._content_length
+
+    def __repr__(self):
+        return f'BodyIter({self._source!r}, {self._content_length})'
+
+    def write_to(self, wfile):
+        self._start()
+        write = wfile.write
+        total = 0
+        length = self._content_length
+        try:
+            for data in self._source:
+                if type(data) is not bytes:
+                    raise TypeError(_TYPE_ERROR2.format('BodyIter source item', bytes, type(data)))
+                if len(data) > MAX_IO_SIZE:
+                    raise ValueError(f'need len(data) <= {MAX_IO_SIZE}; got {len(data)}')
+                if total + len(data) > length:
+                    raise ValueError(f'exceeds content_length: {total + len(data)} > {length}')
+                if data:
+                    total += _write_all(write, data)
+            if total != length:
+                raise ValueError(f'deceeds content_length: {total} < {length}')
+        except BaseException:
+            self._state = BODY_ERROR
+            raise
+        self._state = BODY_CONSUMED
+        return total
+
+
+class ChunkedBodyIter(_OutBody):
+    """An outgoing chunked body from an iterable of ``(extension, data)`` tuples.
+
+    The last item, and only the last, has ``data == b''``.
+
+    >>> import io
+    >>> out = io.BytesIO()
+    >>> ChunkedBodyIter([(None, b'hi'), (('k', 'v'), b'')]).write_to(out)
+    16
+    >>> out.getvalue()
+    b'2\\r\\nhi\\r\\n0;k=v\\r\\n\\r\\n'
+    """
+
+    __slots__ = ('_source', '_state')
+
+    chunked = True
+
+    def __init__(self, source):
+        self._source = source
+        self._state = BODY_READY
+
+    def __repr__(self):
+        return f'ChunkedBodyIter({self._source!r})'
+
+    def write_to(self, wfile):
+        self._start()
+        write = wfile.write
+        total = 0
+        done = False
+        try:
+            for chunk in self._source:
+                if done:
+                    raise ValueError('additional chunk after empty chunk data')
+                if type(chunk) is not tuple:
+                    raise TypeError(_TYPE_ERROR.format('chunk', tuple, type(chunk), chunk))
+                if len(chunk) != 2:
+                    raise ValueError(f'chunk: need a 2-tuple; got a {len(chunk)}-tuple')
+                data = chunk[1]
+                if type(data) is not bytes:
+                    raise TypeError(_TYPE_ERROR2.format('chunk data', bytes, type(data)))
+                if len(data) > MAX_IO_SIZE:
+                    raise ValueError(f'need len(chunk data) <= {MAX_IO_SIZE}; got {len(data)}')
+                done = not data
+                total += _write_chunk(write, chunk)
+            if not done:
+                raise ValueError('final chunk data was not empty')
+        except BaseException:
+            self._state = BODY_ERROR
+            raise
+        self._state = BODY_CONSUMED
+        return total
+
+
+API = APIType = namedtuple('API', 'Body ChunkedBody BodyIter ChunkedBodyIter Range ContentRange')
+api = API(Body, ChunkedBody, BodyIter, ChunkedBodyIter, Range, ContentRange)
+bodies = api  # deprecated alias kept from Degu
+
+Response = ResponseType = namedtuple('Response', 'status reason headers body')
+
+
+class Request:
+    """One HTTP request as an RGI app sees it (SPEC 4.2).
+
+    >>> r = Request('GET', '/foo/bar?x', {}, None, [], ['foo', 'bar'], 'x')
+    >>> r.shift_path()
+    'foo'
+    >>> (r.mount, r.path)
+    (['foo'], ['bar'])
+    >>> r.build_proxy_uri()
+    '/bar?x'
+    """
+
+    __slots__ = ('_method', '_uri', '_headers', '_body', '_mount', '_path', '_query', '_version')
+
+    def __init__(self, method, uri, headers, body, mount, path, query, *, version='HTTP/1.1'):
+        if method not in METHODS or type(method) is not str:
+            if type(method) is not str:
+                raise TypeError(_TYPE_ERROR.format('method', str, type(method), method))
+            raise ValueError(f'bad method: {method!r}')
+        if type(mount) is not list:
+            raise TypeError(_TYPE_ERROR2.format('mount', list, type(mount)))
+        if type(path) is not list:
+            raise TypeError(_TYPE_ERROR2.format('path', list, type(path)))
+        self._method = method
+        self._uri = uri
+        self._headers = headers
+        self._body = body
+        self._mount = mount
+        self._path = path
+        self._query = query
+        self._version = version
+
+    method = property(lambda self: self._method, doc="One of the seven methods of D2.")
+    uri = property(lambda self: self._uri, doc="The raw request-target, e.g. '/a/b?c'.")
+    headers = property(lambda self: self._headers, doc='Lower-case names to values.')
+    body = property(lambda self: self._body, doc='None, a Body or a ChunkedBody.')
+    mount = property(lambda self: self._mount, doc='Path components already routed.')
+    path = property(lambda self: self._path, doc='Path components not yet routed.')
+    query = property(lambda self: self._query, doc="None (no '?') or the text after '?'.")
+    version = property(lambda self: self._version, doc="'HTTP/1.1' or 'HTTP/1.0'.")
+
+    def __repr__(self):
+        return (
+            f'Request(method={self._method!r}, uri={self._uri!r}, headers={self._headers!r}, '
+            f'body={self._body!r}, mount={self._mount!r}, path={self._path!r}, '
+            f'query={self._query!r})'
+        )
+
+    def shift_path(self):
+        """Move the next path component to ``mount`` and return it (``None`` when done)."""
+        if not self._path:
+            return None
+        component = self._path.pop(0)
+        self._mount.append(component)
+        return component
+
+    def build_proxy_uri(self):
+        """The URI of the unrouted part: ``'/' + '/'.join(path)`` plus the query."""
+        uri = '/' + '/'.join(self._path)
+        if self._query is not None:
+            return uri + '?' + self._query
+        return uri
+
+
+MAX_SESSION_REQUESTS = 75000
+
+
+class Session:
+    """One connection as an RGI app sees it (SPEC 4.6).
+
+    >>> s = Session(('127.0.0.1', 5000))
+    >>> (s.requests, s.max_requests, s.closed, s.message)
+    (0, 500, False, None)
+    >>> str(s)
+    "('127.0.0.1', 5000)"
+    """
+
+    __slots__ = ('_address', '_credentials', '_max_requests', '_requests', '_store', '_message')
+
+    def __init__(self, address, credentials=None, max_requests=None):
+        if credentials is not None:
+            if type(credentials) is not tuple:
+                raise TypeError(_TYPE_ERROR2.format('credentials', tuple, type(credentials)))
+            if len(credentials) != 3:
+                raise ValueError(f'credentials: need a 3-tuple; got a {len(credentials)}-tuple')
+        if max_requests is None:
+            max_requests = 500
+        elif type(max_requests) is not int:
+            raise TypeError(
+                _TYPE_ERROR.format('max_requests', int, type(max_requests), max_requests)
+            )
+        if not (0 <= max_requests <= MAX_SESSION_REQUESTS):
+            raise ValueError(
+                f'need 0 <= max_requests <= {MAX_SESSION_REQUESTS}; got {max_requests}'
+            )
+        self._address = address
+        self._credentials = credentials
+        self._max_requests = max_requests
+        self._requests = 0
+        self._store = {}
+        self._message = None
+
+    address = property(lambda self: self._address, doc='The peer address from accept().')
+    credentials = property(lambda self: self._credentials, doc='(pid, uid, gid) or None.')
+    max_requests = property(lambda self: self._max_requests)
+    requests = property(lambda self: self._requests, doc='Requests completely handled.')
+    store = property(lambda self: self._store, doc='A dict for app use on this connection.')
+    closed = property(lambda self: self._message is not None)
+    message = property(lambda self: self._message, doc='Why the connection is closing.')
+
+    def _close(self, message):
+        # The first reason wins.
+        if self._message is None:
+            self._message = message
+
+    def _count(self):
+        self._requests += 1
+        if self._requests >= self._max_requests:
+            self._close('max_requests')
+
+    def __repr__(self):
+        if self._credentials is None:
+            return f'Session({self._address!r})'
+        return f'Session({self._address!r}, {self._credentials!r})'
+
+    def __str__(self):
+        if self._credentials is None:
+            return repr(self._address)
+        return f'{self._address!r} {self._credentials!r}'

@@ -1,0 +1,563 @@
+"""The per-connection reader/writer of the shared HTTP engine.
+
+``SocketWrapper(sock)`` owns one connection's buffers.  It needs only
+``recv_into``, ``send`` and ``close`` from *sock*, so tests can pass a fake.
+Reading goes through one fixed buffer: a preamble is found with one
+``bytes.find`` per ``recv_into``, bounded by the limits, and handed to the
+parsers in one piece; body bytes are copied out of the buffer or received
+straight into the caller's memory.  Writing coalesces a small preamble and
+body into one ``send``.  EOF, resets and timeouts become ``ConnectionClosed``
+and ``ConnectionTimedOut``; nothing partial passes as complete.
+
+Re-exported by ``degu.base``; import it from there.
+"""
+
+import sys
+import time
+
+from ._body import (
+    Body,
+    BodyIter,
+    ChunkedBody,
+    ChunkedBodyIter,
+    ConnReader,
+    Request,
+    Response,
+)
+from ._parse import (
+    BUF_LEN,
+    MAX_HEADER_COUNT,
+    MAX_IO_SIZE,
+    MAX_PREAMBLE_LEN,
+    MAX_REQUEST_LINE_LEN,
+    ConnectionClosed,
+    ConnectionTimedOut,
+    EmptyPreambleError,
+    ParseError,
+    UnsupportedResponse,
+    _short,
+    parse_headers,
+    parse_request_line,
+    parse_response_line,
+    render_request,
+    render_response,
+)
+
+__all__ = ('SocketWrapper', 'set_output_headers', 'map_socket_error')
+
+_CRLF = b'\r\n'
+_SMALL_READ = 4096  # reads this small go through the buffer, which may save a recv
+_CONTINUE = b'HTTP/1.1 100 Continue\r\n\r\n'
+
+
+def map_socket_error(exc, what):
+    """The ``ConnectionClosed`` an ``OSError`` from a socket means, or ``None``.
+
+    Resets, broken pipes, aborts and TLS EOFs are ``ConnectionClosed``;
+    timeouts are ``ConnectionTimedOut``; other errors stay as they are.
+    """
+    if isinstance(exc, ConnectionClosed):
+        return None
+    if isinstance(exc, TimeoutError):
+        return ConnectionTimedOut(f'{what} timed out')
+    if isinstance(exc, ConnectionError):
+        return ConnectionClosed(f'{what}: {type(exc).__name__}: {exc}')
+    ssl = sys.modules.get('ssl')  # loaded already if this could be a TLS error
+    if ssl is not None and isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return ConnectionClosed(f'{what}: {type(exc).__name__}: {exc}')
+    return None
+
+
+def _set_default(headers, name, value):
+    current = headers.get(name)
+    if current is None:
+        headers[name] = value
+    elif current != value and str(current).lower() != str(value):
+        raise ValueError(f'{name!r} mismatch: {value!r} != {current!r}')
+
+
+def set_output_headers(headers, body):
+    """Add the framing header *body* implies, or check the one given (SPEC 4.4).
+
+    >>> h = {}
+    >>> set_output_headers(h, b'hello')
+    >>> h
+    {'content-length': 5}
+    """
+    if body is None:
+        return
+    if type(body) is bytes:
+        if len(body) > MAX_IO_SIZE:
+            raise ValueError(f'need len(body) <= {MAX_IO_SIZE}; got {len(body)}')
+        _set_default(headers, 'content-length', len(body))
+    elif isinstance(body, (Body, BodyIter)):
+        if body.content_length is None:
+            raise ValueError(f'cannot frame a body of unknown length: {body!r}')
+        _set_default(headers, 'content-length', body.content_length)
+    elif isinstance(body, (ChunkedBody, ChunkedBodyIter)):
+        _set_default(headers, 'transfer-encoding', 'chunked')
+    else:
+        raise TypeError(f'bad body type: {type(body)!r}: {body!r}'[:200])
+    if 'content-length' in headers and 'transfer-encoding' in headers:
+        raise ValueError('cannot have both content-length and transfer-encoding headers')
+
+
+class SocketWrapper(ConnReader):
+    """Buffered reading and writing of HTTP messages over one socket.
+
+    *max_preamble* bounds a whole preamble (CRLFCRLF included) and
+    *max_header_count* its header fields.  With *timeout* set, a whole
+    preamble must arrive within *timeout* seconds of its first byte, and the
+    wait for that first byte is bounded by *idle_timeout* (D8); the socket's
+    own timeout is then left at *timeout*.  *close_on_error* says whether a
+    body that fails closes the connection at once (client) or leaves the
+    error in ``error`` for the owner to answer (server).
+    """
+
+    __slots__ = (
+        'sock',
+        '_recv_into',
+        '_send',
+        '_buf',
+        '_view',
+        '_start',
+        '_stop',
+        '_wparts',
+        '_wlen',
+        '_closed',
+        '_continue',
+        'max_preamble',
+        'max_header_count',
+        'timeout',
+        'idle_timeout',
+        'close_on_error',
+        'error',
+        'response_version',
+        '__weakref__',
+    )
+
+    def __init__(
+        self,
+        sock,
+        *,
+        max_preamble=MAX_PREAMBLE_LEN,
+        max_header_count=MAX_HEADER_COUNT,
+        timeout=None,
+        idle_timeout=None,
+        close_on_error=True,
+    ):
+        self._recv_into = _method(sock, 'recv_into')
+        self._send = _method(sock, 'send')
+        _method(sock, 'close')
+        self.sock = sock
+        self._buf = bytearray(max(BUF_LEN, max_preamble))
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._stop = 0
+        self._wparts = []
+        self._wlen = 0
+        self._closed = False
+        self._continue = False
+        self.max_preamble = max_preamble
+        self.max_header_count = max_header_count
+        self.timeout = timeout
+        self.idle_timeout = idle_timeout
+        self.close_on_error = close_on_error
+        self.error = None
+        self.response_version = None
+
+    def __repr__(self):
+        return f'SocketWrapper({self.sock!r})'
+
+    @property
+    def closed(self):
+        return self._closed
+
+    def close(self):
+        """Close the socket once; later calls do nothing and return ``None``."""
+        if self._closed:
+            return None
+        self._closed = True
+        self._wparts = []
+        return self.sock.close()
+
+    def __del__(self):
+        if not self._closed:
+            self._closed = True
+            try:
+                self.sock.close()
+            except Exception:  # pragma: no cover - nothing to do about it at GC time
+                pass
+
+    def body_failed(self, exc):
+        """A body over this connection failed: remember why, close if asked to."""
+        if self.error is None:
+            self.error = exc
+        if self.close_on_error:
+            self.close()
+
+    @property
+    def buffered(self):
+        """Bytes received but not yet read (a pipelined request, say)."""
+        return self._stop - self._start
+
+    # ------------------------------------------------------------------
+    # Reading
+
+    def _recv(self, view, what):
+        if self._closed:
+            raise ConnectionClosed('Connection is closed')
+        try:
+            return self._recv_into(view)
+        except OSError as e:
+            mapped = map_socket_error(e, what)
+            if mapped is None:
+                raise
+            raise mapped from e
+
+    def _fill(self, what):
+        """One ``recv_into`` into the free end of the buffer; returns the count."""
+        stop = self._stop
+        if self._start == stop:
+            self._start = self._stop = stop = 0
+        elif stop == len(self._buf):
+            self._compact()
+            stop = self._stop
+        received = self._recv(self._view[stop:], what)
+        self._stop = stop + received
+        return received
+
+    def _compact(self):
+        start = self._start
+        if start:
+            stop = self._stop
+            self._buf[: stop - start] = self._view[start:stop]
+            self._start = 0
+            self._stop = stop - start
+
+    def _wait_first(self, what):
+        # The first byte of a preamble: bounded by idle_timeout (D8, D16).
+        idle = self.idle_timeout
+        if idle is None or idle == self.timeout:
+            return self._fill(what)
+        sock = self.sock
+        sock.settimeout(idle)
+        try:
+            return self._fill(what)
+        finally:
+            if not self._closed:
+                sock.settimeout(self.timeout)
+
+    def _read_preamble(self, kind):
+        buf = self._buf
+        if self._start == self._stop:
+            if self._wait_first(f'reading {kind} preamble') == 0:
+                raise EmptyPreambleError(f'{kind} preamble is empty')
+        idx = buf.find(b'\r\n\r\n', self._start, self._stop)
+        if idx < 0 or idx + 4 - self._start > self.max_preamble:
+            idx = self._read_more_preamble(kind)
+        start = self._start
+        self._start = idx + 4
+        return bytes(self._view[start:idx])
+
+    def _read_more_preamble(self, kind):
+        limit = self.max_preamble
+        what = f'reading {kind} preamble'
+        timeout = self.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._compact()
+        searched = 0
+        try:
+            while True:
+                idx = self._buf.find(b'\r\n\r\n', searched, self._stop)
+                searched = max(0, self._stop - 3)
+                if idx >= 0 and idx + 4 <= limit:
+                    return idx
+                if idx >= 0 or self._stop >= limit:
+                    raise self._too_large(kind)
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise ConnectionTimedOut(f'{kind} preamble not complete in {timeout}s')
+                    self.sock.settimeout(left)
+                received = self._recv(self._view[self._stop : limit], what)
+                if received == 0:
+                    raise ConnectionClosed(
+                        f'{kind} preamble truncated: {_short(self._view[: self._stop])}'
+                    )
+                self._stop += received
+        finally:
+            if deadline is not None and not self._closed:
+                self.sock.settimeout(timeout)
+
+    def _too_large(self, kind):
+        if kind == 'request' and self._buf.find(_CRLF, 0, MAX_REQUEST_LINE_LEN + 2) < 0:
+            return ParseError(
+                f'request line too long: over {MAX_REQUEST_LINE_LEN} bytes', 414, 'URI Too Long'
+            )
+        return ParseError(
+            f'{kind} preamble too large: over {self.max_preamble} bytes',
+            431,
+            'Request Header Fields Too Large',
+        )
+
+    def read_request(self):
+        """Read and parse the next request preamble; returns a ``Request``.
+
+        Raises ``EmptyPreambleError`` when the peer closed before sending a
+        byte, ``ValueError`` (or ``ParseError``) for a malformed preamble.
+        Empty lines before a request line are skipped (RFC 9112 section 2.2).
+        """
+        preamble = self._read_preamble('request')
+        if preamble[:2] == _CRLF or not preamble:
+            preamble = self._skip_empty_lines(preamble)
+        (line, _, block) = preamble.partition(_CRLF)
+        (method, uri, path, query, version) = parse_request_line(line)
+        if block:
+            headers = parse_headers(block, False, self.max_header_count)
+            if 'content-length' in headers:
+                body = Body(self, headers['content-length'])
+            elif 'transfer-encoding' in headers:
+                body = ChunkedBody(self)
+            else:
+                body = None
+        else:
+            headers = {}
+            body = None
+        return Request(method, uri, headers, body, [], path, query, version=version)
+
+    def _skip_empty_lines(self, preamble):
+        while preamble[:2] == _CRLF:
+            preamble = preamble[2:]
+        if not preamble:
+            # CRLF CRLF alone, or a request line hiding after it: once more.
+            if self._start == self._stop and self._wait_first('reading request preamble') == 0:
+                raise EmptyPreambleError('request preamble is empty')
+            preamble = self._read_preamble('request')
+            while preamble[:2] == _CRLF:
+                preamble = preamble[2:]
+            if not preamble:
+                raise ValueError('empty request line')
+        return preamble
+
+    def read_response(self, method):
+        """Read and parse the next response preamble; returns a ``Response``.
+
+        The body is ``None`` for HEAD and for 1xx, 204 and 304 responses
+        whatever the headers say (D11); a ``Body`` or ``ChunkedBody`` by the
+        framing header; a ``Body`` whose ``content_length`` is ``None`` for
+        an unframed HTTP/1.0 or ``connection: close`` response (D14).
+        ``response_version`` is left at the version of the status line.
+        """
+        preamble = self._read_preamble('response')
+        (line, _, block) = preamble.partition(_CRLF)
+        (version, status, reason) = parse_response_line(line)
+        self.response_version = version
+        try:
+            headers = parse_headers(block, True, self.max_header_count)
+        except ParseError as e:
+            if e.status == 501:
+                raise UnsupportedResponse(str(e)) from e
+            raise
+        if method == 'HEAD' or status < 200 or status == 204 or status == 304:
+            body = None
+        elif 'content-length' in headers:
+            body = Body(self, headers['content-length'])
+        elif 'transfer-encoding' in headers:
+            body = ChunkedBody(self)
+        elif version == 'HTTP/1.0' or 'close' in headers.get('connection', '').lower():
+            body = Body(self, None)
+        else:
+            body = None
+        return Response(status, reason, headers, body)
+
+    def expect_continue(self):
+        """Arm the lazy ``100 Continue``: sent just before the first body byte is read."""
+        self._continue = True
+
+    @property
+    def continue_pending(self):
+        """True while an armed ``100 Continue`` was not sent (the body is untouched)."""
+        return self._continue
+
+    def _send_continue(self):
+        self._continue = False
+        self._sendall(_CONTINUE, 'sending 100 Continue')
+
+    def read_exact(self, size):
+        """Exactly *size* bytes as ``bytes``; ``ConnectionClosed`` if the peer closes first."""
+        if self._continue:
+            self._send_continue()
+        start = self._start
+        avail = self._stop - start
+        if avail >= size:
+            self._start = start + size
+            return bytes(self._view[start : start + size])
+        if size <= _SMALL_READ:
+            self._compact()
+            while self._stop < size:
+                if self._fill('reading body') == 0:
+                    raise self._eof(size, self._stop)
+            self._start = size
+            return bytes(self._view[:size])
+        buf = bytearray(size)
+        self.readinto_exact(memoryview(buf))
+        return bytes(buf)
+
+    def readinto_exact(self, view):
+        """Fill all of *view*: buffered bytes first, then ``recv_into`` straight into it."""
+        if self._continue:
+            self._send_continue()
+        size = len(view)
+        start = self._start
+        avail = self._stop - start
+        if avail >= size:
+            view[:] = self._view[start : start + size]
+            self._start = start + size
+            return size
+        view[:avail] = self._view[start : self._stop]
+        self._start = self._stop = 0
+        got = avail
+        while got < size:
+            received = self._recv(view[got:], 'reading body')
+            if received == 0:
+                raise self._eof(size, got)
+            got += received
+        return size
+
+    def _eof(self, size, got):
+        return ConnectionClosed(f'expected to read {size} bytes, but received {got}')
+
+    def read_some(self, size, all_of_it=False):
+        """Up to *size* bytes, ``b''`` at EOF; with *all_of_it*, everything until EOF.
+
+        For close-delimited bodies (D14).  Reading everything refuses more
+        than *size* bytes rather than allocating them.
+        """
+        if self._continue:  # pragma: no cover - requests are never close-delimited
+            self._send_continue()
+        if not all_of_it:
+            if self._start == self._stop and self._fill('reading body') == 0:
+                return b''
+            start = self._start
+            end = min(self._stop, start + size)
+            self._start = end
+            return bytes(self._view[start:end])
+        parts = []
+        total = 0
+        while True:
+            if self._start == self._stop and self._fill('reading body') == 0:
+                return b''.join(parts)
+            total += self._stop - self._start
+            if total > size:
+                raise ValueError(f'would exceed max read size: {total} > {size}')
+            parts.append(bytes(self._view[self._start : self._stop]))
+            self._start = self._stop
+
+    def readline(self, limit):
+        """One line of at most *limit* bytes, its CRLF included (chunk and trailer lines)."""
+        if self._continue:
+            self._send_continue()
+        buf = self._buf
+        idx = buf.find(_CRLF, self._start, min(self._stop, self._start + limit))
+        if idx < 0:
+            if self._start + limit > len(buf):
+                self._compact()
+            while True:
+                searched = self._stop
+                end = self._start + limit
+                if searched >= end:
+                    raise ValueError(f"b'\\r\\n' not found in {_short(self._view[self._start:end])}")
+                if self._fill('reading chunk line') == 0:
+                    raise ConnectionClosed(
+                        f'chunk line truncated: {_short(self._view[self._start : self._stop])}'
+                    )
+                idx = buf.find(_CRLF, max(self._start, searched - 1), min(self._stop, end))
+                if idx >= 0:
+                    break
+        start = self._start
+        self._start = idx + 2
+        return bytes(self._view[start : idx + 2])
+
+    # ------------------------------------------------------------------
+    # Writing
+
+    def _sendall(self, data, what='sending'):
+        if self._closed:
+            raise ConnectionClosed('Connection is closed')
+        send = self._send
+        try:
+            sent = send(data)
+            size = len(data)
+            if sent != size:
+                view = memoryview(data)
+                while sent < size:
+                    sent += send(view[sent:])
+        except OSError as e:
+            mapped = map_socket_error(e, what)
+            if mapped is None:
+                raise
+            raise mapped from e
+
+    def write(self, data):
+        """Buffered write of *data*; returns ``len(data)``.  Call ``flush()`` to send."""
+        size = len(data)
+        if self._wlen + size <= BUF_LEN:
+            self._wparts.append(data if type(data) is bytes else bytes(data))
+            self._wlen += size
+            return size
+        self.flush()
+        if size < BUF_LEN // 2:
+            self._wparts.append(data if type(data) is bytes else bytes(data))
+            self._wlen = size
+        else:
+            self._sendall(data)
+        return size
+
+    def flush(self):
+        """Send whatever ``write()`` buffered, in one ``send`` when it can."""
+        parts = self._wparts
+        if parts:
+            self._wparts = []
+            self._wlen = 0
+            self._sendall(parts[0] if len(parts) == 1 else b''.join(parts))
+
+    def write_message(self, preamble, body):
+        """Send a rendered *preamble* and its *body*; returns the total bytes sent.
+
+        A small ``bytes`` body goes out with the preamble in one ``send``; a
+        body object streams through the write buffer, then everything is flushed.
+        """
+        if body is None:
+            self.flush()
+            self._sendall(preamble)
+            return len(preamble)
+        if type(body) is bytes:
+            self.flush()
+            if len(body) <= BUF_LEN:
+                self._sendall(preamble + body)
+            else:
+                self._sendall(preamble)
+                self._sendall(body)
+            return len(preamble) + len(body)
+        self.write(preamble)
+        total = len(preamble) + body.write_to(self)
+        self.flush()
+        return total
+
+    def write_request(self, method, uri, headers, body):
+        """Frame, render and send a request; returns the bytes sent."""
+        set_output_headers(headers, body)
+        return self.write_message(render_request(method, uri, headers), body)
+
+    def write_response(self, status, reason, headers, body):
+        """Frame, render and send a response; returns the bytes sent."""
+        set_output_headers(headers, body)
+        return self.write_message(render_response(status, reason, headers), body)
+
+
+def _method(obj, name):
+    m = getattr(obj, name)
+    if not callable(m):
+        raise TypeError(f'sock.{name}() is not callable')
+    return m

@@ -1,0 +1,875 @@
+"""Limits, errors, parsers and renderers of the shared HTTP engine.
+
+Bytes in, values out, no IO: the per-connection reader (``degu._io``) reads a
+bounded preamble or chunk line and hands complete ``bytes`` to the functions
+here.  Renderers mirror the parsers and refuse anything unsafe to put on the
+wire.  Everything is re-exported by ``degu.base``; import it from there.
+
+The grammar is RFC 9112 as narrowed by SPEC.md section 0 (D1-D5, D14, D16):
+strict wherever a lenient reading could desynchronise the byte stream, RFC
+conformant wherever the original Degu refused valid, common traffic.
+"""
+
+import re
+
+__all__ = (
+    # limits
+    'BUF_LEN',
+    'MAX_PREAMBLE_LEN',
+    'MAX_HEADER_COUNT',
+    'MAX_REQUEST_LINE_LEN',
+    'MAX_LINE_LEN',
+    'MAX_CL_LEN',
+    'MAX_LENGTH',
+    'MAX_CHUNK_SIZE_LEN',
+    'IO_SIZE',
+    'MAX_IO_SIZE',
+    'MAX_DRAIN_LEN',
+    'METHODS',
+    # errors
+    'ConnectionClosed',
+    'EmptyPreambleError',
+    'ConnectionTimedOut',
+    'UnsupportedResponse',
+    'ParseError',
+    # values
+    'Range',
+    'ContentRange',
+    # parsers
+    'parse_method',
+    'parse_uri',
+    'parse_version',
+    'parse_request_line',
+    'parse_response_line',
+    'parse_header_name',
+    'parse_headers',
+    'parse_content_length',
+    'parse_transfer_encoding',
+    'parse_range',
+    'parse_content_range',
+    'parse_chunk_size',
+    'parse_chunk_extension',
+    'parse_chunk',
+    # renderers
+    'render_headers',
+    'render_request',
+    'render_response',
+    'render_chunk_extension',
+    'format_chunk',
+)
+
+_TYPE_ERROR = '{}: need a {!r}; got a {!r}: {!r}'
+_TYPE_ERROR2 = '{}: need a {!r}; got a {!r}'
+
+
+# --------------------------------------------------------------------------
+# Limits.  Every bound that protects memory or the byte stream lives here,
+# with its unit.  The server exposes the preamble limits as options
+# (``max_header_bytes``, ``max_header_count``) with these defaults (D4).
+
+BUF_LEN = 32 * 1024  # 32 KiB: read and write buffer of one connection
+MAX_PREAMBLE_LEN = 32 * 1024  # 32 KiB: a whole preamble, including the final CRLFCRLF
+MAX_HEADER_COUNT = 100  # header fields in one preamble (in and out) or in a trailer
+MAX_REQUEST_LINE_LEN = 8 * 1024  # 8 KiB: a longer request line gets 414 (D1)
+MAX_LINE_LEN = 4 * 1024  # 4 KiB: a chunk-size line, including its CRLF
+MAX_CL_LEN = 16  # decimal digits in a content-length or a range number
+MAX_LENGTH = 9999999999999999  # largest content-length, range offset or total (16 digits)
+MAX_CHUNK_SIZE_LEN = 7  # hex digits in a chunk size (7 digits hold 16 MiB)
+IO_SIZE = 1024 * 1024  # 1 MiB: the piece size when a Body is iterated
+MAX_IO_SIZE = 16 * 1024 * 1024  # 16 MiB: largest single read, chunk and bytes body
+MAX_DRAIN_LEN = 64 * 1024  # 64 KiB: an unread request body the server drains (D7)
+
+# The seven request methods of D2, case-sensitive:
+METHODS = ('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS')
+
+
+# --------------------------------------------------------------------------
+# Errors.
+
+class ConnectionClosed(ConnectionError):
+    """The connection ended before the exchange finished (SPEC 9.1, D12).
+
+    ``unanswered`` is a tuple of ``(method, uri)`` for requests already sent
+    whose responses will never arrive, oldest first.
+    """
+
+    def __init__(self, message='', unanswered=()):
+        super().__init__(message)
+        self.unanswered = tuple(unanswered)
+
+
+class EmptyPreambleError(ConnectionClosed):
+    """The peer closed the connection before sending any byte of a preamble."""
+
+
+class ConnectionTimedOut(ConnectionClosed, TimeoutError):
+    """A socket operation timed out during an exchange."""
+
+
+class UnsupportedResponse(ValueError):
+    """A well-formed response that degu will not frame (SPEC 9.4)."""
+
+
+class ParseError(ValueError):
+    """A malformed message that a server answers with something other than 400.
+
+    ``status`` and ``reason`` name that response: 414, 431, 501 or 505.  Every
+    other parse error is a plain ``ValueError``, answered with 400.
+    """
+
+    def __init__(self, message, status, reason):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+def _uri_too_long(message):
+    return ParseError(message, 414, 'URI Too Long')
+
+
+def _too_large(message):
+    return ParseError(message, 431, 'Request Header Fields Too Large')
+
+
+def _not_implemented(message):
+    return ParseError(message, 501, 'Not Implemented')
+
+
+def _short(src, limit=32):
+    """Truncated repr of peer bytes, for error messages and logs."""
+    if len(src) > limit:
+        return f'{bytes(src[:limit])!r}...'
+    return repr(bytes(src))
+
+
+# --------------------------------------------------------------------------
+# Byte classes (RFC 9110 section 5.6.2, RFC 3986 section 3.3).
+
+#   tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+#           "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
+_TCHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_TOKEN_RE = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_LOWER_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
+_STR_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+#   pchar = unreserved / pct-encoded / sub-delims / ":" / "@"
+#   unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"
+#   sub-delims = "!" / "$" / "&" / "'" / "(" / ")" / "*" / "+" / "," / ";" / "="
+# The origin-form target is "/" path and an optional "?" query, where the
+# query may also hold "/" and "?": so every byte of it is a pchar, "/" or
+# "?", and every "%" starts a two-hex-digit escape.
+_TARGET_CHARS = (
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    b"-._~!$&'()*+,;=:@/?%"
+)
+_BAD_ESCAPE_RE = re.compile(rb'%(?![0-9A-Fa-f]{2})')
+
+#   absolute-form = absolute-URI ; only http and https, with an authority.
+_ABSOLUTE_RE = re.compile(
+    rb'(?i:https?)://'
+    rb'(?:[A-Za-z0-9\-._~!$&\'()*+,;=%]+|\[[0-9A-Fa-f:.]+\])'  # host
+    rb'(?::[0-9]*)?'  # port
+)
+
+#   field-value = *field-content, where field-content holds VCHAR, obs-text,
+#   SP and HTAB.  Every other control byte is refused, and so is a CR or LF
+#   that is not part of a CRLF line ending (D4).
+_BAD_FIELD_RE = re.compile(rb'[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n')
+_BAD_TEXT_RE = re.compile(rb'[\x00-\x08\x0a-\x1f\x7f]')  # one line: no CR or LF at all
+
+_DIGITS = b'0123456789'
+_HEXDIGITS = b'0123456789abcdefABCDEF'
+
+
+# --------------------------------------------------------------------------
+# Range and ContentRange (SPEC 5.10): Python slice semantics, stop exclusive.
+
+def _check_length(name, value):
+    if type(value) is not int:
+        raise TypeError(_TYPE_ERROR.format(name, int, type(value), value))
+    if not (0 <= value <= MAX_LENGTH):
+        raise ValueError(f'need 0 <= {name} <= {MAX_LENGTH}; got {value}')
+    return value
+
+
+class Range:
+    """A single byte range ``[start, stop)`` from a ``range`` request header.
+
+    >>> r = Range(2, 5)
+    >>> r
+    Range(2, 5)
+    >>> str(r)
+    'bytes=2-4'
+    >>> r.content_range(4)
+    ContentRange(2, 4, 4)
+    """
+
+    __slots__ = ('_start', '_stop')
+
+    def __init__(self, start, stop):
+        _check_length('start', start)
+        _check_length('stop', stop)
+        if start >= stop:
+            raise ValueError(f'need start < stop; got {start} >= {stop}')
+        self._start = start
+        self._stop = stop
+
+    @property
+    def start(self):
+        return self._start
+
+    @property
+    def stop(self):
+        return self._stop
+
+    def __repr__(self):
+        return f'Range({self._start}, {self._stop})'
+
+    def __str__(self):
+        return f'bytes={self._start}-{self._stop - 1}'
+
+    def __eq__(self, other):
+        if type(other) is Range:
+            return self._start == other._start and self._stop == other._stop
+        if type(other) is str:
+            return str(self) == other
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((Range, self._start, self._stop))
+
+    def _check_total(self, total):
+        _check_length('total', total)
+        if self._start >= total:
+            raise ValueError(f'{self!r} out of bounds (total={total})')
+
+    def content_length(self, total):
+        """Bytes this range selects from a representation of *total* bytes."""
+        self._check_total(total)
+        return min(self._stop, total) - self._start
+
+    def content_range(self, total):
+        """The ``ContentRange`` answering this range for *total* bytes."""
+        self._check_total(total)
+        return ContentRange(self._start, min(self._stop, total), total)
+
+
+class ContentRange:
+    """A ``content-range`` value: bytes ``[start, stop)`` of *total*.
+
+    >>> cr = ContentRange(2, 5, 7)
+    >>> str(cr)
+    'bytes 2-4/7'
+    >>> cr == 'bytes 2-4/7'
+    True
+    """
+
+    __slots__ = ('_start', '_stop', '_total')
+
+    def __init__(self, start, stop, total):
+        _check_length('start', start)
+        _check_length('stop', stop)
+        _check_length('total', total)
+        if not (start < stop <= total):
+            raise ValueError(f'need start < stop <= total; got {(start, stop, total)!r}')
+        self._start = start
+        self._stop = stop
+        self._total = total
+
+    @property
+    def start(self):
+        return self._start
+
+    @property
+    def stop(self):
+        return self._stop
+
+    @property
+    def total(self):
+        return self._total
+
+    def __repr__(self):
+        return f'ContentRange({self._start}, {self._stop}, {self._total})'
+
+    def __str__(self):
+        return f'bytes {self._start}-{self._stop - 1}/{self._total}'
+
+    def __eq__(self, other):
+        if type(other) is ContentRange:
+            return (self._start, self._stop, self._total) == (
+                other._start,
+                other._stop,
+                other._total,
+            )
+        if type(other) is str:
+            return str(self) == other
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((ContentRange, self._start, self._stop, self._total))
+
+
+# --------------------------------------------------------------------------
+# The request line (RFC 9112 section 3):
+#
+#   request-line   = method SP request-target SP HTTP-version
+#   request-target = origin-form / absolute-form / authority-form / asterisk-form
+#   HTTP-version   = "HTTP/" DIGIT "." DIGIT
+
+_METHODS = {m.encode(): m for m in METHODS}
+_VERSIONS = {b'HTTP/1.1': 'HTTP/1.1', b'HTTP/1.0': 'HTTP/1.0'}
+_VERSION_RE = re.compile(rb'HTTP/([0-9])\.([0-9])')
+
+
+def parse_method(src: bytes) -> str:
+    """One of the seven methods of D2; another token is a 501, anything else a 400.
+
+    >>> parse_method(b'GET')
+    'GET'
+    """
+    method = _METHODS.get(src)
+    if method is not None:
+        return method
+    if _TOKEN_RE.fullmatch(src):
+        raise _not_implemented(f'unsupported method: {_short(src)}')
+    raise ValueError(f'bad method: {_short(src)}')
+
+
+def parse_version(src: bytes) -> str:
+    """``'HTTP/1.1'`` or ``'HTTP/1.0'``; HTTP/1.2 and later minors count as 1.1 (D3).
+
+    >>> parse_version(b'HTTP/1.9')
+    'HTTP/1.1'
+    """
+    version = _VERSIONS.get(src)
+    if version is not None:
+        return version
+    m = _VERSION_RE.fullmatch(src)
+    if m is None:
+        raise ValueError(f'bad HTTP version: {_short(src)}')
+    if m.group(1) == b'1':
+        return 'HTTP/1.1'
+    raise ParseError(f'unsupported HTTP version: {_short(src)}', 505, 'HTTP Version Not Supported')
+
+
+def _parse_origin(src):
+    # src starts with b'/': check the bytes, then the escapes, decode last.
+    if src.translate(None, _TARGET_CHARS):
+        raise ValueError(f'bad request-target: {_short(src)}')
+    if b'%' in src and _BAD_ESCAPE_RE.search(src):
+        raise ValueError(f'bad percent-encoding in request-target: {_short(src)}')
+    uri = src.decode('ascii')
+    path, sep, query = uri.partition('?')
+    if path == '/':
+        return (uri, [], query if sep else None)
+    if '//' in path:
+        raise ValueError(f"b'//' in path: {_short(src)}")
+    components = path[1:].split('/')
+    if '..' in components or '.' in components:
+        raise ValueError(f'dot segment in path: {_short(src)}')
+    return (uri, components, query if sep else None)
+
+
+def parse_uri(src: bytes) -> tuple:
+    """Parse a request-target into ``(uri, path, query)``.
+
+    Origin-form is taken as is; path components stay percent-encoded (D1).
+    An absolute-form target gives the values of its origin part.  The
+    asterisk-form is the caller's business (only ``OPTIONS *`` allows it).
+
+    >>> parse_uri(b'/foo/bar?k=v')
+    ('/foo/bar?k=v', ['foo', 'bar'], 'k=v')
+    >>> parse_uri(b'/foo/')
+    ('/foo/', ['foo', ''], None)
+    >>> parse_uri(b'http://example.com:8080/a%20b?')
+    ('/a%20b?', ['a%20b'], '')
+    """
+    if src[:1] == b'/':
+        return _parse_origin(src)
+    m = _ABSOLUTE_RE.match(src)
+    if m is None:
+        raise ValueError(f'bad request-target: {_short(src)}')
+    rest = src[m.end() :]
+    if rest[:1] != b'/':
+        if rest[:1] not in (b'', b'?'):
+            raise ValueError(f'bad request-target: {_short(src)}')
+        rest = b'/' + rest
+    return _parse_origin(rest)
+
+
+def parse_request_line(line: bytes) -> tuple:
+    """Parse a request line into ``(method, uri, path, query, version)``.
+
+    >>> parse_request_line(b'GET /a/b?c HTTP/1.1')
+    ('GET', '/a/b?c', ['a', 'b'], 'c', 'HTTP/1.1')
+    >>> parse_request_line(b'OPTIONS * HTTP/1.1')
+    ('OPTIONS', '*', [], None, 'HTTP/1.1')
+    """
+    if len(line) > MAX_REQUEST_LINE_LEN:
+        raise _uri_too_long(f'request line too long: {len(line)} > {MAX_REQUEST_LINE_LEN}')
+    parts = line.split(b' ')
+    if len(parts) != 3:
+        raise ValueError(f'bad request line: {_short(line)}')
+    (msrc, target, vsrc) = parts
+    method = parse_method(msrc)
+    version = parse_version(vsrc)
+    if not target:
+        raise ValueError(f'bad request line: {_short(line)}')
+    if target == b'*':
+        if method != 'OPTIONS':
+            raise ValueError(f"request-target '*' with method {method!r}")
+        return (method, '*', [], None, version)
+    return (method, *parse_uri(target), version)
+
+
+# --------------------------------------------------------------------------
+# The status line (RFC 9112 section 4, D14):
+#
+#   status-line = HTTP-version SP status-code SP [ reason-phrase ]
+#   reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
+
+_STATUS_RE = re.compile(rb'([1-5][0-9][0-9])(?: (.*))?', re.DOTALL)
+_REASONS = {}  # a few shared reason strings, so common ones are not rebuilt
+
+
+def parse_response_line(line: bytes) -> tuple:
+    """Parse a status line into ``(version, status, reason)``.
+
+    An empty reason phrase is fine (D14); a missing SP before it is tolerated.
+
+    >>> parse_response_line(b'HTTP/1.1 200 OK')
+    ('HTTP/1.1', 200, 'OK')
+    >>> parse_response_line(b'HTTP/1.0 204 ')
+    ('HTTP/1.0', 204, '')
+    """
+    version = parse_version(line[:8])
+    if line[8:9] != b' ':
+        raise ValueError(f'bad status line: {_short(line)}')
+    m = _STATUS_RE.fullmatch(line, 9)
+    if m is None:
+        raise ValueError(f'bad status: {_short(line[9:])}')
+    rsrc = m.group(2) or b''
+    if _BAD_TEXT_RE.search(rsrc):
+        raise ValueError(f'bad reason phrase: {_short(rsrc)}')
+    reason = _REASONS.get(rsrc)
+    if reason is None:
+        reason = rsrc.decode('latin-1')
+        if len(_REASONS) < 64:
+            _REASONS[rsrc] = reason
+    return (version, int(m.group(1)), reason)
+
+
+# --------------------------------------------------------------------------
+# Header fields (RFC 9112 section 5, D4):
+#
+#   field-line = field-name ":" OWS field-value OWS
+#   field-name = token
+
+# Framing and routing fields whose repetition could let two parsers disagree
+# about the message: a repeat is a 400, never a join (D4).
+_SINGLE = frozenset(['content-length', 'transfer-encoding', 'host', 'range', 'content-range'])
+
+# Folded names of fields seen before, keyed by their raw bytes: a valid name
+# is checked once, then found with one dict lookup.  Bounded.
+_NAME_CACHE = {}
+_NAME_CACHE_MAX = 512
+
+
+def parse_header_name(src: bytes) -> str:
+    """A field name, case-folded to a lower-case ``str``.
+
+    >>> parse_header_name(b'Content-Type')
+    'content-type'
+    """
+    name = _NAME_CACHE.get(src)
+    if name is not None:
+        return name
+    if not _TOKEN_RE.fullmatch(src):
+        if not src:
+            raise ValueError('empty header name')
+        if src[0] in b' \t':
+            raise ValueError(f'obs-fold or leading whitespace in header line: {_short(src)}')
+        if src.rstrip(b' \t') != src:
+            raise ValueError(f'whitespace before colon in header name: {_short(src)}')
+        raise ValueError(f'bad header name: {_short(src)}')
+    name = src.decode('ascii').lower()
+    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+        _NAME_CACHE[src] = name
+    return name
+
+
+def parse_content_length(src: bytes) -> int:
+    """1 to 16 decimal digits; leading zeros are allowed (D16), lists are not (D5).
+
+    >>> parse_content_length(b'0017')
+    17
+    """
+    if len(src) > MAX_CL_LEN:
+        raise ValueError(f'content-length too long: {_short(src, MAX_CL_LEN)}')
+    if not src or src.translate(None, _DIGITS):
+        raise ValueError(f'bad content-length: {_short(src)}')
+    return int(src)
+
+
+def parse_transfer_encoding(src: bytes) -> str:
+    """Exactly ``chunked`` (any case); another coding or a list is a 501 (D5).
+
+    >>> parse_transfer_encoding(b'Chunked')
+    'chunked'
+    """
+    if src.lower() == b'chunked':
+        return 'chunked'
+    if not src:
+        raise ValueError('empty transfer-encoding')
+    raise _not_implemented(f'unsupported transfer-encoding: {_short(src)}')
+
+
+_RANGE_RE = re.compile(rb'bytes=([0-9]{1,16})-([0-9]{1,16})')
+_CONTENT_RANGE_RE = re.compile(rb'bytes ([0-9]{1,16})-([0-9]{1,16})/([0-9]{1,16})')
+
+
+def parse_range(src: bytes) -> Range:
+    """Exactly ``bytes=START-END``, kept strict (D16): a single, closed range.
+
+    >>> parse_range(b'bytes=0-99')
+    Range(0, 100)
+    """
+    m = _RANGE_RE.fullmatch(src)
+    if m is not None:
+        start = int(m.group(1))
+        end = int(m.group(2))
+        if start <= end < MAX_LENGTH:
+            return Range(start, end + 1)
+    raise ValueError(f'bad range: {_short(src)}')
+
+
+def parse_content_range(src: bytes) -> ContentRange:
+    """Exactly ``bytes START-END/TOTAL`` with ``START <= END < TOTAL``.
+
+    >>> parse_content_range(b'bytes 0-99/1000')
+    ContentRange(0, 100, 1000)
+    """
+    m = _CONTENT_RANGE_RE.fullmatch(src)
+    if m is not None:
+        start = int(m.group(1))
+        end = int(m.group(2))
+        total = int(m.group(3))
+        if start <= end < total <= MAX_LENGTH:
+            return ContentRange(start, end + 1, total)
+    raise ValueError(f'bad content-range: {_short(src)}')
+
+
+_SPECIAL_PARSERS = {
+    'content-length': parse_content_length,
+    'transfer-encoding': parse_transfer_encoding,
+    'range': parse_range,
+    'content-range': parse_content_range,
+}
+
+
+def parse_headers(src: bytes, isresponse=False, max_count=MAX_HEADER_COUNT) -> dict:
+    """Parse a header block (lines joined by CRLF, no trailing CRLF) into a dict.
+
+    Names are folded to lower case, values have optional whitespace stripped
+    and are decoded as latin-1 (D4).  ``content-length`` becomes an ``int``,
+    ``range`` a ``Range``, ``content-range`` a ``ContentRange``; a field given
+    twice is joined with ``', '``, except the framing and routing fields,
+    whose repetition is an error.
+
+    >>> parse_headers(b'Content-Length: 5\\r\\nAccept: a\\r\\naccept:  b ')
+    {'content-length': 5, 'accept': 'a, b'}
+    """
+    headers = {}
+    if not src:
+        return headers
+    if len(src) >= 2 ** 31:  # pragma: no cover - the reader bounds every preamble
+        raise _too_large('header block too large')
+    m = _BAD_FIELD_RE.search(src)
+    if m is not None:
+        raise ValueError(f'bad byte in header block: {bytes(m.group())!r}')
+    lines = src.split(b'\r\n')
+    if len(lines) > max_count:
+        raise _too_large(f'too many header fields: {len(lines)} > {max_count}')
+    for line in lines:
+        (nsrc, colon, vsrc) = line.partition(b':')
+        name = _NAME_CACHE.get(nsrc) or parse_header_name(nsrc)
+        if not colon:
+            raise ValueError(f'header line without a colon: {_short(line)}')
+        vsrc = vsrc.strip(b' \t')
+        if name in headers:
+            if name in _SINGLE:
+                raise ValueError(f'duplicate header: {name!r}')
+            headers[name] = headers[name] + ', ' + vsrc.decode('latin-1')
+            continue
+        parser = _SPECIAL_PARSERS.get(name)
+        if parser is None:
+            headers[name] = vsrc.decode('latin-1')
+        else:
+            headers[name] = parser(vsrc)
+    if len(headers) > 1:
+        _check_header_combinations(headers, isresponse)
+    elif isresponse and 'range' in headers:
+        raise ValueError("response cannot include a 'range' header")
+    elif not isresponse and 'content-range' in headers:
+        raise ValueError("request cannot include a 'content-range' header")
+    return headers
+
+
+def _check_header_combinations(headers, isresponse):
+    framed = 'content-length' in headers or 'transfer-encoding' in headers
+    if framed and 'content-length' in headers and 'transfer-encoding' in headers:
+        raise ValueError('cannot have both content-length and transfer-encoding headers')
+    if 'range' in headers:
+        if isresponse:
+            raise ValueError("response cannot include a 'range' header")
+        if framed:
+            raise ValueError('cannot include range header and content-length/transfer-encoding')
+    if 'content-range' in headers and not isresponse:
+        raise ValueError("request cannot include a 'content-range' header")
+
+
+# --------------------------------------------------------------------------
+# Chunk lines (RFC 9112 section 7.1, D5, D16):
+#
+#   chunk          = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
+#   chunk-size     = 1*HEXDIG
+#   chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+#   chunk-ext-val  = token / quoted-string
+#   quoted-string  = DQUOTE *( qdtext / quoted-pair ) DQUOTE
+#
+# Deviation: a chunk size has 1 to 7 hex digits and no leading zeros (SPEC
+# 5.8), and at most 16 MiB: a bounded size is what keeps memory bounded.
+
+_EXT_RE = re.compile(
+    rb"[ \t]*;[ \t]*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)"
+    rb"(?:[ \t]*=[ \t]*(?:([!#$%&'*+\-.^_`|~0-9A-Za-z]+)"
+    rb'|"((?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*)"))?'
+)
+_QUOTED_PAIR_RE = re.compile(rb'\\(.)', re.DOTALL)
+
+
+def parse_chunk_size(src: bytes) -> int:
+    """1 to 7 hex digits, no leading zero, at most ``MAX_IO_SIZE``.
+
+    >>> parse_chunk_size(b'1e')
+    30
+    """
+    if len(src) > MAX_CHUNK_SIZE_LEN:
+        raise ValueError(f'chunk_size is too long: {_short(src, MAX_CHUNK_SIZE_LEN)}')
+    if not src or src.translate(None, _HEXDIGITS) or (src[0] == 0x30 and len(src) > 1):
+        raise ValueError(f'bad chunk_size: {_short(src)}')
+    size = int(src, 16)
+    if size > MAX_IO_SIZE:
+        raise ValueError(f'need chunk_size <= {MAX_IO_SIZE}; got {size}')
+    return size
+
+
+def parse_chunk_extension(src: bytes):
+    """Parse the extensions after a chunk size; ``b''`` gives ``None``.
+
+    The first ``name=value`` pair is returned as a ``(str, str)`` tuple;
+    later ones are checked and dropped.  A quoted value comes back unquoted,
+    a bare name gives ``(name, '')`` (D5, D16).
+
+    >>> parse_chunk_extension(b';name="a \\\\"b\\\\""')
+    ('name', 'a "b"')
+    >>> parse_chunk_extension(b' ; flag')
+    ('flag', '')
+    """
+    if not src:
+        return None
+    first = None
+    pos = 0
+    end = len(src)
+    while pos < end:
+        m = _EXT_RE.match(src, pos)
+        if m is None:
+            raise ValueError(f'bad chunk extension: {_short(src)}')
+        if first is None:
+            (name, token, quoted) = m.groups()
+            if token is not None:
+                value = token.decode('ascii')
+            elif quoted is not None:
+                value = _QUOTED_PAIR_RE.sub(rb'\1', quoted).decode('latin-1')
+            else:
+                value = ''
+            first = (name.decode('ascii'), value)
+        pos = m.end()
+    return first
+
+
+def parse_chunk(line: bytes) -> tuple:
+    """Parse a chunk-size line (without its CRLF) into ``(size, extension)``.
+
+    >>> parse_chunk(b'5;key=value')
+    (5, ('key', 'value'))
+    """
+    i = line.find(b';')
+    if i < 0:
+        return (parse_chunk_size(line), None)
+    return (parse_chunk_size(line[:i].rstrip(b' \t')), parse_chunk_extension(line[i:]))
+
+
+# --------------------------------------------------------------------------
+# Renderers.  Everything we send stays strict and canonical: names are
+# lower-case tokens, values hold no control byte but HTAB and no leading or
+# trailing whitespace, nothing can end a line early (header injection).
+
+_BAD_OUT_RE = re.compile(r'[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|[ \t]\r\n|: [ \t]')
+_GOOD_NAMES = set()  # names already checked, so the hot path skips the regex
+_GOOD_NAMES_MAX = 512
+_BAD_VALUE_RE = re.compile(r'[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$')
+
+
+def _check_name(name):
+    if name in _GOOD_NAMES:
+        return name
+    if type(name) is not str:
+        raise TypeError(_TYPE_ERROR.format('header name', str, type(name), name))
+    if not _LOWER_TOKEN_RE.fullmatch(name):
+        raise ValueError(f'bad header name: {name!r}')
+    if len(_GOOD_NAMES) < _GOOD_NAMES_MAX:
+        _GOOD_NAMES.add(name)
+    return name
+
+
+def _check_value(name, value):
+    text = value if type(value) is str else str(value)
+    if _BAD_VALUE_RE.search(text):
+        raise ValueError(f'bad header value: {name!r}: {text[:64]!r}')
+    return text
+
+
+def _check_headers(headers):
+    if type(headers) is not dict:
+        raise TypeError(_TYPE_ERROR.format('headers', dict, type(headers), headers))
+    if len(headers) > MAX_HEADER_COUNT:
+        raise ValueError(f'need len(headers) <= {MAX_HEADER_COUNT}; got {len(headers)}')
+    if 'content-length' in headers and 'transfer-encoding' in headers:
+        raise ValueError('cannot have both content-length and transfer-encoding headers')
+
+
+def _check_all(headers):
+    # The slow path, for a precise message once the fast check failed.
+    for name in headers:
+        _check_name(name)
+        _check_value(name, headers[name])
+
+
+def render_headers(headers: dict) -> str:
+    """The header lines, sorted by name, each preceded by CRLF, as a ``str``.
+
+    >>> render_headers({'b': 2, 'a': '1'})
+    '\\r\\na: 1\\r\\nb: 2'
+    """
+    _check_headers(headers)
+    for name in headers:
+        if name not in _GOOD_NAMES:
+            _check_name(name)
+    return ''.join([f'\r\n{name}: {headers[name]}' for name in sorted(headers)])
+
+
+def _encode(text, headers):
+    # One pass over the whole preamble; a hit may be a false alarm (an empty
+    # value, or ': \t' inside a value), so a hit means a closer look.
+    lines = len(headers) + 2
+    if _BAD_OUT_RE.search(text) or text.count('\n') != lines or text.count('\r') != lines:
+        _check_all(headers)
+    try:
+        return text.encode('latin-1')
+    except UnicodeEncodeError:
+        for name in headers:
+            _latin1(name, _check_value(name, headers[name]))
+        raise  # pragma: no cover - the loop above raises first
+
+
+def _latin1(name, value):
+    try:
+        value.encode('latin-1')
+    except UnicodeEncodeError:
+        raise ValueError(f'{name}: not latin-1: {value[:64]!r}') from None
+
+
+_URI_RE = re.compile(r'[!-~]+')
+
+
+def render_request(method: str, uri: str, headers: dict) -> bytes:
+    """The request preamble, CRLFCRLF included.
+
+    >>> render_request('GET', '/', {'host': 'example.com'})
+    b'GET / HTTP/1.1\\r\\nhost: example.com\\r\\n\\r\\n'
+    """
+    if method not in METHODS or type(method) is not str:
+        if type(method) is not str:
+            raise TypeError(_TYPE_ERROR.format('method', str, type(method), method))
+        raise ValueError(f'bad method: {method!r}')
+    if type(uri) is not str:
+        raise TypeError(_TYPE_ERROR.format('uri', str, type(uri), uri))
+    if not _URI_RE.fullmatch(uri):
+        raise ValueError(f'bad uri: {uri[:64]!r}')
+    text = f'{method} {uri} HTTP/1.1{render_headers(headers)}\r\n\r\n'
+    return _encode(text, headers)
+
+
+def render_response(status: int, reason: str, headers: dict) -> bytes:
+    """The response preamble, CRLFCRLF included.
+
+    >>> render_response(200, 'OK', {'content-length': 2})
+    b'HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\n'
+    """
+    if type(status) is not int:
+        raise TypeError(_TYPE_ERROR.format('status', int, type(status), status))
+    if not (100 <= status <= 599):
+        raise ValueError(f'need 100 <= status <= 599; got {status}')
+    if type(reason) is not str:
+        raise TypeError(_TYPE_ERROR.format('reason', str, type(reason), reason))
+    if not reason or _BAD_VALUE_RE.search(reason):
+        raise ValueError(f'bad reason: {reason[:64]!r}')
+    _latin1('reason', reason)
+    text = f'HTTP/1.1 {status} {reason}{render_headers(headers)}\r\n\r\n'
+    return _encode(text, headers)
+
+
+def _quote(value):
+    return '"' + value.replace('\\', '\\\\').replace('"', '\\"') + '"'
+
+
+def render_chunk_extension(extension) -> str:
+    """``''`` for ``None``, else ``';name=value'`` (value quoted when needed).
+
+    >>> render_chunk_extension(('key', 'a b'))
+    ';key="a b"'
+    """
+    if extension is None:
+        return ''
+    if type(extension) is not tuple:
+        raise TypeError(_TYPE_ERROR.format('extension', tuple, type(extension), extension))
+    if len(extension) != 2:
+        raise ValueError(f'extension: need a 2-tuple; got a {len(extension)}-tuple')
+    (name, value) = extension
+    if type(name) is not str:
+        raise TypeError(_TYPE_ERROR.format('extension name', str, type(name), name))
+    if type(value) is not str:
+        raise TypeError(_TYPE_ERROR.format('extension value', str, type(value), value))
+    if not _STR_TOKEN_RE.fullmatch(name):
+        raise ValueError(f'bad chunk extension name: {name!r}')
+    if _STR_TOKEN_RE.fullmatch(value):
+        return f';{name}={value}'
+    if _BAD_TEXT_RE.search(value.encode('latin-1', 'replace')):
+        raise ValueError(f'bad chunk extension value: {value[:64]!r}')
+    _latin1('extension value', value)
+    return f';{name}={_quote(value)}'
+
+
+def format_chunk(chunk: tuple) -> bytes:
+    """The chunk-size line (CRLF included) for an ``(extension, data)`` chunk.
+
+    >>> format_chunk((None, b'hello'))
+    b'5\\r\\n'
+    >>> format_chunk((('k', 'v'), b''))
+    b'0;k=v\\r\\n'
+    """
+    (extension, data) = chunk
+    if extension is None:
+        return b'%x\r\n' % len(data)
+    return f'{len(data):x}{render_chunk_extension(extension)}\r\n'.encode('latin-1')

@@ -1,0 +1,24 @@
+"""The shared HTTP engine of degu: what the server and the client both use.
+
+* Limits, each a named constant with its unit (``MAX_PREAMBLE_LEN``, ...).
+* Errors: ``ConnectionClosed`` and its family, ``ParseError``.
+* Pure parsers and renderers (``parse_*``, ``render_*``): bytes in, values out.
+* Body objects: ``Body``, ``ChunkedBody``, ``BodyIter``, ``ChunkedBodyIter``,
+  and the values ``Range`` and ``ContentRange``.
+* RGI values: ``Request``, ``Session``, ``Response``, ``API`` and ``api``.
+* ``SocketWrapper``: the per-connection reader/writer.
+
+The implementation lives in the private modules ``degu._parse``,
+``degu._body`` and ``degu._io``; this module is the one to import.
+See doc/degu.base.rst.
+"""
+
+from ._body import *  # noqa: F403
+from ._body import __all__ as _body_all
+from ._io import *  # noqa: F403
+from ._io import __all__ as _io_all
+from ._parse import *  # noqa: F403
+from ._parse import _TYPE_ERROR  # noqa: F401
+from ._parse import __all__ as _parse_all
+
+__all__ = _parse_all + _body_all + _io_all
