@@ -1,0 +1,755 @@
+"""The degu server: ``Server``, ``SSLServer`` and the RGI request loop.
+
+A blocking, thread-per-connection HTTP/1.1 server that calls an RGI app,
+``app(session, request, api) -> (status, reason, headers, body)``, once per
+request.  It binds in the constructor, serves in ``serve_forever()`` (in any
+thread) and stops gracefully in ``shutdown()`` (SPEC 6, D6-D11).
+
+Connection life cycle::
+
+    accept --(over max_connections)--> 503 + retry-after, lingering close
+       |
+    thread: [TLS handshake] -> app.on_connect() -> request loop -> close
+                                                      |
+        idle --first byte--> preamble --> app --> response --+
+         ^                                                   |
+         +------------- keep-alive (D7) ---------------------+
+
+Errors (D6): a malformed request gets a minimal 400/414/431/501/505 with
+``content-length: 0`` and ``connection: close``; an app that fails before the
+response started gets a 500; a failure after that just closes.  Nothing from
+the request and no traceback ever goes on the wire; tracebacks go to the
+``degu.server`` logger.
+"""
+
+import logging
+import os
+import selectors
+import socket
+import struct
+import threading
+import time
+
+from .base import (
+    MAX_DRAIN_LEN,
+    MAX_HEADER_COUNT,
+    MAX_PREAMBLE_LEN,
+    ChunkedBody,
+    ChunkedBodyIter,
+    ConnectionClosed,
+    EmptyPreambleError,
+    ParseError,
+    Request,
+    Session,
+    SocketWrapper,
+    api,
+    render_response,
+    set_output_headers,
+)
+from .base import _TYPE_ERROR
+
+__all__ = ('Server', 'SSLServer', 'build_server_sslctx', 'Session', 'Request')
+
+log = logging.getLogger('degu.server')
+
+_TYPE_ERROR2 = '{}: need a {!r}; got a {!r}'
+_NUMBER = (int, float)
+
+# name -> (default, accepted types, minimum, maximum)
+_OPTIONS = {
+    'max_connections': (50, (int,), 1, 100_000),
+    'max_requests': (1000, (int,), 1, 75_000),
+    'timeout': (30, _NUMBER, 0, None),
+    'idle_timeout': (15, _NUMBER, 0, None),
+    'max_header_bytes': (MAX_PREAMBLE_LEN, (int,), 1024, 1024 * 1024),
+    'max_header_count': (MAX_HEADER_COUNT, (int,), 1, 10_000),
+}
+
+LISTEN_BACKLOG = 128  # pending connections the kernel queues for accept()
+LINGER_TIME = 2.0  # seconds: how long a closing connection drains what the peer still sends
+LINGER_BYTES = 256 * 1024  # 256 KiB: and how much of it, at most
+MAX_LINGERING = 1024  # rejected (503) sockets drained by the accept loop at once
+
+_NO_BODY_STATUS = frozenset([204, 304])
+
+
+def _check_options(cls, options):
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(f'unsupported {cls.__name__}() **options: {", ".join(unknown)}')
+    values = {}
+    for name, (default, types, low, high) in _OPTIONS.items():
+        value = options.get(name, default)
+        if type(value) not in types:
+            raise TypeError(_TYPE_ERROR.format(name, types[0] if len(types) == 1 else types,
+                                               type(value), value))
+        if types is _NUMBER:
+            if not value > low:
+                raise ValueError(f'{name} must be > {low}; got {value!r}')
+        elif not (low <= value <= high):
+            raise ValueError(f'need {low} <= {name} <= {high}; got {value}')
+        values[name] = value
+    return values
+
+
+def _check_address(address):
+    """The address family for *address* (SPEC 3), after checking it."""
+    if type(address) is tuple:
+        if len(address) == 2:
+            return socket.AF_INET
+        if len(address) == 4:
+            return socket.AF_INET6
+        raise ValueError(f'address: must have 2 or 4 items; got {address!r}')
+    if type(address) is str:
+        if os.path.abspath(address) != address:
+            raise ValueError(f'address: bad socket filename: {address!r}')
+        return socket.AF_UNIX
+    if type(address) is bytes:
+        return socket.AF_UNIX
+    raise TypeError(_TYPE_ERROR.format('address', (tuple, str, bytes), type(address), address))
+
+
+def _app_name(app):
+    qualname = getattr(app, '__qualname__', None)
+    if qualname is not None:
+        return f'{app.__module__}.{qualname}'
+    return repr(app)
+
+
+# --------------------------------------------------------------------------
+# The date header (D10): IMF-fixdate, computed at most once per second, and
+# without strftime, whose day and month names follow the locale.
+
+_DAYS = ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
+_MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
+_date_cache = (0, '')
+
+
+def http_date(when=None):
+    """IMF-fixdate for *when* (seconds since the epoch, default now).
+
+    >>> http_date(784111777)
+    'Sun, 06 Nov 1994 08:49:37 GMT'
+    """
+    t = time.gmtime(when)
+    return (
+        f'{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} '
+        f'{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT'
+    )
+
+
+def _current_date():
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, http_date(now))
+    return _date_cache[1]
+
+
+def _error_preamble(status, reason, extra=''):
+    return (
+        f'HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-length: 0\r\n'
+        f'date: {_current_date()}\r\n{extra}\r\n'
+    ).encode('ascii')
+
+
+def _tokens(value):
+    return [t.strip() for t in value.lower().split(',')]
+
+
+class _AppError(Exception):
+    """An app broke the RGI contract; the message says how (answered with 500)."""
+
+
+def _check_response(response, request):
+    if not isinstance(response, tuple):
+        raise TypeError(_TYPE_ERROR2.format('response', tuple, type(response)))
+    if len(response) != 4:
+        raise ValueError(f'response: need a 4-tuple; got a {len(response)}-tuple')
+    (status, reason, headers, body) = response
+    if type(status) is not int:
+        raise TypeError(_TYPE_ERROR.format('status', int, type(status), status))
+    if not (100 <= status <= 599):
+        raise ValueError(f'need 100 <= status <= 599; got {status}')
+    if type(headers) is not dict:
+        raise TypeError(_TYPE_ERROR.format('headers', dict, type(headers), headers))
+    if body is None:
+        if request.method != 'HEAD' and status != 304:
+            length = headers.get('content-length')
+            if length is not None and str(length) != '0':
+                raise ValueError(f'response body is None but content-length is {length!r}')
+    elif request.method == 'HEAD':
+        raise TypeError(f'request method is HEAD, but response body is not None: {type(body)!r}')
+    elif status < 200 or status in _NO_BODY_STATUS:
+        raise TypeError(f'response status is {status}, but response body is not None: '
+                        f'{type(body)!r}')
+    return response
+
+
+class _Connection:
+    """The server's record of one live connection (for shutdown)."""
+
+    __slots__ = ('sock', 'idle', 'thread')
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.idle = False  # True while waiting for the first byte of a request
+        self.thread = None
+
+
+class Server:
+    """An HTTP/1.1 server calling an RGI *app* (SPEC 6.1, D6-D11).
+
+    *address* is an IPv4 ``(host, port)``, an IPv6 ``(host, port, flowinfo,
+    scopeid)``, an absolute AF_UNIX path (``str``), a Linux abstract name
+    (``bytes``, ``b''`` lets the kernel pick one), or a listening socket.
+    The socket is bound and listening when the constructor returns; build
+    clients from ``server.address``, which holds the real port.
+
+    Options (also attributes): ``max_connections`` (50), ``max_requests``
+    per connection (1000), ``timeout`` (30 s, each socket operation and a
+    whole preamble), ``idle_timeout`` (15 s, the wait for a request),
+    ``max_header_bytes`` (32 KiB), ``max_header_count`` (100).
+    """
+
+    def __init__(self, address, app, **options):
+        if not callable(app):
+            raise TypeError(f'app: not callable: {app!r}')
+        on_connect = getattr(app, 'on_connect', None)
+        if on_connect is not None and not callable(on_connect):
+            raise TypeError(f'app.on_connect: not callable: {on_connect!r}')
+        values = _check_options(type(self), options)
+        self.options = options
+        self.app = app
+        self.on_connect = on_connect
+        self.max_connections = values['max_connections']
+        self.max_requests = values['max_requests']
+        self.timeout = values['timeout']
+        self.idle_timeout = values['idle_timeout']
+        self.max_header_bytes = values['max_header_bytes']
+        self.max_header_count = values['max_header_count']
+        if isinstance(address, socket.socket):
+            sock = address
+        else:
+            family = _check_address(address)
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                if family != socket.AF_UNIX:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+                sock.listen(LISTEN_BACKLOG)
+            except BaseException:
+                sock.close()
+                raise
+        self.sock = sock
+        self.address = sock.getsockname()
+        self._lock = threading.Lock()
+        self._conns = set()  # the live _Connection records
+        self._stopping = False
+        self._serving = False
+        self._stopped = threading.Event()
+        self._shutdown_timeout = 5.0
+        (self._wake_r, self._wake_w) = socket.socketpair()
+
+    def __repr__(self):
+        return f'{type(self).__name__}({self.address!r}, {_app_name(self.app)})'
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
+
+    # ------------------------------------------------------------------
+    # Accepting
+
+    def serve_forever(self):
+        """Accept and serve connections until ``shutdown()``; then return.
+
+        Returns once the listening socket is closed and every connection
+        thread has finished (or was cut off after the shutdown timeout).
+        """
+        with self._lock:
+            if self._serving:
+                raise RuntimeError('serve_forever() is already running')
+            if self._stopping:
+                raise RuntimeError('server was shut down')
+            self._serving = True
+        log.info(
+            'Starting degu %s @ %r (max_connections=%d, max_requests=%d, timeout=%r)',
+            _version(), self.address, self.max_connections, self.max_requests, self.timeout,
+        )
+        try:
+            self._accept_loop()
+        finally:
+            self._close_listener()
+            self._finish(self._shutdown_timeout)
+            self._stopped.set()
+
+    def _accept_loop(self):
+        sel = selectors.DefaultSelector()
+        lingering = {}  # socket -> deadline, for rejected connections
+        try:
+            self.sock.setblocking(False)
+            sel.register(self.sock, selectors.EVENT_READ, None)
+            sel.register(self._wake_r, selectors.EVENT_READ, None)
+            while not self._stopping:
+                timeout = None
+                if lingering:
+                    timeout = max(0.0, min(lingering.values()) - time.monotonic())
+                for key, _ in sel.select(timeout):
+                    sock = key.fileobj
+                    if sock is self.sock:
+                        self._accept(sel, lingering)
+                    elif sock is not self._wake_r:
+                        self._linger_read(sel, lingering, sock)
+                if lingering:
+                    now = time.monotonic()
+                    for sock in [s for s, t in lingering.items() if t <= now]:
+                        self._linger_end(sel, lingering, sock)
+        finally:
+            for sock in list(lingering):
+                self._linger_end(sel, lingering, sock)
+            sel.close()
+
+    def _accept(self, sel, lingering):
+        try:
+            (sock, address) = self.sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:  # EMFILE and friends: log, keep serving
+            log.warning('accept() failed: %r', e)
+            return
+        with self._lock:
+            full = len(self._conns) >= self.max_connections
+            if not full:
+                conn = _Connection(sock)
+                self._conns.add(conn)
+        if full:
+            log.warning('Too many connections, rejecting %r', address)
+            self._reject(sel, lingering, sock)
+            return
+        try:
+            thread = threading.Thread(
+                target=self._run_connection, args=(conn, address), daemon=True,
+                name=f'degu connection {address!r}',
+            )
+            conn.thread = thread
+            thread.start()
+        except BaseException:
+            with self._lock:
+                self._conns.discard(conn)
+            sock.close()
+            raise
+
+    def _reject(self, sel, lingering, sock):
+        # D8: an immediate 503, never a stalled accept loop.  The socket is
+        # then drained for a moment, so that unread request bytes do not
+        # turn our close into a reset that destroys the 503 in flight.
+        try:
+            sock.setblocking(False)
+            sock.send(_error_preamble(503, 'Service Unavailable', 'retry-after: 1\r\n'))
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        if len(lingering) >= MAX_LINGERING:
+            sock.close()
+            return
+        lingering[sock] = time.monotonic() + LINGER_TIME
+        sel.register(sock, selectors.EVENT_READ, None)
+
+    def _linger_read(self, sel, lingering, sock):
+        try:
+            if sock.recv(65536):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._linger_end(sel, lingering, sock)
+
+    def _linger_end(self, sel, lingering, sock):
+        del lingering[sock]
+        sel.unregister(sock)
+        sock.close()
+
+    def _close_listener(self):
+        with self._lock:
+            sock = self.sock
+            if sock.fileno() >= 0:
+                sock.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    # ------------------------------------------------------------------
+    # Stopping
+
+    def shutdown(self, timeout=5.0):
+        """Stop accepting, let in-flight requests finish, close idle connections.
+
+        Makes ``serve_forever()`` return.  Connections still busy after
+        *timeout* seconds are cut off.  Returns ``True`` when every
+        connection finished in time.  Call it from another thread than the
+        one in ``serve_forever()``; calling it again does nothing.
+        """
+        with self._lock:
+            first = not self._stopping
+            self._stopping = True
+            serving = self._serving
+            if first:
+                self._shutdown_timeout = timeout
+                if self._wake_w.fileno() >= 0:
+                    try:
+                        self._wake_w.send(b'x')
+                    except OSError:  # pragma: no cover - a full wake-up pipe is awake enough
+                        pass
+        if serving:
+            self._stopped.wait(timeout + 5.0)
+            return not self._conns
+        if first:
+            self._close_listener()
+            return self._finish(timeout)
+        return not self._conns
+
+    def _finish(self, timeout):
+        deadline = time.monotonic() + timeout
+        self._close_idle()
+        for conn in self._snapshot():
+            left = deadline - time.monotonic()
+            if left > 0 and conn.thread is not None:
+                conn.thread.join(left)
+        busy = self._snapshot()
+        for conn in busy:
+            log.warning('Shutdown timeout: closing busy connection %r', conn.sock)
+            _shutdown_socket(conn.sock, socket.SHUT_RDWR)
+        for conn in busy:
+            if conn.thread is not None:
+                conn.thread.join(1.0)
+        return not busy
+
+    def _snapshot(self):
+        with self._lock:
+            return list(self._conns)
+
+    def _close_idle(self):
+        # SHUT_RD wakes a thread waiting for a request (its recv returns 0)
+        # and still lets a thread that has just read one send its response.
+        with self._lock:
+            for conn in self._conns:
+                if conn.idle:
+                    _shutdown_socket(conn.sock, socket.SHUT_RD)
+
+    # ------------------------------------------------------------------
+    # One connection, in its own thread
+
+    def _run_connection(self, conn, address):
+        sock = conn.sock
+        session = None
+        try:
+            sock.settimeout(self.timeout)
+            credentials = None
+            if sock.family == socket.AF_UNIX:
+                credentials = _peer_credentials(sock)
+            else:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            session = Session(address, credentials, self.max_requests)
+            log.info('+ %s New connection', session)
+            sock = self._wrap(sock)
+            conn.sock = sock
+            if self.on_connect is not None and self.on_connect(session, sock) is not True:
+                log.warning('- %s Rejected by app.on_connect()', session)
+                return
+            self._handle_requests(conn, session, sock)
+            log.info('- %s Handled %d requests: %s', session, session.requests, session.message)
+        except (ConnectionError, TimeoutError) as e:
+            log.info('- %s Connection lost after %d requests: %r', session or address,
+                     session.requests if session else 0, e)
+        except Exception:
+            log.exception('- %s Error after handling %d requests:', session or address,
+                          session.requests if session else 0)
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+            sock.close()
+
+    def _wrap(self, sock):
+        return sock
+
+    def _handle_requests(self, conn, session, sock):
+        wrapper = SocketWrapper(
+            sock,
+            max_preamble=self.max_header_bytes,
+            max_header_count=self.max_header_count,
+            timeout=self.timeout,
+            idle_timeout=self.idle_timeout,
+            close_on_error=False,
+        )
+        try:
+            while session.message is None:
+                if not wrapper.buffered:
+                    conn.idle = True
+                    if self._stopping:
+                        session._close('shutdown')
+                        return
+                try:
+                    try:
+                        request = wrapper.read_request()
+                    finally:
+                        conn.idle = False
+                except EmptyPreambleError:
+                    session._close('peer closed the connection')
+                    return
+                except ConnectionClosed as e:
+                    session._close(f'{e}')
+                    return
+                except ParseError as e:
+                    self._send_error(wrapper, session, e.status, e.reason, e)
+                    return
+                except ValueError as e:
+                    self._send_error(wrapper, session, 400, 'Bad Request', e)
+                    return
+                if not self._handle_one(wrapper, session, request):
+                    return
+        finally:
+            wrapper.close()
+
+    def _send_error(self, wrapper, session, status, reason, exc):
+        session._close(f'{status} {reason}')
+        log.info('- %s %d %s: %s', session, status, reason, exc)
+        try:
+            wrapper.flush()
+            wrapper.sock.sendall(_error_preamble(status, reason))
+        except OSError:
+            return
+        _linger(wrapper)
+
+    def _handle_one(self, wrapper, session, request):
+        """Serve one request; returns False when the connection must close now."""
+        headers = request.headers
+        body = request.body
+        keep_alive = request.version == 'HTTP/1.1'
+        connection = headers.get('connection')
+        if connection is not None:
+            tokens = _tokens(connection)
+            if 'close' in tokens:
+                keep_alive = False
+            elif 'keep-alive' in tokens and request.version == 'HTTP/1.0':
+                keep_alive = True
+        if body is not None and request.version == 'HTTP/1.1':
+            expect = headers.get('expect')
+            if expect is not None and expect.lower() == '100-continue':
+                wrapper.expect_continue()
+        try:
+            response = _check_response(self.app(session, request, api), request)
+        except Exception as e:
+            return self._app_failed(wrapper, session, request, e)
+        if wrapper.error is not None:
+            return self._app_failed(wrapper, session, request, wrapper.error)
+        (status, reason, rheaders, rbody) = response
+        if not keep_alive:
+            session._close('connection: close' if request.version == 'HTTP/1.1' else 'HTTP/1.0')
+        if 'connection' in rheaders and 'close' in _tokens(str(rheaders['connection'])):
+            session._close('app closed the connection')
+        if body is not None and body is not rbody and body.state != 2:
+            if wrapper.continue_pending:
+                session._close('expect100 body not read')
+            else:
+                try:
+                    if not body._drain(MAX_DRAIN_LEN):
+                        session._close('request body not consumed')
+                except Exception as e:
+                    return self._app_failed(wrapper, session, request, e)
+        if self._stopping:
+            session._close('shutdown')
+        if session.requests + 1 >= session.max_requests:
+            session._close('max_requests')
+        if session.message is not None:
+            if 'connection' not in rheaders:
+                rheaders['connection'] = 'close'
+        elif request.version == 'HTTP/1.0':
+            rheaders['connection'] = 'keep-alive'
+        if 'date' not in rheaders:
+            rheaders['date'] = _current_date()
+        raw = request.version == 'HTTP/1.0' and isinstance(rbody, (ChunkedBody, ChunkedBodyIter))
+        try:
+            if raw:
+                # D3: a 1.0 peer gets the chunk data close-delimited.
+                session._close('HTTP/1.0')
+                rheaders.pop('transfer-encoding', None)
+                rheaders['connection'] = 'close'
+                preamble = render_response(status, reason, rheaders)
+            else:
+                set_output_headers(rheaders, rbody)
+                preamble = render_response(status, reason, rheaders)
+        except Exception as e:
+            return self._app_failed(wrapper, session, request, e)
+        # From here on, a failure can only close the connection.
+        if raw:
+            _write_raw_chunks(wrapper, preamble, rbody)
+        else:
+            wrapper.write_message(preamble, rbody)
+        session._requests += 1
+        if session.message is not None:
+            _linger(wrapper)
+            return False
+        return True
+
+    def _app_failed(self, wrapper, session, request, exc):
+        error = wrapper.error
+        if isinstance(error, ConnectionClosed):
+            # The peer vanished while the app read the body: nobody to answer.
+            session._close('peer closed the connection')
+            log.info('- %s %s %s: %r', session, request.method, request.uri, error)
+            return False
+        if error is not None:
+            # D16: a malformed request body is the client's fault, whatever the app did.
+            self._send_error(wrapper, session, 400, 'Bad Request', error)
+            return False
+        log.error('- %s %s %s: app failed:', session, request.method, request.uri,
+                  exc_info=exc)
+        self._send_error(wrapper, session, 500, 'Internal Server Error', exc)
+        return False
+
+
+def _write_raw_chunks(wrapper, preamble, body):
+    wrapper.write(preamble)
+    if isinstance(body, ChunkedBody):
+        for (_, data) in body:
+            wrapper.write(data)
+    else:
+        for (_, data) in body.source:
+            wrapper.write(data)
+    wrapper.flush()
+
+
+def _shutdown_socket(sock, how):
+    try:
+        # socket.socket.shutdown, not SSLSocket.shutdown: that would drop
+        # the TLS state a busy thread still needs to send its response.
+        socket.socket.shutdown(sock, how)
+    except OSError:
+        pass
+
+
+def _linger(wrapper):
+    """Close our side, drain what the peer still sends for a moment, then close.
+
+    Closing a socket with unread bytes makes the kernel send a reset, which
+    can destroy the last response before the peer reads it.
+    """
+    sock = wrapper.sock
+    if wrapper.closed:
+        return
+    try:
+        _shutdown_socket(sock, socket.SHUT_WR)
+        sock.settimeout(LINGER_TIME)
+        deadline = time.monotonic() + LINGER_TIME
+        received = 0
+        while received < LINGER_BYTES and time.monotonic() < deadline:
+            data = socket.socket.recv(sock, 65536) if not _is_tls(sock) else b''
+            if not data:
+                break
+            received += len(data)
+    except OSError:
+        pass
+    wrapper.close()
+
+
+def _is_tls(sock):
+    return type(sock) is not socket.socket
+
+
+def _peer_credentials(sock):
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize('3i'))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return None
+    return struct.unpack('3i', raw)
+
+
+def _version():
+    from . import __version__
+
+    return __version__
+
+
+# --------------------------------------------------------------------------
+# TLS (SPEC 6.2, 6.3, D13)
+
+
+def _check_path(sslconfig, key):
+    value = sslconfig[key]
+    if type(value) is not str or os.path.abspath(value) != value:
+        raise ValueError(f'sslconfig[{key!r}] is not an absolute, normalized path: {value!r}')
+    return value
+
+
+def build_server_sslctx(sslconfig):
+    """An ``ssl.SSLContext`` for a server from an *sslconfig* dict.
+
+    Keys: ``cert_file`` and ``key_file`` (required), then ``ca_file`` and/or
+    ``ca_path`` to require client certificates signed by that CA, or
+    ``allow_unauthenticated_clients: True``.  TLS 1.2 is the minimum and
+    TLS 1.3 is allowed (D13); TLS 1.2 is restricted to ECDHE with AEAD.
+    """
+    import ssl
+
+    if type(sslconfig) is not dict:
+        raise TypeError(_TYPE_ERROR.format('sslconfig', dict, type(sslconfig), sslconfig))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers('ECDHE+AESGCM:ECDHE+CHACHA20')
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_SINGLE_ECDH_USE | ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx.load_cert_chain(_check_path(sslconfig, 'cert_file'), _check_path(sslconfig, 'key_file'))
+    has_ca = 'ca_file' in sslconfig or 'ca_path' in sslconfig
+    if 'allow_unauthenticated_clients' in sslconfig:
+        if sslconfig['allow_unauthenticated_clients'] is not True:
+            raise ValueError('True is only allowed value for allow_unauthenticated_clients')
+        if has_ca:
+            raise ValueError('ca_file/ca_path with allow_unauthenticated_clients')
+        return ctx
+    if not has_ca:
+        raise ValueError('must include ca_file or ca_path (or allow_unauthenticated_clients)')
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(
+        cafile=_check_path(sslconfig, 'ca_file') if 'ca_file' in sslconfig else None,
+        capath=_check_path(sslconfig, 'ca_path') if 'ca_path' in sslconfig else None,
+    )
+    return ctx
+
+
+def _check_server_sslctx(sslctx):
+    import ssl
+
+    if isinstance(sslctx, dict):
+        sslctx = build_server_sslctx(sslctx)
+    if not isinstance(sslctx, ssl.SSLContext):
+        raise TypeError('sslctx must be an ssl.SSLContext')
+    if sslctx.protocol not in (ssl.PROTOCOL_TLS_SERVER, ssl.PROTOCOL_TLS):
+        raise ValueError('sslctx.protocol must be ssl.PROTOCOL_TLS_SERVER')
+    if sslctx.minimum_version < ssl.TLSVersion.TLSv1_2 and (
+        sslctx.minimum_version != ssl.TLSVersion.MINIMUM_SUPPORTED
+        or ssl.TLSVersion.MINIMUM_SUPPORTED < ssl.TLSVersion.TLSv1_2
+    ):
+        raise ValueError('sslctx.minimum_version must be >= ssl.TLSVersion.TLSv1_2')
+    if sslctx.verify_mode == ssl.CERT_OPTIONAL:
+        raise ValueError('sslctx.verify_mode cannot be ssl.CERT_OPTIONAL')
+    if sslctx.verify_mode == ssl.CERT_NONE:
+        log.warning('Security concern: sslctx allows unauthenticated clients!')
+    return sslctx
+
+
+class SSLServer(Server):
+    """A ``Server`` speaking TLS: *sslctx* is an ``ssl.SSLContext`` or an sslconfig dict."""
+
+    def __init__(self, sslctx, address, app, **options):
+        self.sslctx = _check_server_sslctx(sslctx)
+        super().__init__(address, app, **options)
+
+    def __repr__(self):
+        return f'SSLServer({self.sslctx!r}, {self.address!r}, {_app_name(self.app)})'
+
+    def _wrap(self, sock):
+        # The handshake runs here, in the connection's thread, bounded by timeout.
+        return self.sslctx.wrap_socket(sock, server_side=True)

@@ -1,0 +1,1014 @@
+"""Tests of degu.server: options, live requests over every address family,
+raw-socket error and smuggling cases, limits, timeouts and shutdown."""
+
+import contextlib
+import http.client
+import logging
+import os
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.request
+import warnings
+
+import pytest
+
+from degu import server as server_mod
+from degu.server import Server, SSLServer, build_server_sslctx, http_date
+
+TIMEOUT = 10  # seconds: the bound on every socket wait in these tests
+
+
+# --------------------------------------------------------------------------
+# Fixtures and helpers
+
+
+@contextlib.contextmanager
+def serving(app, address=('127.0.0.1', 0), cls=Server, *args, **options):
+    """Run a server in a thread for the duration of a with block; check cleanup."""
+    before = set(threading.enumerate())
+    server = cls(*args, address, app, **options)
+    thread = threading.Thread(target=server.serve_forever, name='test serve_forever')
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown(5)
+        thread.join(TIMEOUT)
+        assert not thread.is_alive()
+        assert server.sock.fileno() == -1
+        left = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+        assert left == []
+
+
+def families(tmp_path_factory=None):
+    return ['ipv4', 'ipv6', 'unix', 'abstract']
+
+
+@pytest.fixture(params=['ipv4', 'ipv6', 'unix', 'abstract'])
+def address(request, tmp_path):
+    return {
+        'ipv4': ('127.0.0.1', 0),
+        'ipv6': ('::1', 0, 0, 0),
+        'unix': str(tmp_path / 'server.sock'),
+        'abstract': b'',
+    }[request.param]
+
+
+def connect(address):
+    if isinstance(address, tuple) and len(address) == 2:
+        return socket.create_connection(address, timeout=TIMEOUT)
+    family = socket.AF_INET6 if isinstance(address, tuple) else socket.AF_UNIX
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(TIMEOUT)
+    sock.connect(address)
+    return sock
+
+
+def recv_all(sock):
+    """Everything until EOF (bounded by the socket timeout)."""
+    parts = []
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return b''.join(parts)
+        parts.append(data)
+
+
+def exchange(address, data):
+    """Send raw bytes, half-close, read the raw reply to EOF."""
+    with connect(address) as sock:
+        sock.sendall(data)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+        return recv_all(sock)
+
+
+def read_response(sock, buf=b''):
+    """Read one response with a content-length framed body; returns (head, body, rest)."""
+    while b'\r\n\r\n' not in buf:
+        data = sock.recv(65536)
+        assert data, buf
+        buf += data
+    (head, _, buf) = buf.partition(b'\r\n\r\n')
+    length = 0
+    for line in head.split(b'\r\n')[1:]:
+        (name, _, value) = line.partition(b':')
+        if name.lower() == b'content-length':
+            length = int(value)
+    while len(buf) < length:
+        data = sock.recv(65536)
+        assert data
+        buf += data
+    return (head, buf[:length], buf[length:])
+
+
+def status_line(raw):
+    return raw.split(b'\r\n', 1)[0]
+
+
+def hello_app(session, request, api):
+    body = request.body.read() if request.body is not None else b''
+    return (200, 'OK', {'x-method': request.method}, b'hello ' + body)
+
+
+class Recorder:
+    """An app that records the requests it saw."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, session, request, api):
+        body = request.body.read() if request.body is not None else None
+        self.calls.append((request.method, request.uri, body))
+        return (200, 'OK', {}, b'ok')
+
+
+# --------------------------------------------------------------------------
+# Construction
+
+
+def test_options_validation():
+    with pytest.raises(TypeError) as e:
+        Server(('127.0.0.1', 0), hello_app, foo=1, bar=2)
+    assert str(e.value) == 'unsupported Server() **options: bar, foo'
+    cases = [
+        ({'max_connections': 0}, ValueError, 'need 1 <= max_connections <= 100000; got 0'),
+        ({'max_connections': 1.5}, TypeError,
+         "max_connections: need a <class 'int'>; got a <class 'float'>: 1.5"),
+        ({'max_requests': 75001}, ValueError, 'need 1 <= max_requests <= 75000; got 75001'),
+        ({'timeout': 0}, ValueError, 'timeout must be > 0; got 0'),
+        ({'timeout': '1'}, TypeError,
+         "timeout: need a (<class 'int'>, <class 'float'>); got a <class 'str'>: '1'"),
+        ({'idle_timeout': -1}, ValueError, 'idle_timeout must be > 0; got -1'),
+        ({'max_header_bytes': 100}, ValueError,
+         'need 1024 <= max_header_bytes <= 1048576; got 100'),
+        ({'max_header_count': 0}, ValueError, 'need 1 <= max_header_count <= 10000; got 0'),
+        ({'max_connections': True}, TypeError,
+         "max_connections: need a <class 'int'>; got a <class 'bool'>: True"),
+    ]
+    for (options, exc, message) in cases:
+        with pytest.raises(exc) as e:
+            Server(('127.0.0.1', 0), hello_app, **options)
+        assert str(e.value) == message
+
+
+def test_app_and_address_validation():
+    with pytest.raises(TypeError) as e:
+        Server(('127.0.0.1', 0), 'nope')
+    assert str(e.value) == "app: not callable: 'nope'"
+
+    class App:
+        on_connect = 17
+
+        def __call__(self, session, request, api):  # pragma: no cover
+            pass
+
+    with pytest.raises(TypeError) as e:
+        Server(('127.0.0.1', 0), App())
+    assert str(e.value) == 'app.on_connect: not callable: 17'
+    with pytest.raises(ValueError) as e:
+        Server(('127.0.0.1', 0, 0), hello_app)
+    assert str(e.value) == "address: must have 2 or 4 items; got ('127.0.0.1', 0, 0)"
+    with pytest.raises(ValueError) as e:
+        Server('foo.sock', hello_app)
+    assert str(e.value) == "address: bad socket filename: 'foo.sock'"
+    with pytest.raises(TypeError) as e:
+        Server(['127.0.0.1', 0], hello_app)
+    assert str(e.value) == (
+        "address: need a (<class 'tuple'>, <class 'str'>, <class 'bytes'>); "
+        "got a <class 'list'>: ['127.0.0.1', 0]"
+    )
+
+
+def test_attributes_and_repr(tmp_path):
+    filename = str(tmp_path / 'a.sock')
+    server = Server(filename, hello_app, timeout=2)
+    try:
+        assert server.address == filename
+        assert server.timeout == 2
+        assert server.idle_timeout == 15
+        assert server.max_connections == 50
+        assert server.max_requests == 1000
+        assert server.max_header_bytes == 32 * 1024
+        assert server.max_header_count == 100
+        assert server.options == {'timeout': 2}
+        assert repr(server) == f"Server({filename!r}, {__name__}.hello_app)"
+    finally:
+        assert server.shutdown() is True
+    assert server.sock.fileno() == -1
+
+
+def test_bind_error_and_listening_socket():
+    with Server(('127.0.0.1', 0), hello_app) as first:
+        with pytest.raises(OSError):
+            Server(first.address, hello_app)
+    sock = socket.socket()
+    sock.bind(('127.0.0.1', 0))
+    sock.listen(5)
+    with serving(hello_app, sock) as server:
+        assert server.address == sock.getsockname()
+        conn = http.client.HTTPConnection(*server.address, timeout=TIMEOUT)
+        conn.request('GET', '/')
+        assert conn.getresponse().read() == b'hello '
+        conn.close()
+
+
+def test_http_date():
+    assert http_date(0) == 'Thu, 01 Jan 1970 00:00:00 GMT'
+    assert http_date(784111777) == 'Sun, 06 Nov 1994 08:49:37 GMT'
+
+
+# --------------------------------------------------------------------------
+# Live requests
+
+
+def test_live_every_family(address):
+    seen = []
+
+    def app(session, request, api):
+        seen.append((session.address, session.credentials))
+        return hello_app(session, request, api)
+
+    with serving(app, address) as server:
+        with connect(server.address) as sock:
+            for i in range(3):
+                sock.sendall(b'POST /a/b?c HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz')
+                (head, body, rest) = read_response(sock)
+                assert rest == b''
+                assert status_line(head) == b'HTTP/1.1 200 OK'
+                assert body == b'hello xyz'
+                assert b'\r\ndate: ' in head
+                assert b'connection' not in head
+    assert len(seen) == 3
+    if isinstance(address, (str, bytes)):
+        assert seen[0][1] == (os.getpid(), os.getuid(), os.getgid())
+    else:
+        assert seen[0][1] is None
+
+
+def test_http_client_and_urllib():
+    with serving(hello_app) as server:
+        conn = http.client.HTTPConnection(*server.address, timeout=TIMEOUT)
+        for method in ('GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'):
+            conn.request(method, '/x', body=b'data' if method in ('POST', 'PUT') else None)
+            response = conn.getresponse()
+            assert response.status == 200
+            assert response.getheader('x-method') == method
+            expected = b'hello data' if method in ('POST', 'PUT') else b'hello '
+            assert response.read() == expected
+        conn.request('HEAD', '/x')
+        response = conn.getresponse()
+        assert response.status == 500  # the app returned a body for HEAD
+        conn.close()
+        url = 'http://127.0.0.1:%d/foo' % server.address[1]
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+            assert response.read() == b'hello '
+        request = urllib.request.Request(url, data=b'posted', method='POST')
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            assert response.read() == b'hello posted'
+
+
+def test_http_client_chunked_upload_and_download():
+    def app(session, request, api):
+        chunks = [request.body.readchunk() for _ in range(3)]
+        assert request.body.state == 2
+        return (200, 'OK', {}, api.ChunkedBodyIter(iter(chunks)))
+
+    with serving(app) as server:
+        conn = http.client.HTTPConnection(*server.address, timeout=TIMEOUT)
+        conn.request('PUT', '/', body=iter([b'ab', b'cde']), encode_chunked=True)
+        response = conn.getresponse()
+        assert response.getheader('transfer-encoding') == 'chunked'
+        assert response.read() == b'abcde'
+        conn.close()
+
+
+def test_head_and_no_body_statuses():
+    def app(session, request, api):
+        if request.uri == '/head':
+            return (200, 'OK', {'content-length': 1234}, None)
+        if request.uri == '/304':
+            return (304, 'Not Modified', {'content-length': 99}, None)
+        return (204, 'No Content', {}, None)
+
+    with serving(app) as server:
+        with connect(server.address) as sock:
+            sock.sendall(b'HEAD /head HTTP/1.1\r\n\r\nGET /304 HTTP/1.1\r\n\r\n'
+                         b'DELETE /x HTTP/1.1\r\n\r\n')
+            sock.shutdown(socket.SHUT_WR)
+            raw = recv_all(sock)
+    responses = raw.split(b'\r\n\r\n')
+    assert responses[-1] == b''
+    assert len(responses) == 4
+    assert status_line(responses[0]) == b'HTTP/1.1 200 OK'
+    assert b'content-length: 1234' in responses[0]
+    assert status_line(responses[1]) == b'HTTP/1.1 304 Not Modified'
+    assert status_line(responses[2]) == b'HTTP/1.1 204 No Content'
+
+
+def test_pipelined_requests_in_order():
+    app = Recorder()
+    with serving(app) as server:
+        with connect(server.address) as sock:
+            requests = b''.join(
+                b'GET /%d HTTP/1.1\r\n\r\n' % i if i % 2 else
+                b'PUT /%d HTTP/1.1\r\ncontent-length: 1\r\n\r\n%d' % (i, i % 10)
+                for i in range(20)
+            )
+            sock.sendall(requests)
+            rest = b''
+            for i in range(20):
+                (head, body, rest) = read_response(sock, rest)
+                assert body == b'ok'
+    assert [c[1] for c in app.calls] == ['/%d' % i for i in range(20)]
+
+
+def test_max_requests_closes_with_header():
+    with serving(hello_app, max_requests=3) as server:
+        with connect(server.address) as sock:
+            sock.sendall(b'GET / HTTP/1.1\r\n\r\n' * 5)
+            raw = recv_all(sock)
+    assert raw.count(b'HTTP/1.1 200 OK') == 3
+    assert raw.count(b'connection: close') == 1
+    assert raw.split(b'HTTP/1.1 200 OK')[3].count(b'connection: close') == 1
+
+
+def test_connection_close_request():
+    with serving(hello_app) as server:
+        raw = exchange(server.address, b'GET / HTTP/1.1\r\nConnection: close\r\n\r\n'
+                                       b'GET /again HTTP/1.1\r\n\r\n')
+    assert raw.count(b'HTTP/1.1') == 1
+    assert b'\r\nconnection: close\r\n' in raw
+
+
+def test_app_connection_close():
+    def app(session, request, api):
+        return (200, 'OK', {'connection': 'close'}, b'bye')
+
+    with serving(app) as server:
+        raw = exchange(server.address, b'GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n')
+    assert raw.count(b'HTTP/1.1 200') == 1
+    assert raw.endswith(b'\r\n\r\nbye')
+
+
+def test_http10():
+    def app(session, request, api):
+        if request.uri == '/chunked':
+            return (200, 'OK', {}, api.ChunkedBodyIter([(None, b'ab'), (('x', 'y'), b'cd'),
+                                                        (None, b'')]))
+        return (200, 'OK', {'x-version': request.version}, b'ten')
+
+    with serving(app) as server:
+        raw = exchange(server.address, b'GET / HTTP/1.0\r\n\r\nGET / HTTP/1.0\r\n\r\n')
+        assert raw.count(b'HTTP/1.1 200 OK') == 1
+        assert b'x-version: HTTP/1.0' in raw
+        assert b'connection: close' in raw
+        with connect(server.address) as sock:
+            for _ in range(2):
+                sock.sendall(b'GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n')
+                (head, body, _) = read_response(sock)
+                assert b'connection: keep-alive' in head
+                assert body == b'ten'
+        raw = exchange(server.address, b'GET /chunked HTTP/1.0\r\n\r\n')
+        (head, _, body) = raw.partition(b'\r\n\r\n')
+        assert b'transfer-encoding' not in head
+        assert b'connection: close' in head
+        assert body == b'abcd'
+        raw = exchange(server.address, b'GET / HTTP/1.7\r\n\r\n')
+        assert b'x-version: HTTP/1.1' in raw
+
+
+def test_date_header_kept_when_app_sets_it():
+    def app(session, request, api):
+        return (200, 'OK', {'date': 'Thu, 01 Jan 1970 00:00:00 GMT'}, None)
+
+    with serving(app) as server:
+        raw = exchange(server.address, b'GET / HTTP/1.1\r\n\r\n')
+    assert raw.count(b'date:') == 1
+    assert b'date: Thu, 01 Jan 1970 00:00:00 GMT' in raw
+
+
+# --------------------------------------------------------------------------
+# Malformed requests: the right 4xx/5xx, then close, never two requests.
+
+BAD_REQUESTS = [
+    (b'GET / HTTP/1.1\r\nHost : x\r\n\r\n', 400),
+    (b'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', 400),
+    (b'GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n', 400),  # obs-fold
+    (b'GET / HTTP/1.1\nHost: x\r\n\r\n', 400),  # bare LF
+    (b'GET / HTTP/1.1\r\nX: a\rb\r\n\r\n', 400),  # bare CR
+    (b'GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n', 400),
+    (b'GET /a//b HTTP/1.1\r\n\r\n', 400),
+    (b'GET /a/../b HTTP/1.1\r\n\r\n', 400),
+    (b'GET /%zz HTTP/1.1\r\n\r\n', 400),
+    (b'GET /a b HTTP/1.1\r\n\r\n', 400),
+    (b'get / HTTP/1.1\r\n\r\n', 501),
+    (b'BREW / HTTP/1.1\r\n\r\n', 501),
+    (b'CONNECT example.com:443 HTTP/1.1\r\n\r\n', 501),
+    (b'GET / HTTP/2.0\r\n\r\n', 505),
+    (b'GET / HTTP/1.1x\r\n\r\n', 400),
+    (b'GET /' + b'a' * 9000 + b' HTTP/1.1\r\n\r\n', 414),
+    (b'GET / HTTP/1.1\r\n' + b'X: y\r\n' * 101 + b'\r\n', 431),
+    (b'GET / HTTP/1.1\r\nX: ' + b'y' * 40000 + b'\r\n\r\n', 431),
+    (b'GET * HTTP/1.1\r\n\r\n', 400),
+    (b'GET / HTTP/1.1\r\nRange: bytes=0-\r\n\r\n', 400),
+    (b'PUT / HTTP/1.1\r\nContent-Range: bytes 0-1/2\r\n\r\n', 400),
+]
+
+SMUGGLING = [
+    # (request bytes, expected status); each body hides a second request.
+    (b'POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n'
+     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n'
+     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 501),
+    (b'POST / HTTP/1.1\r\nTransfer-Encoding: identity, chunked\r\n\r\n'
+     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 501),
+    (b'POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n'
+     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 501),
+    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nTransfer-Encoding\t: chunked\r\n\r\n'
+     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n'
+     b'abcdeGET /smuggled HTTP/1.1\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nabcdeGET /smuggled HTTP/1.1\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nabcdeGET /smuggled HTTP/1.1\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nContent-Length: 0x5\r\n\r\nabcdeGET /smuggled HTTP/1.1\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nContent-Length: 12345678901234567\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'-1\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'0x3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'3 abc\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'3\r\nabcX\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'3\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'1000000000\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'3;a=b c\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'0\r\nX: y\r\nbad trailer\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
+]
+
+
+@pytest.mark.parametrize('raw,status', BAD_REQUESTS)
+def test_bad_requests(raw, status):
+    app = Recorder()
+    with serving(app) as server:
+        reply = exchange(server.address, raw)
+    assert app.calls == []
+    lines = reply.split(b'\r\n')
+    assert lines[0].startswith(b'HTTP/1.1 %d ' % status)
+    assert b'connection: close' in lines
+    assert b'content-length: 0' in lines
+    assert reply.endswith(b'\r\n\r\n')
+    assert reply.count(b'HTTP/1.1') == 1
+
+
+@pytest.mark.parametrize('raw,status', SMUGGLING)
+def test_smuggling_shapes(raw, status):
+    app = Recorder()
+    with serving(app) as server:
+        reply = exchange(server.address, raw)
+    assert all(call[1] != '/smuggled' for call in app.calls)
+    assert len(app.calls) <= 1
+    assert reply.startswith(b'HTTP/1.1 %d ' % status)
+    assert reply.count(b'HTTP/1.1 ') == 1
+    assert b'connection: close' in reply
+
+
+@pytest.mark.parametrize('raw', [
+    b'POST / HTTP/1.1\r\nTransfer-Encoding:  chunked \r\n\r\n3\r\nabc\r\n0\r\n\r\n',
+    b'POST / HTTP/1.1\r\nTransfer-Encoding: CHUNKED\r\n\r\n3\r\nabc\r\n0\r\n\r\n',
+    b'POST / HTTP/1.1\r\nContent-Length: 003\r\n\r\nabc',
+    b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
+    b'3;name="quoted value";other\r\nabc\r\n0\r\nTrailer: dropped\r\n\r\n',
+])
+def test_served_exactly_once(raw):
+    app = Recorder()
+    with serving(app) as server:
+        reply = exchange(server.address, raw + b'GET /next HTTP/1.1\r\n\r\n')
+    assert app.calls == [('POST', '/', b'abc'), ('GET', '/next', None)]
+    assert reply.count(b'HTTP/1.1 200 OK') == 2
+
+
+def test_leading_empty_line_is_skipped():
+    app = Recorder()
+    with serving(app) as server:
+        reply = exchange(server.address, b'\r\nGET /x HTTP/1.1\r\n\r\n')
+    assert app.calls == [('GET', '/x', None)]
+    assert status_line(reply) == b'HTTP/1.1 200 OK'
+
+
+def test_no_traceback_on_the_wire(caplog):
+    def app(session, request, api):
+        raise RuntimeError('secret detail')
+
+    with caplog.at_level(logging.INFO, logger='degu.server'):
+        with serving(app) as server:
+            reply = exchange(server.address, b'GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n')
+    assert status_line(reply) == b'HTTP/1.1 500 Internal Server Error'
+    assert b'secret' not in reply
+    assert reply.count(b'HTTP/1.1') == 1
+    assert any('secret detail' in (r.exc_text or '') for r in caplog.records)
+
+
+BAD_RESPONSES = [
+    ['not a tuple'],
+    (200, 'OK', {}),
+    (600, 'Nope', {}, None),
+    (200.0, 'OK', {}, None),
+    (200, 'OK', [], None),
+    (200, 'OK', {}, 'str body'),
+    (200, 'OK', {}, bytearray(b'x')),
+    (200, 'OK', {'Upper': 'x'}, None),
+    (200, 'OK', {'x': 'a\r\nInjected: yes'}, None),
+    (200, 'O\r\nK', {}, None),
+    (200, '', {}, None),
+    (204, 'No Content', {}, b'body'),
+    (101, 'Switching', {}, b'body'),
+    (200, 'OK', {'content-length': 5}, None),
+    (200, 'OK', {'content-length': 4}, b'abc'),
+    (200, 'OK', {'transfer-encoding': 'chunked'}, b'abc'),
+]
+
+
+@pytest.mark.parametrize('response', BAD_RESPONSES)
+def test_bad_app_responses_get_500(response):
+    def app(session, request, api):
+        return response
+
+    with serving(app) as server:
+        reply = exchange(server.address, b'GET / HTTP/1.1\r\n\r\n')
+    assert status_line(reply) == b'HTTP/1.1 500 Internal Server Error'
+    assert b'Injected' not in reply
+    assert reply.count(b'HTTP/1.1') == 1
+
+
+def test_failure_after_response_started_just_closes():
+    def source():
+        yield b'p' * 65536  # more than the write buffer: the response has started
+        raise RuntimeError('mid-body')
+
+    def app(session, request, api):
+        return (200, 'OK', {}, api.BodyIter(source(), 100000))
+
+    with serving(app) as server:
+        reply = exchange(server.address, b'GET / HTTP/1.1\r\n\r\n')
+    assert status_line(reply) == b'HTTP/1.1 200 OK'
+    assert reply.count(b'HTTP/1.1') == 1
+    assert b'500' not in reply
+
+
+def test_bad_body_found_while_app_reads_it():
+    def app(session, request, api):
+        try:
+            request.body.read()
+        except ValueError:
+            pass  # the app swallows it: still a 400
+        return (200, 'OK', {}, b'fine')
+
+    raw = b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n'
+    with serving(app) as server:
+        reply = exchange(server.address, raw)
+    assert status_line(reply) == b'HTTP/1.1 400 Bad Request'
+
+
+def test_peer_vanishing_mid_body_gets_nothing(caplog):
+    done = threading.Event()
+
+    def app(session, request, api):
+        try:
+            request.body.read()
+        finally:
+            done.set()
+        return (200, 'OK', {}, b'fine')  # pragma: no cover
+
+    with caplog.at_level(logging.INFO, logger='degu.server'):
+        with serving(app) as server:
+            with connect(server.address) as sock:
+                sock.sendall(b'PUT / HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial')
+                sock.shutdown(socket.SHUT_WR)
+                assert recv_all(sock) == b''
+            assert done.wait(TIMEOUT)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# --------------------------------------------------------------------------
+# Draining and 100-continue
+
+
+def test_small_unread_body_is_drained():
+    def app(session, request, api):
+        return (200, 'OK', {}, b'ignored your body')
+
+    with serving(app) as server:
+        with connect(server.address) as sock:
+            small = b'x' * (60 * 1024)
+            sock.sendall(b'PUT / HTTP/1.1\r\nContent-Length: %d\r\n\r\n' % len(small) + small)
+            (head, body, rest) = read_response(sock)
+            assert b'connection' not in head
+            chunked = b''.join(b'1000\r\n' + b'y' * 4096 + b'\r\n' for _ in range(10))
+            sock.sendall(b'PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
+                         + chunked + b'0\r\n\r\n')
+            (head, body, rest) = read_response(sock, rest)
+            assert b'connection' not in head
+            sock.sendall(b'GET / HTTP/1.1\r\n\r\n')
+            (head, body, rest) = read_response(sock, rest)
+            assert status_line(head) == b'HTTP/1.1 200 OK'
+
+
+def test_large_unread_body_closes():
+    def app(session, request, api):
+        return (200, 'OK', {}, b'ignored')
+
+    with serving(app) as server:
+        with connect(server.address) as sock:
+            sock.sendall(b'PUT / HTTP/1.1\r\nContent-Length: 100000\r\n\r\n' + b'z' * 1000)
+            (head, body, rest) = read_response(sock)
+            assert b'connection: close' in head
+            assert body == b'ignored'
+
+
+def test_expect_100_continue():
+    def app(session, request, api):
+        if request.uri == '/reject':
+            return (413, 'Payload Too Large', {}, None)
+        return (200, 'OK', {}, request.body.read())
+
+    with serving(app) as server:
+        with connect(server.address) as sock:
+            sock.sendall(b'PUT / HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n')
+            assert sock.recv(1024) == b'HTTP/1.1 100 Continue\r\n\r\n'
+            sock.sendall(b'hello')
+            (head, body, rest) = read_response(sock)
+            assert body == b'hello'
+        with connect(server.address) as sock:
+            sock.sendall(b'PUT /reject HTTP/1.1\r\nContent-Length: 5\r\n'
+                         b'Expect: 100-Continue\r\n\r\n')
+            raw = recv_all(sock)
+            assert status_line(raw) == b'HTTP/1.1 413 Payload Too Large'
+            assert b'connection: close' in raw
+            assert b'100 Continue' not in raw
+
+
+def test_echo_request_body_as_response_body():
+    def app(session, request, api):
+        return (200, 'OK', {}, request.body)
+
+    with serving(app) as server:
+        with connect(server.address) as sock:
+            sock.sendall(b'PUT / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello'
+                         b'PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
+                         b'2;a=b\r\nhi\r\n0\r\n\r\n')
+            (head, body, rest) = read_response(sock)
+            assert body == b'hello'
+            while not rest.endswith(b'0\r\n\r\n'):
+                rest += sock.recv(1024)
+            assert rest.endswith(b'\r\n\r\n2;a=b\r\nhi\r\n0\r\n\r\n')
+
+
+# --------------------------------------------------------------------------
+# on_connect
+
+
+def test_on_connect():
+    class App:
+        def __init__(self):
+            self.results = [True, False, 1, RuntimeError('boom')]
+
+        def on_connect(self, session, sock):
+            assert session.requests == 0
+            result = self.results.pop(0)
+            if isinstance(result, Exception):
+                raise result
+            return result
+
+        def __call__(self, session, request, api):
+            return (200, 'OK', {}, b'welcome')
+
+    with serving(App()) as server:
+        assert exchange(server.address, b'GET / HTTP/1.1\r\n\r\n').endswith(b'welcome')
+        for _ in range(3):
+            try:  # nothing sent; the close may come as a reset (unread request bytes)
+                assert exchange(server.address, b'GET / HTTP/1.1\r\n\r\n') == b''
+            except ConnectionResetError:
+                pass
+
+
+# --------------------------------------------------------------------------
+# Limits and timeouts
+
+
+def test_max_connections_gets_immediate_503():
+    with serving(hello_app, max_connections=2) as server:
+        holders = [connect(server.address) for _ in range(2)]
+        try:
+            for sock in holders:
+                sock.sendall(b'GET / HTTP/1.1\r\n\r\n')
+                read_response(sock)
+            start = time.monotonic()
+            reply = exchange(server.address, b'GET / HTTP/1.1\r\n\r\n')
+            assert time.monotonic() - start < 1.5
+            assert status_line(reply) == b'HTTP/1.1 503 Service Unavailable'
+            assert b'retry-after: 1' in reply
+            assert b'content-length: 0' in reply
+        finally:
+            for sock in holders:
+                sock.close()
+
+
+def test_flood_then_still_serving():
+    with serving(hello_app, max_connections=5) as server:
+        socks = [connect(server.address) for _ in range(60)]
+        for sock in socks:
+            sock.sendall(b'GET / HTTP/1.1\r\nConnection: close\r\n\r\n')
+        statuses = []
+        for sock in socks:
+            statuses.append(status_line(recv_all(sock)))
+            sock.close()
+        assert set(statuses) <= {b'HTTP/1.1 200 OK', b'HTTP/1.1 503 Service Unavailable'}
+        assert b'HTTP/1.1 200 OK' in statuses
+        reply = exchange(server.address, b'GET / HTTP/1.1\r\n\r\n')
+        assert status_line(reply) == b'HTTP/1.1 200 OK'
+
+
+def test_idle_timeout_closes_without_reply():
+    with serving(hello_app, idle_timeout=0.3) as server:
+        with connect(server.address) as sock:
+            sock.sendall(b'GET / HTTP/1.1\r\n\r\n')
+            read_response(sock)
+            start = time.monotonic()
+            assert sock.recv(1024) == b''
+            assert 0.2 < time.monotonic() - start < 3
+        with connect(server.address) as sock:  # the first request too (D16)
+            start = time.monotonic()
+            assert sock.recv(1024) == b''
+            assert time.monotonic() - start < 3
+
+
+def test_slowloris_whole_preamble_deadline():
+    with serving(hello_app, timeout=0.5) as server:
+        with connect(server.address) as sock:
+            start = time.monotonic()
+            closed = False
+            for byte in b'GET / HTTP/1.1\r\nX-Slow: ' + b'a' * 100:
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    closed = True
+                    break
+                time.sleep(0.02)
+                if time.monotonic() - start > 3:
+                    break
+            if not closed:
+                with contextlib.suppress(OSError):
+                    assert sock.recv(1024) == b''
+            assert time.monotonic() - start < 3
+
+
+# --------------------------------------------------------------------------
+# Shutdown (D9)
+
+
+def test_shutdown_finishes_in_flight_and_closes_idle():
+    entered = threading.Event()
+    release = threading.Event()
+
+    def app(session, request, api):
+        if request.uri == '/slow':
+            entered.set()
+            assert release.wait(TIMEOUT)
+        return (200, 'OK', {}, b'done')
+
+    server = Server(('127.0.0.1', 0), app)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    idle = connect(server.address)
+    idle.sendall(b'GET / HTTP/1.1\r\n\r\n')
+    read_response(idle)
+    busy = connect(server.address)
+    busy.sendall(b'GET /slow HTTP/1.1\r\n\r\n')
+    assert entered.wait(TIMEOUT)
+    result = []
+    stopper = threading.Thread(target=lambda: result.append(server.shutdown(5)))
+    stopper.start()
+    assert idle.recv(1024) == b''  # closed without a reply
+    time.sleep(0.05)
+    release.set()
+    raw = recv_all(busy)
+    assert status_line(raw) == b'HTTP/1.1 200 OK'
+    assert b'connection: close' in raw
+    assert raw.endswith(b'done')
+    stopper.join(TIMEOUT)
+    thread.join(TIMEOUT)
+    assert result == [True]
+    assert not thread.is_alive()
+    with pytest.raises(OSError):
+        connect(server.address)
+    idle.close()
+    busy.close()
+    assert server.shutdown() is True  # again: nothing to do
+    with pytest.raises(RuntimeError):
+        server.serve_forever()
+
+
+def test_shutdown_cuts_off_after_timeout():
+    release = threading.Event()
+
+    def app(session, request, api):
+        release.wait(TIMEOUT)
+        return (200, 'OK', {}, b'late')
+
+    server = Server(('127.0.0.1', 0), app)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    with connect(server.address) as sock:
+        sock.sendall(b'GET / HTTP/1.1\r\n\r\n')
+        time.sleep(0.1)
+        start = time.monotonic()
+        assert server.shutdown(0.3) is False
+        assert time.monotonic() - start < 3
+        release.set()
+    thread.join(TIMEOUT)
+    assert not thread.is_alive()
+
+
+def test_context_manager_without_serving():
+    with Server(('127.0.0.1', 0), hello_app) as server:
+        address = server.address
+    assert server.sock.fileno() == -1
+    with pytest.raises(OSError):
+        connect(address)
+
+
+# --------------------------------------------------------------------------
+# Logging
+
+
+def test_one_log_line_per_connection_open_and_close(caplog):
+    with caplog.at_level(logging.INFO, logger='degu.server'):
+        with serving(hello_app) as server:
+            with connect(server.address) as sock:
+                for _ in range(5):
+                    sock.sendall(b'GET / HTTP/1.1\r\n\r\n')
+                    read_response(sock)
+    messages = [r.getMessage() for r in caplog.records if r.name == 'degu.server']
+    assert len([m for m in messages if 'New connection' in m]) == 1
+    assert len([m for m in messages if 'Handled 5 requests' in m]) == 1
+    assert len(messages) == 3  # plus the start-up line
+
+
+# --------------------------------------------------------------------------
+# Concurrency
+
+
+@pytest.mark.skipif(os.environ.get('DEGU_SKIP_SLOW') == '1', reason='slow')
+def test_50_clients_times_100_requests():
+    def app(session, request, api):
+        return (200, 'OK', {}, request.uri.encode())
+
+    errors = []
+
+    def client(n, address):
+        try:
+            with connect(address) as sock:
+                rest = b''
+                for i in range(100):
+                    uri = b'/%d/%d' % (n, i)
+                    sock.sendall(b'GET ' + uri + b' HTTP/1.1\r\n\r\n')
+                    (head, body, rest) = read_response(sock, rest)
+                    if body != uri:
+                        errors.append((uri, body))
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    with serving(app, max_connections=60) as server:
+        threads = [threading.Thread(target=client, args=(n, server.address)) for n in range(50)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert errors == []
+
+
+# --------------------------------------------------------------------------
+# TLS
+
+
+@pytest.fixture(scope='module')
+def certs(tmp_path_factory):
+    """A CA, a server cert and a client cert, made with the openssl command line."""
+    d = tmp_path_factory.mktemp('pki')
+
+    def run(*args):
+        subprocess.run(['openssl', *args], check=True, capture_output=True, timeout=60)
+
+    for name in ('ca', 'server', 'client'):
+        run('genrsa', '-out', str(d / f'{name}.key'), '2048')
+    run('req', '-new', '-x509', '-key', str(d / 'ca.key'), '-out', str(d / 'ca.pem'),
+        '-days', '2', '-subj', '/CN=Test CA')
+    for name in ('server', 'client'):
+        run('req', '-new', '-key', str(d / f'{name}.key'), '-out', str(d / f'{name}.csr'),
+            '-subj', f'/CN={name}')
+        run('x509', '-req', '-in', str(d / f'{name}.csr'), '-CA', str(d / 'ca.pem'),
+            '-CAkey', str(d / 'ca.key'), '-CAcreateserial', '-out', str(d / f'{name}.pem'),
+            '-days', '2')
+    return {name: str(d / name) for name in (
+        'ca.pem', 'server.pem', 'server.key', 'client.pem', 'client.key')}
+
+
+def test_build_server_sslctx_errors(certs):
+    with pytest.raises(TypeError):
+        build_server_sslctx([])
+    base = {'cert_file': certs['server.pem'], 'key_file': certs['server.key']}
+    with pytest.raises(ValueError) as e:
+        build_server_sslctx(base)
+    assert str(e.value) == 'must include ca_file or ca_path (or allow_unauthenticated_clients)'
+    with pytest.raises(ValueError) as e:
+        build_server_sslctx(dict(base, allow_unauthenticated_clients=1))
+    assert str(e.value) == 'True is only allowed value for allow_unauthenticated_clients'
+    with pytest.raises(ValueError) as e:
+        build_server_sslctx(dict(base, allow_unauthenticated_clients=True,
+                                 ca_file=certs['ca.pem']))
+    assert str(e.value) == 'ca_file/ca_path with allow_unauthenticated_clients'
+    with pytest.raises(ValueError) as e:
+        build_server_sslctx(dict(base, cert_file='relative.pem', ca_file=certs['ca.pem']))
+    assert str(e.value) == (
+        "sslconfig['cert_file'] is not an absolute, normalized path: 'relative.pem'")
+    ctx = build_server_sslctx(dict(base, ca_file=certs['ca.pem']))
+    assert ctx.verify_mode == ssl.CERT_REQUIRED
+    assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+def test_sslserver_validation(certs, caplog):
+    with pytest.raises(TypeError) as e:
+        SSLServer('nope', ('127.0.0.1', 0), hello_app)
+    assert str(e.value) == 'sslctx must be an ssl.SSLContext'
+    with pytest.raises(ValueError):
+        SSLServer(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), ('127.0.0.1', 0), hello_app)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_1
+    with pytest.raises(ValueError) as e:
+        SSLServer(ctx, ('127.0.0.1', 0), hello_app)
+    assert str(e.value) == 'sslctx.minimum_version must be >= ssl.TLSVersion.TLSv1_2'
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    with pytest.raises(ValueError) as e:
+        SSLServer(ctx, ('127.0.0.1', 0), hello_app)
+    assert str(e.value) == 'sslctx.verify_mode cannot be ssl.CERT_OPTIONAL'
+    ctx.verify_mode = ssl.CERT_NONE
+    with caplog.at_level(logging.WARNING, logger='degu.server'):
+        with SSLServer(ctx, ('127.0.0.1', 0), hello_app) as server:
+            assert repr(server).startswith('SSLServer(<ssl.SSLContext')
+    assert 'Security concern: sslctx allows unauthenticated clients!' in caplog.text
+
+
+def _client_ctx(certs, with_cert):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(certs['ca.pem'])
+    ctx.check_hostname = False
+    if with_cert:
+        ctx.load_cert_chain(certs['client.pem'], certs['client.key'])
+    return ctx
+
+
+def test_tls_live_with_client_certs(certs):
+    sslconfig = {'cert_file': certs['server.pem'], 'key_file': certs['server.key'],
+                 'ca_file': certs['ca.pem']}
+    peers = []
+
+    def app(session, request, api):
+        return (200, 'OK', {}, request.body.read() if request.body else b'tls')
+
+    class App:
+        def on_connect(self, session, sock):
+            peers.append((sock.version(), sock.getpeercert()['subject']))
+            return True
+
+        __call__ = staticmethod(app)
+
+    with serving(App(), ('127.0.0.1', 0), SSLServer, sslconfig) as server:
+        conn = http.client.HTTPSConnection(*server.address, timeout=TIMEOUT,
+                                           context=_client_ctx(certs, True))
+        for _ in range(3):
+            conn.request('POST', '/', body=b'secret')
+            assert conn.getresponse().read() == b'secret'
+        conn.close()
+        with socket.create_connection(server.address, timeout=TIMEOUT) as raw:
+            with pytest.raises((ssl.SSLError, ConnectionError)):
+                with _client_ctx(certs, False).wrap_socket(raw) as tls:
+                    tls.sendall(b'GET / HTTP/1.1\r\n\r\n')
+                    assert tls.recv(1024) == b''
+    assert peers == [('TLSv1.3', ((('commonName', 'client'),),))]
