@@ -871,7 +871,7 @@ def test_one_log_line_per_connection_open_and_close(caplog):
 # Concurrency
 
 
-@pytest.mark.skipif(os.environ.get('DEGU_SKIP_SLOW') == '1', reason='slow')
+@pytest.mark.slow
 def test_50_clients_times_100_requests():
     def app(session, request, api):
         return (200, 'OK', {}, request.uri.encode())
