@@ -1,8 +1,10 @@
 """degu: an embeddable HTTP/1.1 server and client library.
 
-This module holds only the version and the address constants; it imports no
-other part of the package, so ``import degu`` stays cheap.  Import what you
-need explicitly: ``degu.server``, ``degu.client``, ``degu.base``, ...
+This module holds the version, the address constants and ``EmbeddedServer``
+/ ``EmbeddedSSLServer`` (a server in a child process); it imports no other
+part of the package, nor ``multiprocessing`` or ``ssl``, until they are used,
+so ``import degu`` stays cheap.  Import what you need explicitly:
+``degu.server``, ``degu.client``, ``degu.base``, ...
 
 >>> import degu
 >>> degu.IPv6_LOOPBACK
@@ -19,6 +21,8 @@ __all__ = (
     'IPv4_LOOPBACK',
     'IPv4_ANY',
     'ADDRESS_CONSTANTS',
+    'EmbeddedServer',
+    'EmbeddedSSLServer',
 )
 
 IPv6_LOOPBACK = ('::1', 0, 0, 0)
@@ -26,3 +30,241 @@ IPv6_ANY = ('::', 0, 0, 0)
 IPv4_LOOPBACK = ('127.0.0.1', 0)
 IPv4_ANY = ('0.0.0.0', 0)
 ADDRESS_CONSTANTS = (IPv6_LOOPBACK, IPv6_ANY, IPv4_LOOPBACK, IPv4_ANY)
+
+
+# --------------------------------------------------------------------------
+# Servers in a child process (SPEC 8.1, D9).
+#
+# Parent                                   Child (daemon Process)
+#   Pipe(duplex=False); Process.start() --> build the app (EmbeddedServer)
+#   close our copy of the writer             Server(address, app, **options)
+#   poll(START_TIMEOUT) on the reader   <--  send(server.address) or send(exc)
+#   address, or re-raise exc                 serve_forever() until SIGTERM
+#
+# A pipe rather than a Queue: no feeder thread, and a child that dies before
+# reporting closes the last writer, so the parent gets EOF at once instead
+# of waiting out the timeout.  Everything here imports lazily: `import degu`
+# must not pull in multiprocessing, ssl or any degu submodule.
+
+START_TIMEOUT = 30  # seconds the parent waits for the child's bound address
+STOP_TIMEOUT = 5  # seconds to wait for a server (process or thread) to stop
+
+
+def _mp_context():
+    """The multiprocessing context for server processes, chosen explicitly (D9).
+
+    ``fork`` on Linux: fast, and the app object needs no pickling.  Elsewhere
+    ``spawn``, so apps and build functions must be importable module-level
+    objects there.
+    """
+    import multiprocessing
+    import sys
+
+    return multiprocessing.get_context('fork' if sys.platform.startswith('linux') else 'spawn')
+
+
+class _ChildTraceback(Exception):
+    """The traceback of an error in a server process, as the ``__cause__`` of its re-raise."""
+
+    def __str__(self):
+        return '\n\n' + self.args[0]
+
+
+def _report(conn, value, tb=None):
+    """Send the bound address, or an exception and its formatted traceback."""
+    try:
+        conn.send((value, tb))
+    except Exception as e:  # an exception that does not pickle
+        conn.send((RuntimeError(f'{type(value).__name__}: {value}; (unpicklable: {e!r})'), tb))
+    finally:
+        conn.close()
+
+
+def _serve_in_child(conn, sslconfig, address, app, build_func, build_args, options):
+    """The server process: build the server, report its address, serve."""
+    try:
+        if build_func is not None:
+            app = build_func(*build_args)
+        if sslconfig is None:
+            from degu.server import Server
+
+            server = Server(address, app, **options)
+        else:
+            from degu.server import SSLServer
+
+            server = SSLServer(sslconfig, address, app, **options)
+    except BaseException as e:  # reported to (and raised in) the parent
+        import traceback
+
+        _report(conn, e, ''.join(traceback.format_exception(type(e), e, e.__traceback__)))
+        raise SystemExit(1) from None  # quietly: the parent has the traceback
+    _report(conn, server.address)
+    server.serve_forever()
+
+
+def _start_server_process(sslconfig, address, app, build_func, build_args, options):
+    """Start a server process; return ``(process, bound_address)`` or raise its error."""
+    ctx = _mp_context()
+    (reader, writer) = ctx.Pipe(duplex=False)
+    process = ctx.Process(
+        target=_serve_in_child,
+        args=(writer, sslconfig, address, app, build_func, build_args, options),
+        daemon=True,
+    )
+    try:
+        try:
+            process.start()
+        finally:
+            writer.close()
+        if not reader.poll(START_TIMEOUT):
+            raise TimeoutError(
+                f'server process did not report its address within {START_TIMEOUT} s'
+            )
+        try:
+            (result, tb) = reader.recv()
+        except EOFError:
+            process.join(STOP_TIMEOUT)
+            raise RuntimeError(
+                f'server process exited before reporting its address (exitcode {process.exitcode})'
+            ) from None
+        except Exception as e:  # e.g. an exception class that does not unpickle
+            raise RuntimeError(f'cannot read what the server process reported: {e!r}') from e
+    except BaseException:
+        _stop_server_process(process)
+        raise
+    finally:
+        reader.close()
+    if isinstance(result, BaseException):
+        _stop_server_process(process)
+        raise result from _ChildTraceback(tb)
+    return (process, result)
+
+
+def _stop_server_process(process):
+    """Terminate, join and close *process* (SIGKILL if SIGTERM is not enough)."""
+    if process.pid is not None:  # started
+        if process.exitcode is None:
+            process.terminate()
+            process.join(STOP_TIMEOUT)
+        if process.exitcode is None:  # pragma: no cover - a child ignoring SIGTERM
+            process.kill()
+            process.join(STOP_TIMEOUT)
+        if process.exitcode is None:  # pragma: no cover
+            raise RuntimeError(f'server process {process.pid} did not stop')
+    process.close()  # releases the sentinel fd now rather than at garbage collection
+
+
+def _remove_socket_file(address):
+    """Remove the AF_UNIX socket file a server bound at *address*, if any."""
+    if type(address) is str:
+        import os
+        import stat
+
+        try:
+            if stat.S_ISSOCK(os.lstat(address).st_mode):
+                os.unlink(address)
+        except FileNotFoundError:
+            pass
+
+
+def _callable_name(obj):
+    qualname = getattr(obj, '__qualname__', None)
+    if qualname is not None:
+        return f'{getattr(obj, "__module__", None)}.{qualname}'
+    return repr(obj)
+
+
+class _ProcessServer:
+    """What EmbeddedServer and EmbeddedSSLServer share: a process and its life."""
+
+    process = None
+
+    def _start(self, sslconfig, address, app, build_func, build_args, options):
+        import os
+
+        self._pid = os.getpid()
+        (self.process, self.address) = _start_server_process(
+            sslconfig, address, app, build_func, build_args, options
+        )
+
+    def terminate(self):
+        """Stop the server process and wait for it; calling it again does nothing."""
+        import os
+
+        process = self.process
+        if process is None or getattr(self, '_pid', None) != os.getpid():
+            return  # never started, already stopped, or inherited by a forked child
+        self.process = None
+        try:
+            _stop_server_process(process)
+        finally:
+            _remove_socket_file(self.address)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.terminate()
+
+    def __del__(self):
+        try:
+            self.terminate()
+        except Exception:  # pragma: no cover - nobody to report to
+            pass
+
+
+class EmbeddedServer(_ProcessServer):
+    """A ``degu.server.Server`` running in a child process (SPEC 8.1).
+
+    In the child, ``app = build_func(*build_args)`` builds the app, so the app
+    itself never crosses the process boundary: only *build_func* and its
+    arguments must survive ``fork`` (or pickling where ``spawn`` is used).
+    The constructor returns once the server is listening, with the bound
+    address in ``address``; an error in the child (a bad option, a failure
+    to bind, an exception from *build_func*) is raised here instead.
+
+    ``terminate()`` stops it; so do ``with`` and garbage collection.
+    """
+
+    def __init__(self, address, build_func, *build_args, **options):
+        if not callable(build_func):
+            raise TypeError(f'build_func: not callable: {build_func!r}')
+        self.address = address
+        self.build_func = build_func
+        self.build_args = build_args
+        self.options = options
+        self._start(None, address, None, build_func, build_args, options)
+
+    def __repr__(self):
+        return f'{type(self).__name__}({self.address!r}, {_callable_name(self.build_func)})'
+
+
+class EmbeddedSSLServer(_ProcessServer):
+    """Like ``EmbeddedServer``, with ``degu.server.SSLServer(sslconfig, ...)``.
+
+    *sslconfig* must be a ``dict`` (an ``ssl.SSLContext`` cannot be sent to
+    another process); it is checked here and turned into a context in the
+    child.
+    """
+
+    def __init__(self, sslconfig, address, build_func, *build_args, **options):
+        if type(sslconfig) is not dict:
+            raise TypeError(
+                '{}: need a {!r}; got a {!r}: {!r}'.format(
+                    'sslconfig', dict, type(sslconfig), sslconfig
+                )
+            )
+        if not callable(build_func):
+            raise TypeError(f'build_func: not callable: {build_func!r}')
+        self.sslconfig = sslconfig
+        self.address = address
+        self.build_func = build_func
+        self.build_args = build_args
+        self.options = options
+        self._start(sslconfig, address, None, build_func, build_args, options)
+
+    def __repr__(self):
+        return (
+            f'{type(self).__name__}({self.sslconfig!r}, {self.address!r}, '
+            f'{_callable_name(self.build_func)})'
+        )
