@@ -26,6 +26,7 @@ import logging
 import os
 import selectors
 import socket
+import stat
 import struct
 import threading
 import time
@@ -51,6 +52,9 @@ from .base import _TYPE_ERROR
 __all__ = ('Server', 'SSLServer', 'build_server_sslctx', 'Session', 'Request')
 
 log = logging.getLogger('degu.server')
+# One line per response at INFO (peer, request line, status, bytes, duration);
+# silent unless the embedding program enables it, as ``python3 -m degu`` does.
+access_log = logging.getLogger('degu.access')
 
 _TYPE_ERROR2 = '{}: need a {!r}; got a {!r}'
 _NUMBER = (int, float)
@@ -243,6 +247,8 @@ class Server:
                 raise
         self.sock = sock
         self.address = sock.getsockname()
+        # A socket file we bound is removed again when the server closes.
+        self._owns_file = type(address) is str
         self._lock = threading.Lock()
         self._conns = set()  # the live _Connection records
         self._stopping = False
@@ -379,6 +385,8 @@ class Server:
             sock = self.sock
             if sock.fileno() >= 0:
                 sock.close()
+                if self._owns_file:
+                    _remove_socket_file(self.address)
             self._wake_r.close()
             self._wake_w.close()
 
@@ -462,7 +470,8 @@ class Server:
                 return
             self._handle_requests(conn, session, sock)
             log.info('- %s Handled %d requests: %s', session, session.requests, session.message)
-        except (ConnectionError, TimeoutError) as e:
+        except OSError as e:
+            # Resets, timeouts, failed TLS handshakes: the peer's doing, no traceback.
             log.info('- %s Connection lost after %d requests: %r', session or address,
                      session.requests if session else 0, e)
         except Exception:
@@ -526,6 +535,7 @@ class Server:
 
     def _handle_one(self, wrapper, session, request):
         """Serve one request; returns False when the connection must close now."""
+        started = time.monotonic()
         headers = request.headers
         body = request.body
         keep_alive = request.version == 'HTTP/1.1'
@@ -586,10 +596,13 @@ class Server:
             return self._app_failed(wrapper, session, request, e)
         # From here on, a failure can only close the connection.
         if raw:
-            _write_raw_chunks(wrapper, preamble, rbody)
+            sent = _write_raw_chunks(wrapper, preamble, rbody)
         else:
-            wrapper.write_message(preamble, rbody)
+            sent = wrapper.write_message(preamble, rbody)
         session._requests += 1
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info('%s "%s %s" %d %d %.1fms', session, request.method, request.uri,
+                            status, sent, 1000 * (time.monotonic() - started))
         if session.message is not None:
             _linger(wrapper)
             return False
@@ -613,14 +626,20 @@ class Server:
 
 
 def _write_raw_chunks(wrapper, preamble, body):
-    wrapper.write(preamble)
-    if isinstance(body, ChunkedBody):
-        for (_, data) in body:
-            wrapper.write(data)
-    else:
-        for (_, data) in body.source:
-            wrapper.write(data)
+    total = wrapper.write(preamble)
+    chunks = body if isinstance(body, ChunkedBody) else body.source
+    for (_, data) in chunks:
+        total += wrapper.write(data)
     wrapper.flush()
+    return total
+
+
+def _remove_socket_file(path):
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def _shutdown_socket(sock, how):

@@ -196,9 +196,11 @@ def test_attributes_and_repr(tmp_path):
         assert server.max_header_count == 100
         assert server.options == {'timeout': 2}
         assert repr(server) == f"Server({filename!r}, {__name__}.hello_app)"
+        assert os.path.exists(filename)
     finally:
         assert server.shutdown() is True
     assert server.sock.fileno() == -1
+    assert not os.path.exists(filename)  # the socket file goes with the server
 
 
 def test_bind_error_and_listening_socket():

@@ -1,0 +1,868 @@
+#!/usr/bin/env python3
+"""degu's benchmark suite: ``python3 benchmarks/run.py MODE [options]``.
+
+Modes (``all`` runs each in turn):
+
+``roundtrip``
+    One connection, sequential POSTs of a ~70-byte body answered with a
+    ~70-byte body, server in another process, over IPv6 loopback and
+    AF_UNIX.  Rows: degu server + degu client; ``http.server``
+    (ThreadingHTTPServer, HTTP/1.1) + ``http.client``; and the raw-socket
+    floor: the same byte counts echoed by a minimal socket loop, no HTTP.
+``server``
+    Keep-alive GETs of a 12-byte body from 1, 16 and 64 connections against
+    degu and ThreadingHTTPServer (and waitress/cheroot when installed), with
+    ``wrk`` when present, else a Python load generator; requests/s, p50/p99
+    latency, server CPU time per request.
+``client``
+    One keep-alive connection, sequential GETs against one fixed server
+    (nginx when installed, else degu): degu client vs ``http.client`` vs the
+    raw-socket floor, plus degu pipelined at depth 8.
+``bodies``
+    64 MiB upload and download, content-length and chunked: MB/s and peak
+    RSS of both processes, next to a raw-socket transfer of the same size.
+``idle``
+    1,000 idle keep-alive connections held by a degu server: memory per
+    connection.
+
+Placement: on a 2-CPU VM a round trip between processes on different CPUs
+pays a cross-CPU wake-up that swamps the HTTP work, so ``roundtrip``,
+``client`` and ``bodies`` pin both processes to CPU 0 and ``server`` puts
+the server on CPU 0 and the load on CPU 1 (``--pin none`` leaves placement
+to the kernel).  Implementations are interleaved (A B A B ...) over
+``--reps`` repetitions; the table shows medians, min-max and ratios from
+the same run.  ``--json FILE`` writes the results.  ``--quick`` runs tiny
+counts (CI uses it so the script cannot rot).
+"""
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import platform
+import re
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, '..'))
+
+BODY70 = b'x' * 70  # the roundtrip request and response bodies
+BODY12 = b'Hello, World'
+MiB = 1024 * 1024
+CTX = multiprocessing.get_context('fork')
+
+
+# --------------------------------------------------------------------------
+# Processes and placement
+
+
+def pin(cpu):
+    if cpu is not None and hasattr(os, 'sched_setaffinity'):
+        os.sched_setaffinity(0, {cpu})
+
+
+def start(target, *args, cpu=None):
+    """Run target(queue, *args) in a child pinned to *cpu*; returns (process, first message)."""
+    queue = CTX.Queue()
+
+    def main():
+        pin(cpu)
+        target(queue, *args)
+
+    proc = CTX.Process(target=main, daemon=True)
+    proc.start()
+    message = queue.get(timeout=30)
+    if isinstance(message, BaseException):
+        proc.join(5)
+        raise message
+    return (proc, message, queue)
+
+
+def stop(proc):
+    if proc.is_alive():
+        proc.terminate()
+    proc.join(10)
+
+
+def run_in_child(func, *args, cpu=None, timeout=600):
+    """func(*args) in a pinned child process; returns its result."""
+
+    def target(queue):
+        queue.put('ready')
+        try:
+            queue.put(func(*args))
+        except BaseException as e:  # pragma: no cover - reported in the parent
+            queue.put(RuntimeError(f'{type(e).__name__}: {e}'))
+
+    (proc, _, queue) = start(target, cpu=cpu)
+    try:
+        result = queue.get(timeout=timeout)
+    finally:
+        proc.join(10)
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def cpu_seconds(pid):
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+def peak_rss_kib(pid):
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1])
+    return 0  # pragma: no cover
+
+
+def current_rss_kib(pid):
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+    return 0  # pragma: no cover
+
+
+def address_for(family, tmpdir, name):
+    if family == 'ipv6':
+        return ('::1', 0, 0, 0)
+    if family == 'ipv4':
+        return ('127.0.0.1', 0)
+    return os.path.join(tmpdir, f'{name}.sock')
+
+
+def connect(address, timeout=30):
+    if isinstance(address, tuple) and len(address) == 2:
+        sock = socket.create_connection(address, timeout=timeout)
+    else:
+        family = socket.AF_INET6 if isinstance(address, tuple) else socket.AF_UNIX
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(address)
+    if sock.family != socket.AF_UNIX:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+# --------------------------------------------------------------------------
+# Servers (each runs in a child: target(queue, address, ...))
+
+
+def degu_app(session, request, api):
+    if request.body is not None:
+        request.body.read()
+    if request.uri == '/hello':
+        return (200, 'OK', {'content-type': 'text/plain'}, BODY12)
+    return (200, 'OK', {}, BODY70)
+
+
+def bodies_app(session, request, api):
+    if request.method == 'PUT':
+        total = 0
+        if request.body.chunked:
+            for (_, data) in request.body:
+                total += len(data)
+        else:
+            buf = bytearray(MiB)
+            while True:
+                n = request.body.readinto(buf)
+                if not n:
+                    break
+                total += n
+        return (200, 'OK', {}, str(total).encode())
+    size = int(request.query)
+    if request.path == ['chunked']:
+        piece = b'd' * MiB
+        chunks = [(None, piece)] * (size // MiB) + [(None, b'')]
+        return (200, 'OK', {}, api.ChunkedBodyIter(chunks))
+    piece = b'd' * MiB
+    return (200, 'OK', {}, api.BodyIter([piece] * (size // MiB), size))
+
+
+def serve_degu(queue, address, app=degu_app, **options):
+    try:
+        from degu.server import Server
+
+        server = Server(address, app, max_requests=75000, **options)
+    except BaseException as e:
+        queue.put(e)
+        return
+    queue.put(server.address)
+    server.serve_forever()
+
+
+def serve_stdlib(queue, address):
+    import http.server
+    import socketserver
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = 'HTTP/1.1'
+        # Header and body go out in separate writes: without this each
+        # response meets Nagle plus delayed ACK (40 ms).  The best stdlib.
+        disable_nagle_algorithm = True
+
+        def _answer(self, body):
+            self.send_response(200)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self._answer(BODY12 if self.path == '/hello' else BODY70)
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers['Content-Length']))
+            self._answer(BODY70)
+
+        def log_message(self, *args):
+            pass
+
+    family = socket.AF_INET6 if len(address) == 4 else socket.AF_INET
+    if isinstance(address, str):
+
+        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass
+
+        class UnixHandler(Handler):
+            disable_nagle_algorithm = False  # TCP_NODELAY fails on AF_UNIX
+
+            def address_string(self):
+                return 'unix'
+
+            def setup(self):
+                self.client_address = ('unix', 0)
+                super().setup()
+
+        server = Server(address, UnixHandler)
+    else:
+
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = family
+
+            def handle_error(self, request, client_address):
+                pass
+
+        server = Server(address[:2] if family == socket.AF_INET else address, Handler)
+    queue.put(server.server_address)
+    server.serve_forever()
+
+
+def serve_raw_echo(queue, address, request_size, response):
+    """The floor: read exactly request_size bytes, answer with response; no HTTP."""
+    family = socket.AF_UNIX if isinstance(address, str) else (
+        socket.AF_INET6 if len(address) == 4 else socket.AF_INET)
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.bind(address)
+    listener.listen(5)
+    queue.put(listener.getsockname())
+    while True:
+        (sock, _) = listener.accept()
+        if family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        buf = bytearray(65536)
+        view = memoryview(buf)
+        pending = 0
+        while True:
+            n = sock.recv_into(view)
+            if not n:
+                break
+            pending += n
+            while pending >= request_size:
+                pending -= request_size
+                sock.sendall(response)
+        sock.close()
+
+
+def serve_waitress(queue, address):  # pragma: no cover - optional peer
+    import waitress
+
+    def app(environ, start_response):
+        start_response('200 OK', [('Content-Length', '12')])
+        return [BODY12]
+
+    sock = socket.socket()
+    sock.bind(address[:2])
+    sock.listen(128)
+    queue.put(sock.getsockname())
+    waitress.serve(app, sockets=[sock], threads=16, _quiet=True)
+
+
+def serve_nginx(queue, address, tmpdir):
+    """nginx answering every GET with the 12-byte body (the fixed server of `client`)."""
+    port = _free_port()
+    conf = os.path.join(tmpdir, 'nginx.conf')
+    with open(conf, 'w') as f:
+        f.write(f"""
+worker_processes 1;
+daemon off;
+pid {tmpdir}/nginx.pid;
+error_log {tmpdir}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmpdir};
+    proxy_temp_path {tmpdir};
+    fastcgi_temp_path {tmpdir};
+    uwsgi_temp_path {tmpdir};
+    scgi_temp_path {tmpdir};
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200 "Hello, World"; }}
+    }}
+}}
+""")
+    proc = subprocess.Popen(['nginx', '-c', conf], stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(('127.0.0.1', port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    queue.put(('127.0.0.1', port))
+    # Pass SIGTERM on (nginx: fast shutdown); the wait below then returns.
+    signal.signal(signal.SIGTERM, lambda *a: proc.terminate())
+    proc.wait()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------
+# Clients (run in a child; return seconds elapsed for `count` exchanges)
+
+
+def degu_posts(address, count):
+    from degu.client import Client
+
+    conn = Client(address).connect()
+    post = conn.post
+    t0 = time.perf_counter()
+    for _ in range(count):
+        post('/echo', {}, BODY70).body.read()
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return elapsed
+
+
+def stdlib_posts(address, count):
+    conn = _stdlib_conn(address)
+    headers = {'Content-Type': 'application/octet-stream'}
+    t0 = time.perf_counter()
+    for _ in range(count):
+        conn.request('POST', '/echo', BODY70, headers)
+        conn.getresponse().read()
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return elapsed
+
+
+def _stdlib_conn(address):
+    if isinstance(address, tuple):
+        conn = http.client.HTTPConnection(address[0], address[1], timeout=30)
+    else:
+
+        class UnixConnection(http.client.HTTPConnection):
+            def connect(self):
+                self.sock = connect(address)
+
+        conn = http.client.HTTPConnection('localhost', timeout=30)
+        conn.__class__ = UnixConnection
+    conn.connect()
+    if conn.sock.family != socket.AF_UNIX:
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn
+
+
+def raw_exchanges(address, count, request, response_size):
+    sock = connect(address)
+    buf = bytearray(65536)
+    view = memoryview(buf)
+    t0 = time.perf_counter()
+    for _ in range(count):
+        sock.sendall(request)
+        got = 0
+        while got < response_size:
+            n = sock.recv_into(view)
+            if not n:
+                raise ConnectionError('server closed')
+            got += n
+    elapsed = time.perf_counter() - t0
+    sock.close()
+    return elapsed
+
+
+def degu_gets(address, count, depth=1):
+    from degu.client import Client
+
+    conn = Client(address, host='bench').connect()
+    t0 = time.perf_counter()
+    if depth == 1:
+        get = conn.get
+        for _ in range(count):
+            get('/hello', {}).body.read()
+    else:
+        send = conn.send_request
+        read = conn.read_response
+        for _ in range(depth):
+            send('GET', '/hello', {}, None)
+        for i in range(count):
+            read().body.read()
+            if i + depth < count:
+                send('GET', '/hello', {}, None)
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return elapsed
+
+
+def stdlib_gets(address, count):
+    conn = _stdlib_conn(address)
+    t0 = time.perf_counter()
+    for _ in range(count):
+        conn.request('GET', '/hello')
+        conn.getresponse().read()
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return elapsed
+
+
+def _response_size(address, raw_request):
+    with connect(address) as sock:
+        sock.sendall(raw_request)
+        data = b''
+        while b'\r\n\r\n' not in data:
+            data += sock.recv(65536)
+        (head, _, rest) = data.partition(b'\r\n\r\n')
+        length = int(re.search(rb'(?i)content-length: *(\d+)', head).group(1))
+        while len(rest) < length:
+            rest += sock.recv(65536)
+        return len(head) + 4 + length
+
+
+# --------------------------------------------------------------------------
+# Reporting
+
+
+class Table:
+    def __init__(self, title):
+        self.title = title
+        self.rows = []
+
+    def add(self, group, name, values, unit, better='high', **extra):
+        med = statistics.median(values)
+        self.rows.append({'group': group, 'name': name, 'median': med, 'min': min(values),
+                          'max': max(values), 'unit': unit, 'better': better, **extra})
+        return med
+
+    def ratio(self, group, name, base):
+        rows = {r['name']: r for r in self.rows if r['group'] == group}
+        return rows[name]['median'] / rows[base]['median']
+
+    def show(self, refs):
+        print(f'\n== {self.title}')
+        width = max(len(r['name']) for r in self.rows) + 2
+        for group in dict.fromkeys(r['group'] for r in self.rows):
+            rows = [r for r in self.rows if r['group'] == group]
+            print(f'-- {group}')
+            base = refs.get(group)
+            for r in rows:
+                ratio = ''
+                if base and base in {x['name'] for x in rows}:
+                    ratio = f'{self.ratio(group, r["name"], base):7.2f}x {base}'
+                extra = ''.join(f'  {k}={v}' for k, v in r.items() if k not in (
+                    'group', 'name', 'median', 'min', 'max', 'unit', 'better'))
+                print(f'   {r["name"]:<{width}} {r["median"]:>12,.1f} {r["unit"]:<6}'
+                      f' ({r["min"]:,.1f}-{r["max"]:,.1f})  {ratio}{extra}')
+
+
+def interleave(reps, runners):
+    """Run each runner once per rep, in turn (A B A B ...); returns name -> [values]."""
+    results = {name: [] for name in runners}
+    for _ in range(reps):
+        for name, runner in runners.items():
+            results[name].append(runner())
+    return results
+
+
+# --------------------------------------------------------------------------
+# Modes
+
+
+def mode_roundtrip(args, tmpdir):
+    from degu.base import render_request
+
+    table = Table(f'roundtrip: {args.count} sequential POSTs, 70-byte bodies, '
+                  'one connection (req/s)')
+    cpu = 0 if args.pin == 'split' else None
+    request = render_request('POST', '/echo', {'content-length': 70}) + BODY70
+    for family in ('ipv6', 'unix'):
+        servers = {}
+        try:
+            servers['degu'] = start(serve_degu, address_for(family, tmpdir, 'degu'), cpu=cpu)
+            servers['stdlib'] = start(serve_stdlib, address_for(family, tmpdir, 'std'),
+                                      cpu=cpu)
+            response_size = _response_size(servers['degu'][1], request)
+            servers['raw'] = start(serve_raw_echo, address_for(family, tmpdir, 'raw'),
+                                   len(request), b'r' * response_size, cpu=cpu)
+            addr = {k: v[1] for k, v in servers.items()}
+            count = args.count
+            runners = {
+                'degu server + degu client':
+                    lambda: count / run_in_child(degu_posts, addr['degu'], count, cpu=cpu),
+                'http.server + http.client':
+                    lambda: count / run_in_child(stdlib_posts, addr['stdlib'], count, cpu=cpu),
+                'raw-socket floor':
+                    lambda: count / run_in_child(raw_exchanges, addr['raw'], count, request,
+                                                 response_size, cpu=cpu),
+            }
+            for name, values in interleave(args.reps, runners).items():
+                table.add(family, name, values, 'req/s')
+        finally:
+            for (proc, _, _) in servers.values():
+                stop(proc)
+    refs = {'ipv6': 'raw-socket floor', 'unix': 'raw-socket floor'}
+    table.show(refs)
+    for family in ('ipv6', 'unix'):
+        print(f'   {family}: degu/stdlib = '
+              f'{table.ratio(family, "degu server + degu client", "http.server + http.client"):.2f}x')
+    return table
+
+
+def _wrk(address, conns, seconds, cpu):
+    cmd = ['wrk', '-t1', f'-c{conns}', f'-d{seconds}s', '--latency',
+           f'http://127.0.0.1:{address[1]}/hello']
+    if cpu is not None:
+        cmd = ['taskset', '-c', str(cpu)] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = float(re.search(r'Requests/sec:\s+([\d.]+)', out).group(1))
+
+    def latency(p):
+        m = re.search(rf'\s{p}%\s+([\d.]+)(us|ms|s)', out)
+        if not m:
+            return float('nan')
+        scale = {'us': 0.001, 'ms': 1.0, 's': 1000.0}[m.group(2)]
+        return float(m.group(1)) * scale
+
+    errors = re.search(r'Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)', out)
+    return (rps, latency(50), latency(99), errors.group(0) if errors else '')
+
+
+def _pyload(address, conns, seconds, cpu):
+    def work():
+        return _selector_load(address, conns, seconds)
+
+    (count, lat) = run_in_child(work, cpu=cpu, timeout=seconds + 60)
+    lat.sort()
+    return (count / seconds, 1000 * lat[len(lat) // 2], 1000 * lat[int(len(lat) * 0.99)], '')
+
+
+def _selector_load(address, conns, seconds):
+    request = b'GET /hello HTTP/1.1\r\nHost: bench\r\n\r\n'
+    sel = selectors.DefaultSelector()
+    state = {}
+    for _ in range(conns):
+        sock = connect(address)
+        sock.setblocking(False)
+        state[sock] = [b'', time.perf_counter()]
+        sel.register(sock, selectors.EVENT_READ)
+        sock.send(request)
+    latencies = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for key, _ in sel.select(1.0):
+            sock = key.fileobj
+            st = state[sock]
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError('server closed a connection')
+            st[0] += data
+            while True:
+                end = st[0].find(b'\r\n\r\n')
+                if end < 0:
+                    break
+                m = re.search(rb'(?i)content-length: *(\d+)', st[0][:end])
+                total = end + 4 + int(m.group(1))
+                if len(st[0]) < total:
+                    break
+                st[0] = st[0][total:]
+                now = time.perf_counter()
+                latencies.append(now - st[1])
+                st[1] = now
+                sock.send(request)
+    for sock in state:
+        sock.close()
+    return (len(latencies), latencies)
+
+
+def mode_server(args, tmpdir):
+    seconds = args.seconds
+    use_wrk = shutil.which('wrk') is not None and not args.no_wrk
+    loader = 'wrk' if use_wrk else 'python load generator'
+    table = Table(f'server: keep-alive GETs of a 12-byte body for {seconds}s ({loader})')
+    (server_cpu, load_cpu) = (0, 1) if args.pin == 'split' else (None, None)
+    impls = {'degu': serve_degu, 'http.server': serve_stdlib}
+    try:
+        import waitress  # noqa: F401
+
+        impls['waitress'] = serve_waitress  # pragma: no cover
+    except ImportError:
+        pass
+    for conns in args.conns:
+        def runner(impl):
+            def run():
+                (proc, address, _) = start(impl, ('127.0.0.1', 0), cpu=server_cpu)
+                try:
+                    cpu0 = cpu_seconds(proc.pid)
+                    if use_wrk:
+                        result = _wrk(address, conns, seconds, load_cpu)
+                    else:
+                        result = _pyload(address, conns, seconds, load_cpu)
+                    cpu = cpu_seconds(proc.pid) - cpu0
+                finally:
+                    stop(proc)
+                return result + (1e6 * cpu / max(1, result[0] * seconds),)
+            return run
+
+        results = interleave(args.reps, {name: runner(impl) for name, impl in impls.items()})
+        for name, values in results.items():
+            table.add(f'{conns} connections', name, [v[0] for v in values], 'req/s',
+                      p50_ms=round(statistics.median(v[1] for v in values), 3),
+                      p99_ms=round(statistics.median(v[2] for v in values), 3),
+                      cpu_us_per_req=round(statistics.median(v[4] for v in values), 1),
+                      **({'errors': values[0][3]} if values[0][3] else {}))
+    table.show({f'{c} connections': 'http.server' for c in args.conns})
+    return table
+
+
+def mode_client(args, tmpdir):
+    cpu = 0 if args.pin == 'split' else None
+    count = args.count
+    if shutil.which('nginx') and not args.no_nginx:
+        (proc, address, _) = start(serve_nginx, None, tmpdir, cpu=cpu)
+        fixed = 'nginx'
+    else:
+        (proc, address, _) = start(serve_degu, ('127.0.0.1', 0), cpu=cpu)
+        fixed = 'degu'
+    table = Table(f'client: {count} sequential GETs on one connection against {fixed} (req/s)')
+    try:
+        request = b'GET /hello HTTP/1.1\r\nhost: bench\r\n\r\n'
+        response_size = _response_size(address, request)
+        runners = {
+            'degu client': lambda: count / run_in_child(degu_gets, address, count, cpu=cpu),
+            'degu client, pipelined x8':
+                lambda: count / run_in_child(degu_gets, address, count, 8, cpu=cpu),
+            'http.client': lambda: count / run_in_child(stdlib_gets, address, count, cpu=cpu),
+            'raw-socket floor': lambda: count / run_in_child(
+                raw_exchanges, address, count, request, response_size, cpu=cpu),
+        }
+        for name, values in interleave(args.reps, runners).items():
+            table.add(fixed, name, values, 'req/s')
+    finally:
+        stop(proc)
+    table.show({fixed: 'http.client'})
+    print(f'   degu / raw floor = {table.ratio(fixed, "degu client", "raw-socket floor"):.2f}x')
+    return table
+
+
+def _upload(address, size, chunked):
+    from degu.base import BodyIter, ChunkedBodyIter
+    from degu.client import Client
+
+    conn = Client(address).connect()
+    piece = b'u' * MiB
+    if chunked:
+        body = ChunkedBodyIter([(None, piece)] * (size // MiB) + [(None, b'')])
+    else:
+        body = BodyIter([piece] * (size // MiB), size)
+    t0 = time.perf_counter()
+    response = conn.put('/upload', {}, body)
+    assert int(response.body.read()) == size
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return (elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _download(address, size, chunked):
+    from degu.client import Client
+
+    conn = Client(address).connect()
+    buf = bytearray(MiB)
+    t0 = time.perf_counter()
+    response = conn.get(f'/{"chunked" if chunked else "length"}?{size}', {})
+    total = 0
+    if chunked:
+        for (_, data) in response.body:
+            total += len(data)
+    else:
+        while True:
+            n = response.body.readinto(buf)
+            if not n:
+                break
+            total += n
+    assert total == size
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return (elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _raw_download(address, size):
+    sock = connect(address)
+    buf = bytearray(MiB)
+    t0 = time.perf_counter()
+    sock.sendall(b'go')
+    got = 0
+    while got < size:
+        n = sock.recv_into(buf)
+        if not n:
+            raise ConnectionError('short')
+        got += n
+    elapsed = time.perf_counter() - t0
+    sock.close()
+    return (elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def serve_raw_source(queue, address, size):
+    listener = socket.socket(socket.AF_INET6)
+    listener.bind(address)
+    listener.listen(5)
+    queue.put(listener.getsockname())
+    piece = b'd' * MiB
+    while True:
+        (sock, _) = listener.accept()
+        sock.recv(2)
+        for _ in range(size // MiB):
+            sock.sendall(piece)
+        sock.close()
+
+
+def mode_bodies(args, tmpdir):
+    size = args.size * MiB
+    cpu = 0 if args.pin == 'split' else None
+    table = Table(f'bodies: {args.size} MiB over IPv6 loopback (MB/s)')
+    (proc, address, _) = start(serve_degu, ('::1', 0, 0, 0), bodies_app, cpu=cpu)
+    (raw_proc, raw_address, _) = start(serve_raw_source, ('::1', 0, 0, 0), size, cpu=cpu)
+    try:
+        rss0 = peak_rss_kib(proc.pid)
+        runners = {
+            'upload, content-length': lambda: run_in_child(_upload, address, size, False,
+                                                           cpu=cpu),
+            'upload, chunked': lambda: run_in_child(_upload, address, size, True, cpu=cpu),
+            'download, content-length': lambda: run_in_child(_download, address, size, False,
+                                                             cpu=cpu),
+            'download, chunked': lambda: run_in_child(_download, address, size, True, cpu=cpu),
+            'raw-socket transfer': lambda: run_in_child(_raw_download, raw_address, size,
+                                                        cpu=cpu),
+        }
+        results = interleave(args.reps, runners)
+        server_growth = (peak_rss_kib(proc.pid) - rss0) // 1024
+        for name, values in results.items():
+            table.add('MB/s', name, [size / 1e6 / v[0] for v in values], 'MB/s',
+                      client_peak_rss_mib=max(v[1] for v in values) // 1024)
+    finally:
+        stop(proc)
+        stop(raw_proc)
+    table.show({'MB/s': 'raw-socket transfer'})
+    print(f'   degu server peak RSS growth: {server_growth} MiB')
+    table.rows.append({'group': 'rss', 'name': 'server peak RSS growth', 'median': server_growth,
+                       'min': server_growth, 'max': server_growth, 'unit': 'MiB',
+                       'better': 'low'})
+    return table
+
+
+def mode_idle(args, tmpdir):
+    count = args.idle
+    table = Table(f'idle: {count} idle keep-alive connections on a degu server')
+    (proc, address, _) = start(_serve_idle, count)
+    socks = []
+    try:
+        rss0 = current_rss_kib(proc.pid)
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if limit[0] < count + 100:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit[1], count + 1000), limit[1]))
+        for _ in range(count):
+            sock = connect(address)
+            sock.sendall(b'GET /hello HTTP/1.1\r\n\r\n')
+            socks.append(sock)
+        for sock in socks:
+            data = b''
+            while not data.endswith(BODY12):
+                data += sock.recv(4096)
+        rss1 = current_rss_kib(proc.pid)
+        threads = int(open(f'/proc/{proc.pid}/status').read().split('Threads:')[1].split()[0])
+    finally:
+        for sock in socks:
+            sock.close()
+        stop(proc)
+    per = (rss1 - rss0) / count
+    table.add('memory', 'RSS per idle connection', [per], 'KiB', better='low',
+              threads=threads, held=len(socks))
+    table.show({})
+    return table
+
+
+def _serve_idle(queue, count):
+    serve_degu(queue, ('127.0.0.1', 0), max_connections=count + 10, idle_timeout=60)
+
+
+MODES = {'roundtrip': mode_roundtrip, 'server': mode_server, 'client': mode_client,
+         'bodies': mode_bodies, 'idle': mode_idle}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="degu's benchmarks",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split('\n\n', 1)[1])
+    parser.add_argument('mode', choices=[*MODES, 'all'])
+    parser.add_argument('--count', type=int, default=20000, help='exchanges per run')
+    parser.add_argument('--reps', type=int, default=3, help='repetitions (interleaved)')
+    parser.add_argument('--seconds', type=int, default=5, help='server mode: seconds per run')
+    parser.add_argument('--conns', type=lambda s: [int(c) for c in s.split(',')],
+                        default=[1, 16, 64], help='server mode: connection counts')
+    parser.add_argument('--size', type=int, default=64, help='bodies mode: MiB')
+    parser.add_argument('--idle', type=int, default=1000, help='idle mode: connections')
+    parser.add_argument('--pin', choices=('split', 'none'), default='split')
+    parser.add_argument('--no-wrk', action='store_true', help='use the Python load generator')
+    parser.add_argument('--no-nginx', action='store_true', help='client mode: degu as server')
+    parser.add_argument('--quick', action='store_true', help='tiny counts: a smoke test')
+    parser.add_argument('--json', help='write the results here')
+    args = parser.parse_args(argv)
+    if args.quick:
+        (args.count, args.reps, args.seconds, args.size, args.idle) = (200, 1, 1, 4, 50)
+        args.conns = [1, 4]
+    if args.pin == 'split' and (os.cpu_count() or 1) < 2:
+        args.pin = 'none'
+    print(f'# python {platform.python_version()}, {os.cpu_count()} CPUs, pin={args.pin}')
+    results = {}
+    modes = list(MODES) if args.mode == 'all' else [args.mode]
+    with tempfile.TemporaryDirectory(prefix='degu-bench.') as tmpdir:
+        for mode in modes:
+            results[mode] = MODES[mode](args, tmpdir).rows
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({'python': platform.python_version(), 'pin': args.pin,
+                       'results': results}, f, indent=2)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
