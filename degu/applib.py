@@ -1,0 +1,593 @@
+"""Ready-made RGI apps: method filters, a router, a reverse proxy, a file server.
+
+* ``AllowedMethods`` / ``MethodFilter``: answer ``405`` (with ``allow``) to
+  methods an app does not handle.
+* ``Router``: dispatch on path components through nested dicts.
+* ``ProxyApp``: a reverse proxy that streams bodies both ways over one
+  upstream connection per downstream connection.
+* ``FilesApp``: serve the files under one directory (GET/HEAD, single
+  ranges, conditional requests), never anything outside it.
+
+Each is an ordinary ``app(session, request, api)`` callable; compose them
+freely.  Not API-stable (SPEC 8.5).  See doc/degu.applib.rst.
+"""
+
+import datetime
+import email.utils
+import http
+import io
+import logging
+import mimetypes
+import os
+import re
+import select
+import stat
+
+from .base import (
+    _TYPE_ERROR,
+    BODY_READY,
+    IO_SIZE,
+    METHODS,
+    ConnectionClosed,
+    ConnectionTimedOut,
+    Request,
+    Session,
+    api,
+    parse_range,
+)
+from .util import unquote
+
+__all__ = (
+    'ROUTER_MAX_DEPTH',
+    'HOP_BY_HOP',
+    'AllowedMethods',
+    'MethodFilter',
+    'Router',
+    'ProxyApp',
+    'FilesApp',
+)
+
+log = logging.getLogger('degu.applib')
+
+_TYPE_ERROR2 = '{}: need a {!r}; got a {!r}'
+
+ROUTER_MAX_DEPTH = 10  # nested appmap dicts, the top one included (also catches cycles)
+
+
+# --------------------------------------------------------------------------
+# Methods
+
+
+class AllowedMethods:
+    """The methods an app handles; ``AllowedMethods('GET', 'HEAD')(app)`` filters it.
+
+    >>> allowed = AllowedMethods('GET', 'HEAD')
+    >>> allowed
+    AllowedMethods('GET', 'HEAD')
+    >>> (allowed.isallowed('GET'), allowed.isallowed('PUT'))
+    (True, False)
+    """
+
+    __slots__ = ('_methods',)
+
+    def __init__(self, *methods):
+        for method in methods:
+            if type(method) is not str:
+                raise TypeError(_TYPE_ERROR.format('method', str, type(method), method))
+            if method not in METHODS:
+                raise ValueError(f'bad method: {method!r}')
+        self._methods = methods
+
+    @property
+    def methods(self):
+        return self._methods
+
+    def __repr__(self):
+        return f'AllowedMethods({", ".join(repr(m) for m in self._methods)})'
+
+    def isallowed(self, method):
+        return method in self._methods
+
+    def __call__(self, app):
+        return MethodFilter(app, self)
+
+
+class MethodFilter:
+    """Call *app* for allowed methods; answer anything else with ``405``.
+
+    The ``405 Method Not Allowed`` carries an ``allow`` header listing the
+    allowed methods (RFC 9110 section 15.5.6), and leaves any request body
+    unread (the server drains a small one, or closes).
+    """
+
+    __slots__ = ('app', 'allowed_methods', '_allow')
+
+    def __init__(self, app, allowed_methods):
+        if not callable(app):
+            raise TypeError(f'app not callable: {app!r}')
+        if type(allowed_methods) is not AllowedMethods:
+            raise TypeError(
+                _TYPE_ERROR.format(
+                    'allowed_methods', AllowedMethods, type(allowed_methods), allowed_methods
+                )
+            )
+        self.app = app
+        self.allowed_methods = allowed_methods
+        self._allow = ', '.join(allowed_methods.methods)
+
+    def __repr__(self):
+        return f'MethodFilter({self.app!r}, {self.allowed_methods!r})'
+
+    def __call__(self, session, request, api):
+        if self.allowed_methods.isallowed(request.method):
+            return self.app(session, request, api)
+        return (405, 'Method Not Allowed', {'allow': self._allow}, None)
+
+
+# --------------------------------------------------------------------------
+# Routing
+
+
+def _check_appmap(appmap, depth, label):
+    if depth > ROUTER_MAX_DEPTH:
+        raise ValueError(f'Router: max appmap depth {ROUTER_MAX_DEPTH} exceeded')
+    for (key, value) in appmap.items():
+        if key is not None:
+            if type(key) is not str:
+                types = (str, type(None))
+                raise TypeError(_TYPE_ERROR.format('appmap key', types, type(key), key))
+            if not key.isascii() or '/' in key:
+                raise ValueError(f'appmap key: need ASCII without a slash; got {key!r}')
+        if type(value) is dict:
+            _check_appmap(value, depth + 1, f'{label}[{key!r}]')
+        elif not callable(value):
+            raise TypeError(f'{label}[{key!r}]: value not callable: {value!r}')
+
+
+class Router:
+    """Dispatch on path components through nested dicts.
+
+    Each call shifts one component from ``request.path`` to ``request.mount``
+    and looks it up in *appmap*: a dict value routes on the next component,
+    anything else is the app to call.  When the path is exhausted the key is
+    ``None``; ``'/foo'`` gives ``['foo']`` and ``'/foo/'`` gives
+    ``['foo', '']``, so the keys ``None`` and ``''`` tell those apart.  Keys
+    are compared with the *raw* component (D1): ``caf%C3%A9``, not ``café``.
+    An unknown key is ``410 Gone``.  At most ``ROUTER_MAX_DEPTH`` (10) levels
+    of dicts, the top one included, which also rejects cycles.
+
+    >>> from degu.misc import mkreq
+    >>> def hello(session, request, api):
+    ...     return (200, 'OK', {}, b'hello')
+    >>> router = Router({'api': {'hello': hello}})
+    >>> router(None, mkreq('GET', '/api/hello'), api)
+    (200, 'OK', {}, b'hello')
+    >>> router(None, mkreq('GET', '/api/nope'), api)
+    (410, 'Gone', {}, None)
+    """
+
+    __slots__ = ('appmap',)
+
+    def __init__(self, appmap):
+        if type(appmap) is not dict:
+            raise TypeError(_TYPE_ERROR.format('appmap', dict, type(appmap), appmap))
+        _check_appmap(appmap, 1, 'appmap')
+        self.appmap = appmap
+
+    def __repr__(self):
+        return f'Router({self.appmap!r})'
+
+    def __call__(self, session, request, api):
+        if type(request) is not Request:
+            raise TypeError(_TYPE_ERROR2.format('request', Request, type(request)))
+        handler = self.appmap
+        for _ in range(ROUTER_MAX_DEPTH):  # bounded: the depth was checked
+            handler = handler.get(request.shift_path(), None)
+            if handler is None:
+                return (410, 'Gone', {}, None)
+            if type(handler) is not dict:
+                return handler(session, request, api)
+        raise ValueError(f'Router: max appmap depth {ROUTER_MAX_DEPTH} exceeded')
+
+
+# --------------------------------------------------------------------------
+# Reverse proxy
+
+# RFC 9110 section 7.6.1: fields that describe one connection, never forwarded
+# (proxy-connection and keep-alive are the common non-standard ones).
+HOP_BY_HOP = frozenset(
+    [
+        'connection',
+        'keep-alive',
+        'proxy-connection',
+        'te',
+        'trailer',
+        'upgrade',
+        'proxy-authenticate',
+        'proxy-authorization',
+    ]
+)
+
+
+def _end_to_end(headers):
+    """A copy of *headers* without hop-by-hop fields, nor those ``connection`` names."""
+    drop = HOP_BY_HOP
+    connection = headers.get('connection')
+    if connection is not None:
+        drop = drop | {t.strip().lower() for t in str(connection).split(',')}
+    return {name: value for (name, value) in headers.items() if name not in drop}
+
+
+def _is_stale(conn):
+    """True when an idle upstream connection has something to read: EOF, a reset, garbage.
+
+    Between responses nothing may arrive, so readability means the server
+    closed (idle timeout) or broke the connection.
+    """
+    sock = conn.sock
+    pending = getattr(sock, 'pending', None)
+    if pending is not None and pending():
+        return True
+    try:
+        fd = sock.fileno()
+        if fd < 0:
+            return True
+        if hasattr(select, 'poll'):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLPRI)
+            return bool(poller.poll(0))
+        return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - no poll()
+    except (OSError, ValueError):
+        return True
+
+
+def _can_retry(exc, body):
+    """True when *exc* shows the upstream closed before answering, and *body* can be resent."""
+    if isinstance(exc, ConnectionTimedOut):
+        return False  # the server may be busy with the request: never send it twice
+    if str(exc).startswith('response preamble truncated'):
+        return False  # the server started to answer
+    return body is None or body.state == BODY_READY
+
+
+def _read_to_eof(body):
+    # A close-delimited upstream body (D14) goes downstream chunked.
+    while True:
+        data = body.read(IO_SIZE)
+        if not data:
+            break
+        yield (None, data)
+    yield (None, b'')
+
+
+class ProxyApp:
+    """A reverse proxy to *client* (a ``degu.client.Client``).
+
+    Each downstream connection gets its own upstream ``Connection``, kept in
+    ``session.store[key]``, so requests keep their order.  The request is
+    forwarded as ``request.method request.build_proxy_uri()`` (so a
+    ``Router`` in front can strip a prefix), and the upstream response is
+    returned: bodies stream through in both directions, chunked bodies stay
+    chunked with their extensions, and hop-by-hop fields (``HOP_BY_HOP`` and
+    any field that ``connection`` names) are dropped both ways.  The
+    client's base headers (``host``...) win over the forwarded ones.
+
+    Upstream connections: a stored connection that the server closed (it
+    said ``connection: close``, or it became readable while idle) is
+    replaced before use.  If an idle connection turns out to be closed only
+    while the request is sent (the race with the server's idle timeout),
+    the request is sent once more on a new connection when no byte of a
+    response arrived, the failure was not a timeout, and the request body
+    is ``None`` or untouched; otherwise, and when the upstream cannot be
+    reached or sends something malformed, the answer is ``502 Bad Gateway``.
+    """
+
+    __slots__ = ('client', 'key')
+
+    def __init__(self, client, key='conn'):
+        if not callable(getattr(client, 'connect', None)):
+            raise TypeError(f'client: no connect() method: {client!r}')
+        if type(key) is not str:
+            raise TypeError(_TYPE_ERROR.format('key', str, type(key), key))
+        self.client = client
+        self.key = key
+
+    def __repr__(self):
+        return f'ProxyApp({self.client!r}, {self.key!r})'
+
+    def _connection(self, store):
+        conn = store.get(self.key)
+        if conn is not None:
+            if not conn.closed and not _is_stale(conn):
+                return (conn, True)
+            conn.close()
+            del store[self.key]
+        conn = self.client.connect()
+        store[self.key] = conn
+        return (conn, False)
+
+    def _drop(self, store):
+        conn = store.pop(self.key, None)
+        if conn is not None:
+            conn.close()
+
+    def __call__(self, session, request, api):
+        if type(session) is not Session:
+            raise TypeError(_TYPE_ERROR2.format('session', Session, type(session)))
+        if type(request) is not Request:
+            raise TypeError(_TYPE_ERROR2.format('request', Request, type(request)))
+        store = session.store
+        headers = _end_to_end(request.headers)
+        uri = request.build_proxy_uri()
+        body = request.body
+        try:
+            (conn, reused) = self._connection(store)
+            try:
+                response = conn.request(request.method, uri, dict(headers), body)
+            except ConnectionClosed as e:
+                if not (reused and _can_retry(e, body)):
+                    raise
+                log.info('%s: upstream %r closed an idle connection (%s); retrying once',
+                         session, self.client, e)
+                self._drop(store)
+                (conn, _) = self._connection(store)
+                response = conn.request(request.method, uri, dict(headers), body)
+        except (OSError, ValueError) as e:
+            self._drop(store)
+            log.warning('%s: %s %s: upstream %r failed: %r',
+                        session, request.method, uri, self.client, e)
+            return (502, 'Bad Gateway', {}, None)
+        (status, reason, rheaders, rbody) = response
+        if status < 200:
+            # An interim response we cannot relay as final: its final
+            # response would be left unread on the connection.
+            self._drop(store)
+            log.warning('%s: %s %s: upstream %r answered %d', session, request.method, uri,
+                        self.client, status)
+            return (502, 'Bad Gateway', {}, None)
+        rheaders = _end_to_end(rheaders)
+        if rbody is not None and not rbody.chunked and rbody.content_length is None:
+            rheaders.pop('content-length', None)
+            rbody = api.ChunkedBodyIter(_read_to_eof(rbody))
+        if not reason:
+            reason = _reason(status)
+        return (status, reason, rheaders, rbody)
+
+
+def _reason(status):
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return 'Unknown'
+
+
+# --------------------------------------------------------------------------
+# Files
+
+_MIME = mimetypes.MimeTypes()  # the built-in table only: the same answer on every host
+_ETAG_RE = re.compile(r'(?:W/)?("[\x21\x23-\x7e\x80-\xff]*")|(\*)')
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, 'O_CLOEXEC', 0)
+    | getattr(os, 'O_NOCTTY', 0)
+    | os.O_NOFOLLOW
+    | os.O_NONBLOCK  # a FIFO must not block open(); cleared again for regular files
+)
+
+
+class _File(io.FileIO):
+    """A file that closes itself when the server drops the response.
+
+    FIXME: the server does not close a response body's file once it has been
+    sent, so the last reference does; a server hook that closes ``Body.rfile``
+    after the response would make this deterministic beyond CPython.
+    """
+
+    def __del__(self):
+        self.close()
+
+
+def _http_date(seconds):
+    return email.utils.formatdate(seconds, usegmt=True)
+
+
+def _parse_http_date(value):
+    """Seconds since the epoch for an HTTP date, or ``None`` when it is not one."""
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 5.6.7: HTTP dates are UTC
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
+
+
+def _etag_matches(value, etag):
+    """RFC 9110 13.1.2: weak comparison of *etag* against an ``if-none-match`` list."""
+    opaque = etag[2:] if etag.startswith('W/') else etag
+    for m in _ETAG_RE.finditer(value):
+        if m.group(2) is not None or m.group(1) == opaque:
+            return True
+    return False
+
+
+def _decode_path(path):
+    """``(names, want_dir)`` from raw path components, or ``None`` for a bad request.
+
+    Refused: a component that is not strict UTF-8 after percent-decoding, or
+    that decodes to ``''`` (except the last one: ``/dir/``, or ``/`` below a
+    ``Router`` key), ``.``, ``..``, or a name holding ``/``, NUL or ``os.sep``.
+    """
+    names = []
+    last = len(path) - 1
+    for (i, component) in enumerate(path):
+        try:
+            name = unquote(component)
+        except ValueError:
+            return None
+        if name == '' and i == last:
+            return (names, True)  # '/dir/', or '/' below a Router key
+        if name in ('', '.', '..') or '/' in name or '\x00' in name or os.sep in name:
+            return None
+        if os.altsep and os.altsep in name:  # pragma: no cover - not POSIX
+            return None
+        names.append(name)
+    return (names, False)
+
+
+class FilesApp:
+    """Serve the files under *dir_name*, and nothing outside it.
+
+    GET and HEAD only (else ``405`` with ``allow``).  Path components are
+    percent-decoded with ``degu.util.unquote``; a bad escape, bad UTF-8, or
+    a name that is ``.``, ``..`` or holds ``/`` or NUL is ``400 Bad
+    Request``.  Files are opened component by component relative to a
+    directory descriptor with ``O_NOFOLLOW``: symbolic links are never
+    followed (``404``), so no link leads outside the directory, and there
+    is no window between a check and an open.  A directory serves its
+    ``index.html``.
+    Anything missing, unreadable or not a regular file is ``404 Not Found``.
+
+    Responses carry ``content-length``, ``content-type`` (from the built-in
+    ``mimetypes`` table, when known and not compressed), ``last-modified``,
+    a strong ``etag`` (size and modification time) and ``accept-ranges``.
+    ``if-none-match`` (or, without it, ``if-modified-since``) gives ``304``.
+    A GET with one ``range`` gives ``206`` with the range clamped to the
+    file (RFC 9110 section 14), or ``416`` with ``content-range: bytes
+    */SIZE`` when it starts at or past the end.  A request body is refused
+    (``400``) unless it is empty.  The file goes out as an ``api.Body``
+    over the open file: the server sends it with ``socket.sendfile()`` on a
+    plain socket.
+    """
+
+    def __init__(self, dir_name):
+        if type(dir_name) is not str:
+            raise TypeError(_TYPE_ERROR2.format('dir_name', str, type(dir_name)))
+        if os.path.abspath(dir_name) != dir_name:
+            raise ValueError(f'dir_name: not absolute, normalized path: {dir_name!r}')
+        self.dir_name = dir_name
+        self.dir_fd = os.open(
+            dir_name, os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0)
+        )
+
+    def __repr__(self):
+        return f'FilesApp({self.dir_name!r})'
+
+    def __reduce__(self):
+        # A descriptor cannot cross a process boundary: open the directory again.
+        return (FilesApp, (self.dir_name,))
+
+    def close(self):
+        """Close the directory descriptor; later calls do nothing."""
+        fd = self.dir_fd
+        if fd is not None and fd >= 0:
+            self.dir_fd = -1
+            os.close(fd)
+
+    def __del__(self):
+        fd = getattr(self, 'dir_fd', None)
+        if fd is not None and fd >= 0:
+            self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _open(self, names, want_dir):
+        """``(fd, stat, name)`` for the regular file *names* lead to, or ``None``."""
+        fd = -1
+        name = ''
+        try:
+            fd = os.open('.', _OPEN_FLAGS | os.O_DIRECTORY, dir_fd=self.dir_fd)
+            for name in names:
+                child = os.open(name, _OPEN_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                name = 'index.html'
+                child = os.open(name, _OPEN_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+                st = os.fstat(fd)
+            elif want_dir:
+                raise NotADirectoryError(name)
+            if not stat.S_ISREG(st.st_mode):
+                raise FileNotFoundError(name)
+            os.set_blocking(fd, True)
+            return (fd, st, name)
+        except OSError:
+            if fd >= 0:
+                os.close(fd)
+            return None
+
+    def __call__(self, session, request, api):
+        method = request.method
+        if method != 'GET' and method != 'HEAD':
+            return (405, 'Method Not Allowed', {'allow': 'GET, HEAD'}, None)
+        body = request.body
+        if body is not None:
+            if body.chunked or body.content_length != 0:
+                return (400, 'Bad Request', {}, None)
+            body.read()
+        decoded = _decode_path(request.path)
+        if decoded is None:
+            return (400, 'Bad Request', {}, None)
+        (names, want_dir) = decoded
+        opened = self._open(names, want_dir)
+        if opened is None:
+            return (404, 'Not Found', {}, None)
+        (fd, st, name) = opened
+        fp = _File(fd, 'rb')
+        try:
+            response = self._respond(request, api, name, fp, st)
+        except BaseException:
+            fp.close()
+            raise
+        if response[3] is None:
+            fp.close()
+        return response
+
+    def _respond(self, request, api, name, fp, st):
+        size = st.st_size
+        etag = f'"{size:x}-{st.st_mtime_ns:x}"'
+        headers = {'etag': etag, 'last-modified': _http_date(st.st_mtime)}
+        if self._not_modified(request.headers, etag, st.st_mtime):
+            return (304, 'Not Modified', headers, None)
+        (ctype, encoding) = _MIME.guess_type(name)
+        if ctype is not None and encoding is None:
+            headers['content-type'] = ctype
+        headers['accept-ranges'] = 'bytes'
+        r = request.headers.get('range') if request.method == 'GET' else None
+        if type(r) is str:
+            try:
+                r = parse_range(r.encode('latin-1'))
+            except ValueError:
+                r = None  # RFC 9110 14.2: a server may ignore a range it cannot use
+        if r is not None:
+            if r.start >= size:
+                headers['content-range'] = f'bytes */{size}'
+                return (416, 'Range Not Satisfiable', headers, None)
+            length = r.content_length(size)
+            headers['content-length'] = length
+            headers['content-range'] = r.content_range(size)
+            fp.seek(r.start)
+            return (206, 'Partial Content', headers, api.Body(fp, length))
+        headers['content-length'] = size
+        if request.method == 'HEAD':
+            return (200, 'OK', headers, None)
+        return (200, 'OK', headers, api.Body(fp, size))
+
+    def _not_modified(self, headers, etag, mtime):
+        # RFC 9110 13.2.2: if-none-match first; if-modified-since only without it.
+        value = headers.get('if-none-match')
+        if value is not None:
+            return _etag_matches(str(value), etag)
+        value = headers.get('if-modified-since')
+        if value is not None:
+            since = _parse_http_date(str(value))
+            if since is not None and int(mtime) <= since:
+                return True
+        return False

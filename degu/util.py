@@ -1,0 +1,135 @@
+"""Small helpers for RGI apps: path shifting, URI rebuilding, path components.
+
+``shift_path``, ``relative_uri`` and ``absolute_uri`` are Degu's helpers
+(SPEC 8.3), kept for old apps: new code can use ``request.shift_path()`` and
+``request.build_proxy_uri()``.  They work on any object with list ``mount``
+and ``path`` attributes and a ``query`` attribute.
+
+``unquote`` and ``quote`` deal with one path component.  The server hands
+path components to apps *raw*, still percent-encoded (D1), so that a proxy
+can rebuild the request-target exactly; an app that maps components to
+names (files, keys) decodes each one with ``unquote``, which is strict:
+a bad escape or bytes that are not UTF-8 raise ``ValueError`` rather than
+guess.  Decoding each component on its own keeps ``%2F`` inside a name
+instead of letting it split the path.
+"""
+
+import re
+
+__all__ = ('shift_path', 'relative_uri', 'absolute_uri', 'unquote', 'quote')
+
+_TYPE_ERROR = '{}: need a {!r}; got a {!r}: {!r}'
+
+#   pchar = unreserved / pct-encoded / sub-delims / ":" / "@"   (RFC 3986 3.3)
+# Every character of a raw component is one of these, or starts an escape.
+_PCHAR = frozenset(
+    'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'
+    "-._~!$&'()*+,;=:@"
+)
+_ESCAPE_RE = re.compile(r'%([0-9A-Fa-f]{2})')
+_BAD_ESCAPE_RE = re.compile(r'%(?![0-9A-Fa-f]{2})')
+
+
+def shift_path(request):
+    """Move ``request.path[0]`` to the end of ``request.mount`` and return it.
+
+    Unlike ``Request.shift_path()``, an empty path raises ``IndexError``.
+
+    >>> from degu.misc import mkreq
+    >>> r = mkreq('GET', '/foo/bar')
+    >>> shift_path(r)
+    'foo'
+    >>> (r.mount, r.path)
+    (['foo'], ['bar'])
+    """
+    component = request.path.pop(0)
+    request.mount.append(component)
+    return component
+
+
+def _uri(components, query):
+    uri = '/' + '/'.join(components)
+    if query is None:
+        return uri
+    return uri + '?' + query
+
+
+def relative_uri(request):
+    """The URI of the not-yet-routed part: ``path`` and ``query``.
+
+    The same as ``request.build_proxy_uri()``.
+
+    >>> from degu.misc import mkreq
+    >>> relative_uri(mkreq('GET', '/foo/bar?k=v', shift=1))
+    '/bar?k=v'
+    """
+    return _uri(request.path, request.query)
+
+
+def absolute_uri(request):
+    """The whole URI again, from ``mount + path`` and ``query``.
+
+    >>> from degu.misc import mkreq
+    >>> absolute_uri(mkreq('GET', '/foo/bar?k=v', shift=1))
+    '/foo/bar?k=v'
+    """
+    return _uri(request.mount + request.path, request.query)
+
+
+def unquote(component: str) -> str:
+    """Percent-decode one raw path component; strict.
+
+    Every ``%`` must start an escape of two hex digits, the component must be
+    ASCII (as every raw component the server hands out is), and the decoded
+    bytes must be UTF-8; otherwise ``ValueError``.  ``+`` stays ``+`` (that
+    rule belongs to HTML forms, not to paths), and ``%2F`` gives a ``/``
+    inside the name, which callers that map names to files must refuse.
+
+    >>> unquote('caf%C3%A9%20au%20lait')
+    'café au lait'
+    >>> unquote('a%2Fb')
+    'a/b'
+    >>> unquote('100%')
+    Traceback (most recent call last):
+      ...
+    ValueError: bad percent-escape in path component: '100%'
+    """
+    if type(component) is not str:
+        raise TypeError(_TYPE_ERROR.format('component', str, type(component), component))
+    if '%' not in component:
+        if not component.isascii():
+            raise ValueError(f'path component not ASCII: {component[:64]!r}')
+        return component
+    if _BAD_ESCAPE_RE.search(component):
+        raise ValueError(f'bad percent-escape in path component: {component[:64]!r}')
+    if not component.isascii():
+        raise ValueError(f'path component not ASCII: {component[:64]!r}')
+    raw = _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), component).encode('latin-1')
+    try:
+        return raw.decode('utf-8')
+    except UnicodeDecodeError:
+        raise ValueError(f'path component not UTF-8: {component[:64]!r}') from None
+
+
+def quote(name: str) -> str:
+    """Percent-encode *name* into one path component; ``unquote`` reverses it.
+
+    Everything but the RFC 3986 ``pchar`` characters is escaped, ``%`` and
+    ``/`` included, as UTF-8 bytes.
+
+    >>> quote('café au lait/2')
+    'caf%C3%A9%20au%20lait%2F2'
+    >>> unquote(quote('50% off'))
+    '50% off'
+    """
+    if type(name) is not str:
+        raise TypeError(_TYPE_ERROR.format('name', str, type(name), name))
+    if _PCHAR.issuperset(name):
+        return name
+    out = []
+    for ch in name:
+        if ch in _PCHAR:
+            out.append(ch)
+        else:
+            out.extend(f'%{b:02X}' for b in ch.encode('utf-8'))
+    return ''.join(out)
