@@ -1,0 +1,825 @@
+"""The degu HTTP/1.1 client: ``Client``, ``SSLClient`` and ``Connection``.
+
+A ``Client`` says *where* a server is and *how* to connect; it holds no
+socket and can be shared between threads.  ``Client.connect()`` gives a
+``Connection``: one socket, one conversation, used by one thread (or, for
+pipelining, by exactly one sending and one reading thread).
+
+All IO goes through the shared engine in ``degu.base`` (``SocketWrapper``).
+The client adds what ``http.client`` cannot do: pipelining
+(``send_request()`` / ``read_response()``), ``Expect: 100-continue``, one
+exception for every way a connection ends early (``ConnectionClosed``, with
+``unanswered`` listing the requests that will get no response), and never
+partial data passed off as complete.
+
+States of a ``Connection``::
+
+    open --(response with connection: close, HTTP/1.0 response, final status
+            instead of 100 Continue, early response after a failed upload)-->
+    closing --(that response's body consumed)--> closed
+
+    open --(send fails: peer closed or reset)--> send-closed
+    send-closed --(read_response(): early response, e.g. 413)--> closing
+    send-closed --(nothing to read)--> closed
+
+    any --(any other error, close())--> closed
+
+See doc/degu.client.rst and SPEC.md sections 7 and 9.
+"""
+
+import os
+import socket
+import sys
+import threading
+from collections import deque
+
+from .base import (
+    _TYPE_ERROR,
+    BODY_CONSUMED,
+    IO_SIZE,
+    METHODS,
+    ConnectionClosed,
+    ConnectionTimedOut,
+    EmptyPreambleError,
+    ParseError,
+    Range,
+    Response,
+    SocketWrapper,
+    UnsupportedResponse,
+    api,
+    render_request,
+    set_output_headers,
+)
+
+__all__ = (
+    'Client',
+    'SSLClient',
+    'Connection',
+    'Response',
+    'build_client_sslctx',
+    'is_temp_network_error',
+    'ConnectionClosed',
+    'EmptyPreambleError',
+    'ConnectionTimedOut',
+    'UnsupportedResponse',
+)
+
+DEFAULT_TIMEOUT = 65  # seconds: every socket operation of a Connection
+DEFAULT_MAX_PENDING = 16  # requests sent and not yet answered on one Connection
+MAX_MAX_PENDING = 100  # the largest max_pending a Client accepts
+DEFAULT_EXPECT100_TIMEOUT = 1.0  # seconds to wait for 100 Continue before sending anyway
+MAX_INTERIM = 16  # 1xx responses skipped before a final one (expect100 requests only)
+
+_CLOSED = 'Connection is closed'
+
+
+def _check_timeout(name, value, allow_none):
+    if value is None and allow_none:
+        return value
+    if type(value) not in (int, float):
+        types = (int, float, type(None)) if allow_none else (int, float)
+        raise TypeError(_TYPE_ERROR.format(name, types, type(value), value))
+    if not value > 0:
+        raise ValueError(f'{name} must be > 0; got {value!r}')
+    return value
+
+
+def _check_str_or_none(name, value):
+    if value is not None and type(value) is not str:
+        raise TypeError(_TYPE_ERROR.format(name, (str, type(None)), type(value), value))
+    return value
+
+
+def _check_address(address):
+    """The *address* of SPEC section 3, checked; returns it unchanged."""
+    if isinstance(address, tuple):
+        if len(address) not in (2, 4):
+            raise ValueError(f'address: must have 2 or 4 items; got {address!r}')
+    elif isinstance(address, str):
+        if os.path.abspath(address) != address:
+            raise ValueError(f'address: bad socket filename: {address!r}')
+    elif not isinstance(address, bytes):
+        raise TypeError(_TYPE_ERROR.format('address', (tuple, str, bytes), type(address), address))
+    return address
+
+
+def _default_host(address, default_port):
+    if not isinstance(address, tuple):
+        return None
+    (host, port) = address[:2]
+    if ':' in host:
+        host = f'[{host}]'
+    if port == default_port:
+        return host
+    return f'{host}:{port}'
+
+
+def _set_default(headers, name, value):
+    # The set-if-absent rule of SPEC 4.4 for headers the client implies.
+    current = headers.get(name)
+    if current is None:
+        headers[name] = value
+    elif current != value and str(current).lower() != str(value).lower():
+        raise ValueError(f'{name!r} mismatch: {value!r} != {current!r}')
+
+
+# --------------------------------------------------------------------------
+# Client and SSLClient
+
+
+class Client:
+    """Where an HTTP server is and how to connect to it: ``Client(address, **options)``.
+
+    *address* is a ``(host, port)`` pair (resolved by
+    ``socket.create_connection``, so IPv4, IPv6 or a name), an IPv6 4-tuple,
+    a ``str`` AF_UNIX path or a ``bytes`` abstract AF_UNIX name (SPEC 3).
+
+    Options (each also an attribute): ``host`` (the ``host`` header; derived
+    from a tuple address by default, ``None`` for none), ``authorization``
+    (an ``authorization`` header for every request), ``timeout`` (seconds for
+    every socket operation, default 65, ``None`` to block), ``on_connect``
+    (a callable ``(conn) -> bool``; anything but ``True`` rejects the
+    connection), ``max_pending`` (pipelining depth, default 16, 1..100) and
+    ``expect100_timeout`` (seconds to wait for ``100 Continue``, default 1.0).
+
+    >>> client = Client(('127.0.0.1', 5984))
+    >>> client.host
+    '127.0.0.1:5984'
+    >>> client.base_headers
+    (('host', '127.0.0.1:5984'),)
+    >>> Client(('::1', 80, 0, 0)).host
+    '[::1]'
+    """
+
+    _default_port = 80
+    _allowed_options = (
+        'host',
+        'authorization',
+        'timeout',
+        'on_connect',
+        'max_pending',
+        'expect100_timeout',
+    )
+
+    def __init__(self, address, **options):
+        self.address = _check_address(address)
+        unsupported = sorted(set(options) - set(self._allowed_options))
+        if unsupported:
+            raise TypeError(
+                f'unsupported {type(self).__name__}() **options: {", ".join(unsupported)}'
+            )
+        self.options = options
+        self.host = _check_str_or_none(
+            'host', options.get('host', _default_host(address, self._default_port))
+        )
+        self.authorization = _check_str_or_none('authorization', options.get('authorization'))
+        self.timeout = _check_timeout('timeout', options.get('timeout', DEFAULT_TIMEOUT), True)
+        on_connect = options.get('on_connect')
+        if on_connect is not None and not callable(on_connect):
+            raise TypeError(f'on_connect: not callable: {on_connect!r}')
+        self.on_connect = on_connect
+        max_pending = options.get('max_pending', DEFAULT_MAX_PENDING)
+        if type(max_pending) is not int:
+            raise TypeError(_TYPE_ERROR.format('max_pending', int, type(max_pending), max_pending))
+        if not (1 <= max_pending <= MAX_MAX_PENDING):
+            raise ValueError(f'need 1 <= max_pending <= {MAX_MAX_PENDING}; got {max_pending}')
+        self.max_pending = max_pending
+        self.expect100_timeout = _check_timeout(
+            'expect100_timeout', options.get('expect100_timeout', DEFAULT_EXPECT100_TIMEOUT), False
+        )
+        self._headers = {}
+        if self.authorization:
+            self._headers['authorization'] = self.authorization
+        if self.host:
+            self._headers['host'] = self.host
+        self._rebuild_base_headers()
+
+    def __repr__(self):
+        return f'{type(self).__name__}({self.address!r})'
+
+    def _rebuild_base_headers(self):
+        items = sorted(self._headers.items())
+        self.base_headers = tuple(items) if items else None
+
+    def set_base_header(self, name, value):
+        """Set (or, with ``None``, remove) a header sent with every request.
+
+        >>> client = Client('/tmp/my.socket')
+        >>> client.set_base_header('x-token', 'secret')
+        >>> client.base_headers
+        (('x-token', 'secret'),)
+        >>> client.set_base_header('x-token', None)
+        >>> client.base_headers is None
+        True
+        """
+        if type(name) is not str:
+            raise TypeError(_TYPE_ERROR.format('name', str, type(name), name))
+        if not name or name.lower() != name or not name.isascii() or not name.isprintable():
+            raise ValueError(f'bad base header name: {name!r}')
+        if value is None:
+            self._headers.pop(name, None)
+        elif type(value) is str:
+            self._headers[name] = value
+        else:
+            raise TypeError(_TYPE_ERROR.format('value', (str, type(None)), type(value), value))
+        self._rebuild_base_headers()
+
+    def create_socket(self):
+        """A new connected socket (AF_UNIX sockets get ``SO_PASSCRED``)."""
+        address = self.address
+        if isinstance(address, tuple) and len(address) == 2:
+            sock = socket.create_connection(address, timeout=self.timeout)
+        else:
+            family = socket.AF_INET6 if isinstance(address, tuple) else socket.AF_UNIX
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                if family == socket.AF_UNIX:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+                sock.settimeout(self.timeout)
+                sock.connect(address)
+            except BaseException:
+                sock.close()
+                raise
+        if sock.family != socket.AF_UNIX:
+            # Preamble and small body go out in one send; a body sent after
+            # its preamble (100-continue, large bodies) must not wait on
+            # Nagle's algorithm plus the server's delayed ACK (40 ms each).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def connect(self):
+        """A new ``Connection``; calls ``on_connect(conn)`` when set."""
+        conn = Connection(
+            self.create_socket(),
+            self.base_headers,
+            max_pending=self.max_pending,
+            expect100_timeout=self.expect100_timeout,
+        )
+        if self.on_connect is not None:
+            try:
+                accepted = self.on_connect(conn)
+            except BaseException:
+                conn.close()
+                raise
+            if accepted is not True:
+                conn.close()
+                raise ValueError('on_connect() did not return True')
+        return conn
+
+
+def _check_sslctx(sslctx):
+    import ssl
+
+    if not isinstance(sslctx, ssl.SSLContext):
+        raise TypeError('sslctx must be an ssl.SSLContext')
+    if sslctx.protocol != ssl.PROTOCOL_TLS_CLIENT:
+        raise ValueError('sslctx.protocol must be ssl.PROTOCOL_TLS_CLIENT')
+    minimum = sslctx.minimum_version
+    if minimum == ssl.TLSVersion.MINIMUM_SUPPORTED or minimum < ssl.TLSVersion.TLSv1_2:
+        raise ValueError('sslctx.minimum_version must be >= ssl.TLSVersion.TLSv1_2')
+    if not (sslctx.options & ssl.OP_NO_COMPRESSION):
+        raise ValueError('sslctx.options must include ssl.OP_NO_COMPRESSION')
+    if sslctx.verify_mode != ssl.CERT_REQUIRED:
+        raise ValueError('sslctx.verify_mode must be ssl.CERT_REQUIRED')
+    return sslctx
+
+
+_SSLCONFIG_KEYS = ('ca_file', 'ca_path', 'cert_file', 'check_hostname', 'key_file')
+
+
+def _check_path(sslconfig, key):
+    path = sslconfig[key]
+    if type(path) is not str:
+        raise TypeError(_TYPE_ERROR.format(f'sslconfig[{key!r}]', str, type(path), path))
+    if os.path.abspath(path) != path:
+        raise ValueError(f'sslconfig[{key!r}] is not an absulute, normalized path: {path!r}')
+    return path
+
+
+def build_client_sslctx(sslconfig):
+    """An ``ssl.SSLContext`` for ``SSLClient`` from an *sslconfig* ``dict`` (D13).
+
+    Keys: ``ca_file`` and/or ``ca_path`` (the CAs that sign servers; neither
+    means the system CAs, and then ``check_hostname`` must stay ``True``),
+    ``check_hostname`` (a ``bool``, default ``True``), ``cert_file`` and
+    ``key_file`` (a client certificate).  ``{}`` behaves like a browser.
+    TLS 1.2 is the minimum, TLS 1.3 allowed; TLS 1.2 ciphers are ECDHE with
+    AEAD; compression is off; the server certificate is always verified.
+
+    >>> ctx = build_client_sslctx({})
+    >>> (ctx.check_hostname, ctx.minimum_version.name)
+    (True, 'TLSv1_2')
+    """
+    import ssl
+
+    if type(sslconfig) is not dict:
+        raise TypeError(_TYPE_ERROR.format('sslconfig', dict, type(sslconfig), sslconfig))
+    unknown = sorted(set(sslconfig) - set(_SSLCONFIG_KEYS))
+    if unknown:
+        raise ValueError(f'unsupported sslconfig keys: {", ".join(map(repr, unknown))}')
+    check_hostname = sslconfig.get('check_hostname', True)
+    if type(check_hostname) is not bool:
+        raise TypeError(
+            _TYPE_ERROR.format(
+                "sslconfig['check_hostname']", bool, type(check_hostname), check_hostname
+            )
+        )
+    if 'key_file' in sslconfig and 'cert_file' not in sslconfig:
+        raise ValueError("sslconfig['key_file'] provided without sslconfig['cert_file']")
+    ca_file = _check_path(sslconfig, 'ca_file') if 'ca_file' in sslconfig else None
+    ca_path = _check_path(sslconfig, 'ca_path') if 'ca_path' in sslconfig else None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers('ECDHE+AESGCM:ECDHE+CHACHA20')
+    ctx.options |= ssl.OP_NO_COMPRESSION
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    if ca_file or ca_path:
+        ctx.load_verify_locations(cafile=ca_file, capath=ca_path)
+    else:
+        if not check_hostname:
+            raise ValueError('check_hostname must be True when using default verify paths')
+        ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    ctx.check_hostname = check_hostname
+    if 'cert_file' in sslconfig:
+        cert_file = _check_path(sslconfig, 'cert_file')
+        key_file = _check_path(sslconfig, 'key_file') if 'key_file' in sslconfig else None
+        ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
+class SSLClient(Client):
+    """A ``Client`` over TLS: ``SSLClient(sslctx, address, **options)``.
+
+    *sslctx* is an ``ssl.SSLContext`` (``PROTOCOL_TLS_CLIENT``, minimum TLS
+    1.2, ``OP_NO_COMPRESSION``, ``CERT_REQUIRED``) or an *sslconfig* ``dict``
+    for ``build_client_sslctx()``.  Extra option ``ssl_host``: the name sent
+    for SNI and checked against the certificate (default: the host part of
+    a tuple address, ``None`` for AF_UNIX).  A server that closes without a
+    TLS close_notify raises ``ConnectionClosed``, never a short read.
+    """
+
+    _default_port = 443
+    _allowed_options = Client._allowed_options + ('ssl_host',)
+
+    def __init__(self, sslctx, address, **options):
+        if isinstance(sslctx, dict):
+            sslctx = build_client_sslctx(sslctx)
+        self.sslctx = _check_sslctx(sslctx)
+        super().__init__(address, **options)
+        default = address[0] if isinstance(address, tuple) else None
+        self.ssl_host = _check_str_or_none('ssl_host', options.get('ssl_host', default))
+
+    def __repr__(self):
+        return f'{type(self).__name__}({self.sslctx!r}, {self.address!r})'
+
+    def create_socket(self):
+        sock = super().create_socket()
+        try:
+            return self.sslctx.wrap_socket(
+                sock, server_hostname=self.ssl_host, suppress_ragged_eofs=False
+            )
+        except BaseException:
+            sock.close()
+            raise
+
+
+# --------------------------------------------------------------------------
+# Connection
+
+
+def _wait_readable(sock, timeout):
+    """True once *sock* has a byte to read, False after *timeout* seconds."""
+    import select
+
+    pending = getattr(sock, 'pending', None)  # bytes OpenSSL already decrypted
+    if pending is not None and pending():
+        return True
+    fileno = sock.fileno()
+    if hasattr(select, 'poll'):
+        poller = select.poll()
+        poller.register(fileno, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(timeout * 1000))
+    return bool(select.select([fileno], [], [], timeout)[0])  # pragma: no cover - not Linux
+
+
+class Connection:
+    """One HTTP/1.1 connection: ``Connection(sock, base_headers)``.
+
+    Usually made by ``Client.connect()``.  *sock* is anything with
+    ``recv_into``, ``send`` and ``close``; *base_headers* is ``None`` or a
+    ``tuple`` of ``(name, value)`` pairs added to every request (they win
+    over the caller's headers).  Keyword options ``max_pending`` and
+    ``expect100_timeout`` come from the ``Client``.
+
+    Every failure that ends the connection early is a ``ConnectionClosed``
+    (a ``ConnectionError``) whose ``unanswered`` lists the ``(method, uri)``
+    of requests sent but never answered.  A response body that ends early
+    raises too: partial data is never returned as complete.
+    """
+
+    api = api
+    bodies = api  # deprecated alias kept from Degu
+
+    def __init__(
+        self,
+        sock,
+        base_headers,
+        *,
+        max_pending=DEFAULT_MAX_PENDING,
+        expect100_timeout=DEFAULT_EXPECT100_TIMEOUT,
+    ):
+        if base_headers is not None and type(base_headers) is not tuple:
+            raise TypeError(
+                _TYPE_ERROR.format('base_headers', tuple, type(base_headers), base_headers)
+            )
+        if type(max_pending) is not int or not (1 <= max_pending <= MAX_MAX_PENDING):
+            raise ValueError(f'need 1 <= max_pending <= {MAX_MAX_PENDING}; got {max_pending!r}')
+        self.expect100_timeout = _check_timeout('expect100_timeout', expect100_timeout, False)
+        for name in ('recv_into', 'send', 'close'):
+            if not callable(getattr(sock, name)):
+                raise TypeError(f'sock.{name}() is not callable')
+        self._wrapper = SocketWrapper(sock, close_on_error=True)
+        self.sock = sock
+        self.base_headers = base_headers
+        self.max_pending = max_pending
+        self._pending = deque()  # (method, uri, expect100) oldest first
+        self._queue_lock = threading.Lock()  # guards _pending between the two threads
+        self._read_lock = threading.Lock()  # one reader of the socket at a time
+        self._response_body = None  # body of the last response returned
+        self._early = None  # a final response read while waiting for 100 Continue
+        self._closing = None  # why the connection closes once the current body is consumed
+        self._send_closed = False  # sending failed; a response may still be read
+
+    def __repr__(self):
+        return f'{type(self).__name__}({self.sock!r})'
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ------------------------------------------------------------------
+    # State
+
+    @property
+    def closed(self):
+        """True once the connection is closed (or closes now: its last body was consumed)."""
+        if self._closing is not None:
+            self._close_if_done()
+        return self._wrapper.closed
+
+    @property
+    def pending(self):
+        """The ``(method, uri)`` of requests sent and not yet answered, oldest first."""
+        with self._queue_lock:
+            return tuple((m, u) for (m, u, _) in self._pending)
+
+    def close(self):
+        """Close the socket; later calls do nothing and return ``None``."""
+        return self._wrapper.close()
+
+    def _unanswered(self):
+        with self._queue_lock:
+            return tuple((m, u) for (m, u, _) in self._pending)
+
+    def _body_done(self):
+        body = self._response_body
+        return body is None or body.state >= BODY_CONSUMED
+
+    def _close_if_done(self):
+        if not self._wrapper.closed and self._body_done():
+            self._wrapper.close()
+
+    def _closed_error(self):
+        if self._closing is not None:
+            message = f'{_CLOSED}: {self._closing}'
+        else:
+            message = _CLOSED
+        return ConnectionClosed(message, self._unanswered())
+
+    def _check_open(self):
+        if self._closing is not None:
+            self._close_if_done()
+        if self._wrapper.closed:
+            raise self._closed_error()
+
+    def _fail(self, exc):
+        """Close after *exc*; returns the exception to raise, with ``unanswered`` set."""
+        self._wrapper.close()
+        if isinstance(exc, ConnectionClosed):
+            exc.unanswered = self._unanswered()
+            return exc
+        if isinstance(exc, ParseError) and exc.status == 505:
+            return UnsupportedResponse(str(exc))
+        if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+            # EBADF and friends: the socket was closed under us (another thread).
+            return ConnectionClosed(f'{type(exc).__name__}: {exc}', self._unanswered())
+        return exc
+
+    def _raise(self, exc):
+        """Close after *exc* and raise it, or what it means (its cause kept)."""
+        new = self._fail(exc)
+        if new is exc:
+            raise exc
+        raise new from exc
+
+    # ------------------------------------------------------------------
+    # Sending
+
+    def send_request(self, method, uri, headers, body, *, expect100=False):
+        """Send one request without reading its response (pipelining).
+
+        Adds the base headers to *headers* (the caller's dict is changed)
+        and the framing header *body* implies, then writes the whole
+        request.  ``POST`` is sent only when nothing is pending and nothing
+        is sent while a ``POST`` is pending; at most ``max_pending``
+        requests may wait for responses.  With *expect100*, waits for
+        ``100 Continue`` before sending *body* (see ``request()``).
+        """
+        self._check_open()
+        if self._closing is not None:
+            # The server said it will close: nothing more goes out.
+            raise ConnectionClosed(f'Connection is closing: {self._closing}', self._unanswered())
+        if self._send_closed:
+            raise ConnectionClosed(f'{_CLOSED} for sending', self._unanswered())
+        try:
+            if method not in METHODS or type(method) is not str:
+                if type(method) is not str:
+                    raise TypeError(_TYPE_ERROR.format('method', str, type(method), method))
+                raise ValueError(f'bad method: {method!r}')
+            if type(headers) is not dict:
+                raise TypeError(_TYPE_ERROR.format('headers', dict, type(headers), headers))
+            if self.base_headers:
+                headers.update(self.base_headers)
+            if not expect100 and body is not None:
+                expect = headers.get('expect')
+                expect100 = type(expect) is str and expect.lower() == '100-continue'
+            if expect100:
+                if body is None:
+                    raise ValueError('expect100 requires a request body')
+                _set_default(headers, 'expect', '100-continue')
+            set_output_headers(headers, body)
+            preamble = render_request(method, uri, headers)
+        except BaseException:
+            self.close()
+            raise
+        if expect100:
+            self._send_expect100(method, uri, preamble, body)
+            return
+        self._enqueue(method, uri, False)
+        self._send(preamble, body)
+
+    def _enqueue(self, method, uri, expect100):
+        with self._queue_lock:
+            pending = self._pending
+            if pending:
+                if len(pending) >= self.max_pending:
+                    raise ValueError(f'max_pending reached: {self.max_pending}')
+                if method == 'POST' or pending[-1][0] == 'POST':
+                    raise ValueError("cannot pipeline 'POST'")
+                if expect100 or pending[-1][2]:
+                    raise ValueError('cannot pipeline a request with expect100')
+            pending.append((method, uri, expect100))
+
+    def _send(self, preamble, body):
+        try:
+            self._wrapper.write_message(preamble, body)
+        except BaseException as e:
+            if isinstance(e, ConnectionClosed) and not isinstance(e, ConnectionTimedOut):
+                if not self._wrapper.closed:
+                    # The peer closed or reset while we sent: it may have
+                    # answered already (413, 401...), so keep the read side.
+                    self._send_closed = True
+                    e.unanswered = self._unanswered()
+                    raise
+            self._raise(e)
+
+    def _send_body(self, body):
+        wrapper = self._wrapper
+        try:
+            if type(body) is bytes:
+                wrapper.write(body)
+            else:
+                body.write_to(wrapper)
+            wrapper.flush()
+        except BaseException as e:
+            if isinstance(e, ConnectionClosed) and not isinstance(e, ConnectionTimedOut):
+                if not wrapper.closed:
+                    self._send_closed = True
+                    e.unanswered = self._unanswered()
+                    raise
+            self._raise(e)
+
+    def _send_expect100(self, method, uri, preamble, body):
+        # The read lock is taken before the request is queued, so a reading
+        # thread cannot start on this response while we wait for 100.
+        with self._read_lock:
+            self._enqueue(method, uri, True)
+            self._send(preamble, None)
+            try:
+                response = self._wait_continue(method)
+            except BaseException as e:
+                self._raise(e)
+            if response is not None:
+                # A final status instead of 100: the body is not sent, and
+                # the stream position after it is unknowable (RFC 9110 10.1.1).
+                self._early = response
+                return
+            self._send_body(body)
+
+    def _wait_continue(self, method):
+        """Wait for ``100 Continue``; returns ``None`` to send the body, or the final response."""
+        wrapper = self._wrapper
+        for _ in range(MAX_INTERIM):
+            if not wrapper.buffered and not _wait_readable(self.sock, self.expect100_timeout):
+                return None  # RFC 9110 10.1.1: do not wait forever for 100
+            response = self._read_one(method)
+            if response.status == 100:
+                return None
+            if response.status >= 200:
+                return response
+        raise ValueError(f'more than {MAX_INTERIM} interim responses')
+
+    # ------------------------------------------------------------------
+    # Reading
+
+    def _read_one(self, method):
+        response = self._wrapper.read_response(method)
+        if response.status == 101:
+            raise UnsupportedResponse('101 Switching Protocols is not supported')
+        return response
+
+    def read_response(self):
+        """Read the response to the oldest pending request; returns a ``Response``.
+
+        The body of the previous response must have been consumed first.  A
+        ``1xx`` response is returned as the final response, except for a
+        request sent with *expect100*, where interim responses are skipped.
+        """
+        with self._read_lock:
+            return self._read_response()
+
+    def _read_response(self):
+        if self._closing is not None:
+            self._close_if_done()
+        if self._wrapper.closed:
+            raise self._closed_error()
+        with self._queue_lock:
+            if not self._pending:
+                raise ValueError('no pending requests')
+            (method, uri, expect100) = self._pending[0]
+        if not self._body_done():
+            self.close()
+            raise ValueError(f'response body not consumed: {self._response_body!r}')
+        try:
+            response = self._early
+            if response is not None:
+                self._early = None
+                self._closing = 'the server answered before 100 Continue'
+            else:
+                response = self._read_one(method)
+                if expect100:
+                    for _ in range(MAX_INTERIM):
+                        if response.status >= 200:
+                            break
+                        response = self._read_one(method)
+                    else:
+                        raise ValueError(f'more than {MAX_INTERIM} interim responses')
+        except BaseException as e:
+            self._raise(e)
+        with self._queue_lock:
+            self._pending.popleft()
+        self._response_body = response.body
+        if self._closing is None:
+            self._closing = self._close_reason(response)
+        if self._closing is not None and response.body is None:
+            self._wrapper.close()
+        return response
+
+    def _close_reason(self, response):
+        headers = response.headers
+        connection = headers.get('connection')
+        if connection is not None:
+            tokens = {t.strip().lower() for t in connection.split(',')}
+            if 'close' in tokens:
+                return 'the server sent connection: close'
+        else:
+            tokens = ()
+        if self._wrapper.response_version == 'HTTP/1.0' and 'keep-alive' not in tokens:
+            return 'the server sent an HTTP/1.0 response'
+        if self._send_closed:
+            return 'the server closed it during the upload'
+        return None
+
+    def request(self, method, uri, headers, body, *, expect100=False):
+        """Send one request and read its response; returns a ``Response``.
+
+        Allowed only when nothing is pending.  The caller must consume a
+        non-``None`` response body before the next request.  A 4xx or 5xx
+        status is not an exception.  If the upload fails because the server
+        closed or reset the connection, a response it sent first (413, 401
+        ...) is returned; otherwise the original ``ConnectionClosed`` is
+        raised and the connection is closed.
+
+        With *expect100* (a body is required) the preamble goes out with
+        ``expect: 100-continue``; the body follows once ``100 Continue``
+        arrives, or after ``expect100_timeout`` seconds of silence.  A final
+        status that arrives instead is returned, the body is not sent, and
+        the connection closes once that response's body is consumed.
+        """
+        self._check_open()
+        n = len(self._pending)
+        if n:
+            raise ValueError(f'cannot call request() with {n} pending response{"s" * (n != 1)}')
+        if not self._body_done():
+            self.close()
+            raise ValueError(f'response body not consumed: {self._response_body!r}')
+        try:
+            self.send_request(method, uri, headers, body, expect100=expect100)
+        except ConnectionClosed as e:
+            if not self._send_closed or self._wrapper.closed:
+                raise
+            try:
+                return self.read_response()
+            except ConnectionClosed:
+                self.close()
+                raise e from e.__cause__
+        return self.read_response()
+
+    def discard(self):
+        """Read and drop the rest of the current response body; returns the bytes dropped."""
+        body = self._response_body
+        if body is None or body.state == BODY_CONSUMED:
+            return 0
+        total = 0
+        while True:
+            data = body.read(IO_SIZE)
+            if not data:
+                break
+            total += len(data)
+        return total
+
+    # ------------------------------------------------------------------
+    # Shortcuts
+
+    def get(self, uri, headers):
+        return self.request('GET', uri, headers, None)
+
+    def head(self, uri, headers):
+        return self.request('HEAD', uri, headers, None)
+
+    def delete(self, uri, headers):
+        return self.request('DELETE', uri, headers, None)
+
+    def put(self, uri, headers, body, *, expect100=False):
+        return self.request('PUT', uri, headers, body, expect100=expect100)
+
+    def post(self, uri, headers, body, *, expect100=False):
+        return self.request('POST', uri, headers, body, expect100=expect100)
+
+    def get_range(self, uri, headers, start, stop):
+        """GET bytes ``start`` up to (not including) ``stop``: sets a ``range`` header."""
+        if type(headers) is not dict:
+            raise TypeError(_TYPE_ERROR.format('headers', dict, type(headers), headers))
+        _set_default(headers, 'range', Range(start, stop))
+        return self.request('GET', uri, headers, None)
+
+
+# --------------------------------------------------------------------------
+# Errors worth a retry
+
+
+def _temp_errnos():
+    import errno
+
+    names = (
+        'EHOSTDOWN EHOSTUNREACH ENETDOWN ENETRESET ENETUNREACH ENOLINK ENONET ENOTCONN '
+        'ENXIO EPIPE EREMCHG ESHUTDOWN ETIMEDOUT EAGAIN'
+    ).split()
+    return frozenset(getattr(errno, n) for n in names if hasattr(errno, n))
+
+
+_TEMP_ERRNOS = _temp_errnos()
+
+
+def is_temp_network_error(exc):
+    """True if *exc* is a network error that may go away: worth a reconnect and retry.
+
+    >>> is_temp_network_error(ConnectionClosed('gone'))
+    True
+    >>> is_temp_network_error(ValueError('bad chunk_size'))
+    False
+    """
+    if isinstance(exc, (ConnectionError, TimeoutError, InterruptedError)):
+        return True
+    ssl = sys.modules.get('ssl')  # loaded already if this could be a TLS error
+    if ssl is not None and isinstance(
+        exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError)
+    ):
+        return True
+    if isinstance(exc, socket.gaierror):
+        return exc.errno == socket.EAI_AGAIN
+    if isinstance(exc, OSError):
+        return exc.errno in _TEMP_ERRNOS
+    return False

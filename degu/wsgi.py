@@ -1,0 +1,477 @@
+"""Run WSGI (PEP 3333) applications on a degu server, and RGI apps under WSGI.
+
+``WSGIApp(wsgi_app)`` is an RGI app that calls a WSGI application: it
+builds the environ from the request, gives it ``wsgi.input`` over the
+request body, and streams the response iterable back as the response body
+(length-framed when the app set ``Content-Length``, chunked otherwise).
+
+``WSGIWrapper(rgi_app)`` goes the other way: a WSGI application that calls
+an RGI app, so RGI apps run under any WSGI server.
+
+>>> def hello(environ, start_response):
+...     start_response('200 OK', [('Content-Type', 'text/plain')])
+...     return [b'Hello from ', environ['PATH_INFO'].encode('latin-1')]
+...
+>>> from degu.misc import mkreq
+>>> from degu.base import api
+>>> (status, reason, headers, body) = WSGIApp(hello)(
+...     _FakeSession(), mkreq('GET', '/there'), api)
+>>> (status, reason, headers['content-type'])
+(200, 'OK', 'text/plain')
+>>> b''.join(data for (ext, data) in body.source)
+b'Hello from /there'
+"""
+
+import io
+import sys
+import urllib.parse
+from http import HTTPStatus
+
+from .base import METHODS, Body, BodyIter, ChunkedBody, ChunkedBodyIter, Request, api
+
+__all__ = ('WSGIApp', 'WSGIWrapper', 'FileWrapper', 'WSGIInput')
+
+# RFC 9110 7.6.1: connection-specific fields a WSGI app must not set (PEP 3333).
+HOP_BY_HOP = frozenset([
+    'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te',
+    'trailer', 'transfer-encoding', 'upgrade',
+])
+
+_INPUT_READ_SIZE = 64 * 1024  # 64 KiB: what one read of wsgi.input asks the body for
+
+
+class _FakeSession:
+    """A stand-in session for the doctests above."""
+
+    address = ('127.0.0.1', 12345)
+    store = {}
+
+
+class WSGIInput(io.RawIOBase):
+    """``wsgi.input``: a binary file over a request body (``None`` reads as empty).
+
+    ``read(n)``, ``read()``, ``readline()``, ``readlines()`` and iteration
+    work as on a file; reading at the end returns ``b''``.
+    """
+
+    def __init__(self, body):
+        super().__init__()
+        self._body = body
+        self._buf = b''  # what readline() read past its line
+
+    def readable(self):
+        return True
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            return self.readall()
+        if self._buf:
+            (data, self._buf) = (self._buf[:size], self._buf[size:])
+            return data
+        if self._body is None or size == 0:
+            return b''
+        return self._body.read(min(size, _INPUT_READ_SIZE))
+
+    def readall(self):
+        parts = [self._buf]
+        self._buf = b''
+        while True:
+            data = self.read(_INPUT_READ_SIZE)
+            if not data:
+                return b''.join(parts)
+            parts.append(data)
+
+    def readinto(self, buf):
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readline(self, size=-1):
+        parts = []
+        total = 0
+        while size is None or size < 0 or total < size:
+            want = _INPUT_READ_SIZE if size is None or size < 0 else size - total
+            data = self.read(want)
+            if not data:
+                break
+            i = data.find(b'\n')
+            if i >= 0:
+                self._buf = data[i + 1 :] + self._buf
+                data = data[: i + 1]
+                parts.append(data)
+                break
+            parts.append(data)
+            total += len(data)
+        return b''.join(parts)
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: iterates a file in blocks, and lets the server
+    send a regular file with ``sendfile()`` when the app set its length."""
+
+    def __init__(self, filelike, blksize=_INPUT_READ_SIZE):
+        self.filelike = filelike
+        self.blksize = blksize
+
+    def __iter__(self):
+        read = self.filelike.read
+        while True:
+            data = read(self.blksize)
+            if not data:
+                return
+            yield data
+
+    def close(self):
+        close = getattr(self.filelike, 'close', None)
+        if close is not None:
+            close()
+
+
+def _wsgi_path(components):
+    # PATH_INFO and SCRIPT_NAME are the decoded path as latin-1 (PEP 3333).
+    if not components:
+        return ''
+    return urllib.parse.unquote_to_bytes('/' + '/'.join(components)).decode('latin-1')
+
+
+def _server_name_port(host, default_port):
+    if not host:
+        return ('localhost', default_port)
+    if host.startswith('['):
+        (name, _, rest) = host.partition(']')
+        return (name + ']', rest[1:] or default_port)
+    (name, sep, port) = host.rpartition(':')
+    if sep and port.isdigit():
+        return (name, port)
+    return (host, default_port)
+
+
+class _Start:
+    """The ``start_response`` callable of one request, and what it was told."""
+
+    __slots__ = ('status', 'headers', 'sent', 'written')
+
+    def __init__(self):
+        self.status = None
+        self.headers = None
+        self.sent = False  # set once the response is handed to the server
+        self.written = []  # data given to write() before the app returned
+
+    def __call__(self, status, response_headers, exc_info=None):
+        if exc_info is not None:
+            try:
+                if self.sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError('start_response() called twice without exc_info')
+        if type(status) is not str:
+            raise TypeError(f'status: need a str; got {status!r}')
+        if type(response_headers) is not list:
+            raise TypeError(f'response_headers: need a list; got {type(response_headers)!r}')
+        self.status = status
+        self.headers = response_headers
+        return self.write
+
+    def write(self, data):
+        if self.status is None:
+            raise AssertionError('write() before start_response()')
+        if type(data) is not bytes:
+            raise TypeError(f'write(): need bytes; got {type(data)!r}')
+        self.written.append(data)
+
+
+def _parse_status(status):
+    (code, _, reason) = status.partition(' ')
+    if len(code) != 3 or not code.isdigit():
+        raise ValueError(f'bad WSGI status: {status!r}')
+    value = int(code)
+    if not reason:
+        try:
+            reason = HTTPStatus(value).phrase
+        except ValueError:
+            reason = 'Unknown'
+    return (value, reason)
+
+
+def _convert_headers(pairs):
+    headers = {}
+    for pair in pairs:
+        (name, value) = pair
+        if type(name) is not str or type(value) is not str:
+            raise TypeError(f'response header: need a (str, str); got {pair!r}')
+        key = name.lower()
+        if key in HOP_BY_HOP:
+            raise ValueError(f'WSGI app set a hop-by-hop header: {name!r}')
+        if key in headers:
+            old = headers[key]
+            headers[key] = (old if type(old) is list else [old]) + [value]
+        else:
+            headers[key] = value
+    if 'content-length' in headers:
+        value = headers['content-length']
+        if type(value) is list or not value.isdigit():
+            raise ValueError(f'bad Content-Length from WSGI app: {value!r}')
+        headers['content-length'] = int(value)
+    return headers
+
+
+def _iterate(result, written):
+    """Every data item: what write() got, then the result, skipping empties."""
+    try:
+        for data in written:
+            if data:
+                yield data
+        for data in result:
+            if type(data) is not bytes:
+                raise TypeError(f'WSGI response item: need bytes; got {type(data)!r}')
+            if data:
+                yield data
+    finally:
+        close = getattr(result, 'close', None)
+        if close is not None:
+            close()
+
+
+def _chunks(items):
+    for data in items:
+        yield (None, data)
+    yield (None, b'')
+
+
+class WSGIApp:
+    """An RGI app that runs the WSGI application *app* (PEP 3333).
+
+    ``wsgi.errors`` is *errors* (default ``sys.stderr``); ``wsgi.url_scheme``
+    is ``https`` on a TLS connection.  The response goes out length-framed
+    when the app set ``Content-Length`` (a mismatch closes the connection),
+    in one piece when the app returned a list of at most one item, and
+    chunked otherwise (an HTTP/1.0 client gets it close-delimited).  Data
+    given to ``write()`` is buffered until the app returns.  Repeated
+    response headers (``Set-Cookie``) are sent as repeated fields.
+    """
+
+    def __init__(self, app, errors=None):
+        if not callable(app):
+            raise TypeError(f'app: not callable: {app!r}')
+        self.app = app
+        self.errors = sys.stderr if errors is None else errors
+
+    def __repr__(self):
+        return f'WSGIApp({self.app!r})'
+
+    def on_connect(self, session, sock):
+        session.store['_wsgi_url_scheme'] = 'https' if hasattr(sock, 'getpeercert') else 'http'
+        return True
+
+    def environ(self, session, request):
+        """The PEP 3333 environ for *request* on *session*."""
+        headers = request.headers
+        scheme = session.store.get('_wsgi_url_scheme', 'http')
+        (name, port) = _server_name_port(headers.get('host'), '443' if scheme == 'https'
+                                         else '80')
+        environ = {
+            'REQUEST_METHOD': request.method,
+            'SCRIPT_NAME': _wsgi_path(request.mount),
+            'PATH_INFO': _wsgi_path(request.path) or ('/' if request.uri != '*' else ''),
+            'QUERY_STRING': request.query or '',
+            'SERVER_NAME': name,
+            'SERVER_PORT': str(port),
+            'SERVER_PROTOCOL': request.version,
+            'wsgi.version': (1, 0),
+            'wsgi.url_scheme': scheme,
+            'wsgi.input': WSGIInput(request.body),
+            'wsgi.input_terminated': True,
+            'wsgi.errors': self.errors,
+            'wsgi.multithread': True,
+            'wsgi.multiprocess': False,
+            'wsgi.run_once': False,
+            'wsgi.file_wrapper': FileWrapper,
+        }
+        if request.mount and not request.path and request.uri.split('?')[0].endswith('/'):
+            environ['PATH_INFO'] = '/'
+        address = session.address
+        if type(address) is tuple:
+            environ['REMOTE_ADDR'] = address[0]
+            environ['REMOTE_PORT'] = str(address[1])
+        else:
+            environ['REMOTE_ADDR'] = ''
+        for (key, value) in headers.items():
+            if key == 'content-type':
+                environ['CONTENT_TYPE'] = value
+            elif key == 'content-length':
+                environ['CONTENT_LENGTH'] = str(value)
+            else:
+                environ['HTTP_' + key.upper().replace('-', '_')] = str(value)
+        return environ
+
+    def __call__(self, session, request, api):
+        start = _Start()
+        result = self.app(self.environ(session, request), start)
+        try:
+            if start.status is None:
+                # PEP 3333: start_response may come with the first item.
+                iterator = iter(result)
+                first = next(iterator, None)
+                if start.status is None:
+                    raise ValueError('WSGI app returned without calling start_response()')
+                if first is not None:
+                    start.written.append(first)
+                result = _Rest(iterator, result)
+            (status, reason) = _parse_status(start.status)
+            headers = _convert_headers(start.headers)
+        except BaseException:
+            _close(result)
+            raise
+        start.sent = True
+        if request.method == 'HEAD' or status < 200 or status in (204, 304):
+            _close(result)
+            return (status, reason, headers, None)
+        length = headers.get('content-length')
+        if type(result) is FileWrapper and length is not None and not start.written:
+            return (status, reason, headers, _FileBody(result, length))
+        if type(result) in (list, tuple) and len(result) + len(start.written) <= 1:
+            data = b''.join(start.written) + (result[0] if result else b'')
+            _close(result)
+            if type(data) is not bytes:
+                raise TypeError(f'WSGI response item: need bytes; got {type(data)!r}')
+            return (status, reason, headers, data)
+        items = _iterate(result, start.written)
+        if length is not None:
+            return (status, reason, headers, BodyIter(items, length))
+        return (status, reason, headers, ChunkedBodyIter(_chunks(items)))
+
+
+class _Rest:
+    """The rest of a response iterator whose first item was taken, closing like the result."""
+
+    def __init__(self, iterator, result):
+        self._iterator = iterator
+        self._result = result
+
+    def __iter__(self):
+        return self._iterator
+
+    def close(self):
+        _close(self._result)
+
+
+def _close(result):
+    close = getattr(result, 'close', None)
+    if close is not None:
+        close()
+
+
+class _FileBody(Body):
+    """A Body over a FileWrapper's file that closes the file when done."""
+
+    __slots__ = ('_wrapper',)
+
+    def __init__(self, wrapper, length):
+        super().__init__(wrapper.filelike, length)
+        self._wrapper = wrapper
+
+    def __del__(self):
+        self._wrapper.close()
+
+
+# --------------------------------------------------------------------------
+# The reverse adapter: an RGI app under a WSGI server.
+
+
+class _Input:
+    """Adapts wsgi.input (read() only is guaranteed) to what Body needs."""
+
+    __slots__ = ('_read',)
+
+    def __init__(self, stream):
+        self._read = stream.read
+
+    def readinto(self, buf):
+        data = self._read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readline(self, size):  # pragma: no cover - WSGI servers de-chunk for us
+        raise ValueError('chunked input is not available under WSGI')
+
+
+class _Session:
+    __slots__ = ('address', 'credentials', 'store', 'requests', 'max_requests', 'closed',
+                 'message')
+
+    def __init__(self, address):
+        self.address = address
+        self.credentials = None
+        self.store = {}
+        self.requests = 0
+        self.max_requests = 1
+        self.closed = True
+        self.message = None
+
+
+class WSGIWrapper:
+    """A WSGI application that runs the RGI app *app*.
+
+    Each WSGI request gets a fresh session (WSGI has no connections).  The
+    request URI is rebuilt from ``SCRIPT_NAME``, ``PATH_INFO`` and
+    ``QUERY_STRING``; a request body arrives as a ``Body`` (with
+    ``CONTENT_LENGTH``) or ``None``.  Chunk extensions do not survive WSGI.
+    """
+
+    def __init__(self, app):
+        if not callable(app):
+            raise TypeError(f'app: not callable: {app!r}')
+        self.app = app
+
+    def __repr__(self):
+        return f'WSGIWrapper({self.app!r})'
+
+    def __call__(self, environ, start_response):
+        method = environ['REQUEST_METHOD']
+        if method not in METHODS:
+            start_response('501 Not Implemented', [('Content-Length', '0')])
+            return []
+        raw = environ.get('SCRIPT_NAME', '') + environ.get('PATH_INFO', '')
+        path = urllib.parse.quote(raw.encode('latin-1'), safe="/!$&'()*+,;=:@-._~") or '/'
+        query = environ.get('QUERY_STRING')
+        uri = path + ('?' + query if query else '')
+        headers = {}
+        for (key, value) in environ.items():
+            if key.startswith('HTTP_'):
+                headers[key[5:].lower().replace('_', '-')] = value
+        if environ.get('CONTENT_TYPE'):
+            headers['content-type'] = environ['CONTENT_TYPE']
+        body = None
+        length = environ.get('CONTENT_LENGTH')
+        if length:
+            headers['content-length'] = int(length)
+            body = Body(_Input(environ['wsgi.input']), int(length))
+        components = [] if path == '/' else path[1:].split('/')
+        request = Request(method, uri, headers, body, [], components, query or None,
+                          version=environ.get('SERVER_PROTOCOL', 'HTTP/1.1'))
+        address = (environ.get('REMOTE_ADDR', ''), int(environ.get('REMOTE_PORT') or 0))
+        (status, reason, rheaders, rbody) = self.app(_Session(address), request, api)
+        pairs = []
+        for (name, value) in rheaders.items():
+            if name in HOP_BY_HOP:
+                continue
+            for item in (value if type(value) is list else [value]):
+                pairs.append((name, str(item)))
+        if type(rbody) is bytes and 'content-length' not in rheaders:
+            pairs.append(('content-length', str(len(rbody))))
+        elif isinstance(rbody, (Body, BodyIter)) and 'content-length' not in rheaders:
+            pairs.append(('content-length', str(rbody.content_length)))
+        start_response(f'{status} {reason}', pairs)
+        if rbody is None:
+            return []
+        if type(rbody) is bytes:
+            return [rbody]
+        if isinstance(rbody, Body):
+            return iter(rbody)
+        if isinstance(rbody, ChunkedBody):
+            return (data for (_, data) in rbody if data)
+        if isinstance(rbody, BodyIter):
+            return iter(rbody.source)
+        return (data for (_, data) in rbody.source if data)
