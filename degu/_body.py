@@ -258,6 +258,8 @@ class Body(_InBody):
             if self._state == BODY_CONSUMED:
                 return b''
             raise _state_error(self)
+        if size == 0:
+            return b''  # D11: no side effects, not even on a close-delimited body
         remaining = self._remaining
         if remaining is None:
             return self._read_until_eof(size)
@@ -265,8 +267,6 @@ class Body(_InBody):
             if remaining > MAX_IO_SIZE:
                 raise ValueError(f'would exceed max read size: {remaining} > {MAX_IO_SIZE}')
             size = remaining
-        elif size == 0:
-            return b''
         elif size > remaining:
             size = remaining
         self._state = BODY_STARTED
@@ -307,6 +307,8 @@ class Body(_InBody):
             if self._state == BODY_CONSUMED:
                 return 0
             raise _state_error(self)
+        if not view:
+            return 0  # like read(0): no side effects
         if self._remaining is None:
             data = self._read_until_eof(len(view))
             view[: len(data)] = data
@@ -351,7 +353,11 @@ class Body(_InBody):
         if self._remaining is None:
             total = 0
             for data in self:
-                total += _write_all(write, data)
+                try:
+                    total += _write_all(write, data)
+                except BaseException as e:
+                    self._fail(e)
+                    raise
             return total
         self._start(BODY_READY)
         remaining = self._remaining
@@ -514,7 +520,11 @@ class ChunkedBody(_InBody):
         write = wfile.write
         total = 0
         for chunk in self:
-            total += _write_chunk(write, chunk)
+            try:
+                total += _write_chunk(write, chunk)
+            except BaseException as e:
+                self._fail(e)  # a chunk was lost: the body cannot go on
+                raise
         return total
 
     def _drain(self, limit):

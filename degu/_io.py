@@ -12,10 +12,17 @@ and ``ConnectionTimedOut``; nothing partial passes as complete.
 Re-exported by ``degu.base``; import it from there.
 """
 
+import os
+import socket
+import stat
 import sys
 import time
 
 from ._body import (
+    BODY_CONSUMED,
+    BODY_ERROR,
+    BODY_READY,
+    BODY_STARTED,
     Body,
     BodyIter,
     ChunkedBody,
@@ -48,6 +55,7 @@ __all__ = ('SocketWrapper', 'set_output_headers', 'map_socket_error')
 _CRLF = b'\r\n'
 _SMALL_READ = 4096  # reads this small go through the buffer, which may save a recv
 _CONTINUE = b'HTTP/1.1 100 Continue\r\n\r\n'
+SENDFILE_MIN = 64 * 1024  # 64 KiB: smaller file bodies are cheaper to copy than to sendfile()
 
 
 def map_socket_error(exc, what):
@@ -182,7 +190,8 @@ class SocketWrapper(ConnReader):
         return self.sock.close()
 
     def __del__(self):
-        if not self._closed:
+        # getattr: __init__ may have failed before setting _closed (a bad sock)
+        if not getattr(self, '_closed', True):
             self._closed = True
             try:
                 self.sock.close()
@@ -461,8 +470,9 @@ class SocketWrapper(ConnReader):
         buf = self._buf
         idx = buf.find(_CRLF, self._start, min(self._stop, self._start + limit))
         if idx < 0:
-            if self._start + limit > len(buf):
-                self._compact()
+            # Compact first: _fill() resets an empty buffer to offset 0, which
+            # would make the search start below stale past the new data.
+            self._compact()
             while True:
                 searched = self._stop
                 end = self._start + limit
@@ -540,10 +550,45 @@ class SocketWrapper(ConnReader):
                 self._sendall(preamble)
                 self._sendall(body)
             return len(preamble) + len(body)
+        if isinstance(body, Body) and self._can_sendfile(body):
+            return self._sendfile(preamble, body)
         self.write(preamble)
         total = len(preamble) + body.write_to(self)
         self.flush()
         return total
+
+    def _can_sendfile(self, body):
+        # Only a plain socket (not TLS, not a fake) and a regular file whose
+        # position is known; anything else goes through write_to().
+        if type(self.sock) is not socket.socket or body._state != BODY_READY:
+            return False
+        if body._reader is body._rfile or body._content_length < SENDFILE_MIN:
+            return False
+        try:
+            return stat.S_ISREG(os.fstat(body._rfile.fileno()).st_mode)
+        except (AttributeError, OSError, ValueError):
+            return False
+
+    def _sendfile(self, preamble, body):
+        """Send a file body with ``socket.sendfile()``: no copy through user space."""
+        self.write(preamble)
+        self.flush()
+        rfile = body._rfile
+        count = body._content_length
+        body._state = BODY_STARTED
+        try:
+            sent = self.sock.sendfile(rfile, rfile.tell(), count)
+            if sent != count:
+                raise ValueError(f'expected to write {count} bytes, but sent {sent}')
+        except BaseException as e:
+            body._state = BODY_ERROR
+            mapped = map_socket_error(e, 'sending file') if isinstance(e, OSError) else None
+            if mapped is not None:
+                raise mapped from e
+            raise
+        body._remaining = 0
+        body._state = BODY_CONSUMED
+        return len(preamble) + count
 
     def write_request(self, method, uri, headers, body):
         """Frame, render and send a request; returns the bytes sent."""

@@ -749,37 +749,63 @@ def _check_headers(headers):
         raise ValueError('cannot have both content-length and transfer-encoding headers')
 
 
+def _values(name, value):
+    # A list value is a field sent once per item (Set-Cookie, RFC 6265 3).
+    if type(value) is not list:
+        return (value,)
+    if not value or name in _SINGLE:
+        raise ValueError(f'bad list value for header {name!r}: {value!r}'[:200])
+    return value
+
+
 def _check_all(headers):
     # The slow path, for a precise message once the fast check failed.
     for name in headers:
         _check_name(name)
-        _check_value(name, headers[name])
+        for value in _values(name, headers[name]):
+            _check_value(name, value)
+
+
+def _header_lines(headers):
+    """``(text, count)``: the header lines sorted by name, and how many there are."""
+    _check_headers(headers)
+    parts = []
+    for name in sorted(headers):
+        if name not in _GOOD_NAMES:
+            _check_name(name)
+        value = headers[name]
+        # !s: the value sent is str(value), the one _check_value() checks, even
+        # for an object whose __format__ says something else (header injection).
+        if type(value) is list:
+            parts.extend([f'\r\n{name}: {item!s}' for item in _values(name, value)])
+        else:
+            parts.append(f'\r\n{name}: {value!s}')
+    return (''.join(parts), len(parts))
 
 
 def render_headers(headers: dict) -> str:
     """The header lines, sorted by name, each preceded by CRLF, as a ``str``.
 
-    >>> render_headers({'b': 2, 'a': '1'})
-    '\\r\\na: 1\\r\\nb: 2'
+    A ``list`` value is sent as one field line per item (for ``set-cookie``).
+
+    >>> render_headers({'b': 2, 'a': '1', 'set-cookie': ['x=1', 'y=2']})
+    '\\r\\na: 1\\r\\nb: 2\\r\\nset-cookie: x=1\\r\\nset-cookie: y=2'
     """
-    _check_headers(headers)
-    for name in headers:
-        if name not in _GOOD_NAMES:
-            _check_name(name)
-    return ''.join([f'\r\n{name}: {headers[name]}' for name in sorted(headers)])
+    return _header_lines(headers)[0]
 
 
-def _encode(text, headers):
+def _encode(text, count, headers):
     # One pass over the whole preamble; a hit may be a false alarm (an empty
     # value, or ': \t' inside a value), so a hit means a closer look.
-    lines = len(headers) + 2
+    lines = count + 2
     if _BAD_OUT_RE.search(text) or text.count('\n') != lines or text.count('\r') != lines:
         _check_all(headers)
     try:
         return text.encode('latin-1')
     except UnicodeEncodeError:
         for name in headers:
-            _latin1(name, _check_value(name, headers[name]))
+            for value in _values(name, headers[name]):
+                _latin1(name, _check_value(name, value))
         raise  # pragma: no cover - the loop above raises first
 
 
@@ -807,8 +833,8 @@ def render_request(method: str, uri: str, headers: dict) -> bytes:
         raise TypeError(_TYPE_ERROR.format('uri', str, type(uri), uri))
     if not _URI_RE.fullmatch(uri):
         raise ValueError(f'bad uri: {uri[:64]!r}')
-    text = f'{method} {uri} HTTP/1.1{render_headers(headers)}\r\n\r\n'
-    return _encode(text, headers)
+    (lines, count) = _header_lines(headers)
+    return _encode(f'{method} {uri} HTTP/1.1{lines}\r\n\r\n', count, headers)
 
 
 def render_response(status: int, reason: str, headers: dict) -> bytes:
@@ -826,8 +852,8 @@ def render_response(status: int, reason: str, headers: dict) -> bytes:
     if not reason or _BAD_VALUE_RE.search(reason):
         raise ValueError(f'bad reason: {reason[:64]!r}')
     _latin1('reason', reason)
-    text = f'HTTP/1.1 {status} {reason}{render_headers(headers)}\r\n\r\n'
-    return _encode(text, headers)
+    (lines, count) = _header_lines(headers)
+    return _encode(f'HTTP/1.1 {status} {reason}{lines}\r\n\r\n', count, headers)
 
 
 def _quote(value):

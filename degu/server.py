@@ -166,8 +166,11 @@ class _AppError(Exception):
 
 
 def _check_response(response, request):
-    if not isinstance(response, tuple):
-        raise TypeError(_TYPE_ERROR2.format('response', tuple, type(response)))
+    """The app's response as a 4-tuple, after the RGI checks (SPEC 4.3, D11)."""
+    if type(response) is not tuple:
+        if not isinstance(response, tuple):
+            raise TypeError(_TYPE_ERROR2.format('response', tuple, type(response)))
+        response = tuple(response)  # a client Response passed through
     if len(response) != 4:
         raise ValueError(f'response: need a 4-tuple; got a {len(response)}-tuple')
     (status, reason, headers, body) = response
@@ -178,13 +181,13 @@ def _check_response(response, request):
     if type(headers) is not dict:
         raise TypeError(_TYPE_ERROR.format('headers', dict, type(headers), headers))
     if body is None:
-        if request.method != 'HEAD' and status != 304:
-            length = headers.get('content-length')
-            if length is not None and str(length) != '0':
+        if 'content-length' in headers and request._method != 'HEAD' and status != 304:
+            length = headers['content-length']
+            if str(length) != '0':
                 raise ValueError(f'response body is None but content-length is {length!r}')
-    elif request.method == 'HEAD':
+    elif request._method == 'HEAD':
         raise TypeError(f'request method is HEAD, but response body is not None: {type(body)!r}')
-    elif status < 200 or status in _NO_BODY_STATUS:
+    elif status < 200 or status == 204 or status == 304:
         raise TypeError(f'response status is {status}, but response body is not None: '
                         f'{type(body)!r}')
     return response
@@ -251,6 +254,7 @@ class Server:
         self._owns_file = type(address) is str
         self._lock = threading.Lock()
         self._conns = set()  # the live _Connection records
+        self._threads = []  # connection threads that may still be alive
         self._stopping = False
         self._serving = False
         self._stopped = threading.Event()
@@ -342,6 +346,10 @@ class Server:
             )
             conn.thread = thread
             thread.start()
+            # Every thread is joined at shutdown, even one that already left
+            # _conns: it may still be on its way out.
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
         except BaseException:
             with self._lock:
                 self._conns.discard(conn)
@@ -431,9 +439,8 @@ class Server:
         for conn in busy:
             log.warning('Shutdown timeout: closing busy connection %r', conn.sock)
             _shutdown_socket(conn.sock, socket.SHUT_RDWR)
-        for conn in busy:
-            if conn.thread is not None:
-                conn.thread.join(1.0)
+        for thread in list(self._threads):
+            thread.join(1.0)
         return not busy
 
     def _snapshot(self):
@@ -535,63 +542,62 @@ class Server:
 
     def _handle_one(self, wrapper, session, request):
         """Serve one request; returns False when the connection must close now."""
-        started = time.monotonic()
-        headers = request.headers
-        body = request.body
-        keep_alive = request.version == 'HTTP/1.1'
-        connection = headers.get('connection')
-        if connection is not None:
-            tokens = _tokens(connection)
+        # The hot path: private attributes instead of properties, no work
+        # that the common request (HTTP/1.1, small or no body) does not need.
+        started = time.monotonic() if access_log.isEnabledFor(logging.INFO) else 0.0
+        headers = request._headers
+        body = request._body
+        http11 = request._version == 'HTTP/1.1'
+        closing = None if http11 else 'HTTP/1.0'  # why the connection closes after this
+        if 'connection' in headers:
+            tokens = _tokens(headers['connection'])
             if 'close' in tokens:
-                keep_alive = False
-            elif 'keep-alive' in tokens and request.version == 'HTTP/1.0':
-                keep_alive = True
-        if body is not None and request.version == 'HTTP/1.1':
-            expect = headers.get('expect')
-            if expect is not None and expect.lower() == '100-continue':
+                closing = 'connection: close'
+            elif 'keep-alive' in tokens and not http11:
+                closing = None
+        if body is not None and http11 and 'expect' in headers:
+            if headers['expect'].lower() == '100-continue':
                 wrapper.expect_continue()
         try:
-            response = _check_response(self.app(session, request, api), request)
+            response = self.app(session, request, api)
+            (status, reason, rheaders, rbody) = _check_response(response, request)
         except Exception as e:
             return self._app_failed(wrapper, session, request, e)
         if wrapper.error is not None:
             return self._app_failed(wrapper, session, request, wrapper.error)
-        (status, reason, rheaders, rbody) = response
-        if not keep_alive:
-            session._close('connection: close' if request.version == 'HTTP/1.1' else 'HTTP/1.0')
         if 'connection' in rheaders and 'close' in _tokens(str(rheaders['connection'])):
-            session._close('app closed the connection')
-        if body is not None and body is not rbody and body.state != 2:
+            closing = closing or 'app closed the connection'
+        if body is not None and body._state != 2 and body is not rbody:
             if wrapper.continue_pending:
-                session._close('expect100 body not read')
+                closing = closing or 'expect100 body not read'
             else:
                 try:
                     if not body._drain(MAX_DRAIN_LEN):
-                        session._close('request body not consumed')
+                        closing = closing or 'request body not consumed'
                 except Exception as e:
                     return self._app_failed(wrapper, session, request, e)
         if self._stopping:
-            session._close('shutdown')
-        if session.requests + 1 >= session.max_requests:
-            session._close('max_requests')
-        if session.message is not None:
+            closing = closing or 'shutdown'
+        if session._requests + 1 >= session._max_requests:
+            closing = closing or 'max_requests'
+        if closing is not None:
+            session._close(closing)
             if 'connection' not in rheaders:
                 rheaders['connection'] = 'close'
-        elif request.version == 'HTTP/1.0':
+        elif not http11:
             rheaders['connection'] = 'keep-alive'
         if 'date' not in rheaders:
             rheaders['date'] = _current_date()
-        raw = request.version == 'HTTP/1.0' and isinstance(rbody, (ChunkedBody, ChunkedBodyIter))
+        raw = not http11 and isinstance(rbody, (ChunkedBody, ChunkedBodyIter))
         try:
             if raw:
                 # D3: a 1.0 peer gets the chunk data close-delimited.
                 session._close('HTTP/1.0')
                 rheaders.pop('transfer-encoding', None)
                 rheaders['connection'] = 'close'
-                preamble = render_response(status, reason, rheaders)
             else:
                 set_output_headers(rheaders, rbody)
-                preamble = render_response(status, reason, rheaders)
+            preamble = render_response(status, reason, rheaders)
         except Exception as e:
             return self._app_failed(wrapper, session, request, e)
         # From here on, a failure can only close the connection.
@@ -600,10 +606,10 @@ class Server:
         else:
             sent = wrapper.write_message(preamble, rbody)
         session._requests += 1
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info('%s "%s %s" %d %d %.1fms', session, request.method, request.uri,
+        if started:
+            access_log.info('%s "%s %s" %d %d %.1fms', session, request._method, request._uri,
                             status, sent, 1000 * (time.monotonic() - started))
-        if session.message is not None:
+        if session._message is not None:
             _linger(wrapper)
             return False
         return True

@@ -1,0 +1,136 @@
+"""Test helpers: a fake socket and random bodies and chunks.
+
+``FakeSocket(data, n)`` stands in for a socket under ``degu.base.SocketWrapper``:
+each ``recv_into`` moves at most *n* bytes of *data* (then ``0``, EOF), each
+``send`` accepts at most *n* bytes, and every call is recorded in ``calls``.
+Run IO tests with ``n=1`` (worst case, every boundary split) and with a large
+*n* (everything in one call).
+"""
+
+import io
+import os
+
+from degu.base import MAX_IO_SIZE
+
+__all__ = (
+    'FakeSocket',
+    'FakeFile',
+    'MOVE_SIZES',
+    'random_data',
+    'random_chunks',
+    'encode_chunks',
+)
+
+MOVE_SIZES = (1, 1 << 20)  # bytes moved per recv_into/send: one at a time, everything
+
+
+class FakeSocket:
+    """A socket that moves at most *n* bytes per ``recv_into`` and ``send``.
+
+    *data* is what the peer sent; after it, ``recv_into`` returns 0 (EOF),
+    or raises *recv_error* when one is given.  ``send`` appends to ``sent``
+    or raises *send_error* once *send_limit* bytes were accepted.
+    """
+
+    def __init__(self, data=b'', n=1 << 20, *, recv_error=None, send_error=None, send_limit=None):
+        assert n >= 1
+        self._rfile = io.BytesIO(data)
+        self.n = n
+        self.recv_error = recv_error
+        self.send_error = send_error
+        self.send_limit = send_limit
+        self.sent = bytearray()
+        self.calls = []
+        self.timeouts = []
+        self.close_count = 0
+
+    def recv_into(self, buf):
+        size = min(len(buf), self.n)
+        data = self._rfile.read(size)
+        self.calls.append(('recv_into', len(buf), len(data)))
+        if not data and size and self.recv_error is not None:
+            raise self.recv_error
+        buf[: len(data)] = data
+        return len(data)
+
+    def send(self, buf):
+        size = min(len(buf), self.n)
+        if self.send_limit is not None and len(self.sent) + size > self.send_limit:
+            size = self.send_limit - len(self.sent)
+            if size == 0:
+                self.calls.append(('send', len(buf), None))
+                raise self.send_error
+        self.sent += bytes(buf[:size])
+        self.calls.append(('send', len(buf), size))
+        return size
+
+    def settimeout(self, value):
+        self.timeouts.append(value)
+
+    def close(self):
+        self.close_count += 1
+        self.calls.append(('close',))
+        return 'closed' if self.close_count == 1 else None
+
+    @property
+    def unread(self):
+        """What the reader has not received yet."""
+        return self._rfile.getvalue()[self._rfile.tell() :]
+
+
+class FakeFile:
+    """A file whose ``readinto``/``write`` move at most *n* bytes per call."""
+
+    def __init__(self, data=b'', n=1 << 20):
+        self._f = io.BytesIO(data)
+        self.n = n
+        self.written = bytearray()
+
+    def readinto(self, buf):
+        data = self._f.read(min(len(buf), self.n))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readline(self, size=-1):
+        return self._f.readline(size)
+
+    def write(self, buf):
+        size = min(len(buf), self.n)
+        self.written += bytes(buf[:size])
+        return size
+
+
+def random_data(size, rng=None):
+    """*size* random bytes (deterministic when *rng* is a seeded ``random.Random``)."""
+    if rng is None:
+        return os.urandom(size)
+    return rng.randbytes(size)
+
+
+def random_chunks(rng, count=None, max_size=300):
+    """A list of ``(extension, data)`` chunks ending with an empty one.
+
+    Extensions are ``None``, a token pair or a pair that needs quoting.
+    """
+    if count is None:
+        count = rng.randint(0, 8)
+    extensions = [None, ('key', 'value'), ('k', 'a b'), ('n', '"q"\\'), ('x', '')]
+    chunks = [
+        (rng.choice(extensions), rng.randbytes(rng.randint(1, max_size))) for _ in range(count)
+    ]
+    chunks.append((rng.choice(extensions), b''))
+    return chunks
+
+
+def encode_chunks(chunks, trailer=b''):
+    """The wire form of *chunks* (the last must be empty), with an optional trailer."""
+    from degu.base import format_chunk
+
+    out = []
+    for chunk in chunks:
+        assert len(chunk[1]) <= MAX_IO_SIZE
+        out.append(format_chunk(chunk))
+        out.append(chunk[1])
+        if chunk[1]:
+            out.append(b'\r\n')
+    return b''.join(out) + trailer + b'\r\n'

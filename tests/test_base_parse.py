@@ -1,0 +1,1467 @@
+"""Table-driven tests of the pure parsers and renderers of degu.base.
+
+Every table line is raw input and either the value or the exact error.  The
+byte loops try every byte value 0..255 in every field, against reference sets
+written here from the RFC grammar (not taken from the engine).
+"""
+
+import pytest
+
+from degu import base
+from degu.base import (
+    ConnectionClosed,
+    ConnectionTimedOut,
+    ContentRange,
+    EmptyPreambleError,
+    ParseError,
+    Range,
+    UnsupportedResponse,
+    format_chunk,
+    parse_chunk,
+    parse_chunk_extension,
+    parse_chunk_size,
+    parse_content_length,
+    parse_content_range,
+    parse_header_name,
+    parse_headers,
+    parse_method,
+    parse_range,
+    parse_request_line,
+    parse_response_line,
+    parse_transfer_encoding,
+    parse_uri,
+    parse_version,
+    render_chunk_extension,
+    render_headers,
+    render_request,
+    render_response,
+)
+
+# -------------------------------------------------------------------------
+# Reference byte classes, from RFC 9110 5.6.2, RFC 3986 3.3 and RFC 9112.
+
+ALPHA = frozenset(b'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz')
+DIGIT = frozenset(b'0123456789')
+HEXDIG = DIGIT | frozenset(b'abcdefABCDEF')
+TCHAR = ALPHA | DIGIT | frozenset(b"!#$%&'*+-.^_`|~")
+LOWER_TCHAR = TCHAR - frozenset(b'ABCDEFGHIJKLMNOPQRSTUVWXYZ')
+UNRESERVED = ALPHA | DIGIT | frozenset(b'-._~')
+SUB_DELIMS = frozenset(b"!$&'()*+,;=")
+PCHAR = UNRESERVED | SUB_DELIMS | frozenset(b':@')  # and pct-encoded
+VCHAR = frozenset(range(0x21, 0x7F))
+OBS_TEXT = frozenset(range(0x80, 0x100))
+FIELD_CONTENT = VCHAR | OBS_TEXT | frozenset(b' \t')  # field values and reason phrases
+QDTEXT = (
+    frozenset(b'\t !') | frozenset(range(0x23, 0x5C)) | frozenset(range(0x5D, 0x7F)) | OBS_TEXT
+)
+ALL_BYTES = range(256)
+
+
+def raises(exc_type, message, func, *args):
+    """Call func(*args), check the exact exception type and message; return it."""
+    with pytest.raises(exc_type) as info:
+        func(*args)
+    assert type(info.value) is exc_type
+    assert str(info.value) == message
+    return info.value
+
+
+# -------------------------------------------------------------------------
+# Limits: pinned, so a change is a deliberate one (STYLE 6).
+
+LIMITS = [
+    ('BUF_LEN', 32768),
+    ('MAX_PREAMBLE_LEN', 32768),
+    ('MAX_HEADER_COUNT', 100),
+    ('MAX_REQUEST_LINE_LEN', 8192),
+    ('MAX_LINE_LEN', 4096),
+    ('MAX_CL_LEN', 16),
+    ('MAX_LENGTH', 9999999999999999),
+    ('MAX_CHUNK_SIZE_LEN', 7),
+    ('IO_SIZE', 1048576),
+    ('MAX_IO_SIZE', 16777216),
+    ('MAX_DRAIN_LEN', 65536),
+    ('BODY_READY', 0),
+    ('BODY_STARTED', 1),
+    ('BODY_CONSUMED', 2),
+    ('BODY_ERROR', 3),
+    ('METHODS', ('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS')),
+]
+
+
+@pytest.mark.parametrize('name, value', LIMITS)
+def test_limits(name, value):
+    assert getattr(base, name) == value
+    assert name in base.__all__
+
+
+def test_limit_relations():
+    assert len(str(base.MAX_LENGTH)) == base.MAX_CL_LEN
+    assert len(f'{base.MAX_IO_SIZE:x}') == base.MAX_CHUNK_SIZE_LEN
+    assert base.MAX_REQUEST_LINE_LEN < base.MAX_PREAMBLE_LEN <= base.BUF_LEN
+
+
+def test_all_names_exist():
+    for name in base.__all__:
+        assert hasattr(base, name), name
+    assert len(set(base.__all__)) == len(base.__all__)
+
+
+# -------------------------------------------------------------------------
+# Errors.
+
+
+def test_error_hierarchy():
+    assert issubclass(ConnectionClosed, ConnectionError)
+    assert not issubclass(ConnectionClosed, ValueError)  # D12
+    assert issubclass(EmptyPreambleError, ConnectionClosed)
+    assert issubclass(ConnectionTimedOut, ConnectionClosed)
+    assert issubclass(ConnectionTimedOut, TimeoutError)
+    assert issubclass(UnsupportedResponse, ValueError)
+    assert issubclass(ParseError, ValueError)
+    assert not issubclass(ParseError, UnsupportedResponse)
+
+
+def test_connection_closed():
+    e = ConnectionClosed()
+    assert str(e) == '' and e.unanswered == ()
+    e = ConnectionClosed('gone', [('GET', '/a'), ('HEAD', '/b')])
+    assert str(e) == 'gone'
+    assert e.unanswered == (('GET', '/a'), ('HEAD', '/b'))
+    assert EmptyPreambleError('x').unanswered == ()
+
+
+def test_parse_error():
+    e = ParseError('too long', 414, 'URI Too Long')
+    assert (str(e), e.status, e.reason) == ('too long', 414, 'URI Too Long')
+
+
+# -------------------------------------------------------------------------
+# Range and ContentRange (SPEC 5.10).
+
+M = base.MAX_LENGTH
+
+RANGE_BAD = [
+    ((-1, 5), ValueError, 'need 0 <= start <= 9999999999999999; got -1'),
+    ((0, M + 1), ValueError, 'need 0 <= stop <= 9999999999999999; got 10000000000000000'),
+    ((5, 5), ValueError, 'need start < stop; got 5 >= 5'),
+    ((6, 5), ValueError, 'need start < stop; got 6 >= 5'),
+    (('1', 2), TypeError, "start: need a <class 'int'>; got a <class 'str'>: '1'"),
+    ((1, 2.0), TypeError, "stop: need a <class 'int'>; got a <class 'float'>: 2.0"),
+    ((True, 2), TypeError, "start: need a <class 'int'>; got a <class 'bool'>: True"),
+]
+
+
+@pytest.mark.parametrize('args, exc, message', RANGE_BAD)
+def test_range_bad(args, exc, message):
+    raises(exc, message, Range, *args)
+
+
+CONTENT_RANGE_BAD = [
+    ((-1, 5, 7), ValueError, 'need 0 <= start <= 9999999999999999; got -1'),
+    ((0, 5, M + 1), ValueError, 'need 0 <= total <= 9999999999999999; got 10000000000000000'),
+    ((5, 5, 7), ValueError, 'need start < stop <= total; got (5, 5, 7)'),
+    ((0, 8, 7), ValueError, 'need start < stop <= total; got (0, 8, 7)'),
+    ((0, 1, '2'), TypeError, "total: need a <class 'int'>; got a <class 'str'>: '2'"),
+]
+
+
+@pytest.mark.parametrize('args, exc, message', CONTENT_RANGE_BAD)
+def test_content_range_bad(args, exc, message):
+    raises(exc, message, ContentRange, *args)
+
+
+def test_range():
+    r = Range(2, 5)
+    assert (r.start, r.stop) == (2, 5)
+    assert repr(r) == 'Range(2, 5)'
+    assert str(r) == 'bytes=2-4'
+    assert r == Range(2, 5) and r != Range(2, 6) and r != Range(1, 5)
+    assert r == 'bytes=2-4' and r != 'bytes=2-5'
+    assert hash(r) == hash(Range(2, 5))
+    assert (r == 7) is False and (r != 7) is True  # NotImplemented: identity fallback
+    assert r != ContentRange(2, 5, 7)
+    with pytest.raises(AttributeError):
+        r.start = 3
+    assert Range(0, M) == Range(0, M)
+    assert str(Range(0, M)) == 'bytes=0-9999999999999998'
+
+
+RANGE_TOTAL = [
+    # (start, stop), total -> content_length, content_range
+    ((2, 5), 7, 3, ContentRange(2, 5, 7)),
+    ((2, 5), 5, 3, ContentRange(2, 5, 5)),
+    ((2, 5), 4, 2, ContentRange(2, 4, 4)),
+    ((2, 5), 3, 1, ContentRange(2, 3, 3)),
+    ((0, M), M, M, ContentRange(0, M, M)),
+]
+
+
+@pytest.mark.parametrize('args, total, length, content_range', RANGE_TOTAL)
+def test_range_total(args, total, length, content_range):
+    r = Range(*args)
+    assert r.content_length(total) == length
+    assert r.content_range(total) == content_range
+
+
+@pytest.mark.parametrize('method', ['content_length', 'content_range'])
+def test_range_total_bad(method):
+    r = Range(5, 15)
+    raises(ValueError, 'Range(5, 15) out of bounds (total=5)', getattr(r, method), 5)
+    raises(ValueError, 'Range(5, 15) out of bounds (total=0)', getattr(r, method), 0)
+    raises(ValueError, 'need 0 <= total <= 9999999999999999; got -1', getattr(r, method), -1)
+    raises(
+        TypeError, "total: need a <class 'int'>; got a <class 'str'>: '7'", getattr(r, method), '7'
+    )
+
+
+def test_content_range():
+    cr = ContentRange(2, 5, 7)
+    assert (cr.start, cr.stop, cr.total) == (2, 5, 7)
+    assert repr(cr) == 'ContentRange(2, 5, 7)'
+    assert str(cr) == 'bytes 2-4/7'
+    assert cr == ContentRange(2, 5, 7)
+    assert cr != ContentRange(2, 5, 8) and cr != ContentRange(1, 5, 7)
+    assert cr == 'bytes 2-4/7' and cr != 'bytes 2-4/8'
+    assert hash(cr) == hash(ContentRange(2, 5, 7))
+    assert (cr == 7) is False
+    with pytest.raises(AttributeError):
+        cr.total = 3
+
+
+# -------------------------------------------------------------------------
+# Methods and versions.
+
+
+@pytest.mark.parametrize('method', base.METHODS)
+def test_parse_method_good(method):
+    assert parse_method(method.encode()) is method
+
+
+PARSE_METHOD_BAD = [
+    (b'get', ParseError, "unsupported method: b'get'"),
+    (b'Get', ParseError, "unsupported method: b'Get'"),
+    (b'CONNECT', ParseError, "unsupported method: b'CONNECT'"),
+    (b'TRACE', ParseError, "unsupported method: b'TRACE'"),
+    (b'GETS', ParseError, "unsupported method: b'GETS'"),
+    (b'X' * 40, ParseError, f'unsupported method: {b"X" * 32!r}...'),
+    (b'', ValueError, "bad method: b''"),
+    (b'G ET', ValueError, "bad method: b'G ET'"),
+    (b'GET\x00', ValueError, "bad method: b'GET\\x00'"),
+    (b'G\xe9T', ValueError, "bad method: b'G\\xe9T'"),
+    (b'(GET)', ValueError, "bad method: b'(GET)'"),
+]
+
+
+@pytest.mark.parametrize('src, exc, message', PARSE_METHOD_BAD)
+def test_parse_method_bad(src, exc, message):
+    e = raises(exc, message, parse_method, src)
+    if exc is ParseError:
+        assert (e.status, e.reason) == (501, 'Not Implemented')
+
+
+def test_parse_method_every_byte():
+    for b in ALL_BYTES:
+        src = bytes([b])
+        if b in TCHAR:
+            raises(ParseError, f'unsupported method: {src!r}', parse_method, src)
+        else:
+            raises(ValueError, f'bad method: {src!r}', parse_method, src)
+
+
+PARSE_VERSION = [
+    (b'HTTP/1.1', 'HTTP/1.1'),
+    (b'HTTP/1.0', 'HTTP/1.0'),
+    (b'HTTP/1.2', 'HTTP/1.1'),
+    (b'HTTP/1.9', 'HTTP/1.1'),
+]
+
+
+@pytest.mark.parametrize('src, version', PARSE_VERSION)
+def test_parse_version_good(src, version):
+    assert parse_version(src) == version
+
+
+PARSE_VERSION_BAD = [
+    (b'HTTP/2.0', ParseError, "unsupported HTTP version: b'HTTP/2.0'"),
+    (b'HTTP/0.9', ParseError, "unsupported HTTP version: b'HTTP/0.9'"),
+    (b'HTTP/3.1', ParseError, "unsupported HTTP version: b'HTTP/3.1'"),
+    (b'http/1.1', ValueError, "bad HTTP version: b'http/1.1'"),
+    (b'HTTP/1.1 ', ValueError, "bad HTTP version: b'HTTP/1.1 '"),
+    (b'HTTP/1', ValueError, "bad HTTP version: b'HTTP/1'"),
+    (b'HTTP/11.1', ValueError, "bad HTTP version: b'HTTP/11.1'"),
+    (b'HTTP/1.10', ValueError, "bad HTTP version: b'HTTP/1.10'"),
+    (b'', ValueError, "bad HTTP version: b''"),
+]
+
+
+@pytest.mark.parametrize('src, exc, message', PARSE_VERSION_BAD)
+def test_parse_version_bad(src, exc, message):
+    e = raises(exc, message, parse_version, src)
+    if exc is ParseError:
+        assert (e.status, e.reason) == (505, 'HTTP Version Not Supported')
+
+
+def test_parse_version_every_byte():
+    for b in ALL_BYTES:
+        src = b'HTTP/1.' + bytes([b])
+        if b in DIGIT:
+            assert parse_version(src) == ('HTTP/1.0' if b == 0x30 else 'HTTP/1.1')
+        else:
+            raises(ValueError, f'bad HTTP version: {src!r}', parse_version, src)
+
+
+# -------------------------------------------------------------------------
+# Request targets (D1).
+
+PARSE_URI = [
+    (b'/', ('/', [], None)),
+    (b'/?', ('/?', [], '')),
+    (b'/?q', ('/?q', [], 'q')),
+    (b'/foo', ('/foo', ['foo'], None)),
+    (b'/foo/', ('/foo/', ['foo', ''], None)),
+    (b'/foo/bar', ('/foo/bar', ['foo', 'bar'], None)),
+    (b'/foo/bar?', ('/foo/bar?', ['foo', 'bar'], '')),
+    (b'/foo/bar?k=v&x=/y?z', ('/foo/bar?k=v&x=/y?z', ['foo', 'bar'], 'k=v&x=/y?z')),
+    (b'/a%20b/%7E', ('/a%20b/%7E', ['a%20b', '%7E'], None)),
+    (b'/a?%2f', ('/a?%2f', ['a'], '%2f')),
+    (b'/..a/a../.a./...', ('/..a/a../.a./...', ['..a', 'a..', '.a.', '...'], None)),
+    (b"/!$&'()*+,;=:@-._~", ("/!$&'()*+,;=:@-._~", ["!$&'()*+,;=:@-._~"], None)),
+    (b'/a?//..', ('/a?//..', ['a'], '//..')),
+    (b'/a?b?c', ('/a?b?c', ['a'], 'b?c')),
+    # absolute-form: the origin part
+    (b'http://example.com', ('/', [], None)),
+    (b'http://example.com/', ('/', [], None)),
+    (b'https://example.com:8443/a/b?c', ('/a/b?c', ['a', 'b'], 'c')),
+    (b'HTTP://EXAMPLE.COM:/x', ('/x', ['x'], None)),
+    (b'http://example.com?q', ('/?q', [], 'q')),
+    (b'http://[::1]:8080/p', ('/p', ['p'], None)),
+    (b'http://127.0.0.1/p/', ('/p/', ['p', ''], None)),
+]
+
+
+@pytest.mark.parametrize('src, value', PARSE_URI)
+def test_parse_uri_good(src, value):
+    assert parse_uri(src) == value
+
+
+PARSE_URI_BAD = [
+    (b'', "bad request-target: b''"),
+    (b'foo', "bad request-target: b'foo'"),
+    (b'*', "bad request-target: b'*'"),
+    (b'/a b', "bad request-target: b'/a b'"),
+    (b'/a#f', "bad request-target: b'/a#f'"),
+    (b'/a\\b', "bad request-target: b'/a\\\\b'"),
+    (b'/\xe9', "bad request-target: b'/\\xe9'"),
+    (b'/a%', "bad percent-encoding in request-target: b'/a%'"),
+    (b'/a%2', "bad percent-encoding in request-target: b'/a%2'"),
+    (b'/a%2g', "bad percent-encoding in request-target: b'/a%2g'"),
+    (b'/a?%zz', "bad percent-encoding in request-target: b'/a?%zz'"),
+    (b'//', "b'//' in path: b'//'"),
+    (b'/a//b', "b'//' in path: b'/a//b'"),
+    (b'/a/b//', "b'//' in path: b'/a/b//'"),
+    (b'/.', "dot segment in path: b'/.'"),
+    (b'/..', "dot segment in path: b'/..'"),
+    (b'/a/./b', "dot segment in path: b'/a/./b'"),
+    (b'/a/../b', "dot segment in path: b'/a/../b'"),
+    (b'/a/..?q', "dot segment in path: b'/a/..?q'"),
+    (b'ftp://example.com/', "bad request-target: b'ftp://example.com/'"),
+    (b'http:/x', "bad request-target: b'http:/x'"),
+    (b'http:///x', "bad request-target: b'http:///x'"),
+    (b'http://a@b/', "bad request-target: b'http://a@b/'"),
+    (b'http://host:8x/', "bad request-target: b'http://host:8x/'"),
+    (b'http://host#f', "bad request-target: b'http://host#f'"),
+    (b'http://host/a//b', "b'//' in path: b'/a//b'"),
+    (b'/' + b'a' * 40 + b' ', f'bad request-target: {b"/" + b"a" * 31!r}...'),
+]
+
+
+@pytest.mark.parametrize('src, message', PARSE_URI_BAD)
+def test_parse_uri_bad(src, message):
+    raises(ValueError, message, parse_uri, src)
+
+
+def test_parse_uri_every_byte():
+    for b in ALL_BYTES:
+        for template in (b'/a%cb', b'/a?b%cc'):
+            src = template.replace(b'%c', bytes([b]))
+            if b in PCHAR or b in b'/?':
+                uri = src.decode()
+                value = parse_uri(src)
+                assert value[0] == uri
+                if template == b'/a?b%cc':
+                    assert value == (uri, ['a'], uri[3:])
+                elif b == 0x3F:  # '?'
+                    assert value == (uri, ['a'], 'b')
+                elif b == 0x2F:  # '/'
+                    assert value == (uri, ['a', 'b'], None)
+                else:
+                    assert value == (uri, [uri[1:]], None)
+            elif b == 0x25:  # '%' followed by a non-hex byte
+                msg = f'bad percent-encoding in request-target: {src!r}'
+                raises(ValueError, msg, parse_uri, src)
+            else:
+                raises(ValueError, f'bad request-target: {src!r}', parse_uri, src)
+
+
+def test_parse_uri_percent_every_byte():
+    for b in ALL_BYTES:
+        src = b'/%a' + bytes([b])
+        if b in HEXDIG:
+            assert parse_uri(src) == (src.decode(), [src[1:].decode()], None)
+        elif b in PCHAR or b in b'/?%':
+            msg = f'bad percent-encoding in request-target: {src!r}'
+            raises(ValueError, msg, parse_uri, src)
+        else:
+            raises(ValueError, f'bad request-target: {src!r}', parse_uri, src)
+
+
+# -------------------------------------------------------------------------
+# Request lines.
+
+PARSE_REQUEST_LINE = [
+    (b'GET / HTTP/1.1', ('GET', '/', [], None, 'HTTP/1.1')),
+    (b'HEAD /a HTTP/1.0', ('HEAD', '/a', ['a'], None, 'HTTP/1.0')),
+    (b'POST /a/b?c HTTP/1.1', ('POST', '/a/b?c', ['a', 'b'], 'c', 'HTTP/1.1')),
+    (b'PUT /a/ HTTP/1.7', ('PUT', '/a/', ['a', ''], None, 'HTTP/1.1')),
+    (b'DELETE /x?y HTTP/1.1', ('DELETE', '/x?y', ['x'], 'y', 'HTTP/1.1')),
+    (b'PATCH /x HTTP/1.1', ('PATCH', '/x', ['x'], None, 'HTTP/1.1')),
+    (b'OPTIONS * HTTP/1.1', ('OPTIONS', '*', [], None, 'HTTP/1.1')),
+    (b'OPTIONS / HTTP/1.1', ('OPTIONS', '/', [], None, 'HTTP/1.1')),
+    (b'GET http://h:1/a?b HTTP/1.1', ('GET', '/a?b', ['a'], 'b', 'HTTP/1.1')),
+]
+
+
+@pytest.mark.parametrize('line, value', PARSE_REQUEST_LINE)
+def test_parse_request_line_good(line, value):
+    assert parse_request_line(line) == value
+
+
+LONG_TARGET = b'/' + b'a' * 8200
+PARSE_REQUEST_LINE_BAD = [
+    (b'', ValueError, "bad request line: b''"),
+    (b'GET /', ValueError, "bad request line: b'GET /'"),
+    (b'GET / HTTP/1.1 ', ValueError, "bad request line: b'GET / HTTP/1.1 '"),
+    (b'GET  / HTTP/1.1', ValueError, "bad request line: b'GET  / HTTP/1.1'"),
+    (b'GET / \tHTTP/1.1', ValueError, "bad HTTP version: b'\\tHTTP/1.1'"),
+    (b'GET /a\tb HTTP/1.1', ValueError, "bad request-target: b'/a\\tb'"),
+    (b' / HTTP/1.1', ValueError, "bad method: b''"),
+    (b'GET  HTTP/1.1', ValueError, "bad request line: b'GET  HTTP/1.1'"),
+    (b'get / HTTP/1.1', ParseError, "unsupported method: b'get'"),
+    (b'CONNECT h:443 HTTP/1.1', ParseError, "unsupported method: b'CONNECT'"),
+    (b'GET / HTTP/2.0', ParseError, "unsupported HTTP version: b'HTTP/2.0'"),
+    (b'GET / http/1.1', ValueError, "bad HTTP version: b'http/1.1'"),
+    (b'GET * HTTP/1.1', ValueError, "request-target '*' with method 'GET'"),
+    (b'OPTIONS ** HTTP/1.1', ValueError, "bad request-target: b'**'"),
+    (b'GET h:443 HTTP/1.1', ValueError, "bad request-target: b'h:443'"),
+    (b'GET /a/../b HTTP/1.1', ValueError, "dot segment in path: b'/a/../b'"),
+    pytest.param(
+        b'GET ' + LONG_TARGET + b' HTTP/1.1',
+        ParseError,
+        'request line too long: 8214 > 8192',
+        id='too-long',
+    ),
+]
+
+
+@pytest.mark.parametrize('line, exc, message', PARSE_REQUEST_LINE_BAD)
+def test_parse_request_line_bad(line, exc, message):
+    e = raises(exc, message, parse_request_line, line)
+    if 'too long' in message:
+        assert (e.status, e.reason) == (414, 'URI Too Long')
+
+
+def test_parse_request_line_length_limit():
+    line = b'GET /' + b'a' * (8192 - 14) + b' HTTP/1.1'
+    assert len(line) == 8192
+    assert parse_request_line(line)[0] == 'GET'
+    raises(
+        ParseError,
+        'request line too long: 8193 > 8192',
+        parse_request_line,
+        line[:5] + b'a' + line[5:],
+    )
+
+
+def test_parse_request_line_every_byte():
+    for b in ALL_BYTES:
+        x = bytes([b])
+        # in the method
+        line = b'GE' + x + b'T / HTTP/1.1'
+        if b == 0x20:
+            raises(ValueError, f'bad request line: {line!r}', parse_request_line, line)
+        elif b in TCHAR:
+            raises(
+                ParseError, f'unsupported method: {b"GE" + x + b"T"!r}', parse_request_line, line
+            )
+        else:
+            raises(ValueError, f'bad method: {b"GE" + x + b"T"!r}', parse_request_line, line)
+        # in the target
+        line = b'GET /a' + x + b'b HTTP/1.1'
+        if b == 0x20:
+            raises(ValueError, f'bad request line: {line!r}', parse_request_line, line)
+        elif b in PCHAR or b in b'/?':
+            assert parse_request_line(line)[1] == '/a' + chr(b) + 'b'
+        elif b == 0x25:
+            msg = f'bad percent-encoding in request-target: {b"/a%b"!r}'
+            raises(ValueError, msg, parse_request_line, line)
+        else:
+            msg = f'bad request-target: {b"/a" + x + b"b"!r}'
+            raises(ValueError, msg, parse_request_line, line)
+        # in the version
+        line = b'GET / HTTP/1' + x + b'1'
+        if b == 0x20:
+            raises(ValueError, f'bad request line: {line!r}', parse_request_line, line)
+        elif b == 0x2E:
+            assert parse_request_line(line)[4] == 'HTTP/1.1'
+        else:
+            msg = f'bad HTTP version: {b"HTTP/1" + x + b"1"!r}'
+            raises(ValueError, msg, parse_request_line, line)
+
+
+# -------------------------------------------------------------------------
+# Status lines (D14).
+
+PARSE_RESPONSE_LINE = [
+    (b'HTTP/1.1 200 OK', ('HTTP/1.1', 200, 'OK')),
+    (b'HTTP/1.0 404 Not Found', ('HTTP/1.0', 404, 'Not Found')),
+    (b'HTTP/1.1 100 Continue', ('HTTP/1.1', 100, 'Continue')),
+    (b'HTTP/1.1 599 x', ('HTTP/1.1', 599, 'x')),
+    (b'HTTP/1.1 204 ', ('HTTP/1.1', 204, '')),
+    (b'HTTP/1.1 204', ('HTTP/1.1', 204, '')),
+    (b'HTTP/1.1 200 \xe9t\xe9', ('HTTP/1.1', 200, '\xe9t\xe9')),
+    (b'HTTP/1.1 200 a\tb  c ', ('HTTP/1.1', 200, 'a\tb  c ')),
+    (b'HTTP/1.1 200  OK', ('HTTP/1.1', 200, ' OK')),
+    (b'HTTP/1.5 200 OK', ('HTTP/1.1', 200, 'OK')),
+]
+
+
+@pytest.mark.parametrize('line, value', PARSE_RESPONSE_LINE)
+def test_parse_response_line_good(line, value):
+    assert parse_response_line(line) == value
+
+
+def test_parse_response_line_shares_reasons():
+    a = parse_response_line(b'HTTP/1.1 200 OK')[2]
+    b = parse_response_line(b'HTTP/1.1 200 OK')[2]
+    assert a is b
+
+
+PARSE_RESPONSE_LINE_BAD = [
+    (b'', ValueError, "bad HTTP version: b''"),
+    (b'HTTP/1.1', ValueError, "bad status line: b'HTTP/1.1'"),
+    (b'HTTP/1.1 ', ValueError, "bad status: b''"),
+    (b'HTTP/1.1 20', ValueError, "bad status: b'20'"),
+    (b'HTTP/1.1 2000', ValueError, "bad status: b'2000'"),
+    (b'HTTP/1.1 600 X', ValueError, "bad status: b'600 X'"),
+    (b'HTTP/1.1 099 X', ValueError, "bad status: b'099 X'"),
+    (b'HTTP/1.1 20x OK', ValueError, "bad status: b'20x OK'"),
+    (b'HTTP/1.1  200 OK', ValueError, "bad status: b' 200 OK'"),
+    (b'HTTP/1.1 200OK', ValueError, "bad status: b'200OK'"),
+    (b'HTTP/1.1\t200 OK', ValueError, "bad status line: b'HTTP/1.1\\t200 OK'"),
+    (b'HTTP/1.1 200 O\x00K', ValueError, "bad reason phrase: b'O\\x00K'"),
+    (b'HTTP/1.1 200 O\rK', ValueError, "bad reason phrase: b'O\\rK'"),
+    (b'HTTP/1.1 200 O\nK', ValueError, "bad reason phrase: b'O\\nK'"),
+    (b'HTTP/1.1 200 O\x7fK', ValueError, "bad reason phrase: b'O\\x7fK'"),
+    (b'http/1.1 200 OK', ValueError, "bad HTTP version: b'http/1.1'"),
+    (b'HTTP/2.0 200 OK', ParseError, "unsupported HTTP version: b'HTTP/2.0'"),
+    (b'ICY 200 OK', ValueError, "bad HTTP version: b'ICY 200 '"),
+]
+
+
+@pytest.mark.parametrize('line, exc, message', PARSE_RESPONSE_LINE_BAD)
+def test_parse_response_line_bad(line, exc, message):
+    raises(exc, message, parse_response_line, line)
+
+
+def test_parse_response_line_every_byte():
+    for b in ALL_BYTES:
+        x = bytes([b])
+        line = b'HTTP/1.1 200 O' + x + b'K'
+        if b in FIELD_CONTENT:
+            assert parse_response_line(line) == ('HTTP/1.1', 200, 'O' + chr(b) + 'K')
+        else:
+            raises(
+                ValueError, f'bad reason phrase: {b"O" + x + b"K"!r}', parse_response_line, line
+            )
+        line = b'HTTP/1.1 2' + x + b'0 OK'
+        if b in DIGIT:
+            assert parse_response_line(line)[1] == 200 + 10 * (b - 0x30)
+        else:
+            raises(ValueError, f'bad status: {b"2" + x + b"0 OK"!r}', parse_response_line, line)
+
+
+def test_parse_response_line_every_status():
+    for status in range(1000):
+        line = b'HTTP/1.1 %03d OK' % status
+        if 100 <= status <= 599:
+            assert parse_response_line(line) == ('HTTP/1.1', status, 'OK')
+        else:
+            raises(ValueError, f'bad status: {b"%03d OK" % status!r}', parse_response_line, line)
+
+
+# -------------------------------------------------------------------------
+# Header fields (D4).
+
+PARSE_HEADER_NAME = [
+    (b'a', 'a'),
+    (b'Content-Type', 'content-type'),
+    (b'X-FOO', 'x-foo'),
+    (b"!#$%&'*+-.^_`|~09AZaz", "!#$%&'*+-.^_`|~09azaz"),
+    (b'x' * 200, 'x' * 200),
+]
+
+
+@pytest.mark.parametrize('src, name', PARSE_HEADER_NAME)
+def test_parse_header_name_good(src, name):
+    assert parse_header_name(src) == name
+    assert parse_header_name(src) == name  # second time from the cache
+
+
+PARSE_HEADER_NAME_BAD = [
+    (b'', 'empty header name'),
+    (b' a', "obs-fold or leading whitespace in header line: b' a'"),
+    (b'\ta', "obs-fold or leading whitespace in header line: b'\\ta'"),
+    (b'a ', "whitespace before colon in header name: b'a '"),
+    (b'a\t', "whitespace before colon in header name: b'a\\t'"),
+    (b'a b', "bad header name: b'a b'"),
+    (b'a(b)', "bad header name: b'a(b)'"),
+    (b'\xe9', "bad header name: b'\\xe9'"),
+    (b'a' * 33 + b'@', f'bad header name: {b"a" * 32!r}...'),
+]
+
+
+@pytest.mark.parametrize('src, message', PARSE_HEADER_NAME_BAD)
+def test_parse_header_name_bad(src, message):
+    raises(ValueError, message, parse_header_name, src)
+
+
+PARSE_HEADERS = [
+    (b'', {}),
+    (b'a: b', {'a': 'b'}),
+    (b'A:b', {'a': 'b'}),
+    (b'a:', {'a': ''}),
+    (b'a:   ', {'a': ''}),
+    (b'a: \t b \t ', {'a': 'b'}),
+    (b'a: b  c', {'a': 'b  c'}),
+    (b'a: b\tc', {'a': 'b\tc'}),
+    (b'a: b:c: d', {'a': 'b:c: d'}),
+    (b'a: \xe9\xff', {'a': '\xe9\xff'}),
+    (b'a: 1\r\nA: 2\r\na:3', {'a': '1, 2, 3'}),
+    (b'a: 1\r\na:', {'a': '1, '}),
+    (b'Content-Length: 17', {'content-length': 17}),
+    (b'content-length: 0', {'content-length': 0}),
+    (b'content-length: 007', {'content-length': 7}),
+    (b'content-length: 9999999999999999', {'content-length': 9999999999999999}),
+    (b'Transfer-Encoding: chunked', {'transfer-encoding': 'chunked'}),
+    (b'transfer-encoding: CHUNKED', {'transfer-encoding': 'chunked'}),
+    (b'range: bytes=0-0', {'range': Range(0, 1)}),
+    (b'host: a\r\naccept: b', {'host': 'a', 'accept': 'b'}),
+    (b'connection: close\r\nx-1: ""', {'connection': 'close', 'x-1': '""'}),
+]
+
+
+@pytest.mark.parametrize('src, headers', PARSE_HEADERS)
+def test_parse_headers_good(src, headers):
+    assert parse_headers(src) == headers
+    assert list(parse_headers(src)) == list(headers)
+
+
+def test_parse_headers_value_types():
+    h = parse_headers(b'content-length: 5\r\nx: 1')
+    assert [type(v) for v in h.values()] == [int, str]
+    h = parse_headers(b'range: bytes=1-2\r\nx: 1')
+    assert [type(v) for v in h.values()] == [Range, str]
+    h = parse_headers(b'content-range: bytes 1-2/3\r\ncontent-length: 2', True)
+    assert h == {'content-range': ContentRange(1, 3, 3), 'content-length': 2}
+    assert type(h['content-range']) is ContentRange
+
+
+PARSE_HEADERS_BAD = [
+    (b'a: b\r\n', ValueError, 'empty header name'),
+    (b'\r\na: b', ValueError, 'empty header name'),
+    (b':b', ValueError, 'empty header name'),
+    (b'a : b', ValueError, "whitespace before colon in header name: b'a '"),
+    (b'a: b\r\n c', ValueError, "obs-fold or leading whitespace in header line: b' c'"),
+    (b'a: b\r\n\tc', ValueError, "obs-fold or leading whitespace in header line: b'\\tc'"),
+    (b'a', ValueError, "header line without a colon: b'a'"),
+    (b'a: b\r\nc', ValueError, "header line without a colon: b'c'"),
+    (b'a: b\nc: d', ValueError, "bad byte in header block: b'\\n'"),
+    (b'a: b\rc: d', ValueError, "bad byte in header block: b'\\r'"),
+    (b'a: b\r', ValueError, "bad byte in header block: b'\\r'"),
+    (b'a: \x00', ValueError, "bad byte in header block: b'\\x00'"),
+    (b'a: \x7f', ValueError, "bad byte in header block: b'\\x7f'"),
+    (b'a: \x1b[0m', ValueError, "bad byte in header block: b'\\x1b'"),
+    (b'Host: a\r\nhost: b', ValueError, "duplicate header: 'host'"),
+    (b'content-length: 1\r\ncontent-length: 1', ValueError, "duplicate header: 'content-length'"),
+    (
+        b'transfer-encoding: chunked\r\ntransfer-encoding: chunked',
+        ValueError,
+        "duplicate header: 'transfer-encoding'",
+    ),
+    (b'range: bytes=0-1\r\nrange: bytes=0-1', ValueError, "duplicate header: 'range'"),
+    (b'content-length: 5, 5', ValueError, "bad content-length: b'5, 5'"),
+    (b'content-length: +5', ValueError, "bad content-length: b'+5'"),
+    (b'content-length:', ValueError, "bad content-length: b''"),
+    (
+        b'content-length: 12345678901234567',
+        ValueError,
+        "content-length too long: b'1234567890123456'...",
+    ),
+    (b'transfer-encoding: gzip', ParseError, "unsupported transfer-encoding: b'gzip'"),
+    (
+        b'transfer-encoding: gzip, chunked',
+        ParseError,
+        "unsupported transfer-encoding: b'gzip, chunked'",
+    ),
+    (b'transfer-encoding:  ', ValueError, 'empty transfer-encoding'),
+    (
+        b'content-length: 1\r\ntransfer-encoding: chunked',
+        ValueError,
+        'cannot have both content-length and transfer-encoding headers',
+    ),
+    (
+        b'transfer-encoding: chunked\r\ncontent-length: 1',
+        ValueError,
+        'cannot have both content-length and transfer-encoding headers',
+    ),
+    (
+        b'range: bytes=0-1\r\ncontent-length: 1',
+        ValueError,
+        'cannot include range header and content-length/transfer-encoding',
+    ),
+    (
+        b'transfer-encoding: chunked\r\nrange: bytes=0-1',
+        ValueError,
+        'cannot include range header and content-length/transfer-encoding',
+    ),
+    (b'range: bytes=0-', ValueError, "bad range: b'bytes=0-'"),
+    (b'content-range: bytes 0-1/2', ValueError, "request cannot include a 'content-range' header"),
+    (
+        b'x: y\r\ncontent-range: bytes 0-1/2',
+        ValueError,
+        "request cannot include a 'content-range' header",
+    ),
+    (b'a: b\r\n' * 100 + b'a: b', ParseError, 'too many header fields: 101 > 100'),
+]
+
+
+@pytest.mark.parametrize('src, exc, message', PARSE_HEADERS_BAD)
+def test_parse_headers_bad(src, exc, message):
+    e = raises(exc, message, parse_headers, src)
+    if exc is ParseError and 'too many' in message:
+        assert (e.status, e.reason) == (431, 'Request Header Fields Too Large')
+    elif exc is ParseError:
+        assert e.status == 501
+
+
+PARSE_RESPONSE_HEADERS_BAD = [
+    (b'range: bytes=0-1', "response cannot include a 'range' header"),
+    (b'x: y\r\nrange: bytes=0-1', "response cannot include a 'range' header"),
+    (b'content-range: bytes 0-0/0', "bad content-range: b'bytes 0-0/0'"),
+]
+
+
+@pytest.mark.parametrize('src, message', PARSE_RESPONSE_HEADERS_BAD)
+def test_parse_headers_response_bad(src, message):
+    raises(ValueError, message, parse_headers, src, True)
+
+
+def test_parse_headers_max_count():
+    block = b'\r\n'.join(b'h%d: v' % i for i in range(100))
+    assert len(parse_headers(block)) == 100
+    raises(ParseError, 'too many header fields: 101 > 100', parse_headers, block + b'\r\nx: y')
+    assert parse_headers(b'a: 1\r\nb: 2', max_count=2) == {'a': '1', 'b': '2'}
+    raises(
+        ParseError,
+        'too many header fields: 3 > 2',
+        parse_headers,
+        b'a: 1\r\nb: 2\r\nc: 3',
+        False,
+        2,
+    )
+    # repeated lines count as lines, not as distinct names
+    raises(
+        ParseError,
+        'too many header fields: 3 > 2',
+        parse_headers,
+        b'a: 1\r\na: 2\r\na: 3',
+        False,
+        2,
+    )
+
+
+def test_parse_headers_name_every_byte():
+    for b in ALL_BYTES:
+        x = bytes([b])
+        src = b'a' + x + b'b: v'
+        if b in TCHAR:
+            assert parse_headers(src) == {('a' + chr(b) + 'b').lower(): 'v'}
+        elif b == 0x3A:  # ':'
+            assert parse_headers(src) == {'a': 'b: v'}
+        elif b in (0x0D, 0x0A) or (b < 0x20 and b != 0x09) or b == 0x7F:
+            raises(ValueError, f'bad byte in header block: {x!r}', parse_headers, src)
+        else:
+            raises(ValueError, f'bad header name: {b"a" + x + b"b"!r}', parse_headers, src)
+
+
+def test_parse_headers_value_every_byte():
+    for b in ALL_BYTES:
+        x = bytes([b])
+        for src, value in ((b'a: x' + x + b'y', 'x' + chr(b) + 'y'), (b'a:' + x, chr(b))):
+            if b in FIELD_CONTENT:
+                assert parse_headers(src) == {'a': value.strip(' \t')}
+            else:
+                raises(ValueError, f'bad byte in header block: {x!r}', parse_headers, src)
+
+
+PARSE_CONTENT_LENGTH = [
+    (b'0', 0),
+    (b'1', 1),
+    (b'00', 0),
+    (b'0017', 17),
+    (b'1234567890123456', 1234567890123456),
+    (b'9999999999999999', 9999999999999999),
+    (b'0000000000000000', 0),
+]
+
+
+@pytest.mark.parametrize('src, value', PARSE_CONTENT_LENGTH)
+def test_parse_content_length_good(src, value):
+    assert parse_content_length(src) == value
+
+
+PARSE_CONTENT_LENGTH_BAD = [
+    (b'', "bad content-length: b''"),
+    (b' 1', "bad content-length: b' 1'"),
+    (b'-1', "bad content-length: b'-1'"),
+    (b'+1', "bad content-length: b'+1'"),
+    (b'1_000', "bad content-length: b'1_000'"),
+    (b'0x10', "bad content-length: b'0x10'"),
+    (b'1,1', "bad content-length: b'1,1'"),
+    (b'\xd9\xa1', "bad content-length: b'\\xd9\\xa1'"),  # Arabic-Indic digit one in UTF-8
+    (b'10000000000000000', "content-length too long: b'1000000000000000'..."),
+    (b'00000000000000001', "content-length too long: b'0000000000000000'..."),
+]
+
+
+@pytest.mark.parametrize('src, message', PARSE_CONTENT_LENGTH_BAD)
+def test_parse_content_length_bad(src, message):
+    raises(ValueError, message, parse_content_length, src)
+
+
+def test_parse_content_length_every_byte():
+    for b in ALL_BYTES:
+        src = b'1' + bytes([b]) + b'2'
+        if b in DIGIT:
+            assert parse_content_length(src) == int(src)
+        else:
+            raises(ValueError, f'bad content-length: {src!r}', parse_content_length, src)
+        # through parse_headers too (where OWS around the value is stripped)
+        hsrc = b'content-length: ' + src
+        if b in DIGIT:
+            assert parse_headers(hsrc) == {'content-length': int(src)}
+        elif b in FIELD_CONTENT:
+            raises(ValueError, f'bad content-length: {src!r}', parse_headers, hsrc)
+        else:
+            raises(ValueError, f'bad byte in header block: {bytes([b])!r}', parse_headers, hsrc)
+
+
+PARSE_TRANSFER_ENCODING_BAD = [
+    (b'', ValueError, 'empty transfer-encoding'),
+    (b'gzip', ParseError, "unsupported transfer-encoding: b'gzip'"),
+    (b'chunked, chunked', ParseError, "unsupported transfer-encoding: b'chunked, chunked'"),
+    (b'chunked;q=1', ParseError, "unsupported transfer-encoding: b'chunked;q=1'"),
+    (b'identity', ParseError, "unsupported transfer-encoding: b'identity'"),
+]
+
+
+@pytest.mark.parametrize('src, exc, message', PARSE_TRANSFER_ENCODING_BAD)
+def test_parse_transfer_encoding(src, exc, message):
+    assert parse_transfer_encoding(b'chunked') == 'chunked'
+    assert parse_transfer_encoding(b'ChUnKeD') == 'chunked'
+    e = raises(exc, message, parse_transfer_encoding, src)
+    if exc is ParseError:
+        assert (e.status, e.reason) == (501, 'Not Implemented')
+
+
+PARSE_RANGE = [
+    (b'bytes=0-0', Range(0, 1)),
+    (b'bytes=0-499', Range(0, 500)),
+    (b'bytes=500-999', Range(500, 1000)),
+    (b'bytes=007-8', Range(7, 9)),
+    (b'bytes=0-9999999999999998', Range(0, 9999999999999999)),
+    (b'bytes=9999999999999998-9999999999999998', Range(9999999999999998, 9999999999999999)),
+]
+
+
+@pytest.mark.parametrize('src, value', PARSE_RANGE)
+def test_parse_range_good(src, value):
+    assert parse_range(src) == value
+
+
+PARSE_RANGE_BAD = [
+    b'',
+    b'bytes=',
+    b'bytes=5-4',
+    b'bytes=-5',
+    b'bytes=5-',
+    b'bytes=0-1,2-3',
+    b'bytes = 0-1',
+    b'Bytes=0-1',
+    b'items=0-1',
+    b'bytes=0-9999999999999999',
+    b'bytes=0-12345678901234567',
+    b'bytes=a-b',
+    b'bytes=0-1 ',
+]
+
+
+@pytest.mark.parametrize('src', PARSE_RANGE_BAD)
+def test_parse_range_bad(src):
+    raises(ValueError, f'bad range: {src!r}', parse_range, src)
+
+
+PARSE_CONTENT_RANGE = [
+    (b'bytes 0-0/1', ContentRange(0, 1, 1)),
+    (b'bytes 0-99/1000', ContentRange(0, 100, 1000)),
+    (b'bytes 999-999/1000', ContentRange(999, 1000, 1000)),
+    (
+        b'bytes 0-9999999999999998/9999999999999999',
+        ContentRange(0, 9999999999999999, 9999999999999999),
+    ),
+]
+
+
+@pytest.mark.parametrize('src, value', PARSE_CONTENT_RANGE)
+def test_parse_content_range_good(src, value):
+    assert parse_content_range(src) == value
+
+
+PARSE_CONTENT_RANGE_BAD = [
+    b'',
+    b'bytes 0-0/0',
+    b'bytes 1-0/5',
+    b'bytes 0-5/5',
+    b'bytes */5',
+    b'bytes 0-1/*',
+    b'bytes=0-1/5',
+    b'bytes 0-1/12345678901234567',
+    b'bytes  0-1/5',
+]
+
+
+@pytest.mark.parametrize('src', PARSE_CONTENT_RANGE_BAD)
+def test_parse_content_range_bad(src):
+    raises(ValueError, f'bad content-range: {src!r}', parse_content_range, src)
+
+
+def test_parse_range_every_byte():
+    for b in ALL_BYTES:
+        src = b'bytes=1' + bytes([b]) + b'-99'
+        if b in DIGIT:
+            assert parse_range(src) == Range(int(src[6:-3]), 100)
+        else:
+            raises(ValueError, f'bad range: {src!r}', parse_range, src)
+
+
+# -------------------------------------------------------------------------
+# Chunk lines (D5, D16).
+
+PARSE_CHUNK_SIZE = [
+    (b'0', 0),
+    (b'1', 1),
+    (b'a', 10),
+    (b'F', 15),
+    (b'1e', 30),
+    (b'fFfF', 0xFFFF),
+    (b'1000000', 16777216),
+    (b'ffffff', 16777215),
+]
+
+
+@pytest.mark.parametrize('src, value', PARSE_CHUNK_SIZE)
+def test_parse_chunk_size_good(src, value):
+    assert parse_chunk_size(src) == value
+
+
+PARSE_CHUNK_SIZE_BAD = [
+    (b'', "bad chunk_size: b''"),
+    (b'00', "bad chunk_size: b'00'"),
+    (b'01', "bad chunk_size: b'01'"),
+    (b'0x1', "bad chunk_size: b'0x1'"),
+    (b'-1', "bad chunk_size: b'-1'"),
+    (b'+1', "bad chunk_size: b'+1'"),
+    (b' 1', "bad chunk_size: b' 1'"),
+    (b'1 ', "bad chunk_size: b'1 '"),
+    (b'g', "bad chunk_size: b'g'"),
+    (b'1_0', "bad chunk_size: b'1_0'"),
+    (b'1000001', 'need chunk_size <= 16777216; got 16777217'),
+    (b'fffffff', 'need chunk_size <= 16777216; got 268435455'),
+    (b'10000000', "chunk_size is too long: b'1000000'..."),
+    (b'00000001', "chunk_size is too long: b'0000000'..."),
+]
+
+
+@pytest.mark.parametrize('src, message', PARSE_CHUNK_SIZE_BAD)
+def test_parse_chunk_size_bad(src, message):
+    raises(ValueError, message, parse_chunk_size, src)
+
+
+def test_parse_chunk_size_every_byte():
+    for b in ALL_BYTES:
+        x = bytes([b])
+        if b in HEXDIG:
+            assert parse_chunk_size(x) == int(x, 16)
+            assert parse_chunk_size(b'1' + x) == int(b'1' + x, 16)
+            if b != 0x30:
+                raises(ValueError, f'bad chunk_size: {b"0" + x!r}', parse_chunk_size, b'0' + x)
+        else:
+            raises(ValueError, f'bad chunk_size: {x!r}', parse_chunk_size, x)
+            src = b'1' + x
+            raises(ValueError, f'bad chunk_size: {src!r}', parse_chunk_size, src)
+
+
+PARSE_CHUNK_EXTENSION = [
+    (b'', None),
+    (b';k=v', ('k', 'v')),
+    (b';Key=Value', ('Key', 'Value')),
+    (b';k', ('k', '')),
+    (b' ; k', ('k', '')),
+    (b'\t;\tk\t=\tv', ('k', 'v')),
+    (b';k = v', ('k', 'v')),
+    (b';k=v;k2=v2', ('k', 'v')),
+    (b';k;k2="x"', ('k', '')),
+    (b';k=""', ('k', '')),
+    (b';k="a b"', ('k', 'a b')),
+    (b';k="a;b=c"', ('k', 'a;b=c')),
+    (b';k="\\"\\\\"', ('k', '"\\')),
+    (b';k="\\a\\ "', ('k', 'a ')),
+    (b';k="\xe9\\\xff"', ('k', '\xe9\xff')),
+    (b";!#$%&'*+-.^_`|~=!#$%&'*+-.^_`|~", ("!#$%&'*+-.^_`|~", "!#$%&'*+-.^_`|~")),
+]
+
+
+@pytest.mark.parametrize('src, value', PARSE_CHUNK_EXTENSION)
+def test_parse_chunk_extension_good(src, value):
+    assert parse_chunk_extension(src) == value
+
+
+PARSE_CHUNK_EXTENSION_BAD = [
+    b';',
+    b'k=v',
+    b';=v',
+    b';k=',
+    b';k=v ',
+    b';k=v;',
+    b';k==v',
+    b';k=v=w',
+    b';k="v',
+    b';k="v"x',
+    b';k="\\"',
+    b';k="a\x00"',
+    b';k="a\x7f"',
+    b';k=a b',
+    b';k v',
+    b';k=\xe9',
+    b';k=(v)',
+    b';k=v\r',
+]
+
+
+@pytest.mark.parametrize('src', PARSE_CHUNK_EXTENSION_BAD)
+def test_parse_chunk_extension_bad(src):
+    raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+
+
+def test_parse_chunk_extension_every_byte():
+    for b in ALL_BYTES:
+        x = bytes([b])
+        c = chr(b)
+        # in the name
+        src = b';a' + x + b'=v'
+        if b in TCHAR:
+            assert parse_chunk_extension(src) == ('a' + c, 'v')
+        elif b in b' \t':
+            assert parse_chunk_extension(src) == ('a', 'v')
+        elif b == 0x3B:  # ';a;=v': the second name is missing
+            raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+        else:
+            raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+        # in a token value
+        src = b';a=v' + x + b'w'
+        if b in TCHAR:
+            assert parse_chunk_extension(src) == ('a', 'v' + c + 'w')
+        elif b == 0x3B:  # ';a=v;w': a second, bare extension
+            assert parse_chunk_extension(src) == ('a', 'v')
+        else:
+            raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+        # in a quoted value
+        src = b';a="v' + x + b'w"'
+        if b in QDTEXT:
+            assert parse_chunk_extension(src) == ('a', 'v' + c + 'w')
+        elif b == 0x5C:  # backslash: a quoted-pair '\w'
+            assert parse_chunk_extension(src) == ('a', 'vw')
+        else:
+            raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+        # escaped in a quoted value
+        src = b';a="\\' + x + b'"'
+        if b in QDTEXT or b in b'"\\':
+            assert parse_chunk_extension(src) == ('a', c)
+        else:
+            raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+
+
+PARSE_CHUNK = [
+    (b'0', (0, None)),
+    (b'5', (5, None)),
+    (b'5;k=v', (5, ('k', 'v'))),
+    (b'5 ;k=v', (5, ('k', 'v'))),
+    (b'5\t; k', (5, ('k', ''))),
+    (b'0;k="a b"', (0, ('k', 'a b'))),
+    (b'1000000;x', (16777216, ('x', ''))),
+]
+
+
+@pytest.mark.parametrize('line, value', PARSE_CHUNK)
+def test_parse_chunk_good(line, value):
+    assert parse_chunk(line) == value
+
+
+PARSE_CHUNK_BAD = [
+    (b'', "bad chunk_size: b''"),
+    (b';k=v', "bad chunk_size: b''"),
+    (b'5 ', "bad chunk_size: b'5 '"),
+    (b' 5', "bad chunk_size: b' 5'"),
+    (b'05;k=v', "bad chunk_size: b'05'"),
+    (b'5;', "bad chunk extension: b';'"),
+    (b'5;k=v ', "bad chunk extension: b';k=v '"),
+    (b'12345678;k', "chunk_size is too long: b'1234567'..."),
+    (b'1000001;k', 'need chunk_size <= 16777216; got 16777217'),
+]
+
+
+@pytest.mark.parametrize('line, message', PARSE_CHUNK_BAD)
+def test_parse_chunk_bad(line, message):
+    raises(ValueError, message, parse_chunk, line)
+
+
+# -------------------------------------------------------------------------
+# Renderers: strict and canonical output (decision 2).
+
+RENDER_HEADERS = [
+    ({}, ''),
+    ({'a': 'b'}, '\r\na: b'),
+    ({'b': 2, 'a': '1'}, '\r\na: 1\r\nb: 2'),
+    ({'content-length': 17}, '\r\ncontent-length: 17'),
+    ({'range': Range(0, 5)}, '\r\nrange: bytes=0-4'),
+    ({'content-range': ContentRange(0, 5, 9)}, '\r\ncontent-range: bytes 0-4/9'),
+    ({"!#$%&'*+-.^_`|~09az": 'v'}, "\r\n!#$%&'*+-.^_`|~09az: v"),
+    ({'x' * 100: 'v'}, '\r\n' + 'x' * 100 + ': v'),
+]
+
+
+@pytest.mark.parametrize('headers, text', RENDER_HEADERS)
+def test_render_headers_good(headers, text):
+    assert render_headers(headers) == text
+
+
+RENDER_HEADERS_BAD = [
+    ([], TypeError, "headers: need a <class 'dict'>; got a <class 'list'>: []"),
+    ({1: 'a'}, TypeError, "header name: need a <class 'str'>; got a <class 'int'>: 1"),
+    ({b'a': 'a'}, TypeError, "header name: need a <class 'str'>; got a <class 'bytes'>: b'a'"),
+    ({'': 'a'}, ValueError, "bad header name: ''"),
+    ({'Foo': 'a'}, ValueError, "bad header name: 'Foo'"),
+    ({'a b': 'a'}, ValueError, "bad header name: 'a b'"),
+    ({'a:': 'a'}, ValueError, "bad header name: 'a:'"),
+    ({'\xe9': 'a'}, ValueError, "bad header name: '\xe9'"),
+    (
+        {'content-length': 1, 'transfer-encoding': 'chunked'},
+        ValueError,
+        'cannot have both content-length and transfer-encoding headers',
+    ),
+    ({f'h{i}': 'v' for i in range(101)}, ValueError, 'need len(headers) <= 100; got 101'),
+]
+
+
+@pytest.mark.parametrize('headers, exc, message', RENDER_HEADERS_BAD)
+def test_render_headers_bad(headers, exc, message):
+    raises(exc, message, render_headers, headers)
+    raises(exc, message, render_request, 'GET', '/', headers)
+    raises(exc, message, render_response, 200, 'OK', headers)
+
+
+def test_render_headers_max_count():
+    headers = {f'h{i:03d}': 'v' for i in range(100)}
+    text = render_request('GET', '/', headers).decode()
+    assert text.count('\r\n') == 102
+
+
+RENDER_REQUEST = [
+    (('GET', '/', {}), b'GET / HTTP/1.1\r\n\r\n'),
+    (('PATCH', '/a?b', {'a': 1}), b'PATCH /a?b HTTP/1.1\r\na: 1\r\n\r\n'),
+    (('OPTIONS', '*', {}), b'OPTIONS * HTTP/1.1\r\n\r\n'),
+    (('PUT', '/x', {'b': 'y', 'a': 'x'}), b'PUT /x HTTP/1.1\r\na: x\r\nb: y\r\n\r\n'),
+    (('GET', '/', {'a': ''}), b'GET / HTTP/1.1\r\na: \r\n\r\n'),
+    (('GET', '/', {'a': 'b\tc'}), b'GET / HTTP/1.1\r\na: b\tc\r\n\r\n'),
+    (('GET', '/', {'a': 'b  c'}), b'GET / HTTP/1.1\r\na: b  c\r\n\r\n'),
+    (('GET', '/', {'a': 'b: \tc'}), b'GET / HTTP/1.1\r\na: b: \tc\r\n\r\n'),
+    (('GET', '/', {'a': '\xe9'}), b'GET / HTTP/1.1\r\na: \xe9\r\n\r\n'),
+    (('GET', '/', {'a': None}), b'GET / HTTP/1.1\r\na: None\r\n\r\n'),
+]
+
+
+@pytest.mark.parametrize('args, preamble', RENDER_REQUEST)
+def test_render_request_good(args, preamble):
+    assert render_request(*args) == preamble
+
+
+RENDER_REQUEST_BAD = [
+    ((1, '/', {}), TypeError, "method: need a <class 'str'>; got a <class 'int'>: 1"),
+    (('get', '/', {}), ValueError, "bad method: 'get'"),
+    (('CONNECT', '/', {}), ValueError, "bad method: 'CONNECT'"),
+    (('GET', b'/', {}), TypeError, "uri: need a <class 'str'>; got a <class 'bytes'>: b'/'"),
+    (('GET', '', {}), ValueError, "bad uri: ''"),
+    (('GET', '/a b', {}), ValueError, "bad uri: '/a b'"),
+    (('GET', '/\r\n', {}), ValueError, "bad uri: '/\\r\\n'"),
+    (('GET', '/\xe9', {}), ValueError, "bad uri: '/\xe9'"),
+    (('GET', '/', {'a': ' x'}), ValueError, "bad header value: 'a': ' x'"),
+    (('GET', '/', {'a': 'x '}), ValueError, "bad header value: 'a': 'x '"),
+    (('GET', '/', {'a': '\tx'}), ValueError, "bad header value: 'a': '\\tx'"),
+    (('GET', '/', {'a': ' '}), ValueError, "bad header value: 'a': ' '"),
+    (('GET', '/', {'a': 'x\r\nb: y'}), ValueError, "bad header value: 'a': 'x\\r\\nb: y'"),
+    (('GET', '/', {'a': 'x\n'}), ValueError, "bad header value: 'a': 'x\\n'"),
+    (('GET', '/', {'a': 'x\x00'}), ValueError, "bad header value: 'a': 'x\\x00'"),
+    (('GET', '/', {'a': 'x\x7f'}), ValueError, "bad header value: 'a': 'x\\x7f'"),
+    (('GET', '/', {'a': '\u20ac'}), ValueError, "a: not latin-1: '\u20ac'"),
+]
+
+
+@pytest.mark.parametrize('args, exc, message', RENDER_REQUEST_BAD)
+def test_render_request_bad(args, exc, message):
+    raises(exc, message, render_request, *args)
+
+
+RENDER_RESPONSE = [
+    ((200, 'OK', {}), b'HTTP/1.1 200 OK\r\n\r\n'),
+    ((100, 'Continue', {}), b'HTTP/1.1 100 Continue\r\n\r\n'),
+    ((599, 'x', {'a': 'b'}), b'HTTP/1.1 599 x\r\na: b\r\n\r\n'),
+    ((404, 'Not\tFound \xe9', {}), b'HTTP/1.1 404 Not\tFound \xe9\r\n\r\n'),
+]
+
+
+@pytest.mark.parametrize('args, preamble', RENDER_RESPONSE)
+def test_render_response_good(args, preamble):
+    assert render_response(*args) == preamble
+
+
+RENDER_RESPONSE_BAD = [
+    ((200.0, 'OK', {}), TypeError, "status: need a <class 'int'>; got a <class 'float'>: 200.0"),
+    (('200', 'OK', {}), TypeError, "status: need a <class 'int'>; got a <class 'str'>: '200'"),
+    ((99, 'OK', {}), ValueError, 'need 100 <= status <= 599; got 99'),
+    ((600, 'OK', {}), ValueError, 'need 100 <= status <= 599; got 600'),
+    ((200, b'OK', {}), TypeError, "reason: need a <class 'str'>; got a <class 'bytes'>: b'OK'"),
+    ((200, '', {}), ValueError, "bad reason: ''"),
+    ((200, ' OK', {}), ValueError, "bad reason: ' OK'"),
+    ((200, 'OK ', {}), ValueError, "bad reason: 'OK '"),
+    ((200, 'O\r\nK', {}), ValueError, "bad reason: 'O\\r\\nK'"),
+    ((200, '\u20ac', {}), ValueError, "reason: not latin-1: '\u20ac'"),
+    ((200, 'OK', {'a': 'x\r\n'}), ValueError, "bad header value: 'a': 'x\\r\\n'"),
+]
+
+
+@pytest.mark.parametrize('args, exc, message', RENDER_RESPONSE_BAD)
+def test_render_response_bad(args, exc, message):
+    raises(exc, message, render_response, *args)
+
+
+def test_render_every_byte():
+    for b in ALL_BYTES:
+        c = chr(b)
+        # header name
+        name = 'a' + c + 'b'
+        if b in LOWER_TCHAR:
+            assert render_headers({name: 'v'}) == f'\r\n{name}: v'
+        else:
+            raises(ValueError, f'bad header name: {name!r}', render_headers, {name: 'v'})
+        # header value: inside, leading and trailing
+        ok = b in FIELD_CONTENT
+        for value in ('x' + c + 'y', c + 'y', 'x' + c):
+            edge = value[0] == c or value[-1] == c
+            if ok and not (edge and c in ' \t'):
+                want = f'GET / HTTP/1.1\r\na: {value}\r\n\r\n'.encode('latin-1')
+                assert render_request('GET', '/', {'a': value}) == want
+            else:
+                msg = f'bad header value: {"a"!r}: {value!r}'
+                raises(ValueError, msg, render_request, 'GET', '/', {'a': value})
+        # reason phrase
+        reason = 'O' + c + 'K'
+        if ok:
+            assert render_response(200, reason, {}) == f'HTTP/1.1 200 {reason}\r\n\r\n'.encode(
+                'latin-1'
+            )
+        else:
+            raises(ValueError, f'bad reason: {reason!r}', render_response, 200, reason, {})
+        # request uri
+        uri = '/' + c
+        if b in VCHAR:
+            assert render_request('GET', uri, {}) == f'GET {uri} HTTP/1.1\r\n\r\n'.encode()
+        else:
+            raises(ValueError, f'bad uri: {uri!r}', render_request, 'GET', uri, {})
+
+
+def test_render_value_types():
+    headers = {'a': 17, 'b': Range(0, 2), 'c': ContentRange(0, 2, 5), 'd': 1.5}
+    assert render_request('GET', '/', headers) == (
+        b'GET / HTTP/1.1\r\na: 17\r\nb: bytes=0-1\r\nc: bytes 0-1/5\r\nd: 1.5\r\n\r\n'
+    )
+
+    class Evil:
+        def __str__(self):
+            return 'x\r\nset-cookie: y'
+
+    class Sneaky:  # what is checked is what is sent: str(value)
+        def __format__(self, spec):
+            return 'x\r\nset-cookie: y'
+
+        def __str__(self):
+            return 'x'
+
+    msg = "bad header value: 'a': 'x\\r\\nset-cookie: y'"
+    raises(ValueError, msg, render_request, 'GET', '/', {'a': Evil()})
+    assert render_request('GET', '/', {'a': Sneaky()}) == b'GET / HTTP/1.1\r\na: x\r\n\r\n'
+
+
+def test_render_response_is_latin1():
+    assert render_response(200, 'OK', {'x': '\xff'}) == b'HTTP/1.1 200 OK\r\nx: \xff\r\n\r\n'
+
+
+RENDER_CHUNK_EXTENSION = [
+    (None, ''),
+    (('k', 'v'), ';k=v'),
+    (('Key', "!#$%&'*+-.^_`|~"), ";Key=!#$%&'*+-.^_`|~"),
+    (('k', ''), ';k=""'),
+    (('k', 'a b'), ';k="a b"'),
+    (('k', 'a"b\\c'), ';k="a\\"b\\\\c"'),
+    (('k', 'a;b=c'), ';k="a;b=c"'),
+    (('k', '\t\xe9'), ';k="\t\xe9"'),
+]
+
+
+@pytest.mark.parametrize('extension, text', RENDER_CHUNK_EXTENSION)
+def test_render_chunk_extension_good(extension, text):
+    assert render_chunk_extension(extension) == text
+    if extension is not None:
+        assert parse_chunk_extension(text.encode('latin-1')) == extension
+
+
+RENDER_CHUNK_EXTENSION_BAD = [
+    (['k', 'v'], TypeError, "extension: need a <class 'tuple'>; got a <class 'list'>: ['k', 'v']"),
+    (('k',), ValueError, 'extension: need a 2-tuple; got a 1-tuple'),
+    (('k', 'v', 'w'), ValueError, 'extension: need a 2-tuple; got a 3-tuple'),
+    ((1, 'v'), TypeError, "extension name: need a <class 'str'>; got a <class 'int'>: 1"),
+    (('k', 1), TypeError, "extension value: need a <class 'str'>; got a <class 'int'>: 1"),
+    (('', 'v'), ValueError, "bad chunk extension name: ''"),
+    (('a b', 'v'), ValueError, "bad chunk extension name: 'a b'"),
+    (('k=', 'v'), ValueError, "bad chunk extension name: 'k='"),
+    (('k', 'a\r\n'), ValueError, "bad chunk extension value: 'a\\r\\n'"),
+    (('k', '\x00'), ValueError, "bad chunk extension value: '\\x00'"),
+    (('k', '\x7f'), ValueError, "bad chunk extension value: '\\x7f'"),
+    (('k', '\u20ac'), ValueError, "extension value: not latin-1: '\u20ac'"),
+]
+
+
+@pytest.mark.parametrize('extension, exc, message', RENDER_CHUNK_EXTENSION_BAD)
+def test_render_chunk_extension_bad(extension, exc, message):
+    raises(exc, message, render_chunk_extension, extension)
+    raises(exc, message, format_chunk, (extension, b'x'))
+
+
+def test_render_chunk_extension_every_byte():
+    for b in ALL_BYTES:
+        c = chr(b)
+        name = 'a' + c
+        if b in TCHAR:
+            assert render_chunk_extension((name, 'v')) == f';{name}=v'
+        else:
+            msg = f'bad chunk extension name: {name!r}'
+            raises(ValueError, msg, render_chunk_extension, (name, 'v'))
+        value = 'x' + c
+        if b in TCHAR:
+            assert render_chunk_extension(('a', value)) == f';a={value}'
+        elif b in FIELD_CONTENT:
+            text = render_chunk_extension(('a', value))
+            assert text[:4] == ';a="' and text[-1] == '"'
+            assert parse_chunk_extension(text.encode('latin-1')) == ('a', value)
+        else:
+            msg = f'bad chunk extension value: {value!r}'
+            raises(ValueError, msg, render_chunk_extension, ('a', value))
+
+
+FORMAT_CHUNK = [
+    ((None, b''), b'0\r\n'),
+    ((None, b'hello'), b'5\r\n'),
+    ((None, b'x' * 255), b'ff\r\n'),
+    ((('k', 'v'), b'x' * 16), b'10;k=v\r\n'),
+    ((('k', 'a b'), b''), b'0;k="a b"\r\n'),
+    ((('k', '\xe9'), b'x'), b'1;k="\xe9"\r\n'),
+]
+
+
+@pytest.mark.parametrize('chunk, line', FORMAT_CHUNK)
+def test_format_chunk(chunk, line):
+    assert format_chunk(chunk) == line
+    assert parse_chunk(line[:-2]) == (len(chunk[1]), chunk[0])
+
+
+def test_caches_are_bounded():
+    from degu import _parse
+
+    names = [f'x-cache-{i}' for i in range(2 * _parse._NAME_CACHE_MAX)]
+    block = '\r\n'.join(f'{n}: v' for n in names).encode()
+    for i in range(0, len(names), 100):
+        lines = block.split(b'\r\n')[i : i + 100]
+        assert len(parse_headers(b'\r\n'.join(lines))) == len(lines)
+    assert len(_parse._NAME_CACHE) <= _parse._NAME_CACHE_MAX
+    for i in range(0, len(names), 100):
+        headers = {n: 'v' for n in names[i : i + 100]}
+        assert render_headers(headers).count('\r\n') == len(headers)
+    assert len(_parse._GOOD_NAMES) <= _parse._GOOD_NAMES_MAX
+    reasons = [b'HTTP/1.1 200 r%d' % i for i in range(100)]
+    assert [parse_response_line(r)[2] for r in reasons] == [f'r{i}' for i in range(100)]
+    assert len(_parse._REASONS) <= 64
+
+
+# -------------------------------------------------------------------------
+# List values: one field line per item (set-cookie, RFC 6265 section 3).
+
+RENDER_LIST_VALUES = [
+    ({'set-cookie': ['a=1']}, '\r\nset-cookie: a=1'),
+    ({'set-cookie': ['a=1', 'b=2'], 'a': 'x'}, '\r\na: x\r\nset-cookie: a=1\r\nset-cookie: b=2'),
+    ({'x': [1, '', Range(0, 1)]}, '\r\nx: 1\r\nx: \r\nx: bytes=0-0'),
+]
+
+
+@pytest.mark.parametrize('headers, text', RENDER_LIST_VALUES)
+def test_render_list_values(headers, text):
+    assert render_headers(headers) == text
+    preamble = render_response(200, 'OK', headers)
+    assert preamble == f'HTTP/1.1 200 OK{text}\r\n\r\n'.encode()
+
+
+RENDER_LIST_VALUES_BAD = [
+    ({'set-cookie': []}, "bad list value for header 'set-cookie': []"),
+    ({'content-length': [1, 2]}, "bad list value for header 'content-length': [1, 2]"),
+    ({'host': ['a']}, "bad list value for header 'host': ['a']"),
+    ({'set-cookie': ['a', 'b\r\nc: d']}, "bad header value: 'set-cookie': 'b\\r\\nc: d'"),
+    ({'set-cookie': ['a', ' b']}, "bad header value: 'set-cookie': ' b'"),
+    ({'set-cookie': ['a', 'b\x00']}, "bad header value: 'set-cookie': 'b\\x00'"),
+    ({'set-cookie': ['\u20ac']}, "set-cookie: not latin-1: '\u20ac'"),
+    ({'a': ['ok', '\xe9'], 'b': 'x\u20ac'}, "b: not latin-1: 'x\u20ac'"),
+]
+
+
+@pytest.mark.parametrize('headers, message', RENDER_LIST_VALUES_BAD)
+def test_render_list_values_bad(headers, message):
+    raises(ValueError, message, render_request, 'GET', '/', headers)
+    raises(ValueError, message, render_response, 200, 'OK', headers)
