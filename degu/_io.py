@@ -58,6 +58,11 @@ _CONTINUE = b'HTTP/1.1 100 Continue\r\n\r\n'
 SENDFILE_MIN = 64 * 1024  # 64 KiB: smaller file bodies are cheaper to copy than to sendfile()
 
 
+def _tokens(value):
+    # A comma-separated list of tokens, e.g. a connection header (RFC 9110 5.6.1).
+    return [token.strip() for token in value.lower().split(',')]
+
+
 def map_socket_error(exc, what):
     """The ``ConnectionClosed`` an ``OSError`` from a socket means, or ``None``.
 
@@ -374,7 +379,9 @@ class SocketWrapper(ConnReader):
             body = Body(self, headers['content-length'])
         elif 'transfer-encoding' in headers:
             body = ChunkedBody(self)
-        elif version == 'HTTP/1.0' or 'close' in headers.get('connection', '').lower():
+        elif version == 'HTTP/1.0' or (
+            'connection' in headers and 'close' in _tokens(headers['connection'])
+        ):
             body = Body(self, None)
         else:
             body = None
@@ -502,7 +509,10 @@ class SocketWrapper(ConnReader):
             if sent != size:
                 view = memoryview(data)
                 while sent < size:
-                    sent += send(view[sent:])
+                    n = send(view[sent:])
+                    if not n:  # a real socket blocks or raises; this is a broken one
+                        raise ConnectionClosed(f'{what}: send() returned {n!r}')
+                    sent += n
         except OSError as e:
             mapped = map_socket_error(e, what)
             if mapped is None:

@@ -524,30 +524,47 @@ def parse_transfer_encoding(src: bytes) -> str:
     raise _not_implemented(f'unsupported transfer-encoding: {_short(src)}')
 
 
-_RANGE_RE = re.compile(rb'bytes=([0-9]{1,16})-([0-9]{1,16})')
+_RANGE_RE = re.compile(rb'bytes=([0-9]{1,16})-([0-9]{1,16})?')
 _CONTENT_RANGE_RE = re.compile(rb'bytes ([0-9]{1,16})-([0-9]{1,16})/([0-9]{1,16})')
+_UNSATISFIED_RE = re.compile(rb'bytes \*/([0-9]{1,16})')
 
 
 def parse_range(src: bytes) -> Range:
-    """Exactly ``bytes=START-END``, kept strict (D16): a single, closed range.
+    """``bytes=START-END`` or ``bytes=START-``; kept strict otherwise (D16).
+
+    An open-ended range (what browsers and media players send) runs to
+    ``MAX_LENGTH``, which ``Range.content_range(total)`` clamps to the end
+    of the representation.  Suffix ranges (``bytes=-N``) and lists of
+    ranges are refused: range arithmetic is where servers leak or loop.
 
     >>> parse_range(b'bytes=0-99')
     Range(0, 100)
+    >>> parse_range(b'bytes=100-').content_range(150)
+    ContentRange(100, 150, 150)
     """
     m = _RANGE_RE.fullmatch(src)
     if m is not None:
         start = int(m.group(1))
-        end = int(m.group(2))
-        if start <= end < MAX_LENGTH:
-            return Range(start, end + 1)
+        if m.group(2) is None:
+            if start < MAX_LENGTH:
+                return Range(start, MAX_LENGTH)
+        else:
+            end = int(m.group(2))
+            if start <= end < MAX_LENGTH:
+                return Range(start, end + 1)
     raise ValueError(f'bad range: {_short(src)}')
 
 
-def parse_content_range(src: bytes) -> ContentRange:
-    """Exactly ``bytes START-END/TOTAL`` with ``START <= END < TOTAL``.
+def parse_content_range(src: bytes):
+    """``bytes START-END/TOTAL`` with ``START <= END < TOTAL`` as a ``ContentRange``.
+
+    The unsatisfied-range form ``bytes */TOTAL`` of a 416 response stays a
+    ``str`` (there is no range to represent).
 
     >>> parse_content_range(b'bytes 0-99/1000')
     ContentRange(0, 100, 1000)
+    >>> parse_content_range(b'bytes */1000')
+    'bytes */1000'
     """
     m = _CONTENT_RANGE_RE.fullmatch(src)
     if m is not None:
@@ -556,6 +573,10 @@ def parse_content_range(src: bytes) -> ContentRange:
         total = int(m.group(3))
         if start <= end < total <= MAX_LENGTH:
             return ContentRange(start, end + 1, total)
+    else:
+        m = _UNSATISFIED_RE.fullmatch(src)
+        if m is not None and int(m.group(1)) <= MAX_LENGTH:
+            return src.decode('ascii')
     raise ValueError(f'bad content-range: {_short(src)}')
 
 
@@ -780,6 +801,8 @@ def _header_lines(headers):
             parts.extend([f'\r\n{name}: {item!s}' for item in _values(name, value)])
         else:
             parts.append(f'\r\n{name}: {value!s}')
+    if len(parts) > MAX_HEADER_COUNT:  # list values: count the lines a peer will count
+        raise ValueError(f'need at most {MAX_HEADER_COUNT} header lines; got {len(parts)}')
     return (''.join(parts), len(parts))
 
 

@@ -735,7 +735,7 @@ PARSE_HEADERS_BAD = [
         ValueError,
         'cannot include range header and content-length/transfer-encoding',
     ),
-    (b'range: bytes=0-', ValueError, "bad range: b'bytes=0-'"),
+    (b'range: bytes=-5', ValueError, "bad range: b'bytes=-5'"),
     (b'content-range: bytes 0-1/2', ValueError, "request cannot include a 'content-range' header"),
     (
         b'x: y\r\ncontent-range: bytes 0-1/2',
@@ -892,6 +892,10 @@ PARSE_RANGE = [
     (b'bytes=007-8', Range(7, 9)),
     (b'bytes=0-9999999999999998', Range(0, 9999999999999999)),
     (b'bytes=9999999999999998-9999999999999998', Range(9999999999999998, 9999999999999999)),
+    # open-ended: to the end, clamped by content_range(total)
+    (b'bytes=5-', Range(5, 9999999999999999)),
+    (b'bytes=0-', Range(0, 9999999999999999)),
+    (b'bytes=9999999999999998-', Range(9999999999999998, 9999999999999999)),
 ]
 
 
@@ -905,8 +909,9 @@ PARSE_RANGE_BAD = [
     b'bytes=',
     b'bytes=5-4',
     b'bytes=-5',
-    b'bytes=5-',
+    b'bytes=9999999999999999-',
     b'bytes=0-1,2-3',
+    b'bytes=0-,5-',
     b'bytes = 0-1',
     b'Bytes=0-1',
     b'items=0-1',
@@ -930,6 +935,8 @@ PARSE_CONTENT_RANGE = [
         b'bytes 0-9999999999999998/9999999999999999',
         ContentRange(0, 9999999999999999, 9999999999999999),
     ),
+    (b'bytes */5', 'bytes */5'),  # a 416's unsatisfied-range: kept as a str
+    (b'bytes */0', 'bytes */0'),
 ]
 
 
@@ -943,7 +950,9 @@ PARSE_CONTENT_RANGE_BAD = [
     b'bytes 0-0/0',
     b'bytes 1-0/5',
     b'bytes 0-5/5',
-    b'bytes */5',
+    b'bytes */12345678901234567',
+    b'bytes */',
+    b'bytes * /5',
     b'bytes 0-1/*',
     b'bytes=0-1/5',
     b'bytes 0-1/12345678901234567',

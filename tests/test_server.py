@@ -416,7 +416,8 @@ BAD_REQUESTS = [
     (b'GET / HTTP/1.1\r\n' + b'X: y\r\n' * 101 + b'\r\n', 431),
     (b'GET / HTTP/1.1\r\nX: ' + b'y' * 40000 + b'\r\n\r\n', 431),
     (b'GET * HTTP/1.1\r\n\r\n', 400),
-    (b'GET / HTTP/1.1\r\nRange: bytes=0-\r\n\r\n', 400),
+    (b'GET / HTTP/1.1\r\nRange: bytes=-5\r\n\r\n', 400),  # suffix ranges stay out (D16)
+    (b'GET / HTTP/1.1\r\nRange: bytes=0-1,3-4\r\n\r\n', 400),
     (b'PUT / HTTP/1.1\r\nContent-Range: bytes 0-1/2\r\n\r\n', 400),
 ]
 
