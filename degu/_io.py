@@ -15,6 +15,7 @@ Re-exported by ``degu.base``; import it from there.
 import os
 import socket
 import stat
+import struct
 import sys
 import time
 
@@ -146,6 +147,8 @@ class SocketWrapper(ConnReader):
         'close_on_error',
         'error',
         'response_version',
+        '_native',
+        '_rcv_timeout',
         '__weakref__',
     )
 
@@ -178,9 +181,35 @@ class SocketWrapper(ConnReader):
         self.close_on_error = close_on_error
         self.error = None
         self.response_version = None
+        self._native = False
+        self._rcv_timeout = None
+        if type(sock) is socket.socket and (timeout is not None or sock.gettimeout()):
+            self._use_native_timeouts(sock, timeout or sock.gettimeout())
 
     def __repr__(self):
         return f'SocketWrapper({self.sock!r})'
+
+    # ------------------------------------------------------------------
+    # Timeouts.  A Python socket with a timeout polls before every recv and
+    # send (two syscalls where one would do), and settimeout() is an ioctl.
+    # So a plain socket is made blocking, with the kernel enforcing the
+    # timeouts (SO_RCVTIMEO, SO_SNDTIMEO): one syscall per operation, and
+    # the receive timeout is switched between idle_timeout and timeout only
+    # when the wait at hand needs the other one.  A timed-out operation
+    # fails with EAGAIN, which becomes ConnectionTimedOut.
+
+    def _use_native_timeouts(self, sock, timeout):
+        self.timeout = timeout
+        sock.settimeout(None)
+        _set_timeout(sock, socket.SO_SNDTIMEO, timeout)
+        _set_timeout(sock, socket.SO_RCVTIMEO, timeout)
+        self._rcv_timeout = timeout
+        self._native = True
+
+    def _set_recv_timeout(self, timeout):
+        if timeout != self._rcv_timeout:
+            _set_timeout(self.sock, socket.SO_RCVTIMEO, timeout)
+            self._rcv_timeout = timeout
 
     @property
     def closed(self):
@@ -218,18 +247,29 @@ class SocketWrapper(ConnReader):
     # ------------------------------------------------------------------
     # Reading
 
-    def _recv(self, view, what):
+    def _recv(self, view, what, wait=None):
+        # wait: the receive timeout this call needs (None: self.timeout);
+        # only a native-timeout socket switches here.
         if self._closed:
             raise ConnectionClosed('Connection is closed')
+        if self._native:
+            wait = wait or self.timeout
+            if wait != self._rcv_timeout:
+                self._set_recv_timeout(wait)
         try:
             return self._recv_into(view)
         except OSError as e:
-            mapped = map_socket_error(e, what)
+            mapped = self._map(e, what)
             if mapped is None:
                 raise
             raise mapped from e
 
-    def _fill(self, what):
+    def _map(self, exc, what):
+        if self._native and isinstance(exc, BlockingIOError):
+            return ConnectionTimedOut(f'{what} timed out')
+        return map_socket_error(exc, what)
+
+    def _fill(self, what, wait=None):
         """One ``recv_into`` into the free end of the buffer; returns the count."""
         stop = self._stop
         if self._start == stop:
@@ -237,7 +277,7 @@ class SocketWrapper(ConnReader):
         elif stop == len(self._buf):
             self._compact()
             stop = self._stop
-        received = self._recv(self._view[stop:], what)
+        received = self._recv(self._view[stop:], what, wait)
         self._stop = stop + received
         return received
 
@@ -252,8 +292,8 @@ class SocketWrapper(ConnReader):
     def _wait_first(self, what):
         # The first byte of a preamble: bounded by idle_timeout (D8, D16).
         idle = self.idle_timeout
-        if idle is None or idle == self.timeout:
-            return self._fill(what)
+        if idle is None or idle == self.timeout or self._native:
+            return self._fill(what, idle)
         sock = self.sock
         sock.settimeout(idle)
         try:
@@ -289,19 +329,21 @@ class SocketWrapper(ConnReader):
                     return idx
                 if idx >= 0 or self._stop >= limit:
                     raise self._too_large(kind)
+                left = None
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise ConnectionTimedOut(f'{kind} preamble not complete in {timeout}s')
-                    self.sock.settimeout(left)
-                received = self._recv(self._view[self._stop : limit], what)
+                    if not self._native:
+                        self.sock.settimeout(left)
+                received = self._recv(self._view[self._stop : limit], what, left)
                 if received == 0:
                     raise ConnectionClosed(
                         f'{kind} preamble truncated: {_short(self._view[: self._stop])}'
                     )
                 self._stop += received
         finally:
-            if deadline is not None and not self._closed:
+            if deadline is not None and not self._closed and not self._native:
                 self.sock.settimeout(timeout)
 
     def _too_large(self, kind):
@@ -514,7 +556,7 @@ class SocketWrapper(ConnReader):
                         raise ConnectionClosed(f'{what}: send() returned {n!r}')
                     sent += n
         except OSError as e:
-            mapped = map_socket_error(e, what)
+            mapped = self._map(e, what)
             if mapped is None:
                 raise
             raise mapped from e
@@ -586,16 +628,24 @@ class SocketWrapper(ConnReader):
         rfile = body._rfile
         count = body._content_length
         body._state = BODY_STARTED
+        sock = self.sock
         try:
-            sent = self.sock.sendfile(rfile, rfile.tell(), count)
+            if self._native:
+                # socket.sendfile() waits for a blocking socket without a
+                # bound: give it the Python-level timeout for the transfer.
+                sock.settimeout(self.timeout)
+            sent = sock.sendfile(rfile, rfile.tell(), count)
             if sent != count:
                 raise ValueError(f'expected to write {count} bytes, but sent {sent}')
         except BaseException as e:
             body._state = BODY_ERROR
-            mapped = map_socket_error(e, 'sending file') if isinstance(e, OSError) else None
+            mapped = self._map(e, 'sending file') if isinstance(e, OSError) else None
             if mapped is not None:
                 raise mapped from e
             raise
+        finally:
+            if self._native and not self._closed and sock.fileno() >= 0:
+                sock.settimeout(None)
         body._remaining = 0
         body._state = BODY_CONSUMED
         return len(preamble) + count
@@ -609,6 +659,12 @@ class SocketWrapper(ConnReader):
         """Frame, render and send a response; returns the bytes sent."""
         set_output_headers(headers, body)
         return self.write_message(render_response(status, reason, headers), body)
+
+
+def _set_timeout(sock, option, seconds):
+    # struct timeval; 0 would mean "no timeout", so at least 1 microsecond.
+    micros = max(1, round(seconds * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, option, struct.pack('ll', *divmod(micros, 1_000_000)))
 
 
 def _method(obj, name):

@@ -175,6 +175,8 @@ _ABSOLUTE_RE = re.compile(
 #   SP and HTAB.  Every other control byte is refused, and so is a CR or LF
 #   that is not part of a CRLF line ending (D4).
 _BAD_FIELD_RE = re.compile(rb'[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n')
+_FIELD_BYTES = bytes([9, *range(32, 127), *range(128, 256)])  # HTAB, SP, VCHAR, obs-text
+_CRLFS = tuple(b'\r\n' * n for n in range(10_001))  # what a valid block leaves behind
 _BAD_TEXT_RE = re.compile(rb'[\x00-\x08\x0a-\x1f\x7f]')  # one line: no CR or LF at all
 
 _DIGITS = b'0123456789'
@@ -603,14 +605,17 @@ def parse_headers(src: bytes, isresponse=False, max_count=MAX_HEADER_COUNT) -> d
     headers = {}
     if not src:
         return headers
-    if len(src) >= 2 ** 31:  # pragma: no cover - the reader bounds every preamble
-        raise _too_large('header block too large')
-    m = _BAD_FIELD_RE.search(src)
-    if m is not None:
-        raise ValueError(f'bad byte in header block: {bytes(m.group())!r}')
     lines = src.split(b'\r\n')
-    if len(lines) > max_count:
-        raise _too_large(f'too many header fields: {len(lines)} > {max_count}')
+    count = len(lines)
+    if count > max_count:
+        raise _too_large(f'too many header fields: {count} > {max_count}')
+    # One C-level pass: deleting every allowed byte must leave exactly the
+    # CRLFs between the lines; anything else is a control byte or a bare
+    # CR or LF (and the regex below says which, for the message).
+    if src.translate(None, _FIELD_BYTES) != _CRLFS[count - 1]:
+        m = _BAD_FIELD_RE.search(src)
+        raise ValueError(f'bad byte in header block: {bytes(m.group())!r}')
+    special = False
     for line in lines:
         (nsrc, colon, vsrc) = line.partition(b':')
         name = _NAME_CACHE.get(nsrc) or parse_header_name(nsrc)
@@ -621,18 +626,13 @@ def parse_headers(src: bytes, isresponse=False, max_count=MAX_HEADER_COUNT) -> d
             if name in _SINGLE:
                 raise ValueError(f'duplicate header: {name!r}')
             headers[name] = headers[name] + ', ' + vsrc.decode('latin-1')
-            continue
-        parser = _SPECIAL_PARSERS.get(name)
-        if parser is None:
-            headers[name] = vsrc.decode('latin-1')
+        elif name in _SPECIAL_PARSERS:
+            headers[name] = _SPECIAL_PARSERS[name](vsrc)
+            special = True
         else:
-            headers[name] = parser(vsrc)
-    if len(headers) > 1:
+            headers[name] = vsrc.decode('latin-1')
+    if special:
         _check_header_combinations(headers, isresponse)
-    elif isresponse and 'range' in headers:
-        raise ValueError("response cannot include a 'range' header")
-    elif not isresponse and 'content-range' in headers:
-        raise ValueError("request cannot include a 'content-range' header")
     return headers
 
 
@@ -640,6 +640,8 @@ def _check_header_combinations(headers, isresponse):
     framed = 'content-length' in headers or 'transfer-encoding' in headers
     if framed and 'content-length' in headers and 'transfer-encoding' in headers:
         raise ValueError('cannot have both content-length and transfer-encoding headers')
+    if len(headers) == 1 and framed:
+        return
     if 'range' in headers:
         if isresponse:
             raise ValueError("response cannot include a 'range' header")
@@ -818,18 +820,26 @@ def render_headers(headers: dict) -> str:
 
 
 def _encode(text, count, headers):
-    # One pass over the whole preamble; a hit may be a false alarm (an empty
-    # value, or ': \t' inside a value), so a hit means a closer look.
-    lines = count + 2
-    if _BAD_OUT_RE.search(text) or text.count('\n') != lines or text.count('\r') != lines:
-        _check_all(headers)
+    # Encode, then one C-level pass: deleting every allowed byte must leave
+    # exactly the CRLFs we wrote; and no value may start or end with
+    # whitespace.  A hit may be a false alarm (an empty value, or ': \t'
+    # inside a value), so a hit means a closer look.
     try:
-        return text.encode('latin-1')
+        data = text.encode('latin-1')
     except UnicodeEncodeError:
         for name in headers:
             for value in _values(name, headers[name]):
                 _latin1(name, _check_value(name, value))
         raise  # pragma: no cover - the loop above raises first
+    if (
+        data.translate(None, _FIELD_BYTES) != _CRLFS[count + 2]
+        or b' \r\n' in data
+        or b'\t\r\n' in data
+        or b':  ' in data
+        or b': \t' in data
+    ):
+        _check_all(headers)
+    return data
 
 
 def _latin1(name, value):
@@ -866,6 +876,21 @@ def render_response(status: int, reason: str, headers: dict) -> bytes:
     >>> render_response(200, 'OK', {'content-length': 2})
     b'HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\n'
     """
+    # Cached by value, so the types are checked first (200.0 == 200).
+    line = None
+    if type(status) is int and type(reason) is str:
+        line = _STATUS_LINES.get((status, reason))
+    if line is None:
+        line = _status_line(status, reason)
+    (lines, count) = _header_lines(headers)
+    return _encode(f'{line}{lines}\r\n\r\n', count, headers)
+
+
+_STATUS_LINES = {}  # (status, reason) -> checked status line; bounded
+_STATUS_LINES_MAX = 256
+
+
+def _status_line(status, reason):
     if type(status) is not int:
         raise TypeError(_TYPE_ERROR.format('status', int, type(status), status))
     if not (100 <= status <= 599):
@@ -875,8 +900,10 @@ def render_response(status: int, reason: str, headers: dict) -> bytes:
     if not reason or _BAD_VALUE_RE.search(reason):
         raise ValueError(f'bad reason: {reason[:64]!r}')
     _latin1('reason', reason)
-    (lines, count) = _header_lines(headers)
-    return _encode(f'HTTP/1.1 {status} {reason}{lines}\r\n\r\n', count, headers)
+    line = f'HTTP/1.1 {status} {reason}'
+    if len(_STATUS_LINES) < _STATUS_LINES_MAX:
+        _STATUS_LINES[(status, reason)] = line
+    return line
 
 
 def _quote(value):
