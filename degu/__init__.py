@@ -15,6 +15,18 @@ so ``import degu`` stays cheap.  Import what you need explicitly:
 
 __version__ = '0.1.0'
 
+# Annotations here are strings and their imports are for type checkers only:
+# importing typing would cost several times what the rest of `import degu` does.
+# Type checkers treat a name TYPE_CHECKING as true whatever its value (issue 7).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+    from typing import Any, TypeVar
+
+    _S = TypeVar('_S', bound='_ProcessServer')
+
 __all__ = (
     'IPv6_LOOPBACK',
     'IPv6_ANY',
@@ -66,11 +78,11 @@ def _mp_context():
 class _ChildTraceback(Exception):
     """The traceback of an error in a server process, as the ``__cause__`` of its re-raise."""
 
-    def __str__(self):
+    def __str__(self) -> str:
         return '\n\n' + self.args[0]
 
 
-def _report(conn, value, tb=None):
+def _report(conn: 'Connection', value: object, tb: 'str | None' = None) -> None:
     """Send the bound address, or an exception and its formatted traceback."""
     try:
         conn.send((value, tb))
@@ -80,7 +92,15 @@ def _report(conn, value, tb=None):
         conn.close()
 
 
-def _serve_in_child(conn, sslconfig, address, app, build_func, build_args, options):
+def _serve_in_child(
+    conn: 'Connection',
+    sslconfig: 'dict[str, object] | None',
+    address: 'tuple | str | bytes',
+    app: 'Callable[..., Any] | None',
+    build_func: 'Callable[..., Any] | None',
+    build_args: tuple,
+    options: 'dict[str, Any]',
+) -> None:
     """The server process: build the server, report its address, serve."""
     try:
         if build_func is not None:
@@ -102,7 +122,14 @@ def _serve_in_child(conn, sslconfig, address, app, build_func, build_args, optio
     server.serve_forever()
 
 
-def _start_server_process(sslconfig, address, app, build_func, build_args, options):
+def _start_server_process(
+    sslconfig: 'dict[str, object] | None',
+    address: 'tuple | str | bytes',
+    app: 'Callable[..., Any] | None',
+    build_func: 'Callable[..., Any] | None',
+    build_args: tuple,
+    options: 'dict[str, Any]',
+) -> 'tuple[BaseProcess, tuple | str | bytes]':
     """Start a server process; return ``(process, bound_address)`` or raise its error."""
     ctx = _mp_context()
     (reader, writer) = ctx.Pipe(duplex=False)
@@ -140,7 +167,7 @@ def _start_server_process(sslconfig, address, app, build_func, build_args, optio
     return (process, result)
 
 
-def _stop_server_process(process):
+def _stop_server_process(process: 'BaseProcess') -> None:
     """Terminate, join and close *process* (SIGKILL if SIGTERM is not enough)."""
     if process.pid is not None:  # started
         if process.exitcode is None:
@@ -154,7 +181,7 @@ def _stop_server_process(process):
     process.close()  # releases the sentinel fd now rather than at garbage collection
 
 
-def _remove_socket_file(address):
+def _remove_socket_file(address: 'tuple | str | bytes') -> None:
     """Remove the AF_UNIX socket file a server bound at *address*, if any."""
     if type(address) is str:
         import os
@@ -167,7 +194,7 @@ def _remove_socket_file(address):
             pass
 
 
-def _callable_name(obj):
+def _callable_name(obj: object) -> str:
     qualname = getattr(obj, '__qualname__', None)
     if qualname is not None:
         return f'{getattr(obj, "__module__", None)}.{qualname}'
@@ -179,7 +206,15 @@ class _ProcessServer:
 
     process = None
 
-    def _start(self, sslconfig, address, app, build_func, build_args, options):
+    def _start(
+        self,
+        sslconfig: 'dict[str, object] | None',
+        address: 'tuple | str | bytes',
+        app: 'Callable[..., Any] | None',
+        build_func: 'Callable[..., Any] | None',
+        build_args: tuple,
+        options: 'dict[str, Any]',
+    ) -> None:
         import os
 
         self._pid = os.getpid()
@@ -187,7 +222,7 @@ class _ProcessServer:
             sslconfig, address, app, build_func, build_args, options
         )
 
-    def terminate(self):
+    def terminate(self) -> None:
         """Stop the server process and wait for it; calling it again does nothing."""
         import os
 
@@ -200,10 +235,10 @@ class _ProcessServer:
         finally:
             _remove_socket_file(self.address)
 
-    def __enter__(self):
+    def __enter__(self: '_S') -> '_S':
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.terminate()
 
     def __del__(self):
@@ -226,7 +261,13 @@ class EmbeddedServer(_ProcessServer):
     ``terminate()`` stops it; so do ``with`` and garbage collection.
     """
 
-    def __init__(self, address, build_func, *build_args, **options):
+    def __init__(
+        self,
+        address: 'tuple | str | bytes',
+        build_func: 'Callable[..., Any]',
+        *build_args: object,
+        **options: object,
+    ) -> None:
         if not callable(build_func):
             raise TypeError(f'build_func: not callable: {build_func!r}')
         self.address = address
@@ -235,7 +276,7 @@ class EmbeddedServer(_ProcessServer):
         self.options = options
         self._start(None, address, None, build_func, build_args, options)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'{type(self).__name__}({self.address!r}, {_callable_name(self.build_func)})'
 
 
@@ -247,7 +288,14 @@ class EmbeddedSSLServer(_ProcessServer):
     child.
     """
 
-    def __init__(self, sslconfig, address, build_func, *build_args, **options):
+    def __init__(
+        self,
+        sslconfig: 'dict[str, object]',
+        address: 'tuple | str | bytes',
+        build_func: 'Callable[..., Any]',
+        *build_args: object,
+        **options: object,
+    ) -> None:
         if type(sslconfig) is not dict:
             raise TypeError(
                 '{}: need a {!r}; got a {!r}: {!r}'.format(
@@ -263,7 +311,7 @@ class EmbeddedSSLServer(_ProcessServer):
         self.options = options
         self._start(sslconfig, address, None, build_func, build_args, options)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f'{type(self).__name__}({self.sslconfig!r}, {self.address!r}, '
             f'{_callable_name(self.build_func)})'

@@ -15,6 +15,8 @@ Exit status: 0 after a clean shutdown, 1 when the server cannot start (a
 port in use, a missing module, bad TLS files), 2 for bad arguments.
 """
 
+from __future__ import annotations
+
 import argparse
 import importlib
 import logging
@@ -24,6 +26,13 @@ import socket
 import sys
 import threading
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from .server import Server
+
 DEFAULT_ADDRESS = '127.0.0.1:8000'
 SHUTDOWN_TIMEOUT = 10.0  # seconds in-flight requests get after SIGINT/SIGTERM
 
@@ -31,12 +40,12 @@ SHUTDOWN_TIMEOUT = 10.0  # seconds in-flight requests get after SIGINT/SIGTERM
 class CommandError(Exception):
     """A one-line error for the user (no traceback); ``code`` is the exit status."""
 
-    def __init__(self, message, code=1):
+    def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
 
 
-def parse_address(text):
+def parse_address(text: str) -> tuple | str | bytes:
     """Turn a command-line address into a degu *address* value.
 
     >>> parse_address('127.0.0.1:8080')
@@ -76,13 +85,13 @@ def parse_address(text):
     return (host, _port(port, text))
 
 
-def _port(text, whole):
+def _port(text: str, whole: str) -> int:
     if not text.isdigit() or not 0 <= int(text) <= 65535:
         raise CommandError(f'bad address: {whole!r} (bad port {text!r})', 2)
     return int(text)
 
 
-def format_url(address, tls=False):
+def format_url(address: tuple | str | bytes, tls: bool = False) -> str:
     """How to reach *address*, for the start-up line."""
     scheme = 'https' if tls else 'http'
     if isinstance(address, tuple):
@@ -93,7 +102,7 @@ def format_url(address, tls=False):
     return f'{scheme} over AF_UNIX {address}'
 
 
-def load_app(spec):
+def load_app(spec: str) -> Callable[..., Any]:
     """Import ``MODULE:APP`` (``APP`` may be dotted; default ``app``) from the current folder."""
     (module_name, _, attr) = spec.partition(':')
     if not module_name:
@@ -118,7 +127,7 @@ def load_app(spec):
     return obj
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='python3 -m degu',
         description='Serve a folder or an app with degu, an HTTP/1.1 server.',
@@ -149,7 +158,7 @@ def build_parser():
     return parser
 
 
-def build_app(args):
+def build_app(args: argparse.Namespace) -> Callable[..., Any]:
     if args.command == 'files':
         from .applib import FilesApp
 
@@ -165,7 +174,7 @@ def build_app(args):
     return app
 
 
-def build_server(args, app):
+def build_server(args: argparse.Namespace, app: Callable[..., Any]) -> Server:
     from . import server as server_module
 
     address = parse_address(args.address)
@@ -190,7 +199,7 @@ def build_server(args, app):
     return server_module.Server(address, app, **options)
 
 
-def _setup_logging(args):
+def _setup_logging(args: argparse.Namespace) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter('%(asctime)s %(message)s', '%Y-%m-%d %H:%M:%S'))
     for name, level in (('degu.server', args.log_level.upper()),
@@ -201,7 +210,7 @@ def _setup_logging(args):
         logger.propagate = False
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     _setup_logging(args)
     app = build_app(args)
     try:
@@ -241,7 +250,7 @@ def run(args):
     return 0 if clean else 1
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)

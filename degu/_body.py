@@ -390,6 +390,19 @@ class Body(_InBody):
         return True
 
 
+def _new_body(reader, content_length):
+    """A ``Body`` over a connection's reader, with a length the parser checked.
+
+    The hot path's constructor: the same object ``Body(reader, n)`` makes,
+    without checks that cannot fail here.
+    """
+    body = object.__new__(Body)
+    body._rfile = body._reader = reader
+    body._content_length = body._remaining = content_length
+    body._state = BODY_READY
+    return body
+
+
 class ChunkedBody(_InBody):
     """A chunk-encoded body: ``ChunkedBody(rfile)``.
 
@@ -744,6 +757,20 @@ class Request:
         if self._query is not None:
             return uri + '?' + self._query
         return uri
+
+
+def _new_request(method, uri, headers, body, path, query, version):
+    """A ``Request`` from values the parsers checked (the hot path's constructor)."""
+    request = object.__new__(Request)
+    request._method = method
+    request._uri = uri
+    request._headers = headers
+    request._body = body
+    request._mount = []
+    request._path = path
+    request._query = query
+    request._version = version
+    return request
 
 
 MAX_SESSION_REQUESTS = 75000

@@ -20,6 +20,8 @@ import sys
 import time
 
 from ._body import (
+    _new_body,
+    _new_request,
     BODY_CONSUMED,
     BODY_ERROR,
     BODY_READY,
@@ -303,6 +305,7 @@ class SocketWrapper(ConnReader):
                 sock.settimeout(self.timeout)
 
     def _read_preamble(self, kind):
+        # For _skip_empty_lines(); read_request() and read_response() inline this.
         buf = self._buf
         if self._start == self._stop:
             if self._wait_first(f'reading {kind} preamble') == 0:
@@ -364,23 +367,33 @@ class SocketWrapper(ConnReader):
         byte, ``ValueError`` (or ``ParseError``) for a malformed preamble.
         Empty lines before a request line are skipped (RFC 9112 section 2.2).
         """
-        preamble = self._read_preamble('request')
+        # The hot path: one find() in what the last recv brought, one copy
+        # out of the buffer, then the parsers.
+        start = self._start
+        if start == self._stop:
+            if self._wait_first('reading request preamble') == 0:
+                raise EmptyPreambleError('request preamble is empty')
+            start = self._start
+        idx = self._buf.find(b'\r\n\r\n', start, self._stop)
+        if idx < 0 or idx + 4 - start > self.max_preamble:
+            idx = self._read_more_preamble('request')
+            start = self._start
+        self._start = idx + 4
+        preamble = bytes(self._view[start:idx])
         if preamble[:2] == _CRLF or not preamble:
             preamble = self._skip_empty_lines(preamble)
         (line, _, block) = preamble.partition(_CRLF)
         (method, uri, path, query, version) = parse_request_line(line)
+        body = None
         if block:
             headers = parse_headers(block, False, self.max_header_count)
             if 'content-length' in headers:
-                body = Body(self, headers['content-length'])
+                body = _new_body(self, headers['content-length'])
             elif 'transfer-encoding' in headers:
                 body = ChunkedBody(self)
-            else:
-                body = None
         else:
             headers = {}
-            body = None
-        return Request(method, uri, headers, body, [], path, query, version=version)
+        return _new_request(method, uri, headers, body, path, query, version)
 
     def _skip_empty_lines(self, preamble):
         while preamble[:2] == _CRLF:
@@ -405,8 +418,17 @@ class SocketWrapper(ConnReader):
         an unframed HTTP/1.0 or ``connection: close`` response (D14).
         ``response_version`` is left at the version of the status line.
         """
-        preamble = self._read_preamble('response')
-        (line, _, block) = preamble.partition(_CRLF)
+        start = self._start
+        if start == self._stop:
+            if self._fill('reading response preamble') == 0:
+                raise EmptyPreambleError('response preamble is empty')
+            start = self._start
+        idx = self._buf.find(b'\r\n\r\n', start, self._stop)
+        if idx < 0 or idx + 4 - start > self.max_preamble:
+            idx = self._read_more_preamble('response')
+            start = self._start
+        self._start = idx + 4
+        (line, _, block) = bytes(self._view[start:idx]).partition(_CRLF)
         (version, status, reason) = parse_response_line(line)
         self.response_version = version
         try:
@@ -418,7 +440,7 @@ class SocketWrapper(ConnReader):
         if method == 'HEAD' or status < 200 or status == 204 or status == 304:
             body = None
         elif 'content-length' in headers:
-            body = Body(self, headers['content-length'])
+            body = _new_body(self, headers['content-length'])
         elif 'transfer-encoding' in headers:
             body = ChunkedBody(self)
         elif version == 'HTTP/1.0' or (

@@ -175,8 +175,9 @@ _ABSOLUTE_RE = re.compile(
 #   SP and HTAB.  Every other control byte is refused, and so is a CR or LF
 #   that is not part of a CRLF line ending (D4).
 _BAD_FIELD_RE = re.compile(rb'[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n')
-_FIELD_BYTES = bytes([9, *range(32, 127), *range(128, 256)])  # HTAB, SP, VCHAR, obs-text
-_CRLFS = tuple(b'\r\n' * n for n in range(10_001))  # what a valid block leaves behind
+_FIELD_TABLE = bytes(  # HTAB, SP, VCHAR and obs-text -> SP; every other byte -> NUL
+    0x20 if (b == 9 or 32 <= b < 127 or b >= 128) else 0 for b in range(256)
+)
 _BAD_TEXT_RE = re.compile(rb'[\x00-\x08\x0a-\x1f\x7f]')  # one line: no CR or LF at all
 
 _DIGITS = b'0123456789'
@@ -413,6 +414,12 @@ def parse_request_line(line: bytes) -> tuple:
     if len(parts) != 3:
         raise ValueError(f'bad request line: {_short(line)}')
     (msrc, target, vsrc) = parts
+    # The common case in three dict lookups and a slice; the rest says why not.
+    method = _METHODS.get(msrc)
+    version = _VERSIONS.get(vsrc)
+    if method is not None and version is not None and target[:1] == b'/':
+        (uri, path, query) = _parse_origin(target)
+        return (method, uri, path, query, version)
     method = parse_method(msrc)
     version = parse_version(vsrc)
     if not target:
@@ -609,11 +616,13 @@ def parse_headers(src: bytes, isresponse=False, max_count=MAX_HEADER_COUNT) -> d
     count = len(lines)
     if count > max_count:
         raise _too_large(f'too many header fields: {count} > {max_count}')
-    # One C-level pass: deleting every allowed byte must leave exactly the
-    # CRLFs between the lines; anything else is a control byte or a bare
-    # CR or LF (and the regex below says which, for the message).
-    if src.translate(None, _FIELD_BYTES) != _CRLFS[count - 1]:
+    # Two C-level passes: the table maps every allowed byte to SP and the
+    # rest (CR and LF included) to NUL, so the NULs must be exactly the
+    # CRLFs between the lines; anything else is a control byte or a bare CR
+    # or LF (and the regex below says which, for the message).
+    if src.translate(_FIELD_TABLE).count(0) != 2 * count - 2:
         m = _BAD_FIELD_RE.search(src)
+        assert m is not None  # the table and the regex say the same
         raise ValueError(f'bad byte in header block: {bytes(m.group())!r}')
     special = False
     for line in lines:
@@ -738,7 +747,6 @@ def parse_chunk(line: bytes) -> tuple:
 # lower-case tokens, values hold no control byte but HTAB and no leading or
 # trailing whitespace, nothing can end a line early (header injection).
 
-_BAD_OUT_RE = re.compile(r'[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|[ \t]\r\n|: [ \t]')
 _GOOD_NAMES = set()  # names already checked, so the hot path skips the regex
 _GOOD_NAMES_MAX = 512
 _BAD_VALUE_RE = re.compile(r'[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$')
@@ -781,28 +789,50 @@ def _values(name, value):
     return value
 
 
-def _check_all(headers):
-    # The slow path, for a precise message once the fast check failed.
-    for name in headers:
+_LINES = {}  # (name, value) -> its checked field line; cleared when full
+_LINES_MAX = 1024
+_LINE_VALUE_MAX = 256  # longer values are checked every time, not kept
+
+
+def _line(name, value):
+    """The field line ``'\\r\\nname: value'`` for a ``str`` *value*, checked."""
+    line = _LINES.get((name, value))
+    if line is None:
         _check_name(name)
-        for value in _values(name, headers[name]):
-            _check_value(name, value)
+        if _BAD_VALUE_RE.search(value):
+            raise ValueError(f'bad header value: {name!r}: {value[:64]!r}')
+        _latin1(name, value)
+        line = f'\r\n{name}: {value}'
+        if len(value) <= _LINE_VALUE_MAX:
+            if len(_LINES) >= _LINES_MAX:
+                _LINES.clear()
+            _LINES[(name, value)] = line
+    return line
 
 
 def _header_lines(headers):
-    """``(text, count)``: the header lines sorted by name, and how many there are."""
+    """``(text, count)``: the header lines sorted by name, and how many there are.
+
+    Every line is checked on its own (and remembered, so a repeated field
+    costs one dict lookup): the name a lower-case token, the value
+    ``str(value)`` without control bytes (but HTAB), without leading or
+    trailing whitespace, and latin-1.  An ``int`` value needs no check.
+    """
     _check_headers(headers)
     parts = []
     for name in sorted(headers):
-        if name not in _GOOD_NAMES:
-            _check_name(name)
         value = headers[name]
-        # !s: the value sent is str(value), the one _check_value() checks, even
-        # for an object whose __format__ says something else (header injection).
-        if type(value) is list:
-            parts.extend([f'\r\n{name}: {item!s}' for item in _values(name, value)])
+        vtype = type(value)
+        if vtype is str:
+            parts.append(_LINES.get((name, value)) or _line(name, value))
+        elif vtype is int and name in _GOOD_NAMES:
+            parts.append(f'\r\n{name}: {value}')
+        elif vtype is list:
+            # !s: the value sent is str(value), the one checked, even for an
+            # object whose __format__ says something else (header injection).
+            parts.extend([_line(name, f'{item!s}') for item in _values(name, value)])
         else:
-            parts.append(f'\r\n{name}: {value!s}')
+            parts.append(_line(name, f'{value!s}'))
     if len(parts) > MAX_HEADER_COUNT:  # list values: count the lines a peer will count
         raise ValueError(f'need at most {MAX_HEADER_COUNT} header lines; got {len(parts)}')
     return (''.join(parts), len(parts))
@@ -819,29 +849,6 @@ def render_headers(headers: dict) -> str:
     return _header_lines(headers)[0]
 
 
-def _encode(text, count, headers):
-    # Encode, then one C-level pass: deleting every allowed byte must leave
-    # exactly the CRLFs we wrote; and no value may start or end with
-    # whitespace.  A hit may be a false alarm (an empty value, or ': \t'
-    # inside a value), so a hit means a closer look.
-    try:
-        data = text.encode('latin-1')
-    except UnicodeEncodeError:
-        for name in headers:
-            for value in _values(name, headers[name]):
-                _latin1(name, _check_value(name, value))
-        raise  # pragma: no cover - the loop above raises first
-    if (
-        data.translate(None, _FIELD_BYTES) != _CRLFS[count + 2]
-        or b' \r\n' in data
-        or b'\t\r\n' in data
-        or b':  ' in data
-        or b': \t' in data
-    ):
-        _check_all(headers)
-    return data
-
-
 def _latin1(name, value):
     try:
         value.encode('latin-1')
@@ -849,7 +856,6 @@ def _latin1(name, value):
         raise ValueError(f'{name}: not latin-1: {value[:64]!r}') from None
 
 
-_URI_RE = re.compile(r'[!-~]+')
 
 
 def render_request(method: str, uri: str, headers: dict) -> bytes:
@@ -864,10 +870,10 @@ def render_request(method: str, uri: str, headers: dict) -> bytes:
         raise ValueError(f'bad method: {method!r}')
     if type(uri) is not str:
         raise TypeError(_TYPE_ERROR.format('uri', str, type(uri), uri))
-    if not _URI_RE.fullmatch(uri):
+    # Visible ASCII only (no space, no control byte): the same as [!-~]+.
+    if not (uri.isascii() and uri.isprintable()) or ' ' in uri or not uri:
         raise ValueError(f'bad uri: {uri[:64]!r}')
-    (lines, count) = _header_lines(headers)
-    return _encode(f'{method} {uri} HTTP/1.1{lines}\r\n\r\n', count, headers)
+    return f'{method} {uri} HTTP/1.1{_header_lines(headers)[0]}\r\n\r\n'.encode('latin-1')
 
 
 def render_response(status: int, reason: str, headers: dict) -> bytes:
@@ -882,8 +888,7 @@ def render_response(status: int, reason: str, headers: dict) -> bytes:
         line = _STATUS_LINES.get((status, reason))
     if line is None:
         line = _status_line(status, reason)
-    (lines, count) = _header_lines(headers)
-    return _encode(f'{line}{lines}\r\n\r\n', count, headers)
+    return f'{line}{_header_lines(headers)[0]}\r\n\r\n'.encode('latin-1')
 
 
 _STATUS_LINES = {}  # (status, reason) -> checked status line; bounded

@@ -12,6 +12,8 @@ Each is an ordinary ``app(session, request, api)`` callable; compose them
 freely.  Not API-stable (SPEC 8.5).  See doc/degu.applib.rst.
 """
 
+from __future__ import annotations
+
 import datetime
 import email.utils
 import http
@@ -36,6 +38,18 @@ from .base import (
     parse_range,
 )
 from .util import unquote
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from typing import Any, TypeVar
+
+    from .client import Client, Connection
+
+    # FIXME: degu._body's `API = APIType = namedtuple(...)` is no type to mypy (a chained
+    # assignment); once it reads `API = namedtuple(...)` and `APIType = API`, import API.
+    API = Any
+    _F = TypeVar('_F', bound='FilesApp')
 
 __all__ = (
     'ROUTER_MAX_DEPTH',
@@ -70,7 +84,7 @@ class AllowedMethods:
 
     __slots__ = ('_methods',)
 
-    def __init__(self, *methods):
+    def __init__(self, *methods: str) -> None:
         for method in methods:
             if type(method) is not str:
                 raise TypeError(_TYPE_ERROR.format('method', str, type(method), method))
@@ -79,16 +93,16 @@ class AllowedMethods:
         self._methods = methods
 
     @property
-    def methods(self):
+    def methods(self) -> tuple[str, ...]:
         return self._methods
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'AllowedMethods({", ".join(repr(m) for m in self._methods)})'
 
-    def isallowed(self, method):
+    def isallowed(self, method: str) -> bool:
         return method in self._methods
 
-    def __call__(self, app):
+    def __call__(self, app: Callable[..., Any]) -> MethodFilter:
         return MethodFilter(app, self)
 
 
@@ -102,7 +116,7 @@ class MethodFilter:
 
     __slots__ = ('app', 'allowed_methods', '_allow')
 
-    def __init__(self, app, allowed_methods):
+    def __init__(self, app: Callable[..., Any], allowed_methods: AllowedMethods) -> None:
         if not callable(app):
             raise TypeError(f'app not callable: {app!r}')
         if type(allowed_methods) is not AllowedMethods:
@@ -115,10 +129,10 @@ class MethodFilter:
         self.allowed_methods = allowed_methods
         self._allow = ', '.join(allowed_methods.methods)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'MethodFilter({self.app!r}, {self.allowed_methods!r})'
 
-    def __call__(self, session, request, api):
+    def __call__(self, session: Session, request: Request, api: API) -> tuple:
         if self.allowed_methods.isallowed(request.method):
             return self.app(session, request, api)
         return (405, 'Method Not Allowed', {'allow': self._allow}, None)
@@ -128,7 +142,7 @@ class MethodFilter:
 # Routing
 
 
-def _check_appmap(appmap, depth, label):
+def _check_appmap(appmap: dict, depth: int, label: str) -> None:
     if depth > ROUTER_MAX_DEPTH:
         raise ValueError(f'Router: max appmap depth {ROUTER_MAX_DEPTH} exceeded')
     for (key, value) in appmap.items():
@@ -168,19 +182,19 @@ class Router:
 
     __slots__ = ('appmap',)
 
-    def __init__(self, appmap):
+    def __init__(self, appmap: dict[str | None, Any]) -> None:
         if type(appmap) is not dict:
             raise TypeError(_TYPE_ERROR.format('appmap', dict, type(appmap), appmap))
         _check_appmap(appmap, 1, 'appmap')
         self.appmap = appmap
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'Router({self.appmap!r})'
 
-    def __call__(self, session, request, api):
+    def __call__(self, session: Session, request: Request, api: API) -> tuple:
         if type(request) is not Request:
             raise TypeError(_TYPE_ERROR2.format('request', Request, type(request)))
-        handler = self.appmap
+        handler: Any = self.appmap  # a dict, then maybe an app
         for _ in range(ROUTER_MAX_DEPTH):  # bounded: the depth was checked
             handler = handler.get(request.shift_path(), None)
             if handler is None:
@@ -209,7 +223,7 @@ HOP_BY_HOP = frozenset(
 )
 
 
-def _end_to_end(headers):
+def _end_to_end(headers: dict[str, object]) -> dict[str, object]:
     """A copy of *headers* without hop-by-hop fields, nor those ``connection`` names."""
     drop = HOP_BY_HOP
     connection = headers.get('connection')
@@ -218,7 +232,7 @@ def _end_to_end(headers):
     return {name: value for (name, value) in headers.items() if name not in drop}
 
 
-def _is_stale(conn):
+def _is_stale(conn: Connection) -> bool:
     """True when an idle upstream connection has something to read: EOF, a reset, garbage.
 
     Between responses nothing may arrive, so readability means the server
@@ -241,7 +255,7 @@ def _is_stale(conn):
         return True
 
 
-def _can_retry(exc, body):
+def _can_retry(exc: Exception, body: Any) -> bool:
     """True when *exc* shows the upstream closed before answering, and *body* can be resent."""
     if isinstance(exc, ConnectionTimedOut):
         return False  # the server may be busy with the request: never send it twice
@@ -250,7 +264,7 @@ def _can_retry(exc, body):
     return body is None or body.state == BODY_READY
 
 
-def _read_to_eof(body):
+def _read_to_eof(body: Any) -> Iterator[tuple[None, bytes]]:
     # A close-delimited upstream body (D14) goes downstream chunked.
     while True:
         data = body.read(IO_SIZE)
@@ -284,7 +298,7 @@ class ProxyApp:
 
     __slots__ = ('client', 'key')
 
-    def __init__(self, client, key='conn'):
+    def __init__(self, client: Client, key: str = 'conn') -> None:
         if not callable(getattr(client, 'connect', None)):
             raise TypeError(f'client: no connect() method: {client!r}')
         if type(key) is not str:
@@ -292,10 +306,10 @@ class ProxyApp:
         self.client = client
         self.key = key
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'ProxyApp({self.client!r}, {self.key!r})'
 
-    def _connection(self, store):
+    def _connection(self, store: dict[str, Any]) -> tuple[Connection, bool]:
         conn = store.get(self.key)
         if conn is not None:
             if not conn.closed and not _is_stale(conn):
@@ -306,12 +320,12 @@ class ProxyApp:
         store[self.key] = conn
         return (conn, False)
 
-    def _drop(self, store):
+    def _drop(self, store: dict[str, Any]) -> None:
         conn = store.pop(self.key, None)
         if conn is not None:
             conn.close()
 
-    def __call__(self, session, request, api):
+    def __call__(self, session: Session, request: Request, api: API) -> tuple:
         if type(session) is not Session:
             raise TypeError(_TYPE_ERROR2.format('session', Session, type(session)))
         if type(request) is not Request:
@@ -354,7 +368,7 @@ class ProxyApp:
         return (status, reason, rheaders, rbody)
 
 
-def _reason(status):
+def _reason(status: int) -> str:
     try:
         return http.HTTPStatus(status).phrase
     except ValueError:
@@ -387,11 +401,11 @@ class _File(io.FileIO):
         self.close()
 
 
-def _http_date(seconds):
+def _http_date(seconds: float) -> str:
     return email.utils.formatdate(seconds, usegmt=True)
 
 
-def _parse_http_date(value):
+def _parse_http_date(value: str) -> float | None:
     """Seconds since the epoch for an HTTP date, or ``None`` when it is not one."""
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -402,7 +416,7 @@ def _parse_http_date(value):
     return when.timestamp()
 
 
-def _etag_matches(value, etag):
+def _etag_matches(value: str, etag: str) -> bool:
     """RFC 9110 13.1.2: weak comparison of *etag* against an ``if-none-match`` list."""
     opaque = etag[2:] if etag.startswith('W/') else etag
     for m in _ETAG_RE.finditer(value):
@@ -411,14 +425,14 @@ def _etag_matches(value, etag):
     return False
 
 
-def _decode_path(path):
+def _decode_path(path: list[str]) -> tuple[list[str], bool] | None:
     """``(names, want_dir)`` from raw path components, or ``None`` for a bad request.
 
     Refused: a component that is not strict UTF-8 after percent-decoding, or
     that decodes to ``''`` (except the last one: ``/dir/``, or ``/`` below a
     ``Router`` key), ``.``, ``..``, or a name holding ``/``, NUL or ``os.sep``.
     """
-    names = []
+    names: list[str] = []
     last = len(path) - 1
     for (i, component) in enumerate(path):
         try:
@@ -460,7 +474,7 @@ class FilesApp:
     plain socket.
     """
 
-    def __init__(self, dir_name):
+    def __init__(self, dir_name: str) -> None:
         if type(dir_name) is not str:
             raise TypeError(_TYPE_ERROR2.format('dir_name', str, type(dir_name)))
         if os.path.abspath(dir_name) != dir_name:
@@ -470,14 +484,14 @@ class FilesApp:
             dir_name, os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0)
         )
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'FilesApp({self.dir_name!r})'
 
     def __reduce__(self):
         # A descriptor cannot cross a process boundary: open the directory again.
         return (FilesApp, (self.dir_name,))
 
-    def close(self):
+    def close(self) -> None:
         """Close the directory descriptor; later calls do nothing."""
         fd = self.dir_fd
         if fd is not None and fd >= 0:
@@ -489,13 +503,13 @@ class FilesApp:
         if fd is not None and fd >= 0:
             self.close()
 
-    def __enter__(self):
+    def __enter__(self: _F) -> _F:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _open(self, names, want_dir):
+    def _open(self, names: list[str], want_dir: bool) -> tuple[int, os.stat_result, str] | None:
         """``(fd, stat, name)`` for the regular file *names* lead to, or ``None``."""
         fd = -1
         name = ''
@@ -523,7 +537,7 @@ class FilesApp:
                 os.close(fd)
             return None
 
-    def __call__(self, session, request, api):
+    def __call__(self, session: Session, request: Request, api: API) -> tuple:
         method = request.method
         if method != 'GET' and method != 'HEAD':
             return (405, 'Method Not Allowed', {'allow': 'GET, HEAD'}, None)
@@ -550,10 +564,12 @@ class FilesApp:
             fp.close()
         return response
 
-    def _respond(self, request, api, name, fp, st):
+    def _respond(
+        self, request: Request, api: API, name: str, fp: _File, st: os.stat_result
+    ) -> tuple:
         size = st.st_size
         etag = f'"{size:x}-{st.st_mtime_ns:x}"'
-        headers = {'etag': etag, 'last-modified': _http_date(st.st_mtime)}
+        headers: dict[str, object] = {'etag': etag, 'last-modified': _http_date(st.st_mtime)}
         if self._not_modified(request.headers, etag, st.st_mtime):
             return (304, 'Not Modified', headers, None)
         (ctype, encoding) = _MIME.guess_type(name)
@@ -580,7 +596,7 @@ class FilesApp:
             return (200, 'OK', headers, None)
         return (200, 'OK', headers, api.Body(fp, size))
 
-    def _not_modified(self, headers, etag, mtime):
+    def _not_modified(self, headers: dict[str, object], etag: str, mtime: float) -> bool:
         # RFC 9110 13.2.2: if-none-match first; if-modified-since only without it.
         value = headers.get('if-none-match')
         if value is not None:

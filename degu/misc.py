@@ -18,6 +18,8 @@ Not for production import: it pulls in the server, the client side helpers
 and ``degu.sslhelpers``.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import shutil
@@ -34,6 +36,23 @@ from . import (
 )
 from .base import MAX_IO_SIZE, Request, format_chunk, parse_headers
 from .sslhelpers import PKI
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Protocol, TypeVar
+
+    from .base import Session
+
+    # FIXME: degu._body's `API = APIType = namedtuple(...)` is no type to mypy (a chained
+    # assignment); once it reads `API = namedtuple(...)` and `APIType = API`, import API.
+    API = Any
+
+    _T = TypeVar('_T', bound='_TempServerBase')
+    _P = TypeVar('_P', bound='TempPKI')
+
+    class _Writer(Protocol):
+        def write(self, data: bytes, /) -> int: ...
 
 __all__ = (
     'TempServer',
@@ -75,7 +94,14 @@ class _TempServerBase:
     thread = None
     server = None
 
-    def _start(self, sslconfig, address, app, thread, options):
+    def _start(
+        self,
+        sslconfig: dict[str, object] | None,
+        address: tuple | str | bytes,
+        app: Callable[..., Any],
+        thread: bool,
+        options: dict[str, Any],
+    ) -> None:
         if type(thread) is not bool:
             raise TypeError(_TYPE_ERROR.format('thread', bool, type(thread), thread))
         self._pid = os.getpid()
@@ -110,7 +136,7 @@ class _TempServerBase:
             server.shutdown()
             raise
 
-    def terminate(self):
+    def terminate(self) -> None:
         """Stop the server and wait for it; calling it again does nothing.
 
         Raises ``RuntimeError`` when a thread-backed server did not stop within
@@ -125,6 +151,7 @@ class _TempServerBase:
             if process is not None:
                 _stop_server_process(process)
             elif thread is not None:
+                assert server is not None  # set with thread, in _start()
                 if server.shutdown(STOP_TIMEOUT) is False:
                     log.warning(
                         '%r: connections still busy after %s s were cut off', self, STOP_TIMEOUT
@@ -144,10 +171,10 @@ class _TempServerBase:
     # Degu's fixtures are stopped with terminate(); close() is the usual name.
     close = terminate
 
-    def __enter__(self):
+    def __enter__(self: _T) -> _T:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.terminate()
 
     def __del__(self):
@@ -181,13 +208,20 @@ class TempServer(_TempServerBase):
     '127.0.0.1'
     """
 
-    def __init__(self, address, app, *, thread=False, **options):
+    def __init__(
+        self,
+        address: tuple | str | bytes,
+        app: Callable[..., Any],
+        *,
+        thread: bool = False,
+        **options: Any,
+    ) -> None:
         self.address = address
         self.app = app
         self.options = options
         self._start(None, address, app, thread, options)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'{type(self).__name__}({self.address!r}, {_callable_name(self.app)})'
 
 
@@ -198,7 +232,15 @@ class TempSSLServer(_TempServerBase):
     ``TempPKI`` for the sslconfig: ``TempSSLServer(pki.server_sslconfig, ...)``.
     """
 
-    def __init__(self, sslconfig, address, app, *, thread=False, **options):
+    def __init__(
+        self,
+        sslconfig: dict[str, object],
+        address: tuple | str | bytes,
+        app: Callable[..., Any],
+        *,
+        thread: bool = False,
+        **options: Any,
+    ) -> None:
         if type(sslconfig) is not dict:
             raise TypeError(_TYPE_ERROR.format('sslconfig', dict, type(sslconfig), sslconfig))
         self.sslconfig = sslconfig
@@ -207,7 +249,7 @@ class TempSSLServer(_TempServerBase):
         self.options = options
         self._start(sslconfig, address, app, thread, options)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f'{type(self).__name__}({self.sslconfig!r}, {self.address!r}, '
             f'{_callable_name(self.app)})'
@@ -232,7 +274,7 @@ class TempPKI(PKI):
     first (and only by the process that created it, never by a forked child).
     """
 
-    def __init__(self, client_pki=True, bits=2048):
+    def __init__(self, client_pki: bool = True, bits: int = 2048) -> None:
         if type(client_pki) is not bool:
             raise TypeError(_TYPE_ERROR.format('client_pki', bool, type(client_pki), client_pki))
         ssldir = tempfile.mkdtemp(prefix='TempPKI.')
@@ -251,60 +293,63 @@ class TempPKI(PKI):
             self.close()
             raise
 
-    def _create_ca(self, bits):
+    def _create_ca(self, bits: int) -> str:
         ca_id = self.create_key(bits)
         self.create_ca(ca_id)
         return ca_id
 
-    def _create_cert(self, bits, ca_id):
+    def _create_cert(self, bits: int, ca_id: str) -> str:
         cert_id = self.create_key(bits)
         self.create_csr(cert_id)
         self.issue_cert(cert_id, ca_id)
         return cert_id
 
-    def close(self):
+    def close(self) -> None:
         """Remove the directory and everything in it now."""
         self._finalizer()
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         """``True`` once the directory was removed."""
         return not self._finalizer.alive
 
-    def __enter__(self):
+    def __enter__(self: _P) -> _P:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _need_client_pki(self):
-        if self.client_id is None:
+    def _need_client_pki(self) -> tuple[str, str]:
+        """``(client_ca_id, client_id)``, or ``ValueError`` without a client PKI."""
+        (ca_id, cert_id) = (self.client_ca_id, self.client_id)
+        if ca_id is None or cert_id is None:
             raise ValueError('TempPKI(client_pki=False) has no client CA or certificate')
+        return (ca_id, cert_id)
 
     @property
-    def server_sslconfig(self):
+    def server_sslconfig(self) -> dict[str, object]:
         """Server cert and key; clients must present a cert from the client CA."""
-        self._need_client_pki()
-        return self.get_server_sslconfig(self.server_id, self.client_ca_id)
+        (ca_id, _) = self._need_client_pki()
+        return self.get_server_sslconfig(self.server_id, ca_id)
 
     @property
-    def client_sslconfig(self):
+    def client_sslconfig(self) -> dict[str, object]:
         """Trust the server CA (no hostname check); present the client cert."""
-        self._need_client_pki()
-        return self.get_client_sslconfig(self.server_ca_id, self.client_id)
+        (_, cert_id) = self._need_client_pki()
+        return self.get_client_sslconfig(self.server_ca_id, cert_id)
 
     @property
-    def anonymous_server_sslconfig(self):
+    def anonymous_server_sslconfig(self) -> dict[str, object]:
         """Server cert and key; clients need no certificate."""
         return self.get_anonymous_server_sslconfig(self.server_id)
 
     @property
-    def anonymous_client_sslconfig(self):
+    def anonymous_client_sslconfig(self) -> dict[str, object]:
         """Trust the server CA (no hostname check); present no certificate."""
         return self.get_anonymous_client_sslconfig(self.server_ca_id)
 
 
-def _remove_tree(ssldir, pid):
+def _remove_tree(ssldir: str, pid: int) -> None:
     if os.getpid() == pid:
         shutil.rmtree(ssldir, ignore_errors=True)
 
@@ -313,7 +358,14 @@ def _remove_tree(ssldir, pid):
 # Requests and URIs without a server
 
 
-def mkreq(method, uri, headers=None, body=None, shift=0, cls=Request):
+def mkreq(
+    method: str,
+    uri: str,
+    headers: dict[str, object] | None = None,
+    body: object = None,
+    shift: int = 0,
+    cls: type[Request] = Request,
+) -> Request:
     """Build a ``Request`` from a URI, the way the server would (no validation).
 
     The query is the text after the first ``?`` (``None`` without one), the
@@ -323,9 +375,8 @@ def mkreq(method, uri, headers=None, body=None, shift=0, cls=Request):
     >>> (r.mount, r.path, r.query, r.headers)
     (['foo'], ['bar'], 'k=v', {})
     """
-    (path_str, sep, query) = uri.partition('?')
-    if not sep:
-        query = None
+    (path_str, sep, rest) = uri.partition('?')
+    query = rest if sep else None
     if path_str in ('', '/', '*'):  # '*': OPTIONS in asterisk-form (D1)
         path = []
     else:
@@ -339,7 +390,7 @@ def mkreq(method, uri, headers=None, body=None, shift=0, cls=Request):
     return cls(method, uri, headers, body, path[:shift], path[shift:], query)
 
 
-def mkuri(*path, query=None):
+def mkuri(*path: str, query: str | None = None) -> str:
     """``'/' + '/'.join(path)``, plus ``'?' + query`` unless *query* is ``None``.
 
     >>> mkuri('foo', 'bar', query='k=v')
@@ -357,7 +408,7 @@ def mkuri(*path, query=None):
 # Raw message pieces
 
 
-def write_chunk(wfile, chunk) -> int:
+def write_chunk(wfile: _Writer, chunk: tuple[tuple[str, str] | None, bytes]) -> int:
     """Write one ``(extension, data)`` chunk to *wfile*; return the bytes written.
 
     >>> import io
@@ -383,7 +434,7 @@ def write_chunk(wfile, chunk) -> int:
     return sent
 
 
-def format_headers(headers) -> bytes:
+def format_headers(headers: dict[str, object]) -> bytes:
     """Header lines ``'name: value'``, sorted, joined by CRLF; no validation.
 
     Values go through ``str()`` and the text is encoded as latin-1, so a test
@@ -395,13 +446,13 @@ def format_headers(headers) -> bytes:
     return '\r\n'.join(f'{name}: {headers[name]}' for name in sorted(headers)).encode('latin-1')
 
 
-def _format_preamble(first_line, headers):
+def _format_preamble(first_line: str, headers: dict[str, object]) -> bytes:
     if headers:
         return first_line.encode('latin-1') + b'\r\n' + format_headers(headers)
     return first_line.encode('latin-1')
 
 
-def format_request(method, uri, headers) -> bytes:
+def format_request(method: str, uri: str, headers: dict[str, object]) -> bytes:
     """``b'METHOD URI HTTP/1.1'`` and the header lines; no final CRLF, no validation.
 
     >>> format_request('GET', '/foo', {'host': 'example.com'})
@@ -410,7 +461,7 @@ def format_request(method, uri, headers) -> bytes:
     return _format_preamble(f'{method} {uri} HTTP/1.1', headers)
 
 
-def format_response(status, reason, headers) -> bytes:
+def format_response(status: int, reason: str, headers: dict[str, object]) -> bytes:
     """``b'HTTP/1.1 STATUS REASON'`` and the header lines; no final CRLF, no validation.
 
     >>> format_response(200, 'OK', {'content-length': 5})
@@ -431,7 +482,7 @@ class RequestLogger:
     has one, is passed through.
     """
 
-    def __init__(self, app):
+    def __init__(self, app: Callable[..., Any]) -> None:
         if not callable(app):
             raise TypeError(f'app: not callable: {app!r}')
         self.app = app
@@ -439,10 +490,10 @@ class RequestLogger:
         if on_connect is not None:
             self.on_connect = on_connect
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'{type(self).__name__}({self.app!r})'
 
-    def __call__(self, session, request, api):
+    def __call__(self, session: Session, request: Request, api: API) -> tuple:
         response = self.app(session, request, api)
         log.info(
             '[%d] %s %s --> %s %s',

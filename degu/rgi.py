@@ -40,7 +40,14 @@ Response framing, by request method and status::
                       no content-length header
 """
 
+from __future__ import annotations
+
 import re
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 __all__ = ('Validator',)
 
@@ -432,7 +439,7 @@ class Validator:
     Validator(<function app at 0x...>)
     """
 
-    def __init__(self, app):
+    def __init__(self, app: Callable[..., Any]) -> None:
         if not callable(app):
             raise TypeError(f'app: not callable: {app!r}')
         on_connect = getattr(app, 'on_connect', None)
@@ -441,10 +448,11 @@ class Validator:
         self.app = app
         self._on_connect = on_connect
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'{type(self).__name__}({self.app!r})'
 
-    def __call__(self, session, request, api):
+    # session, request and api are object: checking them is the point (duck typed).
+    def __call__(self, session: object, request: object, api: object) -> tuple:
         _check_session(session)
         _check_api(api)
         _check_request(request)
@@ -454,7 +462,7 @@ class Validator:
         _check_consumed(request, status, response[3])
         return response
 
-    def on_connect(self, session, sock):
+    def on_connect(self, session: object, sock: object) -> bool:
         """Check the new session, then ask the app's ``on_connect`` (``True`` without one)."""
         requests = _check_session(session)
         if requests != 0:

@@ -21,6 +21,8 @@ identifiers) so that strict X.509 verification, which newer Pythons turn on
 in ``ssl.create_default_context()``, accepts them too.
 """
 
+from __future__ import annotations
+
 import base64
 import hashlib
 import os
@@ -78,7 +80,7 @@ authorityKeyIdentifier = keyid
 """
 
 
-def _openssl(*args, stdin=None) -> bytes:
+def _openssl(*args: str, stdin: bytes | None = None) -> bytes:
     """Run ``openssl *args`` and return its stdout; raise on failure."""
     cmd = ('openssl',) + args
     try:
@@ -96,7 +98,7 @@ def _openssl(*args, stdin=None) -> bytes:
         raise RuntimeError(f'{" ".join(cmd[:2])} failed (exit {e.returncode}): {msg}') from None
 
 
-def _check_file(name, filename):
+def _check_file(name: str, filename: str) -> str:
     if type(filename) is not str:
         raise TypeError(_TYPE_ERROR.format(name, str, type(filename), filename))
     if filename != os.path.abspath(filename):
@@ -230,10 +232,10 @@ class PKI:
     '/tmp/ssl/ABCD.key'
     """
 
-    def __init__(self, ssldir: str):
+    def __init__(self, ssldir: str) -> None:
         self.ssldir = _check_file('ssldir', ssldir)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'{type(self).__name__}({self.ssldir!r})'
 
     def path(self, _id: str, ext: str) -> str:
@@ -276,7 +278,7 @@ class PKI:
         safe_write(cert_file, data)
         return cert_file
 
-    def get_server_sslconfig(self, server_id: str, client_ca_id: str) -> dict:
+    def get_server_sslconfig(self, server_id: str, client_ca_id: str) -> dict[str, object]:
         """Server config that requires client certs signed by *client_ca_id*."""
         return {
             'cert_file': self.path(server_id, 'cert'),
@@ -284,7 +286,7 @@ class PKI:
             'ca_file': self.path(client_ca_id, 'ca'),
         }
 
-    def get_anonymous_server_sslconfig(self, server_id: str) -> dict:
+    def get_anonymous_server_sslconfig(self, server_id: str) -> dict[str, object]:
         """Server config that lets clients connect without a certificate."""
         return {
             'cert_file': self.path(server_id, 'cert'),
@@ -292,7 +294,7 @@ class PKI:
             'allow_unauthenticated_clients': True,
         }
 
-    def get_client_sslconfig(self, server_ca_id: str, client_id: str) -> dict:
+    def get_client_sslconfig(self, server_ca_id: str, client_id: str) -> dict[str, object]:
         """Client config that trusts *server_ca_id* and presents *client_id*'s cert."""
         return {
             'ca_file': self.path(server_ca_id, 'ca'),
@@ -301,7 +303,7 @@ class PKI:
             'key_file': self.path(client_id, 'key'),
         }
 
-    def get_anonymous_client_sslconfig(self, server_ca_id: str) -> dict:
+    def get_anonymous_client_sslconfig(self, server_ca_id: str) -> dict[str, object]:
         """Client config that trusts *server_ca_id* and presents no certificate."""
         return {
             'ca_file': self.path(server_ca_id, 'ca'),

@@ -14,7 +14,13 @@ guess.  Decoding each component on its own keeps ``%2F`` inside a name
 instead of letting it split the path.
 """
 
+from __future__ import annotations
+
 import re
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
+if TYPE_CHECKING:
+    from .base import Request
 
 __all__ = ('shift_path', 'relative_uri', 'absolute_uri', 'unquote', 'quote')
 
@@ -30,7 +36,7 @@ _ESCAPE_RE = re.compile(r'%([0-9A-Fa-f]{2})')
 _BAD_ESCAPE_RE = re.compile(r'%(?![0-9A-Fa-f]{2})')
 
 
-def shift_path(request):
+def shift_path(request: Request) -> str:
     """Move ``request.path[0]`` to the end of ``request.mount`` and return it.
 
     Unlike ``Request.shift_path()``, an empty path raises ``IndexError``.
@@ -47,14 +53,14 @@ def shift_path(request):
     return component
 
 
-def _uri(components, query):
+def _uri(components: list[str], query: str | None) -> str:
     uri = '/' + '/'.join(components)
     if query is None:
         return uri
     return uri + '?' + query
 
 
-def relative_uri(request):
+def relative_uri(request: Request) -> str:
     """The URI of the not-yet-routed part: ``path`` and ``query``.
 
     The same as ``request.build_proxy_uri()``.
@@ -66,7 +72,7 @@ def relative_uri(request):
     return _uri(request.path, request.query)
 
 
-def absolute_uri(request):
+def absolute_uri(request: Request) -> str:
     """The whole URI again, from ``mount + path`` and ``query``.
 
     >>> from degu.misc import mkreq

@@ -22,12 +22,29 @@ an RGI app, so RGI apps run under any WSGI server.
 b'Hello from /there'
 """
 
+from __future__ import annotations
+
 import io
 import sys
 import urllib.parse
 from http import HTTPStatus
 
 from .base import METHODS, Body, BodyIter, ChunkedBody, ChunkedBodyIter, Request, api
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import Any, BinaryIO, TextIO
+
+    from .base import Session
+
+    # FIXME: degu._body's `API = APIType = namedtuple(...)` is no type to mypy (a chained
+    # assignment); once it reads `API = namedtuple(...)` and `APIType = API`, import API.
+    API = Any
+    # PEP 3333: the environ, start_response and the application.
+    Environ = dict[str, Any]
+    StartResponse = Callable[..., Callable[[bytes], object]]
+    WSGIApplication = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 __all__ = ('WSGIApp', 'WSGIWrapper', 'FileWrapper', 'WSGIInput')
 
@@ -44,7 +61,7 @@ class _FakeSession:
     """A stand-in session for the doctests above."""
 
     address = ('127.0.0.1', 12345)
-    store = {}
+    store: dict[str, object] = {}
 
 
 class WSGIInput(io.RawIOBase):
@@ -54,15 +71,15 @@ class WSGIInput(io.RawIOBase):
     work as on a file; reading at the end returns ``b''``.
     """
 
-    def __init__(self, body):
+    def __init__(self, body: Body | ChunkedBody | None) -> None:
         super().__init__()
         self._body = body
         self._buf = b''  # what readline() read past its line
 
-    def readable(self):
+    def readable(self) -> bool:
         return True
 
-    def read(self, size=-1):
+    def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             return self.readall()
         if self._buf:
@@ -72,7 +89,7 @@ class WSGIInput(io.RawIOBase):
             return b''
         return self._body.read(min(size, _INPUT_READ_SIZE))
 
-    def readall(self):
+    def readall(self) -> bytes:
         parts = [self._buf]
         self._buf = b''
         while True:
@@ -81,12 +98,12 @@ class WSGIInput(io.RawIOBase):
                 return b''.join(parts)
             parts.append(data)
 
-    def readinto(self, buf):
+    def readinto(self, buf: Any) -> int:
         data = self.read(len(buf))
         buf[: len(data)] = data
         return len(data)
 
-    def readline(self, size=-1):
+    def readline(self, size: int | None = -1) -> bytes:
         parts = []
         total = 0
         while size is None or size < 0 or total < size:
@@ -109,11 +126,11 @@ class FileWrapper:
     """``wsgi.file_wrapper``: iterates a file in blocks, and lets the server
     send a regular file with ``sendfile()`` when the app set its length."""
 
-    def __init__(self, filelike, blksize=_INPUT_READ_SIZE):
+    def __init__(self, filelike: BinaryIO, blksize: int = _INPUT_READ_SIZE) -> None:
         self.filelike = filelike
         self.blksize = blksize
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[bytes]:
         read = self.filelike.read
         while True:
             data = read(self.blksize)
@@ -121,20 +138,20 @@ class FileWrapper:
                 return
             yield data
 
-    def close(self):
+    def close(self) -> None:
         close = getattr(self.filelike, 'close', None)
         if close is not None:
             close()
 
 
-def _wsgi_path(components):
+def _wsgi_path(components: list[str]) -> str:
     # PATH_INFO and SCRIPT_NAME are the decoded path as latin-1 (PEP 3333).
     if not components:
         return ''
     return urllib.parse.unquote_to_bytes('/' + '/'.join(components)).decode('latin-1')
 
 
-def _server_name_port(host, default_port):
+def _server_name_port(host: str | None, default_port: str) -> tuple[str, str]:
     if not host:
         return ('localhost', default_port)
     if host.startswith('['):
@@ -182,7 +199,7 @@ class _Start:
         self.written.append(data)
 
 
-def _parse_status(status):
+def _parse_status(status: str) -> tuple[int, str]:
     (code, _, reason) = status.partition(' ')
     if len(code) != 3 or not code.isdigit():
         raise ValueError(f'bad WSGI status: {status!r}')
@@ -195,8 +212,8 @@ def _parse_status(status):
     return (value, reason)
 
 
-def _convert_headers(pairs):
-    headers = {}
+def _convert_headers(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    headers: dict[str, Any] = {}
     for pair in pairs:
         (name, value) = pair
         if type(name) is not str or type(value) is not str:
@@ -217,7 +234,7 @@ def _convert_headers(pairs):
     return headers
 
 
-def _iterate(result, written):
+def _iterate(result: Iterable[bytes], written: list[bytes]) -> Iterator[bytes]:
     """Every data item: what write() got, then the result, skipping empties."""
     try:
         for data in written:
@@ -234,7 +251,7 @@ def _iterate(result, written):
             close()
 
 
-def _chunks(items):
+def _chunks(items: Iterable[bytes]) -> Iterator[tuple[None, bytes]]:
     for data in items:
         yield (None, data)
     yield (None, b'')
@@ -252,20 +269,20 @@ class WSGIApp:
     response headers (``Set-Cookie``) are sent as repeated fields.
     """
 
-    def __init__(self, app, errors=None):
+    def __init__(self, app: WSGIApplication, errors: TextIO | None = None) -> None:
         if not callable(app):
             raise TypeError(f'app: not callable: {app!r}')
         self.app = app
         self.errors = sys.stderr if errors is None else errors
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'WSGIApp({self.app!r})'
 
-    def on_connect(self, session, sock):
+    def on_connect(self, session: Session, sock: object) -> bool:
         session.store['_wsgi_url_scheme'] = 'https' if hasattr(sock, 'getpeercert') else 'http'
         return True
 
-    def environ(self, session, request):
+    def environ(self, session: Session, request: Request) -> Environ:
         """The PEP 3333 environ for *request* on *session*."""
         headers = request.headers
         scheme = session.store.get('_wsgi_url_scheme', 'http')
@@ -306,9 +323,9 @@ class WSGIApp:
                 environ['HTTP_' + key.upper().replace('-', '_')] = str(value)
         return environ
 
-    def __call__(self, session, request, api):
+    def __call__(self, session: Session, request: Request, api: API) -> tuple:
         start = _Start()
-        result = self.app(self.environ(session, request), start)
+        result: Any = self.app(self.environ(session, request), start)
         try:
             if start.status is None:
                 # PEP 3333: start_response may come with the first item.
@@ -420,15 +437,15 @@ class WSGIWrapper:
     ``CONTENT_LENGTH``) or ``None``.  Chunk extensions do not survive WSGI.
     """
 
-    def __init__(self, app):
+    def __init__(self, app: Callable[..., Any]) -> None:
         if not callable(app):
             raise TypeError(f'app: not callable: {app!r}')
         self.app = app
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'WSGIWrapper({self.app!r})'
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         method = environ['REQUEST_METHOD']
         if method not in METHODS:
             start_response('501 Not Implemented', [('Content-Length', '0')])

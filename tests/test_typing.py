@@ -1,0 +1,179 @@
+"""Type hints on the public API (issue 7): the ``py.typed`` marker, an
+annotation on every parameter and return of every public callable, and, when
+mypy is installed, a clean mypy run over the annotated modules.
+
+Covered here: ``degu`` itself and the modules around the engine.  The engine
+modules (``degu._parse``, ``_body``, ``_io``, ``base``, ``server``,
+``client``) get their hints separately; add them to ``MODULES`` then.
+
+The rule checked: every parameter but ``self``/``cls`` is annotated,
+``*args`` and ``**kwargs`` included, and so is the return (``-> None`` too).
+"""
+
+import importlib
+import inspect
+import os
+import subprocess
+import sys
+
+import pytest
+
+import degu
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(degu.__file__)))
+
+MODULES = (
+    'degu',
+    'degu.__main__',
+    'degu.applib',
+    'degu.misc',
+    'degu.rgi',
+    'degu.sslhelpers',
+    'degu.util',
+    'degu.wsgi',
+)
+
+# Besides the public names, these special methods are API too: an RGI app is
+# called, a fixture is used with `with`.
+SPECIAL_METHODS = ('__init__', '__call__', '__enter__', '__exit__')
+
+
+def _public_names(module):
+    names = getattr(module, '__all__', None)
+    if names is None:  # degu.__main__: every public name defined there
+        names = [name for name in vars(module) if not name.startswith('_')]
+    return names
+
+
+def _methods(cls):
+    """The public methods of *cls*, also those inherited from a (private) class of
+    ``MODULES``, such as ``TempServer.terminate()``; not those of ``io.RawIOBase``..."""
+    methods = {}
+    for klass in cls.__mro__:
+        if klass.__module__ not in MODULES:
+            continue
+        for (attr, value) in vars(klass).items():
+            if attr.startswith('_') and attr not in SPECIAL_METHODS:
+                continue
+            methods.setdefault(attr, value)
+    return methods
+
+
+def _own_callables(module):
+    """``(qualified name, function)`` for each public function, class and method
+    that *module* defines itself (re-exports, such as ``degu.misc.parse_headers``
+    from ``degu.base``, are checked where they are defined)."""
+    for name in _public_names(module):
+        obj = getattr(module, name)
+        if not callable(obj) or getattr(obj, '__module__', None) != module.__name__:
+            continue
+        if not inspect.isclass(obj):
+            yield (f'{module.__name__}.{name}', obj)
+            continue
+        for (attr, value) in _methods(obj).items():
+            label = f'{module.__name__}.{name}.{attr}'
+            if isinstance(value, (staticmethod, classmethod)):
+                yield (label, value.__func__)
+            elif isinstance(value, property):
+                yield (label, value.fget)
+            elif inspect.isfunction(value):
+                yield (label, value)
+
+
+def _missing_annotations(func):
+    sig = inspect.signature(func)
+    missing = [
+        param.name
+        for param in sig.parameters.values()
+        if param.annotation is inspect.Parameter.empty and param.name not in ('self', 'cls')
+    ]
+    if sig.return_annotation is inspect.Signature.empty:
+        missing.append('return')
+    return missing
+
+
+def _all_callables():
+    for module_name in MODULES:
+        yield from _own_callables(importlib.import_module(module_name))
+
+
+def test_py_typed():
+    # PEP 561: the marker that tells type checkers the package has inline hints.
+    path = os.path.join(os.path.dirname(degu.__file__), 'py.typed')
+    assert os.path.isfile(path)
+    with open(path, 'rb') as fp:
+        assert fp.read() == b''
+
+
+def test_checker_sees_something():
+    # Guard against _own_callables() quietly finding nothing.
+    labels = {label for (label, _) in _all_callables()}
+    for label in (
+        'degu.EmbeddedServer.__init__',
+        'degu.__main__.parse_address',
+        'degu.applib.FilesApp.__call__',
+        'degu.misc.TempPKI.server_sslconfig',
+        'degu.misc.TempServer.terminate',
+        'degu.misc.TempSSLServer.__enter__',
+        'degu.EmbeddedSSLServer.terminate',
+        'degu.misc.mkreq',
+        'degu.rgi.Validator.on_connect',
+        'degu.sslhelpers.PKI.create_key',
+        'degu.util.unquote',
+        'degu.wsgi.WSGIInput.read',
+    ):
+        assert label in labels
+    assert 'degu.misc.parse_headers' not in labels  # defined in degu._parse
+
+
+@pytest.mark.parametrize('module_name', MODULES)
+def test_public_api_annotated(module_name):
+    module = importlib.import_module(module_name)
+    missing = {}
+    for (label, func) in _own_callables(module):
+        names = _missing_annotations(func)
+        if names:
+            missing[label] = names
+    assert missing == {}
+
+
+def test_missing_annotations():
+    def f(a: int, *args, b, **kw) -> None:
+        pass
+
+    def g(self, x: str):
+        pass
+
+    assert _missing_annotations(f) == ['args', 'b', 'kw']
+    assert _missing_annotations(g) == ['return']
+
+
+def test_import_degu_needs_no_typing():
+    # degu/__init__.py keeps its hints as strings and its typing imports under
+    # `if TYPE_CHECKING:`, so `import degu` must not load typing (about 20 ms,
+    # several times the rest of the import).  -S: no site, which may load it.
+    code = 'import sys\nimport degu\nprint("typing" in sys.modules)\n'
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    result = subprocess.run(
+        [sys.executable, '-S', '-c', code], capture_output=True, text=True, timeout=30, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == 'False\n'
+
+
+def test_mypy(tmp_path):
+    pytest.importorskip('mypy')
+    files = []
+    for module_name in MODULES:
+        module = importlib.import_module(module_name)
+        files.append(os.path.relpath(module.__file__, ROOT))
+    result = subprocess.run(
+        [
+            sys.executable, '-m', 'mypy',
+            '--ignore-missing-imports', '--follow-imports=silent',
+            '--cache-dir', str(tmp_path / 'mypy_cache'),
+            *files,
+        ],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
