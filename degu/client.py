@@ -543,6 +543,10 @@ class Connection:
             raise ConnectionClosed(f'Connection is closing: {self._closing}', self._unanswered())
         if self._send_closed:
             raise ConnectionClosed(f'{_CLOSED} for sending', self._unanswered())
+        self._send_request(method, uri, headers, body, expect100)
+
+    def _send_request(self, method, uri, headers, body, expect100):
+        # send_request() after its state checks (request() has made them).
         try:
             if method not in METHODS or type(method) is not str:
                 if type(method) is not str:
@@ -665,10 +669,11 @@ class Connection:
             self._close_if_done()
         if self._wrapper.closed:
             raise self._closed_error()
-        with self._queue_lock:
-            if not self._pending:
-                raise ValueError('no pending requests')
-            (method, uri, expect100) = self._pending[0]
+        # One reader at a time (the read lock): the oldest entry stays put
+        # while the sender appends, and deque operations are atomic.
+        if not self._pending:
+            raise ValueError('no pending requests')
+        (method, uri, expect100) = self._pending[0]
         if not self._body_done():
             self.close()
             raise ValueError(f'response body not consumed: {self._response_body!r}')
@@ -678,7 +683,9 @@ class Connection:
                 self._early = None
                 self._closing = 'the server answered before 100 Continue'
             else:
-                response = self._read_one(method)
+                response = self._wrapper.read_response(method)
+                if response.status == 101:
+                    raise UnsupportedResponse('101 Switching Protocols is not supported')
                 if expect100:
                     for _ in range(MAX_INTERIM):
                         if response.status >= 200:
@@ -688,8 +695,7 @@ class Connection:
                         raise ValueError(f'more than {MAX_INTERIM} interim responses')
         except BaseException as e:
             self._raise(e)
-        with self._queue_lock:
-            self._pending.popleft()
+        self._pending.popleft()
         self._response_body = response.body
         if self._closing is None:
             self._closing = self._close_reason(response)
@@ -698,14 +704,14 @@ class Connection:
         return response
 
     def _close_reason(self, response):
-        headers = response.headers
-        connection = headers.get('connection')
-        if connection is not None:
+        connection = response.headers.get('connection')
+        tokens = ()
+        if connection is not None and connection != 'keep-alive':
             tokens = {t.strip().lower() for t in connection.split(',')}
             if 'close' in tokens:
                 return 'the server sent connection: close'
-        else:
-            tokens = ()
+        elif connection is not None:
+            tokens = ('keep-alive',)
         if self._wrapper.response_version == 'HTTP/1.0' and 'keep-alive' not in tokens:
             return 'the server sent an HTTP/1.0 response'
         if self._send_closed:
@@ -736,7 +742,9 @@ class Connection:
             self.close()
             raise ValueError(f'response body not consumed: {self._response_body!r}')
         try:
-            self.send_request(method, uri, headers, body, expect100=expect100)
+            if self._closing is not None or self._send_closed:
+                self.send_request(method, uri, headers, body, expect100=expect100)  # raises
+            self._send_request(method, uri, headers, body, expect100)
         except ConnectionClosed as e:
             if not self._send_closed or self._wrapper.closed:
                 raise
@@ -745,7 +753,8 @@ class Connection:
             except ConnectionClosed:
                 self.close()
                 raise e from e.__cause__
-        return self.read_response()
+        with self._read_lock:
+            return self._read_response()
 
     def discard(self):
         """Read and drop the rest of the current response body; returns the bytes dropped."""
