@@ -196,6 +196,7 @@ def serve_degu(queue, address, app=degu_app, **options):
     try:
         from degu.server import Server
 
+        options.setdefault('max_connections', 1000)
         server = Server(address, app, max_requests=75000, **options)
     except BaseException as e:
         queue.put(e)
@@ -396,6 +397,7 @@ def _stdlib_conn(address):
 
 def raw_exchanges(address, count, request, response_size):
     sock = connect(address)
+    sock.settimeout(None)  # the floor: no poll() before each recv and send
     buf = bytearray(65536)
     view = memoryview(buf)
     t0 = time.perf_counter()

@@ -501,18 +501,17 @@ class Server:
             idle_timeout=self.idle_timeout,
             close_on_error=False,
         )
+        read_request = wrapper.read_request
+        handle_one = self._handle_one
         try:
-            while session.message is None:
-                if not wrapper.buffered:
+            while True:
+                if wrapper._start == wrapper._stop:  # nothing buffered: waiting for a request
                     conn.idle = True
                     if self._stopping:
                         session._close('shutdown')
                         return
                 try:
-                    try:
-                        request = wrapper.read_request()
-                    finally:
-                        conn.idle = False
+                    request = read_request()
                 except EmptyPreambleError:
                     session._close('peer closed the connection')
                     return
@@ -525,7 +524,8 @@ class Server:
                 except ValueError as e:
                     self._send_error(wrapper, session, 400, 'Bad Request', e)
                     return
-                if not self._handle_one(wrapper, session, request):
+                conn.idle = False
+                if not handle_one(wrapper, session, request):
                     return
         finally:
             wrapper.close()
@@ -560,7 +560,16 @@ class Server:
                 wrapper.expect_continue()
         try:
             response = self.app(session, request, api)
-            (status, reason, rheaders, rbody) = _check_response(response, request)
+            if type(response) is tuple and len(response) == 4:
+                (status, reason, rheaders, rbody) = response
+                if type(status) is not int or type(rheaders) is not dict or not (
+                    200 <= status <= 599 and status != 204 and status != 304 and rbody is not None
+                ):
+                    _check_response(response, request)  # the rest of the rules, and messages
+                elif request._method == 'HEAD':
+                    _check_response(response, request)
+            else:
+                (status, reason, rheaders, rbody) = _check_response(response, request)
         except Exception as e:
             return self._app_failed(wrapper, session, request, e)
         if wrapper.error is not None:
@@ -595,6 +604,10 @@ class Server:
                 session._close('HTTP/1.0')
                 rheaders.pop('transfer-encoding', None)
                 rheaders['connection'] = 'close'
+            elif type(rbody) is bytes and 'content-length' not in rheaders and len(rbody) <= 65536:
+                rheaders['content-length'] = len(rbody)  # set_output_headers(), inlined
+                if 'transfer-encoding' in rheaders:
+                    set_output_headers(rheaders, rbody)  # raises: both framing headers
             else:
                 set_output_headers(rheaders, rbody)
             preamble = render_response(status, reason, rheaders)
