@@ -22,3 +22,11 @@ from ._parse import _TYPE_ERROR  # noqa: F401
 from ._parse import __all__ as _parse_all
 
 __all__ = _parse_all + _body_all + _io_all
+
+# The public classes live in private modules; name them where users import them
+# (tracebacks say degu.base.ConnectionClosed, and pickle finds them here).
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and _obj.__module__.startswith('degu._'):
+        _obj.__module__ = __name__
+del _name, _obj
