@@ -163,6 +163,7 @@ _TARGET_CHARS = (
     b"-._~!$&'()*+,;=:@/?%"
 )
 _BAD_ESCAPE_RE = re.compile(rb'%(?![0-9A-Fa-f]{2})')
+_TARGET_TABLE = bytes(0 if b in _TARGET_CHARS else (b or 1) for b in range(256))
 
 #   absolute-form = absolute-URI ; only http and https, with an authority.
 _ABSOLUTE_RE = re.compile(
@@ -180,8 +181,8 @@ _FIELD_TABLE = bytes(  # HTAB, SP, VCHAR and obs-text -> SP; every other byte ->
 )
 _BAD_TEXT_RE = re.compile(rb'[\x00-\x08\x0a-\x1f\x7f]')  # one line: no CR or LF at all
 
-_DIGITS = b'0123456789'
 _HEXDIGITS = b'0123456789abcdefABCDEF'
+_HEX_TABLE = bytes(0 if b in _HEXDIGITS else (b or 1) for b in range(256))  # hex -> NUL
 
 
 # --------------------------------------------------------------------------
@@ -357,7 +358,9 @@ def parse_version(src: bytes) -> str:
 
 def _parse_origin(src):
     # src starts with b'/': check the bytes, then the escapes, decode last.
-    if src.translate(None, _TARGET_CHARS):
+    # translate() with a table maps every allowed byte to NUL (a per-call
+    # delete set would build its table on every call).
+    if src.translate(_TARGET_TABLE).count(0) != len(src):
         raise ValueError(f'bad request-target: {_short(src)}')
     if b'%' in src and _BAD_ESCAPE_RE.search(src):
         raise ValueError(f'bad percent-encoding in request-target: {_short(src)}')
@@ -515,7 +518,7 @@ def parse_content_length(src: bytes) -> int:
     """
     if len(src) > MAX_CL_LEN:
         raise ValueError(f'content-length too long: {_short(src, MAX_CL_LEN)}')
-    if not src or src.translate(None, _DIGITS):
+    if not src.isdigit():  # ASCII digits only, at least one
         raise ValueError(f'bad content-length: {_short(src)}')
     return int(src)
 
@@ -636,7 +639,10 @@ def parse_headers(src: bytes, isresponse=False, max_count=MAX_HEADER_COUNT) -> d
                 raise ValueError(f'duplicate header: {name!r}')
             headers[name] = headers[name] + ', ' + vsrc.decode('latin-1')
         elif name in _SPECIAL_PARSERS:
-            headers[name] = _SPECIAL_PARSERS[name](vsrc)
+            if name == 'content-length' and vsrc.isdigit() and len(vsrc) <= MAX_CL_LEN:
+                headers[name] = int(vsrc)  # parse_content_length(), inlined
+            else:
+                headers[name] = _SPECIAL_PARSERS[name](vsrc)
             special = True
         else:
             headers[name] = vsrc.decode('latin-1')
@@ -688,7 +694,9 @@ def parse_chunk_size(src: bytes) -> int:
     """
     if len(src) > MAX_CHUNK_SIZE_LEN:
         raise ValueError(f'chunk_size is too long: {_short(src, MAX_CHUNK_SIZE_LEN)}')
-    if not src or src.translate(None, _HEXDIGITS) or (src[0] == 0x30 and len(src) > 1):
+    if not src or src.translate(_HEX_TABLE).count(0) != len(src) or (
+        src[0] == 0x30 and len(src) > 1
+    ):
         raise ValueError(f'bad chunk_size: {_short(src)}')
     size = int(src, 16)
     if size > MAX_IO_SIZE:
