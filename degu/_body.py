@@ -18,6 +18,10 @@ body raises.
 
 from collections import namedtuple
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing stays out of the import path
+    from typing import Any, Iterable, Iterator
+
 from ._parse import (
     _TYPE_ERROR,
     _TYPE_ERROR2,
@@ -168,13 +172,16 @@ class _InBody:
     """What Body and ChunkedBody share: state checks and error handling."""
 
     __slots__ = ()
+    _rfile: object
+    _reader: 'Any'
+    _state: int
 
     @property
-    def rfile(self):
+    def rfile(self) -> object:
         return self._rfile
 
     @property
-    def state(self):
+    def state(self) -> int:
         return self._state
 
     def _start(self, *allowed):
@@ -191,10 +198,10 @@ class _InBody:
             return '<reader>'
         return repr(self._rfile)
 
-    def __enter__(self):
+    def __enter__(self) -> '_InBody':
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         pass
 
 
@@ -219,7 +226,7 @@ class Body(_InBody):
 
     chunked = False
 
-    def __init__(self, rfile, content_length):
+    def __init__(self, rfile: object, content_length: int | None) -> None:
         reader = _reader_for(rfile, False)
         if content_length is None:
             if reader is not rfile:
@@ -240,13 +247,13 @@ class Body(_InBody):
         self._state = BODY_READY
 
     @property
-    def content_length(self):
+    def content_length(self) -> int | None:
         return self._content_length
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'{type(self).__name__}({self._rfile_repr()}, {self._content_length!r})'
 
-    def read(self, size=None):
+    def read(self, size: int | None = None) -> bytes:
         """Read *size* bytes (all that remain when ``None``); ``b''`` at the end.
 
         A sized read never returns less than ``min(size, remaining)``: a body
@@ -296,7 +303,7 @@ class Body(_InBody):
             self._state = BODY_CONSUMED
         return data
 
-    def readinto(self, buf):
+    def readinto(self, buf: bytearray | memoryview) -> int:
         """Read into a writable buffer; returns the byte count, 0 at the end.
 
         Fills ``min(len(buf), remaining)`` bytes without a copy through an
@@ -326,7 +333,7 @@ class Body(_InBody):
             self._state = BODY_CONSUMED
         return size
 
-    def __iter__(self):
+    def __iter__(self) -> 'Iterator[bytes]':
         self._start(BODY_READY)
         if self._remaining is None:
             while True:
@@ -347,7 +354,7 @@ class Body(_InBody):
             yield data
         self._state = BODY_CONSUMED
 
-    def write_to(self, wfile):
+    def write_to(self, wfile: 'Any') -> int:
         """Copy the whole body to *wfile*; returns the number of bytes written."""
         write = wfile.write
         if self._remaining is None:
@@ -422,13 +429,14 @@ class ChunkedBody(_InBody):
 
     chunked = True
 
-    def __init__(self, rfile):
+    def __init__(self, rfile: object) -> None:
         self._rfile = rfile
         self._reader = _reader_for(rfile, True)
         self._state = BODY_READY
-        self._pending = None  # (extension, memoryview) left over by a sized read()
+        # (extension, memoryview) left over by a sized read()
+        self._pending: 'tuple[Any, memoryview] | None' = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'{type(self).__name__}({self._rfile_repr()})'
 
     def _readchunk(self):
@@ -467,7 +475,7 @@ class ChunkedBody(_InBody):
             line = self._reader.readline(MAX_LINE_LEN)
             total += len(line)
 
-    def readchunk(self):
+    def readchunk(self) -> 'tuple[tuple[str, str] | None, bytes]':
         """Read the next ``(extension, data)`` chunk."""
         self._start(BODY_READY, BODY_STARTED)
         if self._pending is not None:
@@ -476,7 +484,7 @@ class ChunkedBody(_InBody):
             return (extension, bytes(view))
         return self._readchunk()
 
-    def read(self, size=None):
+    def read(self, size: int | None = None) -> bytes:
         """Read chunk data: everything (at most ``MAX_IO_SIZE``) or up to *size* bytes.
 
         Chunk boundaries and extensions are lost; use ``readchunk()`` or
@@ -523,12 +531,12 @@ class ChunkedBody(_InBody):
                 raise e
             parts.append(data)
 
-    def __iter__(self):
+    def __iter__(self) -> 'Iterator[tuple[tuple[str, str] | None, bytes]]':
         self._start(BODY_READY)
         while self._state == BODY_STARTED:
             yield self._readchunk()
 
-    def write_to(self, wfile):
+    def write_to(self, wfile: 'Any') -> int:
         """Copy every chunk to *wfile*, re-encoded with its extension; returns bytes written."""
         write = wfile.write
         total = 0
@@ -565,13 +573,15 @@ def _write_chunk(write, chunk):
 
 class _OutBody:
     __slots__ = ()
+    _source: 'Any'
+    _state: int
 
     @property
-    def source(self):
+    def source(self) -> object:
         return self._source
 
     @property
-    def state(self):
+    def state(self) -> int:
         return self._state
 
     def _start(self):
@@ -593,7 +603,7 @@ class BodyIter(_OutBody):
 
     chunked = False
 
-    def __init__(self, source, content_length):
+    def __init__(self, source: 'Iterable[bytes]', content_length: int) -> None:
         if type(content_length) is not int:
             raise TypeError(
                 _TYPE_ERROR.format('content_length', int, type(content_length), content_length)
@@ -605,13 +615,13 @@ class BodyIter(_OutBody):
         self._state = BODY_READY
 
     @property
-    def content_length(self):
+    def content_length(self) -> int:
         return self._content_length
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'BodyIter({self._source!r}, {self._content_length})'
 
-    def write_to(self, wfile):
+    def write_to(self, wfile: 'Any') -> int:
         self._start()
         write = wfile.write
         total = 0
@@ -652,14 +662,14 @@ class ChunkedBodyIter(_OutBody):
 
     chunked = True
 
-    def __init__(self, source):
+    def __init__(self, source: 'Iterable[tuple[tuple[str, str] | None, bytes]]') -> None:
         self._source = source
         self._state = BODY_READY
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'ChunkedBodyIter({self._source!r})'
 
-    def write_to(self, wfile):
+    def write_to(self, wfile: 'Any') -> int:
         self._start()
         write = wfile.write
         total = 0
@@ -688,11 +698,13 @@ class ChunkedBodyIter(_OutBody):
         return total
 
 
-API = APIType = namedtuple('API', 'Body ChunkedBody BodyIter ChunkedBodyIter Range ContentRange')
+API = namedtuple('API', 'Body ChunkedBody BodyIter ChunkedBodyIter Range ContentRange')
+APIType = API
 api = API(Body, ChunkedBody, BodyIter, ChunkedBodyIter, Range, ContentRange)
 bodies = api  # deprecated alias kept from Degu
 
-Response = ResponseType = namedtuple('Response', 'status reason headers body')
+Response = namedtuple('Response', 'status reason headers body')
+ResponseType = Response
 
 
 class Request:
@@ -709,7 +721,18 @@ class Request:
 
     __slots__ = ('_method', '_uri', '_headers', '_body', '_mount', '_path', '_query', '_version')
 
-    def __init__(self, method, uri, headers, body, mount, path, query, *, version='HTTP/1.1'):
+    def __init__(
+        self,
+        method: str,
+        uri: str,
+        headers: 'dict[str, Any]',
+        body: 'Body | ChunkedBody | None',
+        mount: 'list[str]',
+        path: 'list[str]',
+        query: str | None,
+        *,
+        version: str = 'HTTP/1.1',
+    ) -> None:
         if method not in METHODS or type(method) is not str:
             if type(method) is not str:
                 raise TypeError(_TYPE_ERROR.format('method', str, type(method), method))
@@ -736,14 +759,14 @@ class Request:
     query = property(lambda self: self._query, doc="None (no '?') or the text after '?'.")
     version = property(lambda self: self._version, doc="'HTTP/1.1' or 'HTTP/1.0'.")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (
             f'Request(method={self._method!r}, uri={self._uri!r}, headers={self._headers!r}, '
             f'body={self._body!r}, mount={self._mount!r}, path={self._path!r}, '
             f'query={self._query!r})'
         )
 
-    def shift_path(self):
+    def shift_path(self) -> str | None:
         """Move the next path component to ``mount`` and return it (``None`` when done)."""
         if not self._path:
             return None
@@ -751,7 +774,7 @@ class Request:
         self._mount.append(component)
         return component
 
-    def build_proxy_uri(self):
+    def build_proxy_uri(self) -> str:
         """The URI of the unrouted part: ``'/' + '/'.join(path)`` plus the query."""
         uri = '/' + '/'.join(self._path)
         if self._query is not None:
@@ -788,7 +811,12 @@ class Session:
 
     __slots__ = ('_address', '_credentials', '_max_requests', '_requests', '_store', '_message')
 
-    def __init__(self, address, credentials=None, max_requests=None):
+    def __init__(
+        self,
+        address: object,
+        credentials: 'tuple[int, int, int] | None' = None,
+        max_requests: int | None = None,
+    ) -> None:
         if credentials is not None:
             if type(credentials) is not tuple:
                 raise TypeError(_TYPE_ERROR2.format('credentials', tuple, type(credentials)))
@@ -808,7 +836,7 @@ class Session:
         self._credentials = credentials
         self._max_requests = max_requests
         self._requests = 0
-        self._store = {}
+        self._store: 'dict[str, Any]' = {}
         self._message = None
 
     address = property(lambda self: self._address, doc='The peer address from accept().')
@@ -829,12 +857,12 @@ class Session:
         if self._requests >= self._max_requests:
             self._close('max_requests')
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if self._credentials is None:
             return f'Session({self._address!r})'
         return f'Session({self._address!r}, {self._credentials!r})'
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self._credentials is None:
             return repr(self._address)
         return f'{self._address!r} {self._credentials!r}'

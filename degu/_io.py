@@ -53,6 +53,10 @@ from ._parse import (
     render_response,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing stays out of the import path
+    from typing import Any
+
 __all__ = ('SocketWrapper', 'set_output_headers', 'map_socket_error')
 
 _CRLF = b'\r\n'
@@ -66,7 +70,7 @@ def _tokens(value):
     return [token.strip() for token in value.lower().split(',')]
 
 
-def map_socket_error(exc, what):
+def map_socket_error(exc: BaseException, what: str) -> 'ConnectionClosed | None':
     """The ``ConnectionClosed`` an ``OSError`` from a socket means, or ``None``.
 
     Resets, broken pipes, aborts and TLS EOFs are ``ConnectionClosed``;
@@ -92,7 +96,7 @@ def _set_default(headers, name, value):
         raise ValueError(f'{name!r} mismatch: {value!r} != {current!r}')
 
 
-def set_output_headers(headers, body):
+def set_output_headers(headers: 'dict[str, Any]', body: object) -> None:
     """Add the framing header *body* implies, or check the one given (SPEC 4.4).
 
     >>> h = {}
@@ -156,14 +160,14 @@ class SocketWrapper(ConnReader):
 
     def __init__(
         self,
-        sock,
+        sock: 'Any',
         *,
-        max_preamble=MAX_PREAMBLE_LEN,
-        max_header_count=MAX_HEADER_COUNT,
-        timeout=None,
-        idle_timeout=None,
-        close_on_error=True,
-    ):
+        max_preamble: int = MAX_PREAMBLE_LEN,
+        max_header_count: int = MAX_HEADER_COUNT,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        close_on_error: bool = True,
+    ) -> None:
         self._recv_into = _method(sock, 'recv_into')
         self._send = _method(sock, 'send')
         _method(sock, 'close')
@@ -172,7 +176,7 @@ class SocketWrapper(ConnReader):
         self._view = memoryview(self._buf)
         self._start = 0
         self._stop = 0
-        self._wparts = []
+        self._wparts: 'list[bytes]' = []
         self._wlen = 0
         self._closed = False
         self._continue = False
@@ -181,14 +185,14 @@ class SocketWrapper(ConnReader):
         self.timeout = timeout
         self.idle_timeout = idle_timeout
         self.close_on_error = close_on_error
-        self.error = None
-        self.response_version = None
+        self.error: 'BaseException | None' = None
+        self.response_version: 'str | None' = None
         self._native = False
         self._rcv_timeout = None
         if type(sock) is socket.socket and (timeout is not None or sock.gettimeout()):
             self._use_native_timeouts(sock, timeout or sock.gettimeout())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'SocketWrapper({self.sock!r})'
 
     # ------------------------------------------------------------------
@@ -214,10 +218,10 @@ class SocketWrapper(ConnReader):
             self._rcv_timeout = timeout
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._closed
 
-    def close(self):
+    def close(self) -> object:
         """Close the socket once; later calls do nothing and return ``None``."""
         if self._closed:
             return None
@@ -234,7 +238,7 @@ class SocketWrapper(ConnReader):
             except Exception:  # pragma: no cover - nothing to do about it at GC time
                 pass
 
-    def body_failed(self, exc):
+    def body_failed(self, exc: BaseException) -> None:
         """A body over this connection failed: remember why, close if asked to."""
         if self.error is None:
             self.error = exc
@@ -242,7 +246,7 @@ class SocketWrapper(ConnReader):
             self.close()
 
     @property
-    def buffered(self):
+    def buffered(self) -> int:
         """Bytes received but not yet read (a pipelined request, say)."""
         return self._stop - self._start
 
@@ -360,7 +364,7 @@ class SocketWrapper(ConnReader):
             'Request Header Fields Too Large',
         )
 
-    def read_request(self):
+    def read_request(self) -> Request:
         """Read and parse the next request preamble; returns a ``Request``.
 
         Raises ``EmptyPreambleError`` when the peer closed before sending a
@@ -409,7 +413,7 @@ class SocketWrapper(ConnReader):
                 raise ValueError('empty request line')
         return preamble
 
-    def read_response(self, method):
+    def read_response(self, method: str) -> Response:
         """Read and parse the next response preamble; returns a ``Response``.
 
         The body is ``None`` for HEAD and for 1xx, 204 and 304 responses
@@ -451,12 +455,12 @@ class SocketWrapper(ConnReader):
             body = None
         return Response(status, reason, headers, body)
 
-    def expect_continue(self):
+    def expect_continue(self) -> None:
         """Arm the lazy ``100 Continue``: sent just before the first body byte is read."""
         self._continue = True
 
     @property
-    def continue_pending(self):
+    def continue_pending(self) -> bool:
         """True while an armed ``100 Continue`` was not sent (the body is untouched)."""
         return self._continue
 
@@ -464,7 +468,7 @@ class SocketWrapper(ConnReader):
         self._continue = False
         self._sendall(_CONTINUE, 'sending 100 Continue')
 
-    def read_exact(self, size):
+    def read_exact(self, size: int) -> bytes:
         """Exactly *size* bytes as ``bytes``; ``ConnectionClosed`` if the peer closes first."""
         if self._continue:
             self._send_continue()
@@ -484,7 +488,7 @@ class SocketWrapper(ConnReader):
         self.readinto_exact(memoryview(buf))
         return bytes(buf)
 
-    def readinto_exact(self, view):
+    def readinto_exact(self, view: memoryview) -> int:
         """Fill all of *view*: buffered bytes first, then ``recv_into`` straight into it."""
         if self._continue:
             self._send_continue()
@@ -508,7 +512,7 @@ class SocketWrapper(ConnReader):
     def _eof(self, size, got):
         return ConnectionClosed(f'expected to read {size} bytes, but received {got}')
 
-    def read_some(self, size, all_of_it=False):
+    def read_some(self, size: int, all_of_it: bool = False) -> bytes:
         """Up to *size* bytes, ``b''`` at EOF; with *all_of_it*, everything until EOF.
 
         For close-delimited bodies (D14).  Reading everything refuses more
@@ -523,7 +527,7 @@ class SocketWrapper(ConnReader):
             end = min(self._stop, start + size)
             self._start = end
             return bytes(self._view[start:end])
-        parts = []
+        parts: 'list[bytes]' = []
         total = 0
         while True:
             if self._start == self._stop and self._fill('reading body') == 0:
@@ -534,7 +538,7 @@ class SocketWrapper(ConnReader):
             parts.append(bytes(self._view[self._start : self._stop]))
             self._start = self._stop
 
-    def readline(self, limit):
+    def readline(self, limit: int) -> bytes:
         """One line of at most *limit* bytes, its CRLF included (chunk and trailer lines)."""
         if self._continue:
             self._send_continue()
@@ -583,7 +587,7 @@ class SocketWrapper(ConnReader):
                 raise
             raise mapped from e
 
-    def write(self, data):
+    def write(self, data: 'bytes | bytearray | memoryview') -> int:
         """Buffered write of *data*; returns ``len(data)``.  Call ``flush()`` to send."""
         size = len(data)
         if self._wlen + size <= BUF_LEN:
@@ -598,7 +602,7 @@ class SocketWrapper(ConnReader):
             self._sendall(data)
         return size
 
-    def flush(self):
+    def flush(self) -> None:
         """Send whatever ``write()`` buffered, in one ``send`` when it can."""
         parts = self._wparts
         if parts:
@@ -606,7 +610,7 @@ class SocketWrapper(ConnReader):
             self._wlen = 0
             self._sendall(parts[0] if len(parts) == 1 else b''.join(parts))
 
-    def write_message(self, preamble, body):
+    def write_message(self, preamble: bytes, body: 'Any') -> int:
         """Send a rendered *preamble* and its *body*; returns the total bytes sent.
 
         A small ``bytes`` body goes out with the preamble in one ``send``; a
@@ -672,12 +676,16 @@ class SocketWrapper(ConnReader):
         body._state = BODY_CONSUMED
         return len(preamble) + count
 
-    def write_request(self, method, uri, headers, body):
+    def write_request(
+        self, method: str, uri: str, headers: 'dict[str, Any]', body: object
+    ) -> int:
         """Frame, render and send a request; returns the bytes sent."""
         set_output_headers(headers, body)
         return self.write_message(render_request(method, uri, headers), body)
 
-    def write_response(self, status, reason, headers, body):
+    def write_response(
+        self, status: int, reason: str, headers: 'dict[str, Any]', body: object
+    ) -> int:
         """Frame, render and send a response; returns the bytes sent."""
         set_output_headers(headers, body)
         return self.write_message(render_response(status, reason, headers), body)

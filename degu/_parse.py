@@ -12,6 +12,10 @@ conformant wherever the original Degu refused valid, common traffic.
 
 import re
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing stays out of the import path
+    from typing import Any
+
 __all__ = (
     # limits
     'BUF_LEN',
@@ -210,7 +214,7 @@ class Range:
 
     __slots__ = ('_start', '_stop')
 
-    def __init__(self, start, stop):
+    def __init__(self, start: int, stop: int) -> None:
         _check_length('start', start)
         _check_length('stop', stop)
         if start >= stop:
@@ -219,27 +223,27 @@ class Range:
         self._stop = stop
 
     @property
-    def start(self):
+    def start(self) -> int:
         return self._start
 
     @property
-    def stop(self):
+    def stop(self) -> int:
         return self._stop
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'Range({self._start}, {self._stop})'
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f'bytes={self._start}-{self._stop - 1}'
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if type(other) is Range:
             return self._start == other._start and self._stop == other._stop
         if type(other) is str:
             return str(self) == other
         return NotImplemented
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((Range, self._start, self._stop))
 
     def _check_total(self, total):
@@ -247,12 +251,12 @@ class Range:
         if self._start >= total:
             raise ValueError(f'{self!r} out of bounds (total={total})')
 
-    def content_length(self, total):
+    def content_length(self, total: int) -> int:
         """Bytes this range selects from a representation of *total* bytes."""
         self._check_total(total)
         return min(self._stop, total) - self._start
 
-    def content_range(self, total):
+    def content_range(self, total: int) -> 'ContentRange':
         """The ``ContentRange`` answering this range for *total* bytes."""
         self._check_total(total)
         return ContentRange(self._start, min(self._stop, total), total)
@@ -270,7 +274,7 @@ class ContentRange:
 
     __slots__ = ('_start', '_stop', '_total')
 
-    def __init__(self, start, stop, total):
+    def __init__(self, start: int, stop: int, total: int) -> None:
         _check_length('start', start)
         _check_length('stop', stop)
         _check_length('total', total)
@@ -281,24 +285,24 @@ class ContentRange:
         self._total = total
 
     @property
-    def start(self):
+    def start(self) -> int:
         return self._start
 
     @property
-    def stop(self):
+    def stop(self) -> int:
         return self._stop
 
     @property
-    def total(self):
+    def total(self) -> int:
         return self._total
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'ContentRange({self._start}, {self._stop}, {self._total})'
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f'bytes {self._start}-{self._stop - 1}/{self._total}'
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if type(other) is ContentRange:
             return (self._start, self._stop, self._total) == (
                 other._start,
@@ -309,7 +313,7 @@ class ContentRange:
             return str(self) == other
         return NotImplemented
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((ContentRange, self._start, self._stop, self._total))
 
 
@@ -376,7 +380,7 @@ def _parse_origin(src):
     return (uri, components, query if sep else None)
 
 
-def parse_uri(src: bytes) -> tuple:
+def parse_uri(src: bytes) -> 'tuple[str, list[str], str | None]':
     """Parse a request-target into ``(uri, path, query)``.
 
     Origin-form is taken as is; path components stay percent-encoded (D1).
@@ -403,7 +407,7 @@ def parse_uri(src: bytes) -> tuple:
     return _parse_origin(rest)
 
 
-def parse_request_line(line: bytes) -> tuple:
+def parse_request_line(line: bytes) -> 'tuple[str, str, list[str], str | None, str]':
     """Parse a request line into ``(method, uri, path, query, version)``.
 
     >>> parse_request_line(b'GET /a/b?c HTTP/1.1')
@@ -441,10 +445,10 @@ def parse_request_line(line: bytes) -> tuple:
 #   reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
 
 _STATUS_RE = re.compile(rb'([1-5][0-9][0-9])(?: (.*))?', re.DOTALL)
-_REASONS = {}  # a few shared reason strings, so common ones are not rebuilt
+_REASONS: 'dict[bytes, str]' = {}  # a few shared reason strings, so common ones are not rebuilt
 
 
-def parse_response_line(line: bytes) -> tuple:
+def parse_response_line(line: bytes) -> 'tuple[str, int, str]':
     """Parse a status line into ``(version, status, reason)``.
 
     An empty reason phrase is fine (D14); a missing SP before it is tolerated.
@@ -483,7 +487,7 @@ _SINGLE = frozenset(['content-length', 'transfer-encoding', 'host', 'range', 'co
 
 # Folded names of fields seen before, keyed by their raw bytes: a valid name
 # is checked once, then found with one dict lookup.  Bounded.
-_NAME_CACHE = {}
+_NAME_CACHE: 'dict[bytes, str]' = {}
 _NAME_CACHE_MAX = 512
 
 
@@ -567,7 +571,7 @@ def parse_range(src: bytes) -> Range:
     raise ValueError(f'bad range: {_short(src)}')
 
 
-def parse_content_range(src: bytes):
+def parse_content_range(src: bytes) -> 'ContentRange | str':
     """``bytes START-END/TOTAL`` with ``START <= END < TOTAL`` as a ``ContentRange``.
 
     The unsatisfied-range form ``bytes */TOTAL`` of a 416 response stays a
@@ -600,7 +604,9 @@ _SPECIAL_PARSERS = {
 }
 
 
-def parse_headers(src: bytes, isresponse=False, max_count=MAX_HEADER_COUNT) -> dict:
+def parse_headers(
+    src: bytes, isresponse: bool = False, max_count: int = MAX_HEADER_COUNT
+) -> 'dict[str, Any]':
     """Parse a header block (lines joined by CRLF, no trailing CRLF) into a dict.
 
     Names are folded to lower case, values have optional whitespace stripped
@@ -612,7 +618,7 @@ def parse_headers(src: bytes, isresponse=False, max_count=MAX_HEADER_COUNT) -> d
     >>> parse_headers(b'Content-Length: 5\\r\\nAccept: a\\r\\naccept:  b ')
     {'content-length': 5, 'accept': 'a, b'}
     """
-    headers = {}
+    headers: 'dict[str, Any]' = {}
     if not src:
         return headers
     lines = src.split(b'\r\n')
@@ -704,7 +710,7 @@ def parse_chunk_size(src: bytes) -> int:
     return size
 
 
-def parse_chunk_extension(src: bytes):
+def parse_chunk_extension(src: bytes) -> 'tuple[str, str] | None':
     """Parse the extensions after a chunk size; ``b''`` gives ``None``.
 
     The first ``name=value`` pair is returned as a ``(str, str)`` tuple;
@@ -738,7 +744,7 @@ def parse_chunk_extension(src: bytes):
     return first
 
 
-def parse_chunk(line: bytes) -> tuple:
+def parse_chunk(line: bytes) -> 'tuple[int, tuple[str, str] | None]':
     """Parse a chunk-size line (without its CRLF) into ``(size, extension)``.
 
     >>> parse_chunk(b'5;key=value')
@@ -755,7 +761,7 @@ def parse_chunk(line: bytes) -> tuple:
 # lower-case tokens, values hold no control byte but HTAB and no leading or
 # trailing whitespace, nothing can end a line early (header injection).
 
-_GOOD_NAMES = set()  # names already checked, so the hot path skips the regex
+_GOOD_NAMES: 'set[str]' = set()  # names already checked, so the hot path skips the regex
 _GOOD_NAMES_MAX = 512
 _BAD_VALUE_RE = re.compile(r'[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$')
 
@@ -797,7 +803,7 @@ def _values(name, value):
     return value
 
 
-_LINES = {}  # (name, value) -> its checked field line; cleared when full
+_LINES: 'dict[tuple[str, str], str]' = {}  # (name, value) -> its checked field line; cleared when full
 _LINES_MAX = 1024
 _LINE_VALUE_MAX = 256  # longer values are checked every time, not kept
 
@@ -846,7 +852,7 @@ def _header_lines(headers):
     return (''.join(parts), len(parts))
 
 
-def render_headers(headers: dict) -> str:
+def render_headers(headers: 'dict[str, Any]') -> str:
     """The header lines, sorted by name, each preceded by CRLF, as a ``str``.
 
     A ``list`` value is sent as one field line per item (for ``set-cookie``).
@@ -866,7 +872,7 @@ def _latin1(name, value):
 
 
 
-def render_request(method: str, uri: str, headers: dict) -> bytes:
+def render_request(method: str, uri: str, headers: 'dict[str, Any]') -> bytes:
     """The request preamble, CRLFCRLF included.
 
     >>> render_request('GET', '/', {'host': 'example.com'})
@@ -884,7 +890,7 @@ def render_request(method: str, uri: str, headers: dict) -> bytes:
     return f'{method} {uri} HTTP/1.1{_header_lines(headers)[0]}\r\n\r\n'.encode('latin-1')
 
 
-def render_response(status: int, reason: str, headers: dict) -> bytes:
+def render_response(status: int, reason: str, headers: 'dict[str, Any]') -> bytes:
     """The response preamble, CRLFCRLF included.
 
     >>> render_response(200, 'OK', {'content-length': 2})
@@ -899,7 +905,7 @@ def render_response(status: int, reason: str, headers: dict) -> bytes:
     return f'{line}{_header_lines(headers)[0]}\r\n\r\n'.encode('latin-1')
 
 
-_STATUS_LINES = {}  # (status, reason) -> checked status line; bounded
+_STATUS_LINES: 'dict[tuple[int, str], str]' = {}  # (status, reason) -> checked status line; bounded
 _STATUS_LINES_MAX = 256
 
 
@@ -923,7 +929,7 @@ def _quote(value):
     return '"' + value.replace('\\', '\\\\').replace('"', '\\"') + '"'
 
 
-def render_chunk_extension(extension) -> str:
+def render_chunk_extension(extension: 'tuple[str, str] | None') -> str:
     """``''`` for ``None``, else ``';name=value'`` (value quoted when needed).
 
     >>> render_chunk_extension(('key', 'a b'))
@@ -950,7 +956,7 @@ def render_chunk_extension(extension) -> str:
     return f';{name}={_quote(value)}'
 
 
-def format_chunk(chunk: tuple) -> bytes:
+def format_chunk(chunk: 'tuple[tuple[str, str] | None, bytes]') -> bytes:
     """The chunk-size line (CRLF included) for an ``(extension, data)`` chunk.
 
     >>> format_chunk((None, b'hello'))
