@@ -105,6 +105,7 @@ def _serve_in_child(
     try:
         if build_func is not None:
             app = build_func(*build_args)
+        assert app is not None  # _start_server_process() is given an app or a build_func
         if sslconfig is None:
             from degu.server import Server
 

@@ -577,7 +577,7 @@ class _OutBody:
     _state: int
 
     @property
-    def source(self) -> object:
+    def source(self) -> 'Any':
         return self._source
 
     @property

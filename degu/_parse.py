@@ -380,6 +380,30 @@ def _parse_origin(src):
     return (uri, components, query if sep else None)
 
 
+# Memoized parsers.  Clients repeat themselves (the same endpoints, the same
+# header block on every request of a connection), and a parse costs dozens
+# of interpreter operations where a dict lookup costs one.  The caches hold
+# what the pure functions returned for small inputs only, are cleared when
+# full (so a peer sending endless variety costs an insert and a rare clear),
+# and never hold anything a caller can mutate.
+_CACHE_ENTRIES = 1024  # per cache
+_TARGET_CACHE_LEN = 256  # bytes: longer request-targets are parsed every time
+_BLOCK_CACHE_LEN = 1024  # bytes: longer header blocks are parsed every time
+_TARGETS: 'dict[bytes, tuple[str, tuple[str, ...], str | None]]' = {}
+_BLOCKS: 'dict[tuple[bytes, bool, int], dict[str, Any]]' = {}
+
+
+def _target(src):
+    """``_parse_origin(src)``, remembered, with the path as a tuple."""
+    (uri, path, query) = _parse_origin(src)
+    parsed = (uri, tuple(path), query)
+    if len(src) <= _TARGET_CACHE_LEN:
+        if len(_TARGETS) >= _CACHE_ENTRIES:
+            _TARGETS.clear()
+        _TARGETS[src] = parsed
+    return parsed
+
+
 def parse_uri(src: bytes) -> 'tuple[str, list[str], str | None]':
     """Parse a request-target into ``(uri, path, query)``.
 
@@ -425,8 +449,9 @@ def parse_request_line(line: bytes) -> 'tuple[str, str, list[str], str | None, s
     method = _METHODS.get(msrc)
     version = _VERSIONS.get(vsrc)
     if method is not None and version is not None and target[:1] == b'/':
-        (uri, path, query) = _parse_origin(target)
-        return (method, uri, path, query, version)
+        parsed = _TARGETS.get(target) or _target(target)
+        # A fresh path list every time: apps shift_path() it.
+        return (method, parsed[0], list(parsed[1]), parsed[2], version)
     method = parse_method(msrc)
     version = parse_version(vsrc)
     if not target:
@@ -613,11 +638,26 @@ def parse_headers(
     and are decoded as latin-1 (D4).  ``content-length`` becomes an ``int``,
     ``range`` a ``Range``, ``content-range`` a ``ContentRange``; a field given
     twice is joined with ``', '``, except the framing and routing fields,
-    whose repetition is an error.
+    whose repetition is an error.  Every call returns a new dict.
 
     >>> parse_headers(b'Content-Length: 5\\r\\nAccept: a\\r\\naccept:  b ')
     {'content-length': 5, 'accept': 'a, b'}
     """
+    if len(src) > _BLOCK_CACHE_LEN:
+        return _parse_headers(src, isresponse, max_count)
+    key = (src, isresponse, max_count)
+    headers = _BLOCKS.get(key)
+    if headers is None:
+        headers = _parse_headers(src, isresponse, max_count)
+        if len(_BLOCKS) >= _CACHE_ENTRIES:
+            _BLOCKS.clear()
+        _BLOCKS[key] = headers.copy()  # the caller may change its dict
+        return headers
+    return headers.copy()
+
+
+def _parse_headers(src, isresponse, max_count):
+    # The parser behind parse_headers(), without the cache.
     headers: 'dict[str, Any]' = {}
     if not src:
         return headers

@@ -362,7 +362,7 @@ def mkreq(
     method: str,
     uri: str,
     headers: dict[str, object] | None = None,
-    body: object = None,
+    body: Any = None,
     shift: int = 0,
     cls: type[Request] = Request,
 ) -> Request:

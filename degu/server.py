@@ -22,6 +22,8 @@ the request and no traceback ever goes on the wire; tracebacks go to the
 ``degu.server`` logger.
 """
 
+from __future__ import annotations
+
 import logging
 import os
 import selectors
@@ -48,6 +50,14 @@ from .base import (
     set_output_headers,
 )
 from .base import _TYPE_ERROR
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
+    _S = TypeVar('_S', bound='Server')
 
 __all__ = ('Server', 'SSLServer', 'build_server_sslctx', 'Session', 'Request')
 
@@ -96,7 +106,7 @@ def _check_options(cls, options):
     return values
 
 
-def _check_address(address):
+def _check_address(address: tuple | str | bytes) -> socket.AddressFamily:
     """The address family for *address* (SPEC 3), after checking it."""
     if type(address) is tuple:
         if len(address) == 2:
@@ -129,7 +139,7 @@ _MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct',
 _date_cache = (0, '')
 
 
-def http_date(when=None):
+def http_date(when: float | None = None) -> str:
     """IMF-fixdate for *when* (seconds since the epoch, default now).
 
     >>> http_date(784111777)
@@ -142,7 +152,7 @@ def http_date(when=None):
     )
 
 
-def _current_date():
+def _current_date() -> str:
     global _date_cache
     now = int(time.time())
     if _date_cache[0] != now:
@@ -150,14 +160,14 @@ def _current_date():
     return _date_cache[1]
 
 
-def _error_preamble(status, reason, extra=''):
+def _error_preamble(status: int, reason: str, extra: str = '') -> bytes:
     return (
         f'HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-length: 0\r\n'
         f'date: {_current_date()}\r\n{extra}\r\n'
     ).encode('ascii')
 
 
-def _tokens(value):
+def _tokens(value: str) -> list[str]:
     return [t.strip() for t in value.lower().split(',')]
 
 
@@ -219,7 +229,12 @@ class Server:
     ``max_header_bytes`` (32 KiB), ``max_header_count`` (100).
     """
 
-    def __init__(self, address, app, **options):
+    def __init__(
+        self,
+        address: tuple | str | bytes | socket.socket,
+        app: Callable[..., Any],
+        **options: int | float,
+    ) -> None:
         if not callable(app):
             raise TypeError(f'app: not callable: {app!r}')
         on_connect = getattr(app, 'on_connect', None)
@@ -228,13 +243,13 @@ class Server:
         values = _check_options(type(self), options)
         self.options = options
         self.app = app
-        self.on_connect = on_connect
-        self.max_connections = values['max_connections']
-        self.max_requests = values['max_requests']
-        self.timeout = values['timeout']
-        self.idle_timeout = values['idle_timeout']
-        self.max_header_bytes = values['max_header_bytes']
-        self.max_header_count = values['max_header_count']
+        self.on_connect: Callable[..., Any] | None = on_connect
+        self.max_connections: int = values['max_connections']
+        self.max_requests: int = values['max_requests']
+        self.timeout: float = values['timeout']
+        self.idle_timeout: float = values['idle_timeout']
+        self.max_header_bytes: int = values['max_header_bytes']
+        self.max_header_count: int = values['max_header_count']
         if isinstance(address, socket.socket):
             sock = address
         else:
@@ -248,32 +263,32 @@ class Server:
             except BaseException:
                 sock.close()
                 raise
-        self.sock = sock
-        self.address = sock.getsockname()
+        self.sock: socket.socket = sock
+        self.address: tuple | str | bytes = sock.getsockname()
         # A socket file we bound is removed again when the server closes.
         self._owns_file = type(address) is str
         self._lock = threading.Lock()
-        self._conns = set()  # the live _Connection records
-        self._threads = []  # connection threads that may still be alive
+        self._conns: set[_Connection] = set()  # the live _Connection records
+        self._threads: list[threading.Thread] = []  # connection threads that may still be alive
         self._stopping = False
         self._serving = False
         self._stopped = threading.Event()
         self._shutdown_timeout = 5.0
         (self._wake_r, self._wake_w) = socket.socketpair()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'{type(self).__name__}({self.address!r}, {_app_name(self.app)})'
 
-    def __enter__(self):
+    def __enter__(self: _S) -> _S:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.shutdown()
 
     # ------------------------------------------------------------------
     # Accepting
 
-    def serve_forever(self):
+    def serve_forever(self) -> None:
         """Accept and serve connections until ``shutdown()``; then return.
 
         Returns once the listening socket is closed and every connection
@@ -401,7 +416,7 @@ class Server:
     # ------------------------------------------------------------------
     # Stopping
 
-    def shutdown(self, timeout=5.0):
+    def shutdown(self, timeout: float = 5.0) -> bool:
         """Stop accepting, let in-flight requests finish, close idle connections.
 
         Makes ``serve_forever()`` return.  Connections still busy after
@@ -653,7 +668,7 @@ def _write_raw_chunks(wrapper, preamble, body):
     return total
 
 
-def _remove_socket_file(path):
+def _remove_socket_file(path: str) -> None:
     try:
         if stat.S_ISSOCK(os.lstat(path).st_mode):
             os.unlink(path)
@@ -698,7 +713,7 @@ def _is_tls(sock):
     return type(sock) is not socket.socket
 
 
-def _peer_credentials(sock):
+def _peer_credentials(sock: socket.socket) -> tuple[int, int, int] | None:
     try:
         raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize('3i'))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
@@ -716,14 +731,14 @@ def _version():
 # TLS (SPEC 6.2, 6.3, D13)
 
 
-def _check_path(sslconfig, key):
+def _check_path(sslconfig: dict[str, object], key: str) -> str:
     value = sslconfig[key]
     if type(value) is not str or os.path.abspath(value) != value:
         raise ValueError(f'sslconfig[{key!r}] is not an absolute, normalized path: {value!r}')
     return value
 
 
-def build_server_sslctx(sslconfig):
+def build_server_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
     """An ``ssl.SSLContext`` for a server from an *sslconfig* dict.
 
     Keys: ``cert_file`` and ``key_file`` (required), then ``ca_file`` and/or
@@ -757,7 +772,7 @@ def build_server_sslctx(sslconfig):
     return ctx
 
 
-def _check_server_sslctx(sslctx):
+def _check_server_sslctx(sslctx: ssl.SSLContext | dict[str, object]) -> ssl.SSLContext:
     import ssl
 
     if isinstance(sslctx, dict):
@@ -781,11 +796,17 @@ def _check_server_sslctx(sslctx):
 class SSLServer(Server):
     """A ``Server`` speaking TLS: *sslctx* is an ``ssl.SSLContext`` or an sslconfig dict."""
 
-    def __init__(self, sslctx, address, app, **options):
+    def __init__(
+        self,
+        sslctx: ssl.SSLContext | dict[str, object],
+        address: tuple | str | bytes | socket.socket,
+        app: Callable[..., Any],
+        **options: int | float,
+    ) -> None:
         self.sslctx = _check_server_sslctx(sslctx)
         super().__init__(address, app, **options)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f'SSLServer({self.sslctx!r}, {self.address!r}, {_app_name(self.app)})'
 
     def _wrap(self, sock):
