@@ -872,7 +872,10 @@ def _header_lines(headers):
     ``str(value)`` without control bytes (but HTAB), without leading or
     trailing whitespace, and latin-1.  An ``int`` value needs no check.
     """
-    _check_headers(headers)
+    if type(headers) is not dict or len(headers) > MAX_HEADER_COUNT or (
+        'content-length' in headers and 'transfer-encoding' in headers
+    ):
+        _check_headers(headers)  # raises, saying which
     parts = []
     for name in sorted(headers):
         value = headers[name]
