@@ -545,8 +545,8 @@ def mode_roundtrip(args, tmpdir):
     refs = {'ipv6': 'raw-socket floor', 'unix': 'raw-socket floor'}
     table.show(refs)
     for family in ('ipv6', 'unix'):
-        print(f'   {family}: degu/stdlib = '
-              f'{table.ratio(family, "degu server + degu client", "http.server + http.client"):.2f}x')
+        ratio = table.ratio(family, 'degu server + degu client', 'http.server + http.client')
+        print(f'   {family}: degu/stdlib = {ratio:.2f}x')
     return table
 
 

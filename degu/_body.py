@@ -18,10 +18,6 @@ body raises.
 
 from collections import namedtuple
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing stays out of the import path
-    from typing import Any, Iterable, Iterator
-
 from ._parse import (
     _TYPE_ERROR,
     _TYPE_ERROR2,
@@ -39,6 +35,10 @@ from ._parse import (
     parse_chunk,
     parse_headers,
 )
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing stays out of the import path
+    from typing import Any, Iterable, Iterator
 
 __all__ = (
     'BODY_READY',

@@ -20,8 +20,6 @@ import sys
 import time
 
 from ._body import (
-    _new_body,
-    _new_request,
     BODY_CONSUMED,
     BODY_ERROR,
     BODY_READY,
@@ -33,6 +31,8 @@ from ._body import (
     ConnReader,
     Request,
     Response,
+    _new_body,
+    _new_request,
 )
 from ._parse import (
     BUF_LEN,
@@ -552,7 +552,8 @@ class SocketWrapper(ConnReader):
                 searched = self._stop
                 end = self._start + limit
                 if searched >= end:
-                    raise ValueError(f"b'\\r\\n' not found in {_short(self._view[self._start:end])}")
+                    found = _short(self._view[self._start : end])
+                    raise ValueError(f"b'\\r\\n' not found in {found}")
                 if self._fill('reading chunk line') == 0:
                     raise ConnectionClosed(
                         f'chunk line truncated: {_short(self._view[self._start : self._stop])}'

@@ -843,7 +843,8 @@ def _values(name, value):
     return value
 
 
-_LINES: 'dict[tuple[str, str], str]' = {}  # (name, value) -> its checked field line; cleared when full
+# (name, value) -> its checked field line; cleared when full
+_LINES: 'dict[tuple[str, str], str]' = {}
 _LINES_MAX = 1024
 _LINE_VALUE_MAX = 256  # longer values are checked every time, not kept
 
@@ -948,7 +949,8 @@ def render_response(status: int, reason: str, headers: 'dict[str, Any]') -> byte
     return f'{line}{_header_lines(headers)[0]}\r\n\r\n'.encode('latin-1')
 
 
-_STATUS_LINES: 'dict[tuple[int, str], str]' = {}  # (status, reason) -> checked status line; bounded
+# (status, reason) -> checked status line; bounded
+_STATUS_LINES: 'dict[tuple[int, str], str]' = {}
 _STATUS_LINES_MAX = 256
 
 

@@ -34,7 +34,6 @@ from .base import (
     ConnectionTimedOut,
     Request,
     Session,
-    api,
     parse_range,
 )
 from .util import unquote
@@ -174,6 +173,7 @@ class Router:
     >>> def hello(session, request, api):
     ...     return (200, 'OK', {}, b'hello')
     >>> router = Router({'api': {'hello': hello}})
+    >>> from degu.base import api
     >>> router(None, mkreq('GET', '/api/hello'), api)
     (200, 'OK', {}, b'hello')
     >>> router(None, mkreq('GET', '/api/nope'), api)

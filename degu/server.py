@@ -34,6 +34,7 @@ import threading
 import time
 
 from .base import (
+    _TYPE_ERROR,
     MAX_DRAIN_LEN,
     MAX_HEADER_COUNT,
     MAX_PREAMBLE_LEN,
@@ -49,7 +50,6 @@ from .base import (
     render_response,
     set_output_headers,
 )
-from .base import _TYPE_ERROR
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
 if TYPE_CHECKING:

@@ -201,7 +201,9 @@ def test_port_in_use(appdir):
         port = taken.getsockname()[1]
         result = run_degu('serve', 'cliapp:app', '--address', f'127.0.0.1:{port}', cwd=appdir)
     assert result.returncode == 1
-    assert result.stderr == f'degu: error: cannot listen on 127.0.0.1:{port}: Address already in use\n'
+    assert result.stderr == (
+        f'degu: error: cannot listen on 127.0.0.1:{port}: Address already in use\n'
+    )
 
 
 def test_bad_arguments_exit_2():

@@ -15,7 +15,6 @@ import warnings
 
 import pytest
 
-from degu import server as server_mod
 from degu.server import Server, SSLServer, build_server_sslctx, http_date
 
 TIMEOUT = 10  # seconds: the bound on every socket wait in these tests
