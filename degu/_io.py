@@ -308,15 +308,15 @@ class SocketWrapper(ConnReader):
             if not self._closed:
                 sock.settimeout(self.timeout)
 
-    def _read_preamble(self, kind):
-        # For _skip_empty_lines(); read_request() and read_response() inline this.
+    def _read_preamble(self):
+        # A request preamble, for _skip_empty_lines() (read_request() inlines this).
         buf = self._buf
         if self._start == self._stop:
-            if self._wait_first(f'reading {kind} preamble') == 0:
-                raise EmptyPreambleError(f'{kind} preamble is empty')
+            if self._wait_first('reading request preamble') == 0:
+                raise EmptyPreambleError('request preamble is empty')
         idx = buf.find(b'\r\n\r\n', self._start, self._stop)
         if idx < 0 or idx + 4 - self._start > self.max_preamble:
-            idx = self._read_more_preamble(kind)
+            idx = self._read_more_preamble('request')
         start = self._start
         self._start = idx + 4
         return bytes(self._view[start:idx])
@@ -404,9 +404,7 @@ class SocketWrapper(ConnReader):
             preamble = preamble[2:]
         if not preamble:
             # CRLF CRLF alone, or a request line hiding after it: once more.
-            if self._start == self._stop and self._wait_first('reading request preamble') == 0:
-                raise EmptyPreambleError('request preamble is empty')
-            preamble = self._read_preamble('request')
+            preamble = self._read_preamble()
             while preamble[:2] == _CRLF:
                 preamble = preamble[2:]
             if not preamble:

@@ -818,13 +818,6 @@ def _check_name(name):
     return name
 
 
-def _check_value(name, value):
-    text = value if type(value) is str else str(value)
-    if _BAD_VALUE_RE.search(text):
-        raise ValueError(f'bad header value: {name!r}: {text[:64]!r}')
-    return text
-
-
 def _check_headers(headers):
     if type(headers) is not dict:
         raise TypeError(_TYPE_ERROR.format('headers', dict, type(headers), headers))
@@ -836,8 +829,6 @@ def _check_headers(headers):
 
 def _values(name, value):
     # A list value is a field sent once per item (Set-Cookie, RFC 6265 3).
-    if type(value) is not list:
-        return (value,)
     if not value or name in _SINGLE:
         raise ValueError(f'bad list value for header {name!r}: {value!r}'[:200])
     return value
