@@ -24,12 +24,12 @@ from ._parse import (
     IO_SIZE,
     MAX_HEADER_COUNT,
     MAX_IO_SIZE,
-    MAX_LENGTH,
     MAX_LINE_LEN,
     MAX_PREAMBLE_LEN,
     METHODS,
     ContentRange,
     Range,
+    _check_length,
     _short,
     format_chunk,
     parse_chunk,
@@ -232,14 +232,7 @@ class Body(_InBody):
             if reader is not rfile:
                 raise TypeError(_TYPE_ERROR.format('content_length', int, type(None), None))
         else:
-            if type(content_length) is not int:
-                raise TypeError(
-                    _TYPE_ERROR.format('content_length', int, type(content_length), content_length)
-                )
-            if not (0 <= content_length <= MAX_LENGTH):
-                raise ValueError(
-                    f'need 0 <= content_length <= {MAX_LENGTH}; got {content_length}'
-                )
+            _check_length('content_length', content_length)
         self._rfile = rfile
         self._reader = reader
         self._content_length = content_length
@@ -604,12 +597,7 @@ class BodyIter(_OutBody):
     chunked = False
 
     def __init__(self, source: 'Iterable[bytes]', content_length: int) -> None:
-        if type(content_length) is not int:
-            raise TypeError(
-                _TYPE_ERROR.format('content_length', int, type(content_length), content_length)
-            )
-        if not (0 <= content_length <= MAX_LENGTH):
-            raise ValueError(f'need 0 <= content_length <= {MAX_LENGTH}; got {content_length}')
+        _check_length('content_length', content_length)
         self._source = source
         self._content_length = content_length
         self._state = BODY_READY
