@@ -43,11 +43,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from typing import Any, TypeVar
 
+    from .base import API
     from .client import Client, Connection
-
-    # FIXME: degu._body's `API = APIType = namedtuple(...)` is no type to mypy (a chained
-    # assignment); once it reads `API = namedtuple(...)` and `APIType = API`, import API.
-    API = Any
     _F = TypeVar('_F', bound='FilesApp')
 
 __all__ = (

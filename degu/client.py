@@ -514,11 +514,9 @@ class Connection:
         with self._queue_lock:
             return tuple((m, u) for (m, u, _) in self._pending)
 
-    def close(self) -> None:
+    def close(self) -> object:
         """Close the socket; later calls do nothing and return ``None``."""
-        # FIXME: SocketWrapper.close() is annotated -> object but returns None (what
-        # sock.close() returns); once it says -> None, drop this ignore.
-        return self._wrapper.close()  # type: ignore[return-value]
+        return self._wrapper.close()  # what sock.close() returned, the first time
 
     def _unanswered(self):
         with self._queue_lock:

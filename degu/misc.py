@@ -42,11 +42,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, Protocol, TypeVar
 
-    from .base import Session
-
-    # FIXME: degu._body's `API = APIType = namedtuple(...)` is no type to mypy (a chained
-    # assignment); once it reads `API = namedtuple(...)` and `APIType = API`, import API.
-    API = Any
+    from .base import API, Session
 
     _T = TypeVar('_T', bound='_TempServerBase')
     _P = TypeVar('_P', bound='TempPKI')

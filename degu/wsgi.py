@@ -36,11 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
     from typing import Any, BinaryIO, TextIO
 
-    from .base import Session
-
-    # FIXME: degu._body's `API = APIType = namedtuple(...)` is no type to mypy (a chained
-    # assignment); once it reads `API = namedtuple(...)` and `APIType = API`, import API.
-    API = Any
+    from .base import API, Session
     # PEP 3333: the environ, start_response and the application.
     Environ = dict[str, Any]
     StartResponse = Callable[..., Callable[[bytes], object]]
