@@ -659,12 +659,15 @@ def mode_server(args, tmpdir):
 def mode_client(args, tmpdir):
     cpu = 0 if args.pin == 'split' else None
     count = args.count
-    if shutil.which('nginx') and not args.no_nginx:
+    fixed = args.client_server
+    if fixed == 'auto':
+        fixed = 'nginx' if shutil.which('nginx') and not args.no_nginx else 'degu'
+    if fixed == 'nginx':
         (proc, address, _) = start(serve_nginx, None, tmpdir, cpu=cpu)
-        fixed = 'nginx'
+    elif fixed == 'http.server':
+        (proc, address, _) = start(serve_stdlib, ('127.0.0.1', 0), cpu=cpu)
     else:
         (proc, address, _) = start(serve_degu, ('127.0.0.1', 0), cpu=cpu)
-        fixed = 'degu'
     table = Table(f'client: {count} sequential GETs on one connection against {fixed} (req/s)')
     try:
         request = b'GET /hello HTTP/1.1\r\nhost: bench\r\n\r\n'
@@ -845,6 +848,9 @@ def main(argv=None):
     parser.add_argument('--pin', choices=('split', 'none'), default='split')
     parser.add_argument('--no-wrk', action='store_true', help='use the Python load generator')
     parser.add_argument('--no-nginx', action='store_true', help='client mode: degu as server')
+    parser.add_argument('--client-server', choices=('auto', 'nginx', 'degu', 'http.server'),
+                        default='auto', help='client mode: the fixed server (auto: nginx '
+                        'when installed, else degu)')
     parser.add_argument('--quick', action='store_true', help='tiny counts: a smoke test')
     parser.add_argument('--json', help='write the results here')
     args = parser.parse_args(argv)
