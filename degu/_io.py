@@ -153,6 +153,7 @@ class SocketWrapper(ConnReader):
         'close_on_error',
         'error',
         'response_version',
+        'sends',
         '_native',
         '_rcv_timeout',
         '__weakref__',
@@ -187,6 +188,7 @@ class SocketWrapper(ConnReader):
         self.close_on_error = close_on_error
         self.error: 'BaseException | None' = None
         self.response_version: 'str | None' = None
+        self.sends = 0  # send attempts so far: the server tells if a response started
         self._native = False
         self._rcv_timeout = None
         if type(sock) is socket.socket and (timeout is not None or sock.gettimeout()):
@@ -570,6 +572,7 @@ class SocketWrapper(ConnReader):
         if self._closed:
             raise ConnectionClosed('Connection is closed')
         send = self._send
+        self.sends += 1
         try:
             sent = send(data)
             size = len(data)
@@ -600,6 +603,11 @@ class SocketWrapper(ConnReader):
         else:
             self._sendall(data)
         return size
+
+    def discard_writes(self) -> None:
+        """Drop what ``write()`` buffered and was not sent yet."""
+        self._wparts = []
+        self._wlen = 0
 
     def flush(self) -> None:
         """Send whatever ``write()`` buffered, in one ``send`` when it can."""

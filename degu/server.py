@@ -628,11 +628,19 @@ class Server:
             preamble = render_response(status, reason, rheaders)
         except Exception as e:
             return self._app_failed(wrapper, session, request, e)
-        # From here on, a failure can only close the connection.
-        if raw:
-            sent = _write_raw_chunks(wrapper, preamble, rbody)
-        else:
-            sent = wrapper.write_message(preamble, rbody)
+        sends = wrapper.sends
+        try:
+            if raw:
+                sent = _write_raw_chunks(wrapper, preamble, rbody)
+            else:
+                sent = wrapper.write_message(preamble, rbody)
+        except Exception as e:
+            if wrapper.sends != sends or wrapper.closed:
+                raise  # the response started: closing is all that is left (D6)
+            # Nothing reached the wire (a body that failed before the first
+            # flush): the client can still get a proper answer.
+            wrapper.discard_writes()
+            return self._app_failed(wrapper, session, request, e)
         session._requests += 1
         if started:
             access_log.info('%s "%s %s" %d %d %.1fms', session, request._method, request._uri,

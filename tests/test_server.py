@@ -570,6 +570,27 @@ def test_failure_after_response_started_just_closes():
     assert b'500' not in reply
 
 
+@pytest.mark.parametrize('items', [
+    'raise',  # the source fails before its first item
+    [b'x' * 200],  # more than content_length: refused before it is written
+    [b'ok', 'not bytes'],  # a bad item after a small one (still in the write buffer)
+])
+def test_body_failing_before_anything_was_sent_gets_500(items):
+    def source():
+        if items == 'raise':
+            raise RuntimeError('no data today')
+        yield from items
+
+    def app(session, request, api):
+        return (200, 'OK', {}, api.BodyIter(source(), 100))
+
+    with serving(app) as server:
+        reply = exchange(server.address, b'GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n')
+    assert status_line(reply) == b'HTTP/1.1 500 Internal Server Error'
+    assert reply.count(b'HTTP/1.1') == 1  # no 200 preamble before it, and then closed
+    assert b'connection: close' in reply
+
+
 def test_bad_body_found_while_app_reads_it():
     def app(session, request, api):
         try:
