@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # typing stays out of the import path
 __all__ = ('SocketWrapper', 'set_output_headers', 'map_socket_error')
 
 _CRLF = b'\r\n'
+_new_response = tuple.__new__  # Response(...) without the namedtuple's Python-level __new__
 _SMALL_READ = 4096  # reads this small go through the buffer, which may save a recv
 _CONTINUE = b'HTTP/1.1 100 Continue\r\n\r\n'
 SENDFILE_MIN = 64 * 1024  # 64 KiB: smaller file bodies are cheaper to copy than to sendfile()
@@ -453,7 +454,7 @@ class SocketWrapper(ConnReader):
             body = Body(self, None)
         else:
             body = None
-        return Response(status, reason, headers, body)
+        return _new_response(Response, (status, reason, headers, body))  # no Python frame
 
     def expect_continue(self) -> None:
         """Arm the lazy ``100 Continue``: sent just before the first body byte is read."""

@@ -470,19 +470,26 @@ def parse_request_line(line: bytes) -> 'tuple[str, str, list[str], str | None, s
 #   reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
 
 _STATUS_RE = re.compile(rb'([1-5][0-9][0-9])(?: (.*))?', re.DOTALL)
-_REASONS: 'dict[bytes, str]' = {}  # a few shared reason strings, so common ones are not rebuilt
+# Status lines seen before -> (version, status, reason); bounded.
+_STATUS_LINE_CACHE: 'dict[bytes, tuple[str, int, str]]' = {}
+_STATUS_LINE_CACHE_MAX = 64
 
 
 def parse_response_line(line: bytes) -> 'tuple[str, int, str]':
     """Parse a status line into ``(version, status, reason)``.
 
     An empty reason phrase is fine (D14); a missing SP before it is tolerated.
+    Status lines seen before are remembered (64 of them): servers repeat a
+    handful.
 
     >>> parse_response_line(b'HTTP/1.1 200 OK')
     ('HTTP/1.1', 200, 'OK')
     >>> parse_response_line(b'HTTP/1.0 204 ')
     ('HTTP/1.0', 204, '')
     """
+    parsed = _STATUS_LINE_CACHE.get(line)
+    if parsed is not None:
+        return parsed
     version = parse_version(line[:8])
     if line[8:9] != b' ':
         raise ValueError(f'bad status line: {_short(line)}')
@@ -492,12 +499,10 @@ def parse_response_line(line: bytes) -> 'tuple[str, int, str]':
     rsrc = m.group(2) or b''
     if _BAD_TEXT_RE.search(rsrc):
         raise ValueError(f'bad reason phrase: {_short(rsrc)}')
-    reason = _REASONS.get(rsrc)
-    if reason is None:
-        reason = rsrc.decode('latin-1')
-        if len(_REASONS) < 64:
-            _REASONS[rsrc] = reason
-    return (version, int(m.group(1)), reason)
+    parsed = (version, int(m.group(1)), rsrc.decode('latin-1'))
+    if len(_STATUS_LINE_CACHE) < _STATUS_LINE_CACHE_MAX and len(line) <= 64:
+        _STATUS_LINE_CACHE[line] = parsed
+    return parsed
 
 
 # --------------------------------------------------------------------------

@@ -1438,7 +1438,7 @@ def test_caches_are_bounded():
     assert len(_parse._GOOD_NAMES) <= _parse._GOOD_NAMES_MAX
     reasons = [b'HTTP/1.1 200 r%d' % i for i in range(100)]
     assert [parse_response_line(r)[2] for r in reasons] == [f'r{i}' for i in range(100)]
-    assert len(_parse._REASONS) <= 64
+    assert len(_parse._STATUS_LINE_CACHE) <= _parse._STATUS_LINE_CACHE_MAX
 
 
 # -------------------------------------------------------------------------
