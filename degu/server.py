@@ -136,7 +136,9 @@ def _app_name(app):
 
 _DAYS = ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
 _MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
-_date_cache = (0, '')
+_date_value = ''  # the date header of the current second...
+_date_until = 0.0  # ...and when it stops being current
+_time = time.time
 
 
 def http_date(when: float | None = None) -> str:
@@ -153,11 +155,16 @@ def http_date(when: float | None = None) -> str:
 
 
 def _current_date() -> str:
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, http_date(now))
-    return _date_cache[1]
+    now = _time()
+    return _date_value if now < _date_until else _new_date(now)
+
+
+def _new_date(now: float) -> str:
+    global _date_value, _date_until
+    second = int(now)
+    _date_value = http_date(second)
+    _date_until = second + 1.0
+    return _date_value
 
 
 def _error_preamble(status: int, reason: str, extra: str = '') -> bytes:
@@ -610,8 +617,9 @@ class Server:
                 rheaders['connection'] = 'close'
         elif not http11:
             rheaders['connection'] = 'keep-alive'
-        if 'date' not in rheaders:
-            rheaders['date'] = _current_date()
+        if 'date' not in rheaders:  # D10; _current_date(), inlined
+            now = _time()
+            rheaders['date'] = _date_value if now < _date_until else _new_date(now)
         raw = not http11 and isinstance(rbody, (ChunkedBody, ChunkedBodyIter))
         try:
             if raw:
