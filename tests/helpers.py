@@ -10,6 +10,8 @@ Run IO tests with ``n=1`` (worst case, every boundary split) and with a large
 import io
 import os
 
+import pytest
+
 from degu.base import MAX_IO_SIZE
 
 __all__ = (
@@ -134,3 +136,12 @@ def encode_chunks(chunks, trailer=b''):
         if chunk[1]:
             out.append(b'\r\n')
     return b''.join(out) + trailer + b'\r\n'
+
+
+def raises(exc_type, message, func, *args, **kw):
+    """Call func(*args, **kw), check the exact exception type and message; return it."""
+    with pytest.raises(exc_type) as info:
+        func(*args, **kw)
+    assert type(info.value) is exc_type
+    assert str(info.value) == message
+    return info.value

@@ -10,7 +10,7 @@ import random
 import shutil
 
 import pytest
-from helpers import MOVE_SIZES, FakeFile, encode_chunks, random_chunks
+from helpers import MOVE_SIZES, FakeFile, encode_chunks, raises, random_chunks
 
 from degu import base
 from degu.base import (
@@ -30,15 +30,6 @@ from degu.base import (
     Response,
     Session,
 )
-
-
-def raises(exc_type, message, func, *args, **kw):
-    with pytest.raises(exc_type) as info:
-        func(*args, **kw)
-    assert type(info.value) is exc_type
-    assert str(info.value) == message
-    return info.value
-
 
 STATE_NAMES = {
     BODY_STARTED: 'BODY_STARTED, cannot start another operation',

@@ -12,7 +12,7 @@ import ssl
 import threading
 
 import pytest
-from helpers import MOVE_SIZES, FakeFile, FakeSocket, encode_chunks
+from helpers import MOVE_SIZES, FakeFile, FakeSocket, encode_chunks, raises
 
 from degu import _io
 from degu.base import (
@@ -38,14 +38,6 @@ from degu.base import (
     map_socket_error,
     set_output_headers,
 )
-
-
-def raises(exc_type, message, func, *args, **kw):
-    with pytest.raises(exc_type) as info:
-        func(*args, **kw)
-    assert type(info.value) is exc_type
-    assert str(info.value) == message
-    return info.value
 
 
 def wrap(data=b'', n=1 << 20, **kw):

@@ -6,6 +6,7 @@ written here from the RFC grammar (not taken from the engine).
 """
 
 import pytest
+from helpers import raises
 
 from degu import base
 from degu.base import (
@@ -55,15 +56,6 @@ QDTEXT = (
     frozenset(b'\t !') | frozenset(range(0x23, 0x5C)) | frozenset(range(0x5D, 0x7F)) | OBS_TEXT
 )
 ALL_BYTES = range(256)
-
-
-def raises(exc_type, message, func, *args):
-    """Call func(*args), check the exact exception type and message; return it."""
-    with pytest.raises(exc_type) as info:
-        func(*args)
-    assert type(info.value) is exc_type
-    assert str(info.value) == message
-    return info.value
 
 
 # -------------------------------------------------------------------------
