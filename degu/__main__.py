@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     files = sub.add_parser('files', help='serve the files of a folder')
     files.add_argument('directory', nargs='?', default='.', metavar='DIR',
                        help='folder to serve (default: the current one)')
+    files.add_argument('--no-listing', action='store_true',
+                       help='a folder without index.html is a 404, not a list of its files')
     serve = sub.add_parser('serve', help='serve an RGI (or, with --wsgi, a WSGI) app')
     serve.add_argument('app', metavar='MODULE:APP', help='the app to import, e.g. myapi:app')
     serve.add_argument('--wsgi', action='store_true', help='APP is a WSGI application')
@@ -165,7 +167,7 @@ def build_app(args: argparse.Namespace) -> Callable[..., Any]:
         directory = os.path.abspath(args.directory)
         if not os.path.isdir(directory):
             raise CommandError(f'not a folder: {args.directory!r}')
-        return FilesApp(directory)
+        return FilesApp(directory, listing=not args.no_listing)
     app = load_app(args.app)
     if args.wsgi:
         from .wsgi import WSGIApp

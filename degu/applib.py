@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import html
 import http
 import io
 import logging
@@ -36,7 +37,7 @@ from .base import (
     Session,
     parse_range,
 )
-from .util import unquote
+from .util import quote, unquote
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
 if TYPE_CHECKING:
@@ -422,6 +423,58 @@ def _etag_matches(value: str, etag: str) -> bool:
     return False
 
 
+def _files_app(dir_name: str, listing: bool) -> FilesApp:
+    return FilesApp(dir_name, listing=listing)
+
+
+MAX_LISTING = 10_000  # entries shown in a directory listing (bounds memory and time)
+
+
+def _listing(request: Request, fd: int, st: os.stat_result) -> tuple:
+    """An HTML list of the regular files and directories under *fd*."""
+    entries = []
+    with os.scandir(fd) as it:
+        for entry in it:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    entries.append(entry.name + '/')
+                elif entry.is_file(follow_symlinks=False):
+                    entries.append(entry.name)
+            except OSError:  # pragma: no cover - gone while we looked
+                continue
+            if len(entries) >= MAX_LISTING:
+                break
+    entries.sort()
+    base = request.uri.split('?', 1)[0]
+    if not base.endswith('/'):
+        base += '/'
+    title = html.escape(_display_path(base))
+    items = [] if base == '/' else ['<li><a href="../">../</a></li>']
+    for name in entries:
+        try:
+            href = base + quote(name.rstrip('/')) + ('/' if name.endswith('/') else '')
+        except (UnicodeError, ValueError):
+            continue  # a name that is not valid UTF-8 cannot be linked
+        items.append(f'<li><a href="{html.escape(href)}">{html.escape(name)}</a></li>')
+    page = (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f'<title>Index of {title}</title></head>\n'
+        f'<body><h1>Index of {title}</h1>\n<ul>\n' + '\n'.join(items) + '\n</ul></body></html>\n'
+    ).encode('utf-8', 'surrogateescape')
+    headers = {'content-type': 'text/html; charset=utf-8', 'content-length': len(page)}
+    if request.method == 'HEAD':
+        return (200, 'OK', headers, None)
+    return (200, 'OK', headers, page)
+
+
+def _display_path(path: str) -> str:
+    """*path* percent-decoded for display, or as it is when it does not decode."""
+    try:
+        return '/'.join(unquote(part) for part in path.split('/'))
+    except ValueError:
+        return path
+
+
 def _decode_path(path: list[str]) -> tuple[list[str], bool] | None:
     """``(names, want_dir)`` from raw path components, or ``None`` for a bad request.
 
@@ -456,7 +509,9 @@ class FilesApp:
     directory descriptor with ``O_NOFOLLOW``: symbolic links are never
     followed (``404``), so no link leads outside the directory, and there
     is no window between a check and an open.  A directory serves its
-    ``index.html``.
+    ``index.html``; without one, with *listing* true, a directory serves an
+    HTML list of its regular files and subdirectories (symbolic links are
+    left out, as they are never served), else ``404``.
     Anything missing, unreadable or not a regular file is ``404 Not Found``.
 
     Responses carry ``content-length``, ``content-type`` (from the built-in
@@ -471,12 +526,15 @@ class FilesApp:
     plain socket.
     """
 
-    def __init__(self, dir_name: str) -> None:
+    def __init__(self, dir_name: str, *, listing: bool = False) -> None:
         if type(dir_name) is not str:
             raise TypeError(_TYPE_ERROR2.format('dir_name', str, type(dir_name)))
         if os.path.abspath(dir_name) != dir_name:
             raise ValueError(f'dir_name: not absolute, normalized path: {dir_name!r}')
+        if type(listing) is not bool:
+            raise TypeError(_TYPE_ERROR2.format('listing', bool, type(listing)))
         self.dir_name = dir_name
+        self.listing = listing
         self.dir_fd = os.open(
             dir_name, os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0)
         )
@@ -486,7 +544,7 @@ class FilesApp:
 
     def __reduce__(self):
         # A descriptor cannot cross a process boundary: open the directory again.
-        return (FilesApp, (self.dir_name,))
+        return (_files_app, (self.dir_name, self.listing))
 
     def close(self) -> None:
         """Close the directory descriptor; later calls do nothing."""
@@ -519,7 +577,12 @@ class FilesApp:
             st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):
                 name = 'index.html'
-                child = os.open(name, _OPEN_FLAGS, dir_fd=fd)
+                try:
+                    child = os.open(name, _OPEN_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not self.listing:
+                        raise
+                    return (fd, st, '')  # a directory to list; the caller closes fd
                 os.close(fd)
                 fd = child
                 st = os.fstat(fd)
@@ -551,6 +614,11 @@ class FilesApp:
         if opened is None:
             return (404, 'Not Found', {}, None)
         (fd, st, name) = opened
+        if not name:
+            try:
+                return _listing(request, fd, st)
+            finally:
+                os.close(fd)
         fp = _File(fd, 'rb')
         try:
             response = self._respond(request, api, name, fp, st)

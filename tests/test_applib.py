@@ -1003,3 +1003,52 @@ def test_files_never_escape(root, path):
             if response[0] == 200 and method == 'GET':
                 assert response[3] in allowed, uri
                 assert b'secret' not in response[3]
+
+
+# --------------------------------------------------------------------------
+# FilesApp(..., listing=True): a folder without index.html lists its entries
+
+
+def _listed(app, uri):
+    (status, reason, headers, body) = app(None, mkreq('GET', uri), api)
+    assert (status, reason) == (200, 'OK')
+    assert headers == {'content-type': 'text/html; charset=utf-8', 'content-length': len(body)}
+    return body.decode()
+
+
+def test_files_listing(tmp_path):
+    (tmp_path / 'sub dir').mkdir()
+    (tmp_path / 'sub dir' / 'inner.txt').write_bytes(b'inner')
+    (tmp_path / 'a <b>&c.txt').write_bytes(b'x')
+    (tmp_path / 'outside').symlink_to('/etc/passwd')
+    os.mkfifo(tmp_path / 'fifo')
+    with FilesApp(str(tmp_path), listing=True) as app:
+        page = _listed(app, '/')
+        assert '<title>Index of /</title>' in page
+        assert page.count('<li>') == 2  # no ../ at the top, no symlink, no fifo
+        assert '<li><a href="/a%20%3Cb%3E&amp;c.txt">a &lt;b&gt;&amp;c.txt</a></li>' in page
+        assert '<li><a href="/sub%20dir/">sub dir/</a></li>' in page
+        assert 'outside' not in page and 'fifo' not in page
+        page = _listed(app, '/sub%20dir')  # with or without the trailing slash
+        assert '<title>Index of /sub dir/</title>' in page
+        assert '<li><a href="../">../</a></li>' in page
+        assert '<li><a href="/sub%20dir/inner.txt">inner.txt</a></li>' in page
+        assert _listed(app, '/sub%20dir/?q=1') == page
+        (status, _, headers, body) = app(None, mkreq('HEAD', '/'), api)
+        assert (status, body) == (200, None)
+        assert headers['content-length'] > 0
+        (tmp_path / 'index.html').write_bytes(b'<p>index</p>')
+        assert call(app, 'GET', '/')[3] == b'<p>index</p>'  # index.html wins
+    with FilesApp(str(tmp_path / 'sub dir')) as app:
+        assert call(app, 'GET', '/')[0] == 404  # listing is off by default
+    with pytest.raises(TypeError):
+        FilesApp(str(tmp_path), listing=1)
+
+
+def test_files_listing_survives_pickling(tmp_path):
+    import pickle
+
+    app = pickle.loads(pickle.dumps(FilesApp(str(tmp_path), listing=True)))
+    assert app.listing is True
+    assert '<title>Index of /</title>' in _listed(app, '/')
+    app.close()

@@ -240,6 +240,21 @@ def test_files(folder):
     assert 'Stopping (SIGINT)' in err
 
 
+def test_files_lists_a_folder_without_index_html(folder):
+    (folder / 'index.html').unlink()
+    port = free_port()
+    with Degu('files', str(folder), '--address', str(port)) as degu:
+        (status, headers, body) = fetch(f'http://127.0.0.1:{port}/')
+        assert status == 200
+        assert b'<a href="/data.bin">data.bin</a>' in body
+        assert degu.stop()[0] == 0
+    with Degu('files', str(folder), '--address', str(port), '--no-listing') as degu:
+        with pytest.raises(urllib.error.HTTPError) as e:
+            fetch(f'http://127.0.0.1:{port}/')
+        assert e.value.code == 404
+        assert degu.stop()[0] == 0
+
+
 def test_files_default_is_the_current_folder(folder):
     port = free_port()
     with Degu('files', '--address', str(port), cwd=folder) as degu:
