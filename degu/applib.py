@@ -388,11 +388,11 @@ _OPEN_FLAGS = (
 
 
 class _File(io.FileIO):
-    """A file that closes itself when the server drops the response.
+    """A file that also closes itself when dropped unsent.
 
-    FIXME: the server does not close a response body's file once it has been
-    sent, so the last reference does; a server hook that closes ``Body.rfile``
-    after the response would make this deterministic beyond CPython.
+    The degu server closes a response body's file once the response is sent
+    (or failed); this covers a response that is never sent at all (a test
+    calling the app directly, a middleware that drops it).
     """
 
     def __del__(self):

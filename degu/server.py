@@ -38,6 +38,8 @@ from .base import (
     MAX_DRAIN_LEN,
     MAX_HEADER_COUNT,
     MAX_PREAMBLE_LEN,
+    Body,
+    BodyIter,
     ChunkedBody,
     ChunkedBodyIter,
     ConnectionClosed,
@@ -649,6 +651,9 @@ class Server:
             # flush): the client can still get a proper answer.
             wrapper.discard_writes()
             return self._app_failed(wrapper, session, request, e)
+        finally:
+            if rbody is not None and type(rbody) is not bytes:
+                _release(rbody)
         session._requests += 1
         if started:
             access_log.info('%s "%s %s" %d %d %.1fms', session, request._method, request._uri,
@@ -673,6 +678,30 @@ class Server:
                   exc_info=exc)
         self._send_error(wrapper, session, 500, 'Internal Server Error', exc)
         return False
+
+
+def _release(body: object) -> None:
+    """Close what a sent response body was reading from, once it is done with.
+
+    The response belongs to the server once the app returned it: a file
+    behind a ``Body`` is closed (a connection behind one, as a proxy
+    returns, is not), and so is the source of an iterator body that has a
+    ``close()`` (a generator, a WSGI result).
+    """
+    if isinstance(body, Body):
+        if body._reader is not body._rfile:  # an ordinary file, not a connection
+            close = getattr(body._rfile, 'close', None)
+        else:
+            return
+    elif isinstance(body, (BodyIter, ChunkedBodyIter)):
+        close = getattr(body._source, 'close', None)
+    else:
+        return
+    if close is not None:
+        try:
+            close()
+        except Exception:  # a close that fails must not take the connection down
+            log.exception('closing a response body failed: %r', body)
 
 
 def _write_raw_chunks(wrapper, preamble, body):

@@ -591,6 +591,38 @@ def test_body_failing_before_anything_was_sent_gets_500(items):
     assert b'connection: close' in reply
 
 
+def test_sent_response_bodies_are_released(tmp_path):
+    path = tmp_path / 'data.bin'
+    path.write_bytes(b'f' * 100_000)  # big enough for sendfile()
+    opened = []
+    closed = []
+
+    def gen():
+        try:
+            yield b'abc'
+        finally:
+            closed.append('generator')
+
+    def app(session, request, api):
+        if request.uri == '/file':
+            fp = open(path, 'rb')
+            opened.append(fp)
+            return (200, 'OK', {}, api.Body(fp, 100_000))
+        if request.uri == '/small':
+            fp = open(path, 'rb')
+            opened.append(fp)
+            return (200, 'OK', {}, api.Body(fp, 10))  # through the write buffer
+        return (200, 'OK', {}, api.BodyIter(gen(), 3))
+
+    with serving(app) as server:
+        with connect(server.address) as sock:
+            for uri in (b'/file', b'/small', b'/gen'):
+                sock.sendall(b'GET ' + uri + b' HTTP/1.1\r\n\r\n')
+                read_response(sock)
+    assert [fp.closed for fp in opened] == [True, True]
+    assert closed == ['generator']
+
+
 def test_bad_body_found_while_app_reads_it():
     def app(session, request, api):
         try:
