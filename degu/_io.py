@@ -63,6 +63,7 @@ _CRLF = b'\r\n'
 _new_response = tuple.__new__  # Response(...) without the namedtuple's Python-level __new__
 _SMALL_READ = 4096  # reads this small go through the buffer, which may save a recv
 _CONTINUE = b'HTTP/1.1 100 Continue\r\n\r\n'
+START_BUF_LEN = 8 * 1024  # 8 KiB: a new connection's read buffer, grown for big preambles
 SENDFILE_MIN = 64 * 1024  # 64 KiB: smaller file bodies are cheaper to copy than to sendfile()
 
 
@@ -174,7 +175,9 @@ class SocketWrapper(ConnReader):
         self._send = _method(sock, 'send')
         _method(sock, 'close')
         self.sock = sock
-        self._buf = bytearray(max(BUF_LEN, max_preamble))
+        # Small at first (what an idle connection costs), grown to the whole
+        # preamble limit the first time a preamble does not fit.
+        self._buf = bytearray(min(START_BUF_LEN, max(BUF_LEN, max_preamble)))
         self._view = memoryview(self._buf)
         self._start = 0
         self._stop = 0
@@ -290,6 +293,16 @@ class SocketWrapper(ConnReader):
         self._stop = stop + received
         return received
 
+    def _grow(self, size):
+        # A bigger buffer holding what the old one held, from offset 0.
+        stop = self._stop - self._start
+        buf = bytearray(size)
+        buf[:stop] = self._view[self._start : self._stop]
+        self._buf = buf
+        self._view = memoryview(buf)
+        self._start = 0
+        self._stop = stop
+
     def _compact(self):
         start = self._start
         if start:
@@ -330,6 +343,8 @@ class SocketWrapper(ConnReader):
         timeout = self.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         self._compact()
+        if len(self._buf) < max(BUF_LEN, limit):
+            self._grow(max(BUF_LEN, limit))
         searched = 0
         try:
             while True:

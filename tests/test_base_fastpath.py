@@ -250,3 +250,20 @@ def test_send_returning_zero_raises_instead_of_looping():
         wrapper.write_message(b'preamble', None)
     assert str(e.value) == 'sending: send() returned 0'
     assert sock.calls == 2
+
+
+def test_read_buffer_starts_small_and_grows_for_a_big_preamble():
+    from helpers import FakeSocket
+
+    from degu import _io
+
+    big = b'GET /big HTTP/1.1\r\nx-big: ' + b'b' * 20_000 + b'\r\n\r\n'
+    small = b'GET /small HTTP/1.1\r\n\r\n'
+    for size in (1, 4096, 1 << 20):
+        wrapper = SocketWrapper(FakeSocket(small + big + small, size))
+        assert len(wrapper._buf) == _io.START_BUF_LEN  # what an idle connection holds
+        assert wrapper.read_request().uri == '/small'
+        request = wrapper.read_request()
+        assert (request.uri, request.headers) == ('/big', {'x-big': 'b' * 20_000})
+        assert len(wrapper._buf) == 32 * 1024  # grown to the preamble limit, once
+        assert wrapper.read_request().uri == '/small'
