@@ -35,6 +35,7 @@ from ._body import (
     _new_request,
 )
 from ._parse import (
+    _TYPE_ERROR,
     BUF_LEN,
     MAX_HEADER_COUNT,
     MAX_IO_SIZE,
@@ -57,7 +58,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing stays out of the import path
     from typing import Any
 
-__all__ = ('SocketWrapper', 'set_output_headers', 'map_socket_error')
+__all__ = ('SocketWrapper', 'set_output_headers', 'map_socket_error', 'address_family')
 
 _CRLF = b'\r\n'
 _new_response = tuple.__new__  # Response(...) without the namedtuple's Python-level __new__
@@ -70,6 +71,32 @@ SENDFILE_MIN = 64 * 1024  # 64 KiB: smaller file bodies are cheaper to copy than
 def _tokens(value):
     # A comma-separated list of tokens, e.g. a connection header (RFC 9110 5.6.1).
     return [token.strip() for token in value.lower().split(',')]
+
+
+def address_family(address: 'tuple | str | bytes') -> socket.AddressFamily:
+    """The socket family an *address* (SPEC 3) selects, after checking it.
+
+    Server and client share the rules: a 2-tuple is IPv4 (the client also
+    resolves names), a 4-tuple IPv6, a ``str`` an absolute, normalised
+    AF_UNIX path, ``bytes`` a Linux abstract AF_UNIX name.  The family is
+    never guessed from a host string.
+
+    >>> address_family(('::1', 0, 0, 0)) == socket.AF_INET6
+    True
+    """
+    if isinstance(address, tuple):
+        if len(address) == 2:
+            return socket.AF_INET
+        if len(address) == 4:
+            return socket.AF_INET6
+        raise ValueError(f'address: must have 2 or 4 items; got {address!r}')
+    if isinstance(address, str):
+        if os.path.abspath(address) != address:
+            raise ValueError(f'address: bad socket filename: {address!r}')
+        return socket.AF_UNIX
+    if isinstance(address, bytes):
+        return socket.AF_UNIX
+    raise TypeError(_TYPE_ERROR.format('address', (tuple, str, bytes), type(address), address))
 
 
 def map_socket_error(exc: BaseException, what: str) -> 'ConnectionClosed | None':

@@ -48,6 +48,7 @@ from .base import (
     Response,
     SocketWrapper,
     UnsupportedResponse,
+    address_family,
     api,
     render_request,
     set_output_headers,
@@ -114,19 +115,6 @@ def _check_str_or_none(name, value):
     return value
 
 
-def _check_address(address: tuple | str | bytes) -> tuple | str | bytes:
-    """The *address* of SPEC section 3, checked; returns it unchanged."""
-    if isinstance(address, tuple):
-        if len(address) not in (2, 4):
-            raise ValueError(f'address: must have 2 or 4 items; got {address!r}')
-    elif isinstance(address, str):
-        if os.path.abspath(address) != address:
-            raise ValueError(f'address: bad socket filename: {address!r}')
-    elif not isinstance(address, bytes):
-        raise TypeError(_TYPE_ERROR.format('address', (tuple, str, bytes), type(address), address))
-    return address
-
-
 def _default_host(address: tuple | str | bytes, default_port: int) -> str | None:
     if not isinstance(address, tuple):
         return None
@@ -186,7 +174,8 @@ class Client:
     )
 
     def __init__(self, address: tuple | str | bytes, **options: Any) -> None:
-        self.address = _check_address(address)
+        address_family(address)  # checks it (SPEC 3)
+        self.address = address
         unsupported = sorted(set(options) - set(self._allowed_options))
         if unsupported:
             raise TypeError(
@@ -255,10 +244,11 @@ class Client:
     def create_socket(self) -> socket.socket:
         """A new connected socket (AF_UNIX sockets get ``SO_PASSCRED``)."""
         address = self.address
-        if isinstance(address, tuple) and len(address) == 2:
+        family = address_family(address)
+        if family == socket.AF_INET and isinstance(address, tuple):
+            # (host, port): the host may be a name, or an IPv6 literal
             sock = socket.create_connection(address, timeout=self.timeout)
         else:
-            family = socket.AF_INET6 if isinstance(address, tuple) else socket.AF_UNIX
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:
                 if family == socket.AF_UNIX:

@@ -48,6 +48,7 @@ from .base import (
     Request,
     Session,
     SocketWrapper,
+    address_family,
     api,
     render_response,
     set_output_headers,
@@ -106,23 +107,6 @@ def _check_options(cls, options):
             raise ValueError(f'need {low} <= {name} <= {high}; got {value}')
         values[name] = value
     return values
-
-
-def _check_address(address: tuple | str | bytes) -> socket.AddressFamily:
-    """The address family for *address* (SPEC 3), after checking it."""
-    if type(address) is tuple:
-        if len(address) == 2:
-            return socket.AF_INET
-        if len(address) == 4:
-            return socket.AF_INET6
-        raise ValueError(f'address: must have 2 or 4 items; got {address!r}')
-    if type(address) is str:
-        if os.path.abspath(address) != address:
-            raise ValueError(f'address: bad socket filename: {address!r}')
-        return socket.AF_UNIX
-    if type(address) is bytes:
-        return socket.AF_UNIX
-    raise TypeError(_TYPE_ERROR.format('address', (tuple, str, bytes), type(address), address))
 
 
 def _app_name(app):
@@ -262,7 +246,7 @@ class Server:
         if isinstance(address, socket.socket):
             sock = address
         else:
-            family = _check_address(address)
+            family = address_family(address)
             sock = socket.socket(family, socket.SOCK_STREAM)
             try:
                 if family != socket.AF_UNIX:
