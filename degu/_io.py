@@ -351,16 +351,18 @@ class SocketWrapper(ConnReader):
             if not self._closed:
                 sock.settimeout(self.timeout)
 
-    def _read_preamble(self):
-        # A request preamble, for _skip_empty_lines() (read_request() inlines this).
-        buf = self._buf
-        if self._start == self._stop:
-            if self._wait_first('reading request preamble') == 0:
-                raise EmptyPreambleError('request preamble is empty')
-        idx = buf.find(b'\r\n\r\n', self._start, self._stop)
-        if idx < 0 or idx + 4 - self._start > self.max_preamble:
-            idx = self._read_more_preamble('request')
+    def _read_preamble(self, kind, what):
+        # The next preamble, CRLFCRLF stripped: one find() in what the last
+        # recv brought, one copy out of the buffer (the common case).
         start = self._start
+        if start == self._stop:
+            if self._wait_first(what) == 0:
+                raise EmptyPreambleError(f'{kind} preamble is empty')
+            start = self._start
+        idx = self._buf.find(b'\r\n\r\n', start, self._stop)
+        if idx < 0 or idx + 4 - start > self.max_preamble:
+            idx = self._read_more_preamble(kind)
+            start = self._start
         self._start = idx + 4
         return bytes(self._view[start:idx])
 
@@ -416,19 +418,7 @@ class SocketWrapper(ConnReader):
         byte, ``ValueError`` (or ``ParseError``) for a malformed preamble.
         Empty lines before a request line are skipped (RFC 9112 section 2.2).
         """
-        # The hot path: one find() in what the last recv brought, one copy
-        # out of the buffer, then the parsers.
-        start = self._start
-        if start == self._stop:
-            if self._wait_first('reading request preamble') == 0:
-                raise EmptyPreambleError('request preamble is empty')
-            start = self._start
-        idx = self._buf.find(b'\r\n\r\n', start, self._stop)
-        if idx < 0 or idx + 4 - start > self.max_preamble:
-            idx = self._read_more_preamble('request')
-            start = self._start
-        self._start = idx + 4
-        preamble = bytes(self._view[start:idx])
+        preamble = self._read_preamble('request', 'reading request preamble')
         if preamble[:2] == _CRLF or not preamble:
             preamble = self._skip_empty_lines(preamble)
         (line, _, block) = preamble.partition(_CRLF)
@@ -449,7 +439,7 @@ class SocketWrapper(ConnReader):
             preamble = preamble[2:]
         if not preamble:
             # CRLF CRLF alone, or a request line hiding after it: once more.
-            preamble = self._read_preamble()
+            preamble = self._read_preamble('request', 'reading request preamble')
             while preamble[:2] == _CRLF:
                 preamble = preamble[2:]
             if not preamble:
@@ -465,17 +455,8 @@ class SocketWrapper(ConnReader):
         an unframed HTTP/1.0 or ``connection: close`` response (D14).
         ``response_version`` is left at the version of the status line.
         """
-        start = self._start
-        if start == self._stop:
-            if self._fill('reading response preamble') == 0:
-                raise EmptyPreambleError('response preamble is empty')
-            start = self._start
-        idx = self._buf.find(b'\r\n\r\n', start, self._stop)
-        if idx < 0 or idx + 4 - start > self.max_preamble:
-            idx = self._read_more_preamble('response')
-            start = self._start
-        self._start = idx + 4
-        (line, _, block) = bytes(self._view[start:idx]).partition(_CRLF)
+        preamble = self._read_preamble('response', 'reading response preamble')
+        (line, _, block) = preamble.partition(_CRLF)
         (version, status, reason) = parse_response_line(line)
         self.response_version = version
         try:
