@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
     from typing import Any, TypeVar
 
-    _S = TypeVar('_S', bound='_ProcessServer')
+    _S = TypeVar('_S', bound='_Stoppable')
 
 __all__ = (
     'IPv6_LOOPBACK',
@@ -202,7 +202,25 @@ def _callable_name(obj: object) -> str:
     return repr(obj)
 
 
-class _ProcessServer:
+class _Stoppable:
+    """``with`` and garbage collection call ``terminate()`` (here and in degu.misc)."""
+
+    terminate: 'Callable[[], None]'  # each subclass stops its own kind of server
+
+    def __enter__(self: '_S') -> '_S':
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.terminate()
+
+    def __del__(self):
+        try:
+            self.terminate()
+        except Exception:  # pragma: no cover - nobody to report to
+            pass
+
+
+class _ProcessServer(_Stoppable):
     """What EmbeddedServer and EmbeddedSSLServer share: a process and its life."""
 
     process = None
@@ -235,18 +253,6 @@ class _ProcessServer:
             _stop_server_process(process)
         finally:
             _remove_socket_file(self.address)
-
-    def __enter__(self: '_S') -> '_S':
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.terminate()
-
-    def __del__(self):
-        try:
-            self.terminate()
-        except Exception:  # pragma: no cover - nobody to report to
-            pass
 
 
 class EmbeddedServer(_ProcessServer):

@@ -33,6 +33,7 @@ from . import (
     _remove_socket_file,
     _start_server_process,
     _stop_server_process,
+    _Stoppable,
 )
 from .base import MAX_IO_SIZE, Request, format_chunk, parse_headers
 from .sslhelpers import PKI
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
     from .base import API, Session
 
-    _T = TypeVar('_T', bound='_TempServerBase')
     _P = TypeVar('_P', bound='TempPKI')
 
     class _Writer(Protocol):
@@ -83,7 +83,7 @@ _TYPE_ERROR = '{}: need a {!r}; got a {!r}: {!r}'
 # process, and an AF_UNIX socket file is removed after the server stops.
 
 
-class _TempServerBase:
+class _TempServerBase(_Stoppable):
     """The life cycle shared by TempServer and TempSSLServer."""
 
     process = None
@@ -166,18 +166,6 @@ class _TempServerBase:
 
     # Degu's fixtures are stopped with terminate(); close() is the usual name.
     close = terminate
-
-    def __enter__(self: _T) -> _T:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.terminate()
-
-    def __del__(self):
-        try:
-            self.terminate()
-        except Exception:  # pragma: no cover - nobody to report to
-            pass
 
 
 def _serve_thread(server, state):
