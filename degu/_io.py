@@ -50,6 +50,7 @@ from ._parse import (
     parse_headers,
     parse_request_line,
     parse_response_line,
+    parse_tokens,
     render_request,
     render_response,
 )
@@ -66,11 +67,6 @@ _SMALL_READ = 4096  # reads this small go through the buffer, which may save a r
 _CONTINUE = b'HTTP/1.1 100 Continue\r\n\r\n'
 START_BUF_LEN = 8 * 1024  # 8 KiB: a new connection's read buffer, grown for big preambles
 SENDFILE_MIN = 64 * 1024  # 64 KiB: smaller file bodies are cheaper to copy than to sendfile()
-
-
-def _tokens(value):
-    # A comma-separated list of tokens, e.g. a connection header (RFC 9110 5.6.1).
-    return [token.strip() for token in value.lower().split(',')]
 
 
 def address_family(address: 'tuple | str | bytes') -> socket.AddressFamily:
@@ -472,7 +468,7 @@ class SocketWrapper(ConnReader):
         elif 'transfer-encoding' in headers:
             body = ChunkedBody(self)
         elif version == 'HTTP/1.0' or (
-            'connection' in headers and 'close' in _tokens(headers['connection'])
+            'connection' in headers and 'close' in parse_tokens(headers['connection'])
         ):
             body = Body(self, None)
         else:

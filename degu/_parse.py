@@ -54,6 +54,7 @@ __all__ = (
     'parse_chunk_size',
     'parse_chunk_extension',
     'parse_chunk',
+    'parse_tokens',
     # renderers
     'render_headers',
     'render_request',
@@ -715,6 +716,17 @@ def _check_header_combinations(headers, isresponse):
             raise ValueError('cannot include range header and content-length/transfer-encoding')
     if 'content-range' in headers and not isresponse:
         raise ValueError("request cannot include a 'content-range' header")
+
+
+def parse_tokens(value: str) -> 'list[str]':
+    """A comma-separated field value as lower-case items (RFC 9110 5.6.1).
+
+    For ``connection`` and its like; empty items stay (``'a,,b'`` has three).
+
+    >>> parse_tokens('Keep-Alive, Upgrade')
+    ['keep-alive', 'upgrade']
+    """
+    return [token.strip() for token in value.lower().split(',')]
 
 
 # --------------------------------------------------------------------------

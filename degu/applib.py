@@ -36,6 +36,7 @@ from .base import (
     Request,
     Session,
     parse_range,
+    parse_tokens,
 )
 from .util import quote, unquote
 
@@ -226,7 +227,7 @@ def _end_to_end(headers: dict[str, object]) -> dict[str, object]:
     drop = HOP_BY_HOP
     connection = headers.get('connection')
     if connection is not None:
-        drop = drop | {t.strip().lower() for t in str(connection).split(',')}
+        drop = drop | set(parse_tokens(str(connection)))
     return {name: value for (name, value) in headers.items() if name not in drop}
 
 

@@ -50,6 +50,7 @@ from .base import (
     UnsupportedResponse,
     address_family,
     api,
+    parse_tokens,
     render_request,
     set_output_headers,
 )
@@ -744,7 +745,7 @@ class Connection:
         connection = response.headers.get('connection')
         tokens = ()
         if connection is not None and connection != 'keep-alive':
-            tokens = {t.strip().lower() for t in connection.split(',')}
+            tokens = parse_tokens(connection)
             if 'close' in tokens:
                 return 'the server sent connection: close'
         elif connection is not None:

@@ -50,6 +50,7 @@ from .base import (
     SocketWrapper,
     address_family,
     api,
+    parse_tokens,
     render_response,
     set_output_headers,
 )
@@ -158,10 +159,6 @@ def _error_preamble(status: int, reason: str, extra: str = '') -> bytes:
         f'HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-length: 0\r\n'
         f'date: {_current_date()}\r\n{extra}\r\n'
     ).encode('ascii')
-
-
-def _tokens(value: str) -> list[str]:
-    return [t.strip() for t in value.lower().split(',')]
 
 
 class _AppError(Exception):
@@ -558,7 +555,7 @@ class Server:
         http11 = request._version == 'HTTP/1.1'
         closing = None if http11 else 'HTTP/1.0'  # why the connection closes after this
         if 'connection' in headers:
-            tokens = _tokens(headers['connection'])
+            tokens = parse_tokens(headers['connection'])
             if 'close' in tokens:
                 closing = 'connection: close'
             elif 'keep-alive' in tokens and not http11:
@@ -582,7 +579,7 @@ class Server:
             return self._app_failed(wrapper, session, request, e)
         if wrapper.error is not None:
             return self._app_failed(wrapper, session, request, wrapper.error)
-        if 'connection' in rheaders and 'close' in _tokens(str(rheaders['connection'])):
+        if 'connection' in rheaders and 'close' in parse_tokens(str(rheaders['connection'])):
             closing = closing or 'app closed the connection'
         if body is not None and body._state != 2 and body is not rbody:
             if wrapper.continue_pending:

@@ -1466,3 +1466,14 @@ RENDER_LIST_VALUES_BAD = [
 def test_render_list_values_bad(headers, message):
     raises(ValueError, message, render_request, 'GET', '/', headers)
     raises(ValueError, message, render_response, 200, 'OK', headers)
+
+
+@pytest.mark.parametrize('value, tokens', [
+    ('close', ['close']),
+    ('Keep-Alive, Upgrade', ['keep-alive', 'upgrade']),
+    (' close ,\tTE', ['close', 'te']),
+    ('a,,b', ['a', '', 'b']),
+    ('', ['']),
+])
+def test_parse_tokens(value, tokens):
+    assert base.parse_tokens(value) == tokens
