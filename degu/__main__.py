@@ -26,7 +26,8 @@ import socket
 import sys
 import threading
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
+# typing.TYPE_CHECKING without importing typing: see doc/decisions.rst, 'Imports'.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any

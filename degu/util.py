@@ -1,24 +1,25 @@
 """Small helpers for RGI apps: path shifting, URI rebuilding, path components.
 
-``shift_path``, ``relative_uri`` and ``absolute_uri`` are Degu's helpers
-(SPEC 8.3), kept for old apps: new code can use ``request.shift_path()`` and
-``request.build_proxy_uri()``.  They work on any object with list ``mount``
-and ``path`` attributes and a ``query`` attribute.
+``shift_path``, ``relative_uri`` and ``absolute_uri`` are the original
+Degu's helpers, kept for old apps: new code can use ``request.shift_path()``
+and ``request.build_proxy_uri()``.  They work on any object with list
+``mount`` and ``path`` attributes and a ``query`` attribute.
 
 ``unquote`` and ``quote`` deal with one path component.  The server hands
-path components to apps *raw*, still percent-encoded (D1), so that a proxy
-can rebuild the request-target exactly; an app that maps components to
-names (files, keys) decodes each one with ``unquote``, which is strict:
-a bad escape or bytes that are not UTF-8 raise ``ValueError`` rather than
-guess.  Decoding each component on its own keeps ``%2F`` inside a name
-instead of letting it split the path.
+path components to apps *raw*, still percent-encoded (see doc/decisions.rst,
+'Request target'), so that a proxy can rebuild the request-target exactly;
+an app that maps components to names (files, keys) decodes each one with
+``unquote``, which is strict: a bad escape or bytes that are not UTF-8
+raise ``ValueError`` rather than guess.  Decoding each component on its own
+keeps ``%2F`` inside a name instead of letting it split the path.
 """
 
 from __future__ import annotations
 
 import re
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
+# typing.TYPE_CHECKING without importing typing: see doc/decisions.rst, 'Imports'.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .base import Request
 

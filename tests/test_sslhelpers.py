@@ -1,4 +1,4 @@
-"""Tests for degu.sslhelpers: the openssl-backed throw-away PKI (SPEC 8.6)."""
+"""Tests for degu.sslhelpers: the openssl-backed throw-away PKI (doc/degu.misc.rst)."""
 
 import base64
 import hashlib

@@ -1,6 +1,7 @@
-"""Type hints on the public API (issue 7): the ``py.typed`` marker, an
-annotation on every parameter and return of every public callable, and, when
-mypy is installed, a clean mypy run over the annotated modules.
+"""Type hints on the public API (see doc/decisions.rst, 'Imports'): the
+``py.typed`` marker, an annotation on every parameter and return of every
+public callable, and, when mypy is installed, a clean mypy run over the
+annotated modules.
 
 Covered here: ``degu`` itself, the modules around the engine, and the server
 and the client.  The engine modules (``degu._parse``, ``_body``, ``_io``,
