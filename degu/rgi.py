@@ -2,7 +2,7 @@
 
 Wrap an app in ``Validator(app)`` in tests: every request the server hands
 in, and every response the app hands back, is checked against the RGI
-contract as our engine implements it (SPEC 4, 8.4 and section 0).  A
+contract as our engine implements it (doc/rgi.rst, doc/degu.rgi.rst).  A
 violation raises ``TypeError`` or ``ValueError`` whose message names the
 offending value by its path (``request.headers['content-length']``,
 ``response.body``...), so the server answers 500 and logs exactly what broke.
@@ -18,33 +18,44 @@ The rules, in the order they are checked::
     on_connect   session valid, session.requests == 0; the app's own
                  on_connect (if any) must return a bool
     before app   session, api, request (method, uri, mount, path, query,
-                 headers, body) as the server produces them; body READY
+                 headers, body) as the server produces them; body READY;
+                 range, if present, a Range: Range(start, stop) or the
+                 suffix Range(-length, None)
     app call     exceptions pass through unchanged
     after app    uri == '/' + '/'.join(mount + path) [+ '?' + query] still;
                  request body CONSUMED, except an untouched body under a
                  status >= 400 (the app refused it: the server drains or
-                 closes, D7), an untouched empty Body (content-length: 0),
+                 closes), an untouched empty Body (content-length: 0),
                  or a body sent straight back as the response
-    response     (status, reason, headers, body) with the framing rules below
+    response     (status, reason, headers, body): status 200..599 (a 1xx is
+                 an interim response, never the final one), then the
+                 framing rules below
 
-Response framing, by request method and status::
+Response framing, by request method and status.  The server frames every
+response that may carry content itself (a ``None`` body goes out with
+``content-length: 0``, RFC 9110 section 8.6), so an app only has to keep
+what it sets consistent::
 
-    HEAD              body None; content-length / transfer-encoding optional
-    1xx, 204          body None; no content-length, no transfer-encoding
-    304               body None; content-length optional
-    other, None body  no transfer-encoding; content-length absent or 0
-    bytes             at most 16 MiB; content-length, if given, == len(body)
-    Body, BodyIter    chunked False, state READY, content_length an int,
-                      equal to a given content-length; no transfer-encoding
-    ChunkedBody(Iter) chunked True, state READY, no content_length attribute,
-                      no content-length header
+    HEAD, 2xx but 204  body None; content-length or transfer-encoding
+                       required: what a GET would get (RFC 9110 9.3.2)
+    HEAD, other        body None; framing headers optional
+    204                body None; no content-length, no transfer-encoding
+    304                body None; content-length optional
+    other, None body   no transfer-encoding; content-length absent or 0
+    bytes              at most 16 MiB; content-length, if given, == len(body)
+    Body, BodyIter     chunked False, state READY, no transfer-encoding;
+                       content_length an int equal to a given
+                       content-length, or None for a Body read until its
+                       connection closed (sent chunked)
+    ChunkedBody(Iter)  chunked True, state READY, no content_length
+                       attribute, no content-length header
 """
 
 from __future__ import annotations
 
 import re
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at run time
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
@@ -53,7 +64,7 @@ __all__ = ('Validator',)
 
 _TYPE_ERROR = '{}: need a {!r}; got a {!r}: {!r}'
 
-METHODS = ('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS')  # D2
+METHODS = ('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS')  # doc/rgi.rst
 MAX_LENGTH = 9999999999999999  # largest content-length (16 digits)
 MAX_IO_SIZE = 16 * 1024 * 1024  # 16 MiB: largest bytes body the engine sends
 BODY_READY = 0
@@ -70,12 +81,13 @@ _SINGLE = frozenset(['content-length', 'transfer-encoding', 'host', 'range', 'co
 # refuses anything else on output).
 _NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
 # Header values: no control character but HTAB, no surrounding whitespace
-# (the parser strips it), latin-1 only (obs-text, D4).
+# (the parser strips it), latin-1 only (obs-text, RFC 9110 section 5.5).
 _BAD_VALUE_RE = re.compile(r'[\x00-\x08\x0a-\x1f\x7f]|^[ \t]|[ \t]$|[^\x00-\xff]')
-# Raw path components (D1): pchar, every % starting a two-hex-digit escape.
+# Raw path components (RFC 3986 section 3.3): pchar, every % starting a
+# two-hex-digit escape.
 _COMPONENT_RE = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*")
 _QUERY_RE = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*")
-_CONTENT_RANGE_RE = re.compile(r'bytes (?:[0-9]+-[0-9]+|\*)/(?:[0-9]+|\*)')
+_CONTENT_RANGE_RE = re.compile(r'bytes [0-9]+-[0-9]+/(?:[0-9]+|\*)|bytes \*/[0-9]+')
 
 
 def _type_error(label, need, value):
@@ -170,8 +182,13 @@ def _check_text(label, value):
 def _check_range(label, value):
     if 'Range' not in _class_names(value):
         raise _type_error(label, 'Range', value)
-    start = _check_int(f'{label}.start', _attr(value, 'start', label))
-    stop = _check_int(f'{label}.stop', _attr(value, 'stop', label))
+    start = _attr(value, 'start', label)
+    stop = _attr(value, 'stop', label)
+    if stop is None:  # a suffix range, bytes=-N: Range(-N, None)
+        _check_int(f'{label}.start', start, -MAX_LENGTH, -1)
+        return
+    _check_int(f'{label}.start', start)
+    _check_int(f'{label}.stop', stop)
     if not start < stop:
         raise ValueError(f'{label}: need start < stop; got {value!r}')
 
@@ -185,7 +202,12 @@ def _check_content_range(label, value):
         raise _type_error(label, (str, 'ContentRange'), value)
     start = _check_int(f'{label}.start', _attr(value, 'start', label))
     stop = _check_int(f'{label}.stop', _attr(value, 'stop', label))
-    total = _check_int(f'{label}.total', _attr(value, 'total', label))
+    total = _attr(value, 'total', label)
+    if total is None:  # bytes a-b/*: the total is unknown
+        if not start < stop:
+            raise ValueError(f'{label}: need start < stop; got {value!r}')
+        return
+    _check_int(f'{label}.total', total)
     if not start < stop <= total:
         raise ValueError(f'{label}: need start < stop <= total; got {value!r}')
 
@@ -282,7 +304,7 @@ def _check_uri(request, when):
         _check_str('request.query', query)
         if not _QUERY_RE.fullmatch(query):
             raise ValueError(f'request.query: bad query: {query[:64]!r}')
-    if uri == '*':  # OPTIONS * (asterisk-form, D1)
+    if uri == '*':  # OPTIONS * (asterisk-form, RFC 9112 section 3.2.4)
         if request.method != 'OPTIONS' or components or query is not None:
             raise ValueError(f"request.uri is '*' {when}, but method, path or query disagree")
         return
@@ -302,7 +324,7 @@ def _check_request(request):
         raise _type_error('request.method', str, method)
     if method not in METHODS:
         raise ValueError(f'request.method: bad method: {method!r}')
-    version = getattr(request, 'version', 'HTTP/1.1')  # degu's extra attribute (D3)
+    version = getattr(request, 'version', 'HTTP/1.1')  # degu's extra attribute
     if version not in ('HTTP/1.1', 'HTTP/1.0'):
         raise ValueError(f"request.version: need 'HTTP/1.1' or 'HTTP/1.0'; got {version!r}")
     headers = _attr(request, 'headers', 'request')
@@ -346,8 +368,17 @@ def _check_response_body(request, status, headers, body):
     method = request.method
     if body is None:
         if method == 'HEAD':
+            # A 2xx to HEAD stands for the GET response, framing included
+            # (RFC 9110 section 9.3.2); the server adds none to a HEAD
+            # response, so the app must.  Other statuses need nothing.
+            if 200 <= status < 300 and status != 204:
+                if 'content-length' not in headers and 'transfer-encoding' not in headers:
+                    raise ValueError(
+                        f'response.headers: a {status} response to HEAD needs '
+                        'content-length or transfer-encoding'
+                    )
             return
-        if status < 200 or status == 204:
+        if status == 204:
             for name in ('content-length', 'transfer-encoding'):
                 if name in headers:
                     raise ValueError(f'response.headers: status {status} cannot have {name!r}')
@@ -364,7 +395,7 @@ def _check_response_body(request, status, headers, body):
         return
     if method == 'HEAD':
         raise TypeError(f'request method is HEAD, but {label} is not None: {type(body)!r}')
-    if status < 200 or status in (204, 304):
+    if status in (204, 304):
         raise TypeError(f'response status is {status}, but {label} is not None: {type(body)!r}')
     if type(body) is bytes:
         if len(body) > MAX_IO_SIZE:
@@ -381,8 +412,10 @@ def _check_response_body(request, status, headers, body):
             if chunked is not False:
                 raise ValueError(f'{label}.chunked: need False; got {chunked!r}')
             length = _attr(body, 'content_length', label)
-            if type(length) is not int:
-                raise _type_error(f'{label}.content_length', int, length)
+            # A Body read until its connection closed has no length: the
+            # server sends it chunked (or close-delimited to HTTP/1.0).
+            if length is not None or 'Body' not in _class_names(body):
+                _check_int(f'{label}.content_length', length)
         else:
             if chunked is not True:
                 raise ValueError(f'{label}.chunked: need True; got {chunked!r}')
@@ -406,7 +439,7 @@ def _check_response(request, response):
     if len(response) != 4:
         raise ValueError(f'response: need a 4-tuple; got a {len(response)}-tuple')
     (status, reason, headers, body) = response
-    _check_int('response.status', status, 100, 599)
+    _check_int('response.status', status, 200, 599)  # 1xx: interim, never final
     _check_str('response.reason', reason)
     if not reason or _BAD_VALUE_RE.search(reason):
         raise ValueError(f'response.reason: bad reason: {reason[:64]!r}')
@@ -424,14 +457,14 @@ def _check_consumed(request, status, response_body):
         return
     if state == BODY_READY:
         if status >= 400:
-            return  # refused without reading: the server drains it or closes (D7)
+            return  # refused without reading: the server drains it or closes
         if getattr(body, 'chunked', None) is False and getattr(body, 'content_length', 1) == 0:
-            return  # content-length: 0 (common on a GET, D2): nothing to read
+            return  # content-length: 0 (common on a GET): nothing to read
     raise ValueError(f'request body not consumed: {body!r} (state {state})')
 
 
 class Validator:
-    """Middleware checking server, middleware and app against RGI (SPEC 8.4).
+    """Middleware checking server, middleware and app against RGI (doc/degu.rgi.rst).
 
     >>> def app(session, request, api):
     ...     return (200, 'OK', {}, b'hello')

@@ -95,8 +95,9 @@ def test_correct_apps_pass():
     assert run(ok_app, r)[0] == 200
     r = req('POST', '/x', {'transfer-encoding': 'chunked'}, chunked())
     assert run(ok_app, r)[0] == 200
-    r = req('GET', '/x', {'range': Range(0, 5)})
-    assert run(ok_app, r)[0] == 200
+    for value in (Range(0, 5), Range(5, 9999999999999999), Range(-500, None)):
+        r = req('GET', '/x', {'range': value})
+        assert run(ok_app, r)[0] == 200
     r = req('OPTIONS', '*')
     assert run(ok_app, r)[0] == 200
 
@@ -167,6 +168,19 @@ def fake_request(**kw):
     return SimpleNamespace(**values)
 
 
+class FakeRange:
+    """Looks like a Range to the Validator, whatever its values."""
+
+    def __init__(self, start, stop):
+        (self.start, self.stop) = (start, stop)
+
+    def __repr__(self):
+        return f'Range({self.start}, {self.stop})'
+
+
+FakeRange.__name__ = 'Range'
+
+
 REQUEST_TABLE = [
     # method
     (dict(method=b'GET'), TypeError,
@@ -190,6 +204,14 @@ REQUEST_TABLE = [
     (dict(headers={'a': '\u0100'}), ValueError, "request.headers['a']: bad header value: 'Ā'"),
     (dict(headers={'range': 'bytes=0-4'}), TypeError,
      "request.headers['range']: need a 'Range'; got a <class 'str'>: 'bytes=0-4'"),
+    (dict(headers={'range': FakeRange(5, None)}), ValueError,
+     "need -9999999999999999 <= request.headers['range'].start <= -1; got 5"),
+    (dict(headers={'range': FakeRange(-5, 10)}), ValueError,
+     "need 0 <= request.headers['range'].start <= 9999999999999999; got -5"),
+    (dict(headers={'range': FakeRange(5, 5)}), ValueError,
+     "request.headers['range']: need start < stop; got Range(5, 5)"),
+    (dict(headers={'range': FakeRange(0, '5')}), TypeError,
+     "request.headers['range'].stop: need a <class 'int'>; got a <class 'str'>: '5'"),
     (dict(headers={'content-range': ContentRange(0, 1, 2)}), ValueError,
      "request.headers: request cannot include a 'content-range' header"),
     (dict(headers={'content-length': '5'}, body=body()), TypeError,
@@ -331,7 +353,7 @@ def test_body_consumed():
     assert str(e.value).endswith('5) (state 1)')
 
     def sized_read_to_the_end(session, request, api):
-        request.body.read(5)  # D11: reaching the end consumes the body
+        request.body.read(5)  # reaching the end consumes the body
         return (200, 'OK', {}, None)
 
     assert run(sized_read_to_the_end, put())[0] == 200
@@ -341,7 +363,7 @@ def test_body_consumed():
 
     assert run(echo, put())[0] == 200
 
-    # content-length: 0 on a GET (D2): nothing to consume
+    # content-length: 0 on a GET: nothing to consume
     empty = Body(io.BytesIO(b''), 0)
     r = req('GET', '/x', {'content-length': 0}, empty)
     assert run(reads_nothing(200), r)[0] == 200
@@ -358,7 +380,7 @@ def test_body_consumed():
 
 
 def close_delimited():
-    """A client response body read until EOF (D14): its length is unknown."""
+    """A client response body read until EOF (RFC 9112 section 6.3): no length."""
     from degu.base import SocketWrapper
 
     (a, b) = socket.socketpair()
@@ -379,8 +401,16 @@ RESPONSE_TABLE = [
     ((200, 'OK', {}), 'GET', ValueError, 'response: need a 4-tuple; got a 3-tuple'),
     (('200', 'OK', {}, None), 'GET', TypeError,
      "response.status: need a <class 'int'>; got a <class 'str'>: '200'"),
-    ((99, 'OK', {}, None), 'GET', ValueError, 'need 100 <= response.status <= 599; got 99'),
-    ((600, 'OK', {}, None), 'GET', ValueError, 'need 100 <= response.status <= 599; got 600'),
+    ((99, 'OK', {}, None), 'GET', ValueError, 'need 200 <= response.status <= 599; got 99'),
+    # 1xx are interim responses: never the app's final answer
+    ((100, 'Continue', {}, None), 'GET', ValueError,
+     'need 200 <= response.status <= 599; got 100'),
+    ((101, 'Switching Protocols', {}, None), 'GET', ValueError,
+     'need 200 <= response.status <= 599; got 101'),
+    ((103, 'Early Hints', {}, None), 'HEAD', ValueError,
+     'need 200 <= response.status <= 599; got 103'),
+    ((199, 'X', {}, None), 'GET', ValueError, 'need 200 <= response.status <= 599; got 199'),
+    ((600, 'OK', {}, None), 'GET', ValueError, 'need 200 <= response.status <= 599; got 600'),
     ((200, b'OK', {}, None), 'GET', TypeError,
      "response.reason: need a <class 'str'>; got a <class 'bytes'>: b'OK'"),
     ((200, '', {}, None), 'GET', ValueError, "response.reason: bad reason: ''"),
@@ -406,6 +436,8 @@ RESPONSE_TABLE = [
      "response.headers: response cannot include a 'range' header"),
     ((206, 'OK', {'content-range': 'bytes 0-1'}, None), 'GET', ValueError,
      "response.headers['content-range']: bad content-range: 'bytes 0-1'"),
+    ((416, 'X', {'content-range': 'bytes */*'}, None), 'GET', ValueError,
+     "response.headers['content-range']: bad content-range: 'bytes */*'"),
     ((206, 'OK', {'content-range': Range(0, 1)}, None), 'GET', TypeError,
      "response.headers['content-range']: need a (<class 'str'>, 'ContentRange'); "
      "got a <class 'degu.base.Range'>: Range(0, 1)"),
@@ -418,16 +450,21 @@ RESPONSE_TABLE = [
     # HEAD and the statuses without a body
     ((200, 'OK', {}, b''), 'HEAD', TypeError,
      "request method is HEAD, but response.body is not None: <class 'bytes'>"),
-    ((100, 'Continue', {}, b''), 'GET', TypeError,
-     "response status is 100, but response.body is not None: <class 'bytes'>"),
     ((204, 'No Content', {}, b''), 'GET', TypeError,
      "response status is 204, but response.body is not None: <class 'bytes'>"),
     ((304, 'Not Modified', {}, b''), 'GET', TypeError,
      "response status is 304, but response.body is not None: <class 'bytes'>"),
     ((204, 'No Content', {'content-length': 0}, None), 'GET', ValueError,
      "response.headers: status 204 cannot have 'content-length'"),
-    ((101, 'Switching', {'transfer-encoding': 'chunked'}, None), 'GET', ValueError,
-     "response.headers: status 101 cannot have 'transfer-encoding'"),
+    ((204, 'No Content', {'transfer-encoding': 'chunked'}, None), 'GET', ValueError,
+     "response.headers: status 204 cannot have 'transfer-encoding'"),
+    # HEAD: a 2xx (but 204) says what a GET would get
+    ((200, 'OK', {}, None), 'HEAD', ValueError,
+     'response.headers: a 200 response to HEAD needs content-length or transfer-encoding'),
+    ((206, 'Partial Content', {'content-range': 'bytes 0-1/5'}, None), 'HEAD', ValueError,
+     'response.headers: a 206 response to HEAD needs content-length or transfer-encoding'),
+    ((299, 'X', {'x': 'y'}, None), 'HEAD', ValueError,
+     'response.headers: a 299 response to HEAD needs content-length or transfer-encoding'),
     # None body
     ((200, 'OK', {'content-length': 5}, None), 'GET', ValueError,
      "response.body is None, but response.headers['content-length'] is 5"),
@@ -452,14 +489,33 @@ RESPONSE_TABLE = [
      'response.body.state: need BODY_READY (0); got 1'),
     ((200, 'OK', {}, lambda: _started(BodyIter([b'x'], 1))), 'GET', ValueError,
      'response.body.state: need BODY_READY (0); got 2'),
-    ((200, 'OK', {}, close_delimited), 'GET', TypeError,
+    ((200, 'OK', {'content-length': 5}, close_delimited), 'GET', ValueError,
+     "response.headers['content-length'] != len(response.body): 5 != None"),
+    ((200, 'OK', {'transfer-encoding': 'chunked'}, close_delimited), 'GET', ValueError,
+     "response.body has a length, but response.headers has 'transfer-encoding'"),
+    ((200, 'OK', {}, lambda: FakeBodyIter(None)), 'GET', TypeError,
      "response.body.content_length: need a <class 'int'>; got a <class 'NoneType'>: None"),
+    ((200, 'OK', {}, lambda: FakeBodyIter(-1)), 'GET', ValueError,
+     'need 0 <= response.body.content_length <= 9999999999999999; got -1'),
     # ChunkedBody, ChunkedBodyIter
     ((200, 'OK', {'content-length': 2}, chunked_iter), 'GET', ValueError,
      "response.body is chunked, but response.headers has 'content-length'"),
     ((200, 'OK', {}, lambda: _started(chunked())), 'GET', ValueError,
      'response.body.state: need BODY_READY (0); got 1'),
 ]
+
+
+class FakeBodyIter:
+    """A BodyIter lookalike: only a Body read from a connection may lack a length."""
+
+    chunked = False
+    state = 0
+
+    def __init__(self, content_length):
+        self.content_length = content_length
+
+
+FakeBodyIter.__name__ = 'BodyIter'
 
 
 def _started(b):
@@ -500,12 +556,18 @@ def test_response_chunked_with_content_length_attribute():
 GOOD_RESPONSES = [
     ((200, 'OK', {}, None), 'GET'),
     ((200, 'OK', {'content-length': 0}, None), 'GET'),
-    ((404, 'Not Found', {}, None), 'HEAD'),
+    ((404, 'Not Found', {}, None), 'HEAD'),  # other statuses need no framing on HEAD
+    ((405, 'Method Not Allowed', {'allow': 'GET'}, None), 'HEAD'),
+    ((301, 'Moved Permanently', {'location': '/x/'}, None), 'HEAD'),
+    ((304, 'Not Modified', {'etag': '"x"'}, None), 'HEAD'),
+    ((204, 'No Content', {}, None), 'HEAD'),
     ((200, 'OK', {'content-length': 12}, None), 'HEAD'),
+    ((200, 'OK', {'content-length': 0}, None), 'HEAD'),
+    ((206, 'Partial Content', {'content-length': 2}, None), 'HEAD'),
     ((200, 'OK', {'transfer-encoding': 'chunked'}, None), 'HEAD'),
     ((204, 'No Content', {}, None), 'GET'),
     ((304, 'Not Modified', {'content-length': 12, 'etag': '"x"'}, None), 'GET'),
-    ((100, 'Continue', {}, None), 'GET'),
+    ((200, 'OK', {}, close_delimited), 'GET'),  # a Body read until the peer closed
     ((200, 'OK', {}, b''), 'GET'),
     ((200, 'OK', {'content-length': 5}, b'hello'), 'GET'),
     ((200, 'OK', {}, body), 'GET'),
@@ -515,6 +577,8 @@ GOOD_RESPONSES = [
     ((200, 'OK', {'transfer-encoding': 'chunked'}, chunked_iter), 'GET'),
     ((206, 'Partial Content', {'content-range': ContentRange(0, 2, 5)}, b'he'), 'GET'),
     ((416, 'Range Not Satisfiable', {'content-range': 'bytes */5'}, None), 'GET'),
+    ((206, 'Partial Content', {'content-range': ContentRange(0, 2, None)}, b'he'), 'GET'),
+    ((206, 'Partial Content', {'content-range': 'bytes 0-1/*'}, b'he'), 'GET'),
     ((200, 'OK', {'set-cookie': ['a=1', 'b=2'], 'retry-after': 1, 'x': ''}, None), 'GET'),
     ((200, 'OK', {'x': 'caf\xe9'}, None), 'GET'),
 ]
@@ -665,9 +729,9 @@ def test_live_on_connect_and_refusal():
     with TempServer(('::1', 0, 0, 0), Validator(refuse_app), thread=True) as server:
         conn = Client(server.address).connect()
         r = conn.put('/x', {}, b'x' * 10)
-        assert r.status == 413
+        assert (r.status, r.body.read()) == (413, b'')
         r = conn.get('/', {})
-        assert r.status == 413
+        assert (r.status, r.body.read()) == (413, b'')
         conn.close()
 
 
@@ -679,3 +743,24 @@ def _recv_response(sock):
         if not chunk or (b'\r\n\r\n' in data and data.endswith(b'hello')):
             break
     return data
+
+
+def head_app(session, request, api):
+    """Answers HEAD by the path: with framing, without it, or with a 404."""
+    if request.path == ['framed']:
+        return (200, 'OK', {'content-length': 5}, None)
+    if request.path == ['missing']:
+        return (404, 'Not Found', {}, None)
+    return (200, 'OK', {}, None)  # an app error: a GET would send a body
+
+
+def test_live_head_rule():
+    with TempServer(('127.0.0.1', 0), Validator(head_app), thread=True) as server:
+        conn = Client(server.address).connect()
+        r = conn.head('/framed', {})
+        assert (r.status, r.headers['content-length'], r.body) == (200, 5, None)
+        r = conn.head('/missing', {})
+        assert (r.status, r.body) == (404, None)
+        r = conn.head('/unframed', {})  # the server's own 500: content-length: 0
+        assert (r.status, r.reason) == (500, 'Internal Server Error')
+        conn.close()
