@@ -1,6 +1,6 @@
 """Fixtures for tests and doctests: throw-away servers, a throw-away PKI, helpers.
 
-What a user of degu reaches for in their own unit tests (SPEC 8.2, D9):
+What a user of degu reaches for in their own unit tests (doc/degu.misc.rst):
 
 * ``TempServer`` / ``TempSSLServer``: a server on a loopback or AF_UNIX
   address, in a child process (the default) or in a thread of this process
@@ -35,10 +35,10 @@ from . import (
     _stop_server_process,
     _Stoppable,
 )
-from .base import MAX_IO_SIZE, Request, format_chunk, parse_headers
+from .base import MAX_IO_SIZE, Request, format_chunk, parse_headers, parse_range
 from .sslhelpers import PKI
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at run time
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, Protocol, TypeVar
@@ -74,13 +74,14 @@ _TYPE_ERROR = '{}: need a {!r}; got a {!r}: {!r}'
 #
 #   process (default)                     thread=True
 #   -----------------                     -----------
-#   child process, fork on Linux (D9)     Server built here, serve_forever()
+#   child process, fork on Linux          Server built here, serve_forever()
 #   Server built in the child;            in a daemon thread
 #   address or error sent back
 #   terminate(): SIGTERM, join            terminate(): server.shutdown(), join
 #
 # Either way a failure to bind is raised by the constructor, in the caller's
-# process, and an AF_UNIX socket file is removed after the server stops.
+# process, and an AF_UNIX socket file is removed after the server stops.  The
+# start method is chosen explicitly: see doc/decisions.rst, 'Server lifecycle'.
 
 
 class _TempServerBase(_Stoppable):
@@ -353,15 +354,26 @@ def mkreq(
     """Build a ``Request`` from a URI, the way the server would (no validation).
 
     The query is the text after the first ``?`` (``None`` without one), the
-    path is split as in SPEC 4.2, and *shift* components move to ``mount``.
+    path is split on ``/`` (``'/'`` is ``[]``, ``'/a/'`` is ``['a', '']``),
+    and *shift* components move to ``mount``.  *headers* is used as given,
+    with one exception: a ``range`` given as ``str`` or ``bytes`` becomes a
+    ``Range``, or is dropped when the server would drop it (several ranges,
+    another unit, bad syntax; RFC 9110 section 14.2); the request then holds
+    a copy of *headers*, so the caller's dict is never changed.  No ``host``
+    is added: the server refuses an HTTP/1.1 request without one before any
+    app runs, so an app that reads ``host`` should be given one.
 
     >>> r = mkreq('GET', '/foo/bar?k=v', shift=1)
     >>> (r.mount, r.path, r.query, r.headers)
     (['foo'], ['bar'], 'k=v', {})
+    >>> mkreq('GET', '/', {'range': 'bytes=-500'}).headers
+    {'range': Range(-500, None)}
+    >>> mkreq('GET', '/', {'range': 'bytes=0-1,5-6'}).headers
+    {}
     """
     (path_str, sep, rest) = uri.partition('?')
     query = rest if sep else None
-    if path_str in ('', '/', '*'):  # '*': OPTIONS in asterisk-form (D1)
+    if path_str in ('', '/', '*'):  # '*': OPTIONS in asterisk-form (RFC 9112 3.2.4)
         path = []
     else:
         path = path_str[1:].split('/') if path_str.startswith('/') else path_str.split('/')
@@ -371,7 +383,21 @@ def mkreq(
         raise ValueError(f'need 0 <= shift <= {len(path)}; got {shift}')
     if headers is None:
         headers = {}
+    elif type(headers.get('range')) in (str, bytes):
+        headers = _parse_range_header(headers)
     return cls(method, uri, headers, body, path[:shift], path[shift:], query)
+
+
+def _parse_range_header(headers: dict[str, object]) -> dict[str, object]:
+    """A copy of *headers* whose ``range`` is parsed as the server parses it."""
+    headers = dict(headers)
+    value = headers.pop('range')
+    try:
+        src = value.encode('latin-1') if type(value) is str else value
+        headers['range'] = parse_range(src)  # type: ignore[arg-type]
+    except ValueError:  # UnicodeEncodeError included
+        pass
+    return headers
 
 
 def mkuri(*path: str, query: str | None = None) -> str:

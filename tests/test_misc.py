@@ -1,4 +1,4 @@
-"""Tests for degu.misc (SPEC 8.2) and degu.EmbeddedServer (SPEC 8.1), D9, D13.
+"""Tests for degu.misc and degu.EmbeddedServer (doc/degu.misc.rst).
 
 Live tests run real servers on 127.0.0.1, ::1 and AF_UNIX (path and
 abstract), in a child process and in a thread, driven by degu.client and by
@@ -24,7 +24,7 @@ import pytest
 
 import degu
 from degu import EmbeddedServer, EmbeddedSSLServer, misc
-from degu.base import ChunkedBodyIter, ConnectionClosed, Request, api
+from degu.base import ChunkedBodyIter, ConnectionClosed, Range, Request, api
 from degu.client import Client, SSLClient, build_client_sslctx
 from degu.misc import (
     RequestLogger,
@@ -307,7 +307,9 @@ def test_tempserver_live(family, thread):
         finally:
             conn.close()
         # And with hand-written bytes:
-        reply = raw_request(server.address, b'GET /raw HTTP/1.1\r\nconnection: close\r\n\r\n')
+        reply = raw_request(
+            server.address, b'GET /raw HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n'
+        )
         assert reply.startswith(b'HTTP/1.1 200 OK\r\n')
         assert reply.endswith(b'\r\n\r\nhello, /raw')
     finally:
@@ -428,7 +430,7 @@ def test_tempserver_thread_closure():
     with TempServer(('127.0.0.1', 0), app, thread=True) as server:
         conn = Client(server.address, timeout=IO_TIMEOUT).connect()
         try:
-            conn.get('/one', {})
+            assert conn.get('/one', {}).body.read() == b''  # content-length: 0
             conn.put('/two', {}, b'ignored')
         finally:
             conn.close()
@@ -476,7 +478,8 @@ def test_tempsslserver_live(pki, family, thread):
         client = SSLClient(pki.client_sslconfig, server.address, timeout=IO_TIMEOUT)
         (status, reason, headers, body) = get(client)
         assert (status, reason) == (200, 'OK')
-        # TLS 1.3 by default (D13), and the server saw our client certificate.
+        # TLS 1.3 by default, and the server saw our client certificate (doc/decisions.rst,
+        # 'TLS').
         assert body == f'TLSv1.3 {pki.client_id}'.encode()
     assert_refused(server.address)
     if family == 'unix':
@@ -537,7 +540,7 @@ def test_tls13_by_default_and_tls12_allowed(pki):
     with TempSSLServer(pki.server_sslconfig, ('127.0.0.1', 0), TLSInfoApp()) as server:
         with tls_handshake(server.address, pki.client_sslconfig) as sock:
             assert sock.version() == 'TLSv1.3'
-        # D13: TLS 1.2 is still accepted, with an ECDHE + AEAD cipher.
+        # TLS 1.2 is still accepted, with an ECDHE + AEAD cipher (doc/decisions.rst, 'TLS').
         with tls_handshake(
             server.address, pki.client_sslconfig, maximum_version=ssl.TLSVersion.TLSv1_2
         ) as sock:
@@ -890,6 +893,45 @@ def test_mkreq_arguments():
     assert str(e.value) == "bad method: 'FOO'"
 
 
+# a range value given to mkreq() -> what the request holds, as the server parses it
+MKREQ_RANGES = [
+    (Range(0, 5), Range(0, 5)),
+    ('bytes=0-4', Range(0, 5)),
+    (b'bytes=0-4', Range(0, 5)),
+    ('bytes=10-', Range(10, 9999999999999999)),
+    ('bytes=-500', Range(-500, None)),
+    (Range(-500, None), Range(-500, None)),
+    # dropped as if absent (RFC 9110 section 14.2)
+    ('bytes=0-1,3-4', None),
+    ('items=0-4', None),
+    ('bytes=4-0', None),
+    ('bytes=-0', None),
+    ('bytes=\u0100-1', None),
+    ('', None),
+]
+
+
+@pytest.mark.parametrize(('given', 'expected'), MKREQ_RANGES)
+def test_mkreq_range(given, expected):
+    headers = {'range': given, 'x': 'y'}
+    request = mkreq('GET', '/', headers)
+    if expected is None:
+        assert request.headers == {'x': 'y'}
+    else:
+        assert request.headers == {'range': expected, 'x': 'y'}
+        assert type(request.headers['range']) is Range
+    assert headers == {'range': given, 'x': 'y'}  # the caller's dict is left alone
+    if type(given) is Range:
+        assert request.headers is headers  # nothing to change: the same dict
+
+
+def test_mkreq_host():
+    # mkreq() adds nothing: a test of a host-dependent app passes its own host
+    assert mkreq('GET', '/').headers == {}
+    request = mkreq('GET', '/', {'host': 'example.com'})
+    assert request.headers == {'host': 'example.com'}
+
+
 @pytest.mark.parametrize(
     ('path', 'query', 'uri'),
     [
@@ -968,7 +1010,8 @@ def test_format_response(args, src):
 def test_format_request_live():
     """format_request() bytes, sent raw, are understood by the server."""
     with TempServer(b'', echo_app, thread=True) as server:
-        preamble = format_request('PUT', '/up', {'content-length': 5, 'connection': 'close'})
+        headers = {'host': 'a', 'content-length': 5, 'connection': 'close'}
+        preamble = format_request('PUT', '/up', headers)
         reply = raw_request(server.address, preamble + b'\r\n\r\nhello')
     assert reply.startswith(b'HTTP/1.1 200 OK\r\n')
     assert b'\r\nx-method: PUT\r\n' in reply
@@ -1042,7 +1085,7 @@ def test_write_chunk_live():
 
     with TempServer(('127.0.0.1', 0), app, thread=True) as server:
         out = io.BytesIO()
-        headers = {'transfer-encoding': 'chunked', 'connection': 'close'}
+        headers = {'host': 'a', 'transfer-encoding': 'chunked', 'connection': 'close'}
         out.write(format_request('POST', '/', headers) + b'\r\n\r\n')
         for chunk in [(('n', '1'), b'ab'), (None, b'c'), (None, b'')]:
             write_chunk(out, chunk)
