@@ -9,7 +9,7 @@
   ranges, conditional requests), never anything outside it.
 
 Each is an ordinary ``app(session, request, api)`` callable; compose them
-freely.  Not API-stable (SPEC 8.5).  See doc/degu.applib.rst.
+freely.  Not API-stable yet.  See doc/degu.applib.rst.
 """
 
 from __future__ import annotations
@@ -25,24 +25,24 @@ import os
 import re
 import select
 import stat
+import time
 
 from .base import (
     _TYPE_ERROR,
     BODY_READY,
-    IO_SIZE,
     METHODS,
     ConnectionClosed,
     ConnectionTimedOut,
+    Range,
     Request,
     Session,
-    parse_range,
     parse_tokens,
 )
 from .util import quote, unquote
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at run time
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from typing import Any, TypeVar
 
     from .base import API
@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 __all__ = (
     'ROUTER_MAX_DEPTH',
     'HOP_BY_HOP',
+    'IDEMPOTENT',
+    'MAX_LISTING',
     'AllowedMethods',
     'MethodFilter',
     'Router',
@@ -164,7 +166,7 @@ class Router:
     anything else is the app to call.  When the path is exhausted the key is
     ``None``; ``'/foo'`` gives ``['foo']`` and ``'/foo/'`` gives
     ``['foo', '']``, so the keys ``None`` and ``''`` tell those apart.  Keys
-    are compared with the *raw* component (D1): ``caf%C3%A9``, not ``café``.
+    are compared with the *raw* component: ``caf%C3%A9``, not ``café``.
     An unknown key is ``410 Gone``.  At most ``ROUTER_MAX_DEPTH`` (10) levels
     of dicts, the top one included, which also rejects cycles.
 
@@ -254,23 +256,23 @@ def _is_stale(conn: Connection) -> bool:
         return True
 
 
-def _can_retry(exc: Exception, body: Any) -> bool:
-    """True when *exc* shows the upstream closed before answering, and *body* can be resent."""
-    if isinstance(exc, ConnectionTimedOut):
-        return False  # the server may be busy with the request: never send it twice
-    if str(exc).startswith('response preamble truncated'):
-        return False  # the server started to answer
-    return body is None or body.state == BODY_READY
+# RFC 9110 section 9.2.2: a request whose effect is the same however often it
+# is made may be sent again after the connection failed; POST and PATCH may not.
+IDEMPOTENT = frozenset(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS'])
 
 
-def _read_to_eof(body: Any) -> Iterator[tuple[None, bytes]]:
-    # A close-delimited upstream body (D14) goes downstream chunked.
-    while True:
-        data = body.read(IO_SIZE)
-        if not data:
-            break
-        yield (None, data)
-    yield (None, b'')
+def _can_retry(method: str, exc: ConnectionClosed, body: Any) -> bool:
+    """True when a request that failed with *exc* may be sent again on a new connection.
+
+    Only an idempotent method, only when the connection closed (a timeout
+    may mean the server is still working on the request), and only with a
+    body that is ``None`` or untouched (what was streamed cannot be resent).
+    """
+    return (
+        method in IDEMPOTENT
+        and not isinstance(exc, ConnectionTimedOut)
+        and (body is None or body.state == BODY_READY)
+    )
 
 
 class ProxyApp:
@@ -287,12 +289,16 @@ class ProxyApp:
 
     Upstream connections: a stored connection that the server closed (it
     said ``connection: close``, or it became readable while idle) is
-    replaced before use.  If an idle connection turns out to be closed only
-    while the request is sent (the race with the server's idle timeout),
-    the request is sent once more on a new connection when no byte of a
-    response arrived, the failure was not a timeout, and the request body
-    is ``None`` or untouched; otherwise, and when the upstream cannot be
-    reached or sends something malformed, the answer is ``502 Bad Gateway``.
+    replaced before use.  If a reused connection turns out to be closed only
+    while the request is sent or its response awaited (the race with the
+    server's idle timeout: ``ConnectionClosed``, but not
+    ``ConnectionTimedOut``), the request is sent once more on a new
+    connection when its method is idempotent (``IDEMPOTENT``, RFC 9110
+    section 9.2.2) and its body is ``None`` or untouched.  Otherwise, and
+    when the upstream cannot be reached or sends something malformed, the
+    answer is ``502 Bad Gateway``.  An upstream body delimited by the close
+    of its connection is returned as it is: the server sends it on chunked
+    (or close-delimited to an HTTP/1.0 client).
     """
 
     __slots__ = ('client', 'key')
@@ -338,7 +344,7 @@ class ProxyApp:
             try:
                 response = conn.request(request.method, uri, dict(headers), body)
             except ConnectionClosed as e:
-                if not (reused and _can_retry(e, body)):
+                if not (reused and _can_retry(request.method, e, body)):
                     raise
                 log.info('%s: upstream %r closed an idle connection (%s); retrying once',
                          session, self.client, e)
@@ -352,16 +358,14 @@ class ProxyApp:
             return (502, 'Bad Gateway', {}, None)
         (status, reason, rheaders, rbody) = response
         if status < 200:
-            # An interim response we cannot relay as final: its final
-            # response would be left unread on the connection.
+            # Cannot happen with degu's client, which skips interim
+            # responses; a client that did not would leave the final
+            # response unread on the connection.
             self._drop(store)
             log.warning('%s: %s %s: upstream %r answered %d', session, request.method, uri,
                         self.client, status)
             return (502, 'Bad Gateway', {}, None)
         rheaders = _end_to_end(rheaders)
-        if rbody is not None and not rbody.chunked and rbody.content_length is None:
-            rheaders.pop('content-length', None)
-            rbody = api.ChunkedBodyIter(_read_to_eof(rbody))
         if not reason:
             reason = _reason(status)
         return (status, reason, rheaders, rbody)
@@ -378,6 +382,12 @@ def _reason(status: int) -> str:
 # Files
 
 _MIME = mimetypes.MimeTypes()  # the built-in table only: the same answer on every host
+# A compressed file is sent as what its bytes are, never with the type of
+# what they decompress to: that would need a content-encoding.
+_ENCODED_TYPES = {'gzip': 'application/gzip'}  # RFC 6713
+# Text the browser must decode: say it is UTF-8 rather than let it guess.
+# (application/json defines no charset parameter, RFC 8259 section 11.)
+_CHARSET_TYPES = frozenset(['application/javascript'])
 _ETAG_RE = re.compile(r'(?:W/)?("[\x21\x23-\x7e\x80-\xff]*")|(\*)')
 _OPEN_FLAGS = (
     os.O_RDONLY
@@ -398,6 +408,24 @@ class _File(io.FileIO):
 
     def __del__(self):
         self.close()
+
+
+def _content_type(name: str) -> str:
+    """The ``content-type`` for the file *name*, from the built-in table.
+
+    >>> (_content_type('a.txt'), _content_type('a.json'), _content_type('a.tar.gz'))
+    ('text/plain; charset=utf-8', 'application/json', 'application/gzip')
+    >>> _content_type('README')
+    'application/octet-stream'
+    """
+    (ctype, encoding) = _MIME.guess_type(name)
+    if encoding is not None:
+        return _ENCODED_TYPES.get(encoding, 'application/octet-stream')
+    if ctype is None:
+        return 'application/octet-stream'
+    if ctype.startswith('text/') or ctype in _CHARSET_TYPES:
+        return ctype + '; charset=utf-8'
+    return ctype
 
 
 def _http_date(seconds: float) -> str:
@@ -424,18 +452,49 @@ def _etag_matches(value: str, etag: str) -> bool:
     return False
 
 
-def _files_app(dir_name: str, listing: bool) -> FilesApp:
-    return FilesApp(dir_name, listing=listing)
+def _if_range(value: object, etag: str, mtime: float) -> bool:
+    """True when an ``if-range`` value lets the range be served (RFC 9110 13.1.5).
+
+    An entity-tag must match *etag* by strong comparison (a weak tag never
+    does); a date must equal the last-modified date exactly, and only counts
+    when that date is strong, that is at least one second in the past (RFC
+    9110 8.8.2.2: a file changed within the same second may change again
+    with the same date).  Anything else sends the whole file.
+    """
+    text = str(value)
+    if text.startswith('"') or text.startswith('W/'):
+        return text == etag
+    since = _parse_http_date(text)
+    seconds = int(mtime)
+    return since is not None and since == seconds and time.time() >= seconds + 1
+
+
+def _files_app(dir_name: str, listing: bool, dotfiles: bool) -> FilesApp:
+    return FilesApp(dir_name, listing=listing, dotfiles=dotfiles)
 
 
 MAX_LISTING = 10_000  # entries shown in a directory listing (bounds memory and time)
 
 
-def _listing(request: Request, fd: int, st: os.stat_result) -> tuple:
-    """An HTML list of the regular files and directories under *fd*."""
+def _href(name: str) -> str:
+    """A relative link to *name* from the page of its directory."""
+    # quote() keeps ':', but in the first segment of a relative reference it
+    # would read as a scheme (RFC 3986 section 4.2): 'a:b.txt' is 'a%3Ab.txt'.
+    return quote(name).replace(':', '%3A')
+
+
+def _listing(request: Request, fd: int, top: bool, dotfiles: bool) -> tuple:
+    """An HTML list of the regular files and directories under *fd*.
+
+    The page is only ever served at a URL that ends in ``/`` (``/dir``
+    redirects), so every link is relative to it, and ``../`` is offered
+    below the top of the served directory.
+    """
     entries = []
     with os.scandir(fd) as it:
         for entry in it:
+            if not dotfiles and entry.name.startswith('.'):
+                continue
             try:
                 if entry.is_dir(follow_symlinks=False):
                     entries.append(entry.name + '/')
@@ -446,14 +505,11 @@ def _listing(request: Request, fd: int, st: os.stat_result) -> tuple:
             if len(entries) >= MAX_LISTING:
                 break
     entries.sort()
-    base = request.uri.split('?', 1)[0]
-    if not base.endswith('/'):
-        base += '/'
-    title = html.escape(_display_path(base))
-    items = [] if base == '/' else ['<li><a href="../">../</a></li>']
+    title = html.escape(_display_path(request.uri.partition('?')[0]))
+    items = [] if top else ['<li><a href="../">../</a></li>']
     for name in entries:
         try:
-            href = base + quote(name.rstrip('/')) + ('/' if name.endswith('/') else '')
+            href = _href(name.rstrip('/')) + ('/' if name.endswith('/') else '')
         except (UnicodeError, ValueError):
             continue  # a name that is not valid UTF-8 cannot be linked
         items.append(f'<li><a href="{html.escape(href)}">{html.escape(name)}</a></li>')
@@ -500,42 +556,56 @@ def _decode_path(path: list[str]) -> tuple[list[str], bool] | None:
     return (names, False)
 
 
+def _close_fd(fd: int) -> None:
+    if fd >= 0:
+        os.close(fd)
+
+
 class FilesApp:
     """Serve the files under *dir_name*, and nothing outside it.
 
     GET and HEAD only (else ``405`` with ``allow``).  Path components are
     percent-decoded with ``degu.util.unquote``; a bad escape, bad UTF-8, or
     a name that is ``.``, ``..`` or holds ``/`` or NUL is ``400 Bad
-    Request``.  Files are opened component by component relative to a
-    directory descriptor with ``O_NOFOLLOW``: symbolic links are never
-    followed (``404``), so no link leads outside the directory, and there
-    is no window between a check and an open.  A directory serves its
-    ``index.html``; without one, with *listing* true, a directory serves an
-    HTML list of its regular files and subdirectories (symbolic links are
-    left out, as they are never served), else ``404``.
-    Anything missing, unreadable or not a regular file is ``404 Not Found``.
+    Request``.  A name starting with ``.`` (``.git``, ``.env``) is hidden:
+    ``404``, and left out of listings, unless *dotfiles* is true.  Files
+    are opened component by component relative to a directory descriptor
+    with ``O_NOFOLLOW``: symbolic links are never followed (``404``), so no
+    link leads outside the directory, and there is no window between a
+    check and an open.  A directory asked for without its trailing slash
+    is a ``301`` to the same path plus ``/`` (relative links in its page
+    would break otherwise); with the slash it serves its ``index.html``, or
+    without one, with *listing* true, an HTML list of its regular files and
+    subdirectories (symbolic links are left out, as they are never served),
+    else ``404``.  Anything missing, unreadable or not a regular file is
+    ``404 Not Found``.
 
     Responses carry ``content-length``, ``content-type`` (from the built-in
-    ``mimetypes`` table, when known and not compressed), ``last-modified``,
-    a strong ``etag`` (size and modification time) and ``accept-ranges``.
-    ``if-none-match`` (or, without it, ``if-modified-since``) gives ``304``.
-    A GET with one ``range`` gives ``206`` with the range clamped to the
-    file (RFC 9110 section 14), or ``416`` with ``content-range: bytes
-    */SIZE`` when it starts at or past the end.  A request body is refused
-    (``400``) unless it is empty.  The file goes out as an ``api.Body``
-    over the open file: the server sends it with ``socket.sendfile()`` on a
-    plain socket.
+    ``mimetypes`` table; ``application/octet-stream`` when unknown; text
+    types with ``charset=utf-8``), ``last-modified``, a strong ``etag``
+    (size and modification time) and ``accept-ranges``.  ``if-none-match``
+    (or, without it, ``if-modified-since``) gives ``304``.  A GET with a
+    ``range`` (the server hands over one ``Range``, the suffix form
+    included) gives ``206`` with the range clamped to the file (RFC 9110
+    section 14), or ``416`` with ``content-range: bytes */SIZE`` when it is
+    not satisfiable; ``if-range`` that does not match sends the whole file.
+    A request body is refused (``400``) unless it is empty.  The file goes
+    out as an ``api.Body`` over the open file: the server sends it with
+    ``socket.sendfile()`` on a plain socket.
     """
 
-    def __init__(self, dir_name: str, *, listing: bool = False) -> None:
+    def __init__(self, dir_name: str, *, listing: bool = False, dotfiles: bool = False) -> None:
         if type(dir_name) is not str:
             raise TypeError(_TYPE_ERROR2.format('dir_name', str, type(dir_name)))
         if os.path.abspath(dir_name) != dir_name:
             raise ValueError(f'dir_name: not absolute, normalized path: {dir_name!r}')
         if type(listing) is not bool:
             raise TypeError(_TYPE_ERROR2.format('listing', bool, type(listing)))
+        if type(dotfiles) is not bool:
+            raise TypeError(_TYPE_ERROR2.format('dotfiles', bool, type(dotfiles)))
         self.dir_name = dir_name
         self.listing = listing
+        self.dotfiles = dotfiles
         self.dir_fd = os.open(
             dir_name, os.O_RDONLY | os.O_DIRECTORY | getattr(os, 'O_CLOEXEC', 0)
         )
@@ -545,7 +615,7 @@ class FilesApp:
 
     def __reduce__(self):
         # A descriptor cannot cross a process boundary: open the directory again.
-        return (_files_app, (self.dir_name, self.listing))
+        return (_files_app, (self.dir_name, self.listing, self.dotfiles))
 
     def close(self) -> None:
         """Close the directory descriptor; later calls do nothing."""
@@ -565,37 +635,18 @@ class FilesApp:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _open(self, names: list[str], want_dir: bool) -> tuple[int, os.stat_result, str] | None:
-        """``(fd, stat, name)`` for the regular file *names* lead to, or ``None``."""
+    def _open(self, names: list[str]) -> tuple[int, os.stat_result] | None:
+        """``(fd, stat)`` of what *names* lead to, or ``None`` when there is nothing."""
         fd = -1
-        name = ''
         try:
             fd = os.open('.', _OPEN_FLAGS | os.O_DIRECTORY, dir_fd=self.dir_fd)
             for name in names:
                 child = os.open(name, _OPEN_FLAGS, dir_fd=fd)
                 os.close(fd)
                 fd = child
-            st = os.fstat(fd)
-            if stat.S_ISDIR(st.st_mode):
-                name = 'index.html'
-                try:
-                    child = os.open(name, _OPEN_FLAGS, dir_fd=fd)
-                except FileNotFoundError:
-                    if not self.listing:
-                        raise
-                    return (fd, st, '')  # a directory to list; the caller closes fd
-                os.close(fd)
-                fd = child
-                st = os.fstat(fd)
-            elif want_dir:
-                raise NotADirectoryError(name)
-            if not stat.S_ISREG(st.st_mode):
-                raise FileNotFoundError(name)
-            os.set_blocking(fd, True)
-            return (fd, st, name)
+            return (fd, os.fstat(fd))
         except OSError:
-            if fd >= 0:
-                os.close(fd)
+            _close_fd(fd)
             return None
 
     def __call__(self, session: Session, request: Request, api: API) -> tuple:
@@ -604,6 +655,7 @@ class FilesApp:
             return (405, 'Method Not Allowed', {'allow': 'GET, HEAD'}, None)
         body = request.body
         if body is not None:
+            # Refused unread: the server drains a small body or closes.
             if body.chunked or body.content_length != 0:
                 return (400, 'Bad Request', {}, None)
             body.read()
@@ -611,16 +663,42 @@ class FilesApp:
         if decoded is None:
             return (400, 'Bad Request', {}, None)
         (names, want_dir) = decoded
-        opened = self._open(names, want_dir)
+        if not self.dotfiles:
+            for name in names:
+                if name.startswith('.'):
+                    return (404, 'Not Found', {}, None)
+        opened = self._open(names)
         if opened is None:
             return (404, 'Not Found', {}, None)
-        (fd, st, name) = opened
-        if not name:
-            try:
-                return _listing(request, fd, st)
-            finally:
+        (fd, st) = opened
+        try:
+            if stat.S_ISDIR(st.st_mode):
+                (path, sep, query) = request.uri.partition('?')
+                if not path.endswith('/'):
+                    # request.uri, not path: a Router in front shifted components.
+                    location = path + '/' + sep + query
+                    return (301, 'Moved Permanently', {'location': location}, None)
+                name = 'index.html'
+                try:
+                    child = os.open(name, _OPEN_FLAGS, dir_fd=fd)
+                except OSError:
+                    if self.listing:
+                        return _listing(request, fd, not names, self.dotfiles)
+                    return (404, 'Not Found', {}, None)
                 os.close(fd)
-        fp = _File(fd, 'rb')
+                fd = child
+                st = os.fstat(fd)
+            elif want_dir:
+                return (404, 'Not Found', {}, None)  # '/file.txt/'
+            else:
+                name = names[-1]
+            if not stat.S_ISREG(st.st_mode):
+                return (404, 'Not Found', {}, None)
+            os.set_blocking(fd, True)
+            fp = _File(fd, 'rb')
+            fd = -1  # fp owns it now
+        finally:
+            _close_fd(fd)
         try:
             response = self._respond(request, api, name, fp, st)
         except BaseException:
@@ -636,27 +714,25 @@ class FilesApp:
         size = st.st_size
         etag = f'"{size:x}-{st.st_mtime_ns:x}"'
         headers: dict[str, object] = {'etag': etag, 'last-modified': _http_date(st.st_mtime)}
-        if self._not_modified(request.headers, etag, st.st_mtime):
+        request_headers = request.headers
+        if self._not_modified(request_headers, etag, st.st_mtime):
             return (304, 'Not Modified', headers, None)
-        (ctype, encoding) = _MIME.guess_type(name)
-        if ctype is not None and encoding is None:
-            headers['content-type'] = ctype
+        headers['content-type'] = _content_type(name)
         headers['accept-ranges'] = 'bytes'
-        r = request.headers.get('range') if request.method == 'GET' else None
-        if type(r) is str:
-            try:
-                r = parse_range(r.encode('latin-1'))
-            except ValueError:
-                r = None  # RFC 9110 14.2: a server may ignore a range it cannot use
-        if r is not None:
-            if r.start >= size:
-                headers['content-range'] = f'bytes */{size}'
-                return (416, 'Range Not Satisfiable', headers, None)
-            length = r.content_length(size)
-            headers['content-length'] = length
-            headers['content-range'] = r.content_range(size)
-            fp.seek(r.start)
-            return (206, 'Partial Content', headers, api.Body(fp, length))
+        r = request_headers.get('range') if request.method == 'GET' else None
+        if type(r) is Range:  # the server drops what it does not take (RFC 9110 14.2)
+            value = request_headers.get('if-range')
+            if value is None or _if_range(value, etag, st.st_mtime):
+                try:
+                    content_range = r.content_range(size)
+                except ValueError:  # starts at or past the end, or an empty file
+                    headers['content-range'] = f'bytes */{size}'
+                    return (416, 'Range Not Satisfiable', headers, None)
+                length = content_range.stop - content_range.start
+                headers['content-length'] = length
+                headers['content-range'] = content_range
+                fp.seek(content_range.start)
+                return (206, 'Partial Content', headers, api.Body(fp, length))
         headers['content-length'] = size
         if request.method == 'HEAD':
             return (200, 'OK', headers, None)
