@@ -2,8 +2,9 @@
 
 ``WSGIApp(wsgi_app)`` is an RGI app that calls a WSGI application: it
 builds the environ from the request, gives it ``wsgi.input`` over the
-request body, and streams the response iterable back as the response body
-(length-framed when the app set ``Content-Length``, chunked otherwise).
+request body, and hands the response iterable to the server, which sends
+each item as the app produces it (length-framed when the app set
+``Content-Length``, chunked otherwise).  Nothing is buffered here.
 
 ``WSGIWrapper(rgi_app)`` goes the other way: a WSGI application that calls
 an RGI app, so RGI apps run under any WSGI server.
@@ -18,7 +19,7 @@ an RGI app, so RGI apps run under any WSGI server.
 ...     _FakeSession(), mkreq('GET', '/there'), api)
 >>> (status, reason, headers['content-type'])
 (200, 'OK', 'text/plain')
->>> b''.join(data for (ext, data) in body.source)
+>>> b''.join(body.source)  # a list: all at hand, sent with its length
 b'Hello from /there'
 """
 
@@ -29,9 +30,18 @@ import sys
 import urllib.parse
 from http import HTTPStatus
 
-from .base import METHODS, Body, BodyIter, ChunkedBody, ChunkedBodyIter, Request, api
+from .base import (
+    METHODS,
+    Body,
+    BodyIter,
+    ChunkedBody,
+    ChunkedBodyIter,
+    Request,
+    api,
+    parse_range,
+)
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at run time
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
     from typing import Any, BinaryIO, TextIO
@@ -232,37 +242,73 @@ def _convert_headers(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 
 def _iterate(result: Iterable[bytes], written: list[bytes]) -> Iterator[bytes]:
     """Every data item: what write() got, then the result, skipping empties."""
-    try:
-        for data in written:
-            if data:
-                yield data
-        for data in result:
-            if type(data) is not bytes:
-                raise TypeError(f'WSGI response item: need bytes; got {type(data)!r}')
-            if data:
-                yield data
-    finally:
-        close = getattr(result, 'close', None)
-        if close is not None:
-            close()
+    for data in written:
+        if data:
+            yield data
+    for data in result:
+        if type(data) is not bytes:
+            raise TypeError(f'WSGI response item: need bytes; got {type(data)!r}')
+        if data:
+            yield data
 
 
-def _chunks(items: Iterable[bytes]) -> Iterator[tuple[None, bytes]]:
+def _chunks(items: Iterator[bytes]) -> Iterator[tuple[None, bytes]]:
     for data in items:
         yield (None, data)
     yield (None, b'')
+
+
+class _Source:
+    """The source of a streamed response body: *items*, and the app's *result* to close.
+
+    One item is taken from *items* per item the server asks for.  ``close()``
+    closes the app's iterable, as PEP 3333 requires, whether the response
+    was sent, failed, or never started (closing a generator that never
+    started would not run its ``finally``); reaching the end closes it too.
+    """
+
+    __slots__ = ('_items', '_result')
+
+    def __init__(self, items: Iterator[Any], result: Iterable[bytes]) -> None:
+        self._items = items
+        self._result: Iterable[bytes] | None = result
+
+    def __iter__(self) -> _Source:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._items)
+        except StopIteration:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        result = self._result
+        if result is not None:
+            self._result = None
+            self._items.close()  # type: ignore[attr-defined]  # a generator
+            _close(result)
 
 
 class WSGIApp:
     """An RGI app that runs the WSGI application *app* (PEP 3333).
 
     ``wsgi.errors`` is *errors* (default ``sys.stderr``); ``wsgi.url_scheme``
-    is ``https`` on a TLS connection.  The response goes out length-framed
-    when the app set ``Content-Length`` (a mismatch closes the connection),
-    in one piece when the app returned a list of at most one item, and
-    chunked otherwise (an HTTP/1.0 client gets it close-delimited).  Data
-    given to ``write()`` is buffered until the app returns.  Repeated
-    response headers (``Set-Cookie``) are sent as repeated fields.
+    is ``https`` on a TLS connection.  Request fields whose name holds
+    ``_`` are left out of the environ (``x_user`` would pass for
+    ``x-user``: both are ``HTTP_X_USER``).
+
+    A list or tuple response is all at hand: it goes out with its length.
+    Any other iterable streams: the server sends each item as it is
+    produced, before asking for the next, length-framed when the app set
+    ``Content-Length`` (a mismatch closes the connection), chunked
+    otherwise (an HTTP/1.0 client gets it close-delimited).  Nothing is
+    taken from the iterable here, except its first item when the app calls
+    ``start_response`` only then (PEP 3333 allows it).  Data given to
+    ``write()`` is held until the app returns, then sent first (PEP 3333
+    lets a server buffer it).  Repeated response headers (``Set-Cookie``)
+    are sent as repeated fields.
     """
 
     def __init__(self, app: WSGIApplication, errors: TextIO | None = None) -> None:
@@ -311,6 +357,11 @@ class WSGIApp:
         else:
             environ['REMOTE_ADDR'] = ''
         for (key, value) in headers.items():
+            if '_' in key:
+                # CGI turns '-' into '_' (RFC 3875 section 4.1.18): x_user would
+                # pass for x-user, a field a front proxy may vouch for.  See
+                # doc/decisions.rst, 'WSGI'.
+                continue
             if key == 'content-type':
                 environ['CONTENT_TYPE'] = value
             elif key == 'content-length':
@@ -344,16 +395,30 @@ class WSGIApp:
         length = headers.get('content-length')
         if type(result) is FileWrapper and length is not None and not start.written:
             return (status, reason, headers, _FileBody(result, length))
-        if type(result) in (list, tuple) and len(result) + len(start.written) <= 1:
-            data = b''.join(start.written) + (result[0] if result else b'')
-            _close(result)
-            if type(data) is not bytes:
-                raise TypeError(f'WSGI response item: need bytes; got {type(data)!r}')
-            return (status, reason, headers, data)
+        if type(result) in (list, tuple):
+            return (status, reason, headers, _at_hand(start.written, result, length))
         items = _iterate(result, start.written)
         if length is not None:
-            return (status, reason, headers, BodyIter(items, length))
-        return (status, reason, headers, ChunkedBodyIter(_chunks(items)))
+            return (status, reason, headers, BodyIter(_Source(items, result), length))
+        return (status, reason, headers, ChunkedBodyIter(_Source(_chunks(items), result)))
+
+
+def _at_hand(written: list[bytes], result: list | tuple, length: int | None) -> Any:
+    """The body for data that is all at hand: ``bytes``, or a ``BodyIter`` over a list."""
+    _close(result)
+    items = []
+    total = 0
+    for data in (*written, *result):
+        if type(data) is not bytes:
+            raise TypeError(f'WSGI response item: need bytes; got {type(data)!r}')
+        if data:
+            items.append(data)
+            total += len(data)
+    if length is not None and length != total:
+        raise ValueError(f'WSGI app set Content-Length {length}, but returned {total} bytes')
+    if len(items) <= 1:
+        return items[0] if items else b''
+    return BodyIter(items, total)  # the server coalesces what is at hand
 
 
 class _Rest:
@@ -393,6 +458,15 @@ class _FileBody(Body):
 # The reverse adapter: an RGI app under a WSGI server.
 
 
+def _parse_range(headers: dict[str, Any]) -> None:
+    """Parse ``headers['range']`` as the degu server does: a ``Range``, or dropped."""
+    value = headers.pop('range')
+    try:
+        headers['range'] = parse_range(value.encode('latin-1'))
+    except ValueError:  # several ranges, another unit: as if absent (RFC 9110 14.2)
+        pass
+
+
 class _Input:
     """Adapts wsgi.input (read() only is guaranteed) to what Body needs."""
 
@@ -430,7 +504,13 @@ class WSGIWrapper:
     Each WSGI request gets a fresh session (WSGI has no connections).  The
     request URI is rebuilt from ``SCRIPT_NAME``, ``PATH_INFO`` and
     ``QUERY_STRING``; a request body arrives as a ``Body`` (with
-    ``CONTENT_LENGTH``) or ``None``.  Chunk extensions do not survive WSGI.
+    ``CONTENT_LENGTH``) or ``None``; a ``range`` becomes a ``Range`` or is
+    dropped, as the degu server does.  Chunk extensions do not survive WSGI.
+
+    The WSGI server is told the length of every response that may carry
+    content: ``Content-Length: 0`` for a ``None`` body, the length of a
+    ``bytes``, ``Body`` or ``BodyIter``.  A chunked body, or a ``Body`` of
+    unknown length, goes without one and the WSGI server frames it.
     """
 
     def __init__(self, app: Callable[..., Any]) -> None:
@@ -454,6 +534,8 @@ class WSGIWrapper:
         for (key, value) in environ.items():
             if key.startswith('HTTP_'):
                 headers[key[5:].lower().replace('_', '-')] = value
+        if 'range' in headers:
+            _parse_range(headers)
         if environ.get('CONTENT_TYPE'):
             headers['content-type'] = environ['CONTENT_TYPE']
         body = None
@@ -472,10 +554,14 @@ class WSGIWrapper:
                 continue
             for item in (value if type(value) is list else [value]):
                 pairs.append((name, str(item)))
-        if type(rbody) is bytes and 'content-length' not in rheaders:
-            pairs.append(('content-length', str(len(rbody))))
-        elif isinstance(rbody, (Body, BodyIter)) and 'content-length' not in rheaders:
-            pairs.append(('content-length', str(rbody.content_length)))
+        if 'content-length' not in rheaders:
+            if rbody is None:
+                if not (method == 'HEAD' or status < 200 or status in (204, 304)):
+                    pairs.append(('content-length', '0'))  # else the peer waits for a close
+            elif type(rbody) is bytes:
+                pairs.append(('content-length', str(len(rbody))))
+            elif isinstance(rbody, (Body, BodyIter)) and rbody.content_length is not None:
+                pairs.append(('content-length', str(rbody.content_length)))
         start_response(f'{status} {reason}', pairs)
         if rbody is None:
             return []

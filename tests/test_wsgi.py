@@ -4,13 +4,15 @@ them, a Flask app end to end), and RGI apps under a WSGI server."""
 import contextlib
 import http.client
 import io
+import socket
 import threading
 import wsgiref.simple_server
+import wsgiref.util
 import wsgiref.validate
 
 import pytest
 
-from degu.base import api
+from degu.base import Range, api
 from degu.client import Client
 from degu.misc import mkreq
 from degu.server import Server
@@ -91,6 +93,41 @@ def test_environ():
     assert environ['PATH_INFO'] == '/'
     assert environ['SCRIPT_NAME'] == ''
     assert (environ['SERVER_NAME'], environ['SERVER_PORT']) == ('localhost', '80')
+
+
+def test_environ_drops_names_with_underscores():
+    """x_forwarded_for must not pass off as x-forwarded-for (both HTTP_X_FORWARDED_FOR)."""
+    for headers in (
+        {'x_forwarded_for': '6.6.6.6', 'x-forwarded-for': '10.0.0.1'},
+        {'x-forwarded-for': '10.0.0.1', 'x_forwarded_for': '6.6.6.6'},
+    ):
+        environ = WSGIApp(echo_app).environ(Session(), mkreq('GET', '/', headers))
+        assert environ['HTTP_X_FORWARDED_FOR'] == '10.0.0.1'
+    headers = {'x_user': 'admin', 'content_type': 'a/b', 'content_length': '5', 'x-ok': '1'}
+    environ = WSGIApp(echo_app).environ(Session(), mkreq('GET', '/', headers))
+    assert environ['HTTP_X_OK'] == '1'
+    for key in ('HTTP_X_USER', 'CONTENT_TYPE', 'CONTENT_LENGTH', 'HTTP_CONTENT_TYPE',
+                'HTTP_CONTENT_LENGTH'):
+        assert key not in environ
+
+
+def test_environ_drops_underscores_live():
+    def app(environ, start_response):
+        data = repr(sorted(k for k in environ if k.startswith('HTTP_'))).encode()
+        start_response('200 OK', [('Content-Length', str(len(data)))])
+        return [data]
+
+    with serving(WSGIApp(app)) as server:
+        with socket.create_connection(server.address, timeout=TIMEOUT) as sock:
+            sock.sendall(b'GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\n'
+                         b'X-Real: 1\r\nConnection: close\r\n\r\n')
+            data = b''
+            while True:
+                piece = sock.recv(65536)
+                if not piece:
+                    break
+                data += piece
+    assert data.endswith(b"\r\n\r\n['HTTP_CONNECTION', 'HTTP_HOST', 'HTTP_X_REAL']")
 
 
 def test_wsgi_input():
@@ -255,3 +292,249 @@ def test_rgi_app_under_a_wsgi_server():
 class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
     def log_message(self, *args):
         pass
+
+
+# --------------------------------------------------------------------------
+# Streaming: WSGIApp takes nothing from the iterable before the server asks
+
+
+class Counted:
+    """A WSGI app whose response iterable counts the items taken from it."""
+
+    def __init__(self, items, headers=(), lazy=False, gate=None):
+        self.items = items
+        self.headers = list(headers)
+        self.lazy = lazy  # call start_response only when the first item is taken
+        self.gate = gate  # an Event to wait for before the second item
+        self.taken = 0
+        self.closed = 0  # calls to the iterable's close()
+
+    def __call__(self, environ, start_response):
+        if not self.lazy:
+            start_response('200 OK', self.headers)
+        return CountedResult(self, start_response)
+
+
+class CountedResult:
+    """The iterable of a Counted app: a class with close(), as frameworks return."""
+
+    def __init__(self, app, start_response):
+        self.app = app
+        self.start_response = start_response
+
+    def __iter__(self):
+        app = self.app
+        for (i, data) in enumerate(app.items):
+            if i == 0 and app.lazy:
+                self.start_response('200 OK', app.headers)
+            if i == 1 and app.gate is not None:
+                assert app.gate.wait(TIMEOUT), 'the first item did not reach the client'
+            app.taken += 1
+            yield data
+
+    def close(self):
+        self.app.closed += 1
+
+
+@pytest.mark.parametrize('lazy', [False, True])
+def test_generator_is_not_read_ahead(lazy):
+    for headers in ([], [('Content-Length', '9')]):
+        app = Counted([b'one', b'two', b'six'], headers, lazy=lazy)
+        (status, reason, rheaders, body) = WSGIApp(app)(Session(), mkreq('GET', '/'), api)
+        # PEP 3333: a lazy start_response comes with the first item, which
+        # is therefore taken; nothing else is
+        assert app.taken == (1 if lazy else 0)
+        if headers:
+            assert type(body) is api.BodyIter and body.content_length == 9
+            items = iter(body.source)
+        else:
+            assert type(body) is api.ChunkedBodyIter
+            items = (data for (_, data) in body.source)
+        assert next(items) == b'one'
+        assert app.taken == 1
+        assert next(items) == b'two'
+        assert app.taken == 2
+        assert list(items) == [b'six'] + ([] if headers else [b''])
+        assert app.closed == 1  # at the end
+        body.source.close()
+        assert app.closed == 1  # once
+        # the server closes the body source when the response ends early or
+        # never starts: the app's iterable is closed then (PEP 3333)
+        for take in (0, 1):
+            app = Counted([b'one', b'two'], headers, lazy=lazy)
+            body = WSGIApp(app)(Session(), mkreq('GET', '/'), api)[3]
+            for _ in range(take):
+                next(iter(body.source))
+            assert app.closed == 0
+            body.source.close()
+            assert app.closed == 1 and app.taken == max(take, lazy)
+
+
+@pytest.mark.parametrize('length', [None, 6])
+def test_streaming_live(length):
+    """The first item reaches the client while the app waits to produce the second."""
+    gate = threading.Event()
+    headers = [] if length is None else [('Content-Length', str(length))]
+    app = Counted([b'first', b'!'], headers, gate=gate)
+    with serving(WSGIApp(app)) as server:
+        conn = Client(server.address, timeout=TIMEOUT).connect()
+        response = conn.get('/', {})
+        if length is None:
+            assert response.body.readchunk() == (None, b'first')
+        else:
+            assert response.body.read(5) == b'first'
+        gate.set()
+        assert response.body.read() == b'!'
+        conn.close()
+
+
+def test_lists_are_at_hand():
+    """A list or tuple (and write() data) is all there: sent with its length."""
+    for result in ([b'ab', b'', b'cde'], (b'ab', b'cde'), [b'abcde'], [b'', b'abcde'], []):
+        def app(environ, start_response, result=result):
+            start_response('200 OK', [])
+            return result
+
+        (status, reason, headers, body) = WSGIApp(app)(Session(), mkreq('GET', '/'), api)
+        if len([data for data in result if data]) > 1:
+            assert type(body) is api.BodyIter and body.content_length == 5
+            assert b''.join(body.source) == b'abcde'
+        else:
+            assert body == (b'abcde' if result else b'')  # one piece: bytes
+    (status, reason, headers, body) = WSGIApp(write_app)(Session(), mkreq('GET', '/'), api)
+    assert (status, body.content_length) == (201, 20)
+    assert b''.join(body.source) == b'written and returned'
+
+    def bad_item(environ, start_response):
+        start_response('200 OK', [])
+        return [b'ok', 'text']
+
+    with pytest.raises(TypeError) as e:
+        WSGIApp(bad_item)(Session(), mkreq('GET', '/'), api)
+    assert str(e.value) == "WSGI response item: need bytes; got <class 'str'>"
+
+    def bad_length(environ, start_response):
+        start_response('200 OK', [('Content-Length', '7')])
+        return [b'ab', b'cde']
+
+    with pytest.raises(ValueError) as e:  # before anything is sent: a 500
+        WSGIApp(bad_length)(Session(), mkreq('GET', '/'), api)
+    assert str(e.value) == 'WSGI app set Content-Length 7, but returned 5 bytes'
+
+
+def test_written_data_goes_first_then_the_iterable():
+    def app(environ, start_response):
+        write = start_response('200 OK', [])
+        write(b'written, ')
+
+        def rest():
+            yield b'then streamed'
+
+        return rest()
+
+    (status, reason, headers, body) = WSGIApp(app)(Session(), mkreq('GET', '/'), api)
+    assert type(body) is api.ChunkedBodyIter
+    assert list(body.source) == [(None, b'written, '), (None, b'then streamed'), (None, b'')]
+
+
+# --------------------------------------------------------------------------
+# WSGIWrapper: what the WSGI server is told
+
+
+def wrapped(response, method='GET', environ=None):
+    """Run an RGI app answering *response* under WSGIWrapper.
+
+    Returns ``(status, headers, data, request)``: what the WSGI server was
+    told and sent, and the request the app saw.  A callable body in
+    *response* is called for a fresh body.
+    """
+    seen = {}
+
+    def app(session, request, api):
+        seen['request'] = request
+        body = response[3]() if callable(response[3]) else response[3]
+        return response[:3] + (body,)
+
+    env = {'REQUEST_METHOD': method, 'PATH_INFO': '/x', 'QUERY_STRING': ''}
+    env.update(environ or {})
+    wsgiref.util.setup_testing_defaults(env)
+    started = []
+    result = WSGIWrapper(app)(env, lambda status, headers: started.append((status, headers)))
+    data = b''.join(result)
+    [(status, headers)] = started
+    return (status, headers, data, seen['request'])
+
+
+_SOCKETS = []  # the reading ends of close_delimited() bodies, closed by the test
+
+
+def close_delimited(data):
+    """A Body read until its connection closes, as the client returns one."""
+    from degu.base import SocketWrapper
+
+    (a, b) = socket.socketpair()
+    b.sendall(data)
+    b.close()
+    _SOCKETS.append(a)
+    return api.Body(SocketWrapper(a), None)
+
+
+# RGI response -> the headers the WSGI server gets, and the data
+WRAPPER_FRAMING = [
+    ((404, 'Not Found', {}, None), 'GET', [('content-length', '0')], b''),
+    ((200, 'OK', {'x': '1'}, None), 'GET', [('x', '1'), ('content-length', '0')], b''),
+    ((200, 'OK', {'content-length': 0}, None), 'GET', [('content-length', '0')], b''),
+    ((200, 'OK', {'content-length': 7}, None), 'HEAD', [('content-length', '7')], b''),
+    ((200, 'OK', {}, None), 'HEAD', [], b''),
+    ((204, 'No Content', {}, None), 'GET', [], b''),
+    ((304, 'Not Modified', {'etag': '"x"'}, None), 'GET', [('etag', '"x"')], b''),
+    ((200, 'OK', {}, b'abc'), 'GET', [('content-length', '3')], b'abc'),
+    ((200, 'OK', {}, lambda: close_delimited(b'until the end')), 'GET', [], b'until the end'),
+    ((200, 'OK', {}, lambda: api.BodyIter([b'a', b'bc'], 3)), 'GET',
+     [('content-length', '3')], b'abc'),
+    ((200, 'OK', {}, lambda: api.ChunkedBodyIter([(None, b'a'), (None, b'')])), 'GET', [], b'a'),
+]
+
+
+@pytest.mark.parametrize('response, method, headers, data', WRAPPER_FRAMING)
+def test_wrapper_framing(response, method, headers, data):
+    try:
+        (status, got, received, _) = wrapped(response, method)
+        assert got == headers
+        assert received == data
+    finally:
+        while _SOCKETS:
+            _SOCKETS.pop().close()
+
+
+def test_wrapper_request_range():
+    for (value, expected) in [('bytes=0-4', Range(0, 5)), ('bytes=-5', Range(-5, None)),
+                              ('bytes=0-1,3-4', None), ('items=1-2', None)]:
+        request = wrapped((200, 'OK', {}, None), environ={'HTTP_RANGE': value})[3]
+        assert request.headers.get('range') == expected
+        if expected is not None:
+            assert type(request.headers['range']) is Range
+
+
+def test_wrapper_none_body_live():
+    """Under wsgiref, a None body is an empty response, not a wait for the close."""
+
+    def app(session, request, api):
+        return (404, 'Not Found', {'content-type': 'text/plain'}, None)  # validate wants it
+
+    httpd = wsgiref.simple_server.make_server(
+        '127.0.0.1', 0, wsgiref.validate.validator(WSGIWrapper(app)),
+        handler_class=_QuietHandler)
+    thread = threading.Thread(target=httpd.serve_forever)
+    thread.start()
+    try:
+        conn = http.client.HTTPConnection('127.0.0.1', httpd.server_port, timeout=TIMEOUT)
+        conn.request('GET', '/missing')
+        response = conn.getresponse()
+        assert (response.status, response.getheader('content-length')) == (404, '0')
+        assert response.read() == b''
+        conn.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(TIMEOUT)
