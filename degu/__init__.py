@@ -17,7 +17,7 @@ __version__ = '0.1.0'
 
 # Annotations here are strings and their imports are for type checkers only:
 # importing typing would cost several times what the rest of `import degu` does.
-# Type checkers treat a name TYPE_CHECKING as true whatever its value (issue 7).
+# Type checkers treat a name TYPE_CHECKING as true whatever its value.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,7 +45,7 @@ ADDRESS_CONSTANTS = (IPv6_LOOPBACK, IPv6_ANY, IPv4_LOOPBACK, IPv4_ANY)
 
 
 # --------------------------------------------------------------------------
-# Servers in a child process (SPEC 8.1, D9).
+# Servers in a child process (doc/decisions.rst, 'Server lifecycle').
 #
 # Parent                                   Child (daemon Process)
 #   Pipe(duplex=False); Process.start() --> build the app (EmbeddedServer)
@@ -63,7 +63,7 @@ STOP_TIMEOUT = 5  # seconds to wait for a server (process or thread) to stop
 
 
 def _mp_context():
-    """The multiprocessing context for server processes, chosen explicitly (D9).
+    """The multiprocessing context for server processes, chosen explicitly.
 
     ``fork`` on Linux: fast, and the app object needs no pickling.  Elsewhere
     ``spawn``, so apps and build functions must be importable module-level
@@ -159,17 +159,23 @@ def _start_server_process(
             raise RuntimeError(f'cannot read what the server process reported: {e!r}') from e
     except BaseException:
         _stop_server_process(process)
+        process.close()  # nobody will look at it: release its sentinel fd now
         raise
     finally:
         reader.close()
     if isinstance(result, BaseException):
         _stop_server_process(process)
+        process.close()
         raise result from _ChildTraceback(tb)
     return (process, result)
 
 
 def _stop_server_process(process: 'BaseProcess') -> None:
-    """Terminate, join and close *process* (SIGKILL if SIGTERM is not enough)."""
+    """Terminate and join *process* (SIGKILL if SIGTERM is not enough).
+
+    The process is not closed: ``is_alive()`` and ``exitcode`` stay readable
+    (its sentinel fd goes with the object).
+    """
     if process.pid is not None:  # started
         if process.exitcode is None:
             process.terminate()
@@ -179,7 +185,6 @@ def _stop_server_process(process: 'BaseProcess') -> None:
             process.join(STOP_TIMEOUT)
         if process.exitcode is None:  # pragma: no cover
             raise RuntimeError(f'server process {process.pid} did not stop')
-    process.close()  # releases the sentinel fd now rather than at garbage collection
 
 
 def _remove_socket_file(address: 'tuple | str | bytes') -> None:
@@ -221,9 +226,14 @@ class _Stoppable:
 
 
 class _ProcessServer(_Stoppable):
-    """What EmbeddedServer and EmbeddedSSLServer share: a process and its life."""
+    """What EmbeddedServer and EmbeddedSSLServer share: a process and its life.
+
+    ``process`` stays set after ``terminate()``, as in the original Degu, so
+    ``process.is_alive()`` and ``process.exitcode`` tell how it ended.
+    """
 
     process = None
+    _stopped = False
 
     def _start(
         self,
@@ -246,9 +256,9 @@ class _ProcessServer(_Stoppable):
         import os
 
         process = self.process
-        if process is None or getattr(self, '_pid', None) != os.getpid():
+        if process is None or self._stopped or getattr(self, '_pid', None) != os.getpid():
             return  # never started, already stopped, or inherited by a forked child
-        self.process = None
+        self._stopped = True
         try:
             _stop_server_process(process)
         finally:
@@ -256,7 +266,7 @@ class _ProcessServer(_Stoppable):
 
 
 class EmbeddedServer(_ProcessServer):
-    """A ``degu.server.Server`` running in a child process (SPEC 8.1).
+    """A ``degu.server.Server`` running in a child process (doc/degu.misc.rst).
 
     In the child, ``app = build_func(*build_args)`` builds the app, so the app
     itself never crosses the process boundary: only *build_func* and its
@@ -265,7 +275,8 @@ class EmbeddedServer(_ProcessServer):
     address in ``address``; an error in the child (a bad option, a failure
     to bind, an exception from *build_func*) is raised here instead.
 
-    ``terminate()`` stops it; so do ``with`` and garbage collection.
+    ``terminate()`` stops it; so do ``with`` and garbage collection.  The
+    ``process`` attribute stays set afterwards (``process.exitcode``).
     """
 
     def __init__(

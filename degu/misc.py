@@ -85,11 +85,17 @@ _TYPE_ERROR = '{}: need a {!r}; got a {!r}: {!r}'
 
 
 class _TempServerBase(_Stoppable):
-    """The life cycle shared by TempServer and TempSSLServer."""
+    """The life cycle shared by TempServer and TempSSLServer.
+
+    ``process`` (or ``thread`` and ``server``) stay set after ``terminate()``,
+    as in the original Degu: ``process.is_alive()`` is then ``False`` and
+    ``process.exitcode`` tells how it ended.
+    """
 
     process = None
     thread = None
     server = None
+    _stopped = False
 
     def _start(
         self,
@@ -140,10 +146,10 @@ class _TempServerBase(_Stoppable):
         ``degu.STOP_TIMEOUT`` seconds, and re-raises what its
         ``serve_forever()`` raised, if anything.
         """
-        if getattr(self, '_pid', None) != os.getpid():
-            return  # never started, or a copy inherited by a forked child
+        if self._stopped or getattr(self, '_pid', None) != os.getpid():
+            return  # already stopped, never started, or a copy inherited by a forked child
+        self._stopped = True
         (process, thread, server) = (self.process, self.thread, self.server)
-        (self.process, self.thread, self.server) = (None, None, None)
         try:
             if process is not None:
                 _stop_server_process(process)

@@ -12,6 +12,7 @@ import io
 import logging
 import multiprocessing
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -314,11 +315,20 @@ def test_tempserver_live(family, thread):
         assert reply.endswith(b'\r\n\r\nhello, /raw')
     finally:
         server.terminate()
-    assert (server.process, server.thread, server.server) == (None, None, None)
+    # what ran the server stays, for a look at how it ended (as in Degu)
+    if thread:
+        assert server.process is None
+        assert not server.thread.is_alive() and server.server.address == server.address
+    else:
+        assert (server.thread, server.server) == (None, None)
+        assert server.process.is_alive() is False
+        assert server.process.exitcode == -signal.SIGTERM
     assert_refused(server.address)
     if family == 'unix':
         assert not os.path.exists(server.address)  # the socket file is removed
     server.terminate()  # idempotent
+    if not thread:
+        assert server.process.exitcode == -signal.SIGTERM
 
 
 @pytest.mark.parametrize('thread', VARIANTS)
@@ -453,7 +463,7 @@ def test_tempserver_thread_reports_serve_forever_error(caplog):
     with pytest.raises(RuntimeError) as e:
         server.terminate()
     assert str(e.value) == 'broken'
-    assert server.thread is None  # the real server was stopped all the same
+    assert not server.thread.is_alive()  # the real server was stopped all the same
     assert_refused(server.address)
     server.terminate()  # reported once
 
@@ -607,9 +617,12 @@ def test_embeddedserver(family):
         (status, reason, headers, body) = get(Client(server.address, timeout=IO_TIMEOUT))
         assert (status, body) == (200, b'Hi?')
         assert int(headers['x-pid']) == server.process.pid  # built in the child
-    assert server.process is None
+        process = server.process
+    assert server.process is process  # kept after terminate(), as in Degu
+    assert process.is_alive() is False and process.exitcode == -signal.SIGTERM
     assert_refused(server.address)
     server.terminate()  # idempotent
+    assert server.process is process and process.exitcode == -signal.SIGTERM
 
 
 def test_embeddedserver_errors(capfd):
