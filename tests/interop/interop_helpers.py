@@ -503,12 +503,54 @@ def h11_request(method='GET', target='/', headers=(), host='example.com'):
     return h11.Request(method=method, target=target, headers=fields)
 
 
-def _recv(sock, deadline):
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise TimeoutError('deadline passed')
-    sock.settimeout(remaining)
-    return sock.recv(65536)
+class _Stalled(Exception):
+    """The server sent nothing more before the deadline."""
+
+
+def _next_event(conn, sock, deadline, received):
+    """The next h11 event, reading from *sock* as h11 needs; ``_Stalled`` at the deadline."""
+    while True:
+        ev = conn.next_event()
+        if ev is not h11.NEED_DATA:
+            return ev
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _Stalled()
+        sock.settimeout(remaining)
+        try:
+            data = sock.recv(65536)
+        except (TimeoutError, socket.timeout):
+            raise _Stalled() from None
+        except ConnectionResetError:
+            data = b''  # h11 reports the close, or the message it cut short
+        received.extend(data)
+        conn.receive_data(data)
+
+
+def _h11_response(conn, sock, deadline, received, response):
+    """Read one response (after any 1xx) into *response* with h11; returns it."""
+    while True:
+        ev = _next_event(conn, sock, deadline, received)
+        if type(ev) is h11.InformationalResponse:
+            response.interim.append(ev.status_code)
+        elif type(ev) is h11.Response:
+            response.status = ev.status_code
+            response.reason = ev.reason.decode('latin-1')
+            response.http_version = ev.http_version.decode()
+            for (name, value) in ev.headers:
+                (name, value) = (name.decode('latin-1'), value.decode('latin-1'))
+                response.header_list.append((name, value))
+                if name in response.headers:
+                    value = f'{response.headers[name]}, {value}'
+                response.headers[name] = value
+        elif type(ev) is h11.Data:
+            response.body += ev.data
+        elif type(ev) is h11.EndOfMessage:
+            return response
+        elif type(ev) is h11.ConnectionClosed:
+            raise AssertionError('the server closed the connection before the response ended')
+        else:  # pragma: no cover
+            raise AssertionError(f'unexpected h11 event {ev!r}')
 
 
 def h11_exchange(address, raw, told=None, *, wait_close=False, sock=None, timeout=DEADLINE):
@@ -519,7 +561,8 @@ def h11_exchange(address, raw, told=None, *, wait_close=False, sock=None, timeou
     cycle, so keep-alive and pipelining are checked byte for byte.  After the
     last response, when h11 says the connection must close (or *wait_close*),
     the server must close it within the deadline, and sending anything more
-    is an error.  A ``RemoteProtocolError`` fails the test.
+    is an error.  A ``RemoteProtocolError`` fails the test.  With *sock*, an
+    open connection is used (and left open).
     """
     if told is None:
         told = [h11_request()]
@@ -532,85 +575,45 @@ def h11_exchange(address, raw, told=None, *, wait_close=False, sock=None, timeou
     conn = h11.Connection(h11.CLIENT)
     responses = []
     closed = False
+
+    def show():
+        return bytes(received[:600])
+
     try:
         if raw:
             sock.sendall(raw)
-
-        def event():
-            while True:
-                ev = conn.next_event()
-                if ev is not h11.NEED_DATA:
-                    return ev
-                try:
-                    data = _recv(sock, deadline)
-                except (TimeoutError, socket.timeout):
-                    pytest.fail(
-                        f'no complete response within {timeout} s '
-                        f'(h11 waits for more); received {bytes(received[:600])!r}'
-                    )
-                except ConnectionResetError:
-                    data = b''
-                received.extend(data)
-                conn.receive_data(data)
-
-        try:
-            for (i, request) in enumerate(told):
-                if i:
-                    if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-                        pytest.fail(
-                            f'response {i} said the connection closes, but {len(told)} '
-                            f'responses were expected; received {bytes(received[:600])!r}'
-                        )
-                    conn.start_next_cycle()
-                conn.send(request)
-                conn.send(h11.EndOfMessage())
-                response = H11Response()
-                while True:
-                    ev = event()
-                    if type(ev) is h11.InformationalResponse:
-                        response.interim.append(ev.status_code)
-                    elif type(ev) is h11.Response:
-                        response.status = ev.status_code
-                        response.reason = ev.reason.decode('latin-1')
-                        response.http_version = ev.http_version.decode()
-                        for (name, value) in ev.headers:
-                            name = name.decode('latin-1')
-                            value = value.decode('latin-1')
-                            response.header_list.append((name, value))
-                            if name in response.headers:
-                                value = f'{response.headers[name]}, {value}'
-                            response.headers[name] = value
-                    elif type(ev) is h11.Data:
-                        response.body += ev.data
-                    elif type(ev) is h11.EndOfMessage:
-                        break
-                    elif type(ev) is h11.ConnectionClosed:
-                        pytest.fail(
-                            f'the server closed the connection before response {i} ended; '
-                            f'received {bytes(received[:600])!r}'
-                        )
-                    else:  # pragma: no cover
-                        pytest.fail(f'unexpected h11 event {ev!r}')
-                responses.append(response)
-            if wait_close or conn.their_state is h11.MUST_CLOSE:
-                while True:
-                    try:
-                        ev = event()
-                    except pytest.fail.Exception:
-                        if not wait_close and conn.their_state is h11.MUST_CLOSE:
-                            raise AssertionError(
-                                'the last response says the connection closes, but it stayed '
-                                f'open; received {bytes(received[:600])!r}'
-                            ) from None
-                        raise AssertionError(
-                            f'the connection stayed open; received {bytes(received[:600])!r}'
-                        ) from None
-                    if type(ev) is h11.ConnectionClosed:
-                        closed = True
-                        break
-                    pytest.fail(f'unexpected h11 event after the last response: {ev!r}')
-        except h11.RemoteProtocolError as e:
-            pytest.fail(f'h11 refused the response: {e}; received {bytes(received[:600])!r}')
+        for (i, request) in enumerate(told):
+            if i:
+                if h11.MUST_CLOSE in (conn.our_state, conn.their_state):
+                    pytest.fail(f'response {i - 1} said the connection closes, but {len(told)} '
+                                f'responses were expected; received {show()!r}')
+                conn.start_next_cycle()
+            conn.send(request)
+            conn.send(h11.EndOfMessage())
+            response = H11Response()
+            try:
+                responses.append(_h11_response(conn, sock, deadline, received, response))
+            except _Stalled:
+                why = 'h11 waits for more'
+                framing = {'content-length', 'transfer-encoding'} & set(response.headers)
+                if response.status is not None and not framing:
+                    why = 'no content-length nor transfer-encoding: h11 reads until the close'
+                pytest.fail(f'response {i}: not complete within {timeout} s ({why}); '
+                            f'received {show()!r}')
+            except AssertionError as e:
+                pytest.fail(f'response {i}: {e}; received {show()!r}')
+        must_close = conn.their_state is h11.MUST_CLOSE
+        if wait_close or must_close:
+            try:
+                ev = _next_event(conn, sock, deadline, received)
+            except _Stalled:
+                said = 'the last response says it closes, but ' if must_close else ''
+                pytest.fail(f'{said}the connection stayed open; received {show()!r}')
+            if type(ev) is not h11.ConnectionClosed:
+                pytest.fail(f'unexpected h11 event after the last response: {ev!r}')
+            closed = True
+    except h11.RemoteProtocolError as e:
+        pytest.fail(f'h11 refused the response: {e}; received {show()!r}')
     finally:
         if own:
             sock.close()
@@ -716,10 +719,12 @@ def read_preamble(sock, buf=b''):
 
 
 def drain(sock, timeout=0.2):
-    """Read and drop what the peer sends until EOF or *timeout* seconds of silence."""
+    """Read and drop what the peer sends until EOF, *timeout* seconds of silence,
+    or ``DEADLINE``."""
     sock.settimeout(timeout)
+    deadline = time.monotonic() + DEADLINE
     try:
-        while sock.recv(65536):
+        while sock.recv(65536) and time.monotonic() < deadline:
             pass
     except OSError:
         pass

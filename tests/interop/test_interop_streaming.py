@@ -142,27 +142,42 @@ def test_nginx_streaming(route, upstream):
     assert data == b''.join(gate.pieces)
 
 
-def test_tls_streaming(pki):
-    """RFC 9112 section 7 over TLS: each piece goes out when produced; and a
-    bodiless 404 ends at once, leaving the TLS connection reusable."""
+@pytest.fixture
+def tls_server(pki):
+    """``(TempSSLServer, curl arguments, base URL)`` for a streaming app over TLS.
+
+    curl checks the certificate against the TempPKI server CA; its name is
+    the certificate's common name (the server id), resolved to 127.0.0.1.
+    """
     from degu.misc import TempSSLServer
 
     gate = Gate(pieces())
-    host = pki.server_id  # the certificate's common name
+    host = pki.server_id
     cacert = pki.path(pki.server_ca_id, 'ca')
     with TempSSLServer(pki.anonymous_server_sslconfig, ('127.0.0.1', 0),
                        streaming_app(gate), thread=True, timeout=5) as server:
         port = server.address[1]
         args = ['--cacert', cacert, '--resolve', f'{host}:{port}:127.0.0.1']
-        base = f'https://{host}:{port}'
-        result = curl(f'{base}/missing', f'{base}/missing', args=args)
-        (first, second) = result.check()
-        assert (first.status, first.body) == (404, b'')
-        assert first.headers.get('content-length') == '0'
-        assert first.info['time_total'] < FAST
-        assert (second.status, second.info['num_connects']) == (404, 0)  # reused
-        with curl_stream(f'{base}/chunked', args=args) as reader:
-            data = follow_curl(gate, reader)
+        yield (gate, args, f'https://{host}:{port}')
+
+
+def test_tls_bodiless_404(tls_server):
+    """RFC 9112 section 6.3 over TLS: a bodiless 404 ends at once
+    (``content-length: 0``) and the TLS connection is reused."""
+    (_, args, base) = tls_server
+    (first, second) = curl(f'{base}/missing', f'{base}/missing', args=args).check()
+    assert (first.status, first.body) == (404, b'')
+    assert first.headers.get('content-length') == '0'
+    assert first.info['time_total'] < FAST
+    assert (second.status, second.info['num_connects']) == (404, 0)
+
+
+def test_tls_streaming(tls_server):
+    """RFC 9112 section 7 over TLS: each piece goes out (as its own TLS
+    record) when it is produced."""
+    (gate, args, base) = tls_server
+    with curl_stream(f'{base}/chunked', args=args) as reader:
+        data = follow_curl(gate, reader)
     gate.check('curl -N over TLS')
     assert data == b''.join(gate.pieces)
 
