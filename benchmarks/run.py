@@ -453,12 +453,21 @@ def _response_size(address, raw_request):
         sock.sendall(raw_request)
         data = b''
         while b'\r\n\r\n' not in data:
-            data += sock.recv(65536)
+            data += _recv_some(sock)
         (head, _, rest) = data.partition(b'\r\n\r\n')
+        if not head.startswith(b'HTTP/1.1 200 '):
+            raise ConnectionError(f'the request was refused: {head[:80]!r}')
         length = int(re.search(rb'(?i)content-length: *(\d+)', head).group(1))
         while len(rest) < length:
-            rest += sock.recv(65536)
+            rest += _recv_some(sock)
         return len(head) + 4 + length
+
+
+def _recv_some(sock):
+    data = sock.recv(65536)
+    if not data:
+        raise ConnectionError('server closed the connection')
+    return data
 
 
 # --------------------------------------------------------------------------
@@ -516,7 +525,7 @@ def mode_roundtrip(args, tmpdir):
     table = Table(f'roundtrip: {args.count} sequential POSTs, 70-byte bodies, '
                   'one connection (req/s)')
     cpu = 0 if args.pin == 'split' else None
-    request = render_request('POST', '/echo', {'content-length': 70}) + BODY70
+    request = render_request('POST', '/echo', {'content-length': 70, 'host': 'bench'}) + BODY70
     for family in ('ipv6', 'unix'):
         servers = {}
         try:
@@ -806,12 +815,15 @@ def mode_idle(args, tmpdir):
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit[1], count + 1000), limit[1]))
         for _ in range(count):
             sock = connect(address)
-            sock.sendall(b'GET /hello HTTP/1.1\r\n\r\n')
+            sock.sendall(b'GET /hello HTTP/1.1\r\nHost: bench\r\n\r\n')
             socks.append(sock)
         for sock in socks:
             data = b''
             while not data.endswith(BODY12):
-                data += sock.recv(4096)
+                received = sock.recv(4096)
+                if not received:
+                    raise ConnectionError(f'server closed an idle connection: {data[:80]!r}')
+                data += received
         rss1 = current_rss_kib(proc.pid)
         threads = int(open(f'/proc/{proc.pid}/status').read().split('Threads:')[1].split()[0])
     finally:

@@ -14,6 +14,13 @@ from a connection then hands the error to that connection (the client
 closes it; the server answers 400 or closes).  ``read()`` on a consumed body
 returns ``b''``, like a file at its end; every other operation on a consumed
 body raises.
+
+Writing: every body is written by one loop, ``_write_body()``, over the
+body's ``_items()`` (data pieces, or ``(extension, data)`` chunks, checked
+as they come).  A piece is flushed to the peer before the next one is asked
+for, unless the next one is already at hand (a list or tuple source, a
+file, bytes already received from a connection): so a stream goes out as it
+is produced, and what is at hand still goes out in as few sends as it can.
 """
 
 from collections import namedtuple
@@ -27,13 +34,15 @@ from ._parse import (
     MAX_LINE_LEN,
     MAX_PREAMBLE_LEN,
     METHODS,
+    ConnectionClosed,
     ContentRange,
+    ParseError,
     Range,
     _check_length,
     _short,
     format_chunk,
     parse_chunk,
-    parse_headers,
+    parse_trailer_line,
 )
 
 TYPE_CHECKING = False
@@ -81,7 +90,9 @@ class ConnReader:
     A body over such a reader is *connection-backed*: its repr says
     ``<reader>`` and an error while reading it is reported to the reader.
     Subclasses provide ``read_exact(n)``, ``readinto_exact(view)``,
-    ``read_some(n)``, ``readline(limit)`` and ``body_failed(exc)``.
+    ``readinto_some(view)``, ``read_some(n)``, ``readline(limit)``,
+    ``body_failed(exc)``, ``buffered`` (bytes received and not yet read) and
+    ``max_body`` (``None``, or the most body bytes it accepts).
     """
 
     __slots__ = ()
@@ -193,6 +204,13 @@ class _InBody:
         self._state = BODY_ERROR
         self._reader.body_failed(exc)
 
+    _abort = _fail  # what _write_body() calls when writing failed
+
+    def _at_hand(self):
+        # A connection's next bytes are at hand when they were received
+        # already; a file's always are.
+        return self._reader is not self._rfile or self._reader.buffered > 0
+
     def _rfile_repr(self):
         if self._reader is self._rfile:
             return '<reader>'
@@ -265,7 +283,7 @@ class Body(_InBody):
             return self._read_until_eof(size)
         if size is None:
             if remaining > MAX_IO_SIZE:
-                raise ValueError(f'would exceed max read size: {remaining} > {MAX_IO_SIZE}')
+                raise _read_too_large(remaining)
             size = remaining
         elif size > remaining:
             size = remaining
@@ -349,37 +367,58 @@ class Body(_InBody):
 
     def write_to(self, wfile: 'Any') -> int:
         """Copy the whole body to *wfile*; returns the number of bytes written."""
-        write = wfile.write
-        if self._remaining is None:
-            total = 0
-            for data in self:
-                try:
-                    total += _write_all(write, data)
-                except BaseException as e:
-                    self._fail(e)
-                    raise
-            return total
+        return _write_body(self, wfile, False)
+
+    def _items(self):
+        # The data, in pieces: as it arrives from a connection, in IO_SIZE
+        # pieces from a file.  A piece may be a view of a buffer reused for
+        # the next one: write it before asking for more.  The state is
+        # checked now, the pieces come from the generator.
         self._start(BODY_READY)
+        return self._pieces()
+
+    def _pieces(self):
+        reader = self._reader
         remaining = self._remaining
-        total = 0
         try:
-            if remaining:
+            if remaining is None:  # until the connection closes
+                while True:
+                    data = reader.read_some(IO_SIZE)
+                    if not data:
+                        break
+                    yield data
+            elif remaining:
                 view = memoryview(bytearray(min(remaining, IO_SIZE)))
-                readinto_exact = self._reader.readinto_exact
-                while remaining:
-                    part = view[: min(remaining, len(view))]
-                    readinto_exact(part)
-                    remaining -= len(part)
-                    self._remaining = remaining
-                    total += _write_all(write, part)
+                if reader is self._rfile:
+                    readinto_some = reader.readinto_some
+                    while remaining:
+                        received = readinto_some(view[: min(remaining, len(view))])
+                        if not received:
+                            got = self._content_length - remaining
+                            raise ConnectionClosed(
+                                f'expected to read {self._content_length} bytes, '
+                                f'but received {got}'
+                            )
+                        remaining -= received
+                        self._remaining = remaining
+                        yield view[:received]
+                else:
+                    readinto_exact = reader.readinto_exact
+                    while remaining:
+                        part = view[: min(remaining, len(view))]
+                        readinto_exact(part)
+                        remaining -= len(part)
+                        self._remaining = remaining
+                        yield part
+        except GeneratorExit:
+            raise
         except BaseException as e:
             self._fail(e)
             raise
         self._state = BODY_CONSUMED
-        return total
 
     def _drain(self, limit):
-        """Read and drop the rest when at most *limit* bytes remain (D7)."""
+        """Read and drop the rest when at most *limit* bytes remain (doc/decisions.rst)."""
         if self._state >= BODY_CONSUMED:
             return self._state == BODY_CONSUMED
         if self._remaining is None or self._remaining > limit:
@@ -418,16 +457,18 @@ class ChunkedBody(_InBody):
     (None, b'')
     """
 
-    __slots__ = ('_rfile', '_reader', '_state', '_pending')
+    __slots__ = ('_rfile', '_reader', '_state', '_pending', '_left')
 
     chunked = True
 
     def __init__(self, rfile: object) -> None:
         self._rfile = rfile
-        self._reader = _reader_for(rfile, True)
+        self._reader = reader = _reader_for(rfile, True)
         self._state = BODY_READY
         # (extension, memoryview) left over by a sized read()
         self._pending: 'tuple[Any, memoryview] | None' = None
+        # chunk data bytes the reader still accepts (None: no limit)
+        self._left: int | None = getattr(reader, 'max_body', None)
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}({self._rfile_repr()})'
@@ -439,6 +480,14 @@ class ChunkedBody(_InBody):
             line = reader.readline(MAX_LINE_LEN)
             (size, extension) = parse_chunk(line[:-2])
             if size:
+                if self._left is not None:
+                    self._left -= size
+                    if self._left < 0:
+                        raise ParseError(
+                            f'chunked body over max_body: {reader.max_body}',
+                            413,
+                            'Content Too Large',
+                        )
                 data = reader.read_exact(size)
                 end = reader.read_exact(2)
             else:
@@ -464,7 +513,7 @@ class ChunkedBody(_InBody):
             count += 1
             if count > MAX_HEADER_COUNT or total > MAX_PREAMBLE_LEN:
                 raise ValueError(f'trailer too large: {count} fields, {total} bytes')
-            parse_headers(line[:-2])
+            parse_trailer_line(line[:-2])
             line = self._reader.readline(MAX_LINE_LEN)
             total += len(line)
 
@@ -519,7 +568,7 @@ class ChunkedBody(_InBody):
                 return b''.join(parts)
             total += len(data)
             if total > MAX_IO_SIZE:
-                e = ValueError(f'chunks exceed MAX_IO_SIZE: {total} > {MAX_IO_SIZE}')
+                e = _read_too_large(total, 'chunks exceed max read size')
                 self._fail(e)
                 raise e
             parts.append(data)
@@ -531,15 +580,15 @@ class ChunkedBody(_InBody):
 
     def write_to(self, wfile: 'Any') -> int:
         """Copy every chunk to *wfile*, re-encoded with its extension; returns bytes written."""
-        write = wfile.write
-        total = 0
-        for chunk in self:
-            try:
-                total += _write_chunk(write, chunk)
-            except BaseException as e:
-                self._fail(e)  # a chunk was lost: the body cannot go on
-                raise
-        return total
+        return _write_body(self, wfile, True)
+
+    def _items(self):
+        self._start(BODY_READY)
+        return self._chunks()
+
+    def _chunks(self):
+        while self._state == BODY_STARTED:
+            yield self._readchunk()
 
     def _drain(self, limit):
         """Read and drop chunks while no more than *limit* bytes were dropped (D7)."""
@@ -556,12 +605,59 @@ class ChunkedBody(_InBody):
         return False
 
 
+def _read_too_large(size, what='would exceed max read size'):
+    # A read that would need more memory than one read may take: the
+    # server answers 413 when the app lets it escape (RFC 9110 15.5.14).
+    return ParseError(f'{what}: {size} > {MAX_IO_SIZE}', 413, 'Content Too Large')
+
+
+_LAST_CHUNK = b'0\r\n\r\n'
+
+
 def _write_chunk(write, chunk):
     line = format_chunk(chunk)
     data = chunk[1]
     if len(data) < 4096:
         return _write_all(write, b''.join((line, data, b'\r\n')))
     return _write_all(write, line) + _write_all(write, data) + _write_all(write, b'\r\n')
+
+
+def _write_body(body, wfile, encode):
+    """Write *body* to *wfile* through its ``_items()``; returns the bytes written.
+
+    *encode*: chunk-encode (a chunked body's own chunks, or a length body's
+    pieces as chunks of a body of unknown length); else the data alone (a
+    length body, or a chunked body's data close-delimited for an HTTP/1.0
+    peer).  Each piece is flushed before the next is asked for, unless the
+    body says the next is at hand (see the module docstring).
+    """
+    write = wfile.write
+    flush = getattr(wfile, 'flush', None)
+    at_hand = body._at_hand
+    chunked = body.chunked
+    items = body._items()  # checks the state first
+    total = 0
+    try:
+        for item in items:
+            if chunked:
+                if encode:
+                    total += _write_chunk(write, item)
+                elif item[1]:
+                    total += _write_all(write, item[1])
+            elif encode:
+                total += _write_chunk(write, (None, item))
+            else:
+                total += _write_all(write, item)
+            if flush is not None and not at_hand():
+                flush()
+        if encode and not chunked:
+            total += _write_all(write, _LAST_CHUNK)
+    except BaseException as e:
+        if body._state != BODY_ERROR:
+            body._abort(e)  # a piece was lost: the body cannot go on
+        items.close()
+        raise
+    return total
 
 
 class _OutBody:
@@ -582,9 +678,19 @@ class _OutBody:
             raise _state_error(self)
         self._state = BODY_STARTED
 
+    def _abort(self, exc):
+        self._state = BODY_ERROR
+
+    def _at_hand(self):
+        # A list or tuple is all at hand; any other iterable may have to
+        # wait for its next item (a generator, a socket, a queue).
+        return type(self._source) in (list, tuple)
+
 
 class BodyIter(_OutBody):
     """An outgoing body of *content_length* bytes from an iterable of ``bytes``.
+
+    Items are written as the iterable yields them (see the module docstring).
 
     >>> import io
     >>> out = io.BytesIO()
@@ -610,8 +716,13 @@ class BodyIter(_OutBody):
         return f'BodyIter({self._source!r}, {self._content_length})'
 
     def write_to(self, wfile: 'Any') -> int:
+        return _write_body(self, wfile, False)
+
+    def _items(self):
         self._start()
-        write = wfile.write
+        return self._pieces()
+
+    def _pieces(self):
         total = 0
         length = self._content_length
         try:
@@ -620,23 +731,26 @@ class BodyIter(_OutBody):
                     raise TypeError(_TYPE_ERROR2.format('BodyIter source item', bytes, type(data)))
                 if len(data) > MAX_IO_SIZE:
                     raise ValueError(f'need len(data) <= {MAX_IO_SIZE}; got {len(data)}')
-                if total + len(data) > length:
-                    raise ValueError(f'exceeds content_length: {total + len(data)} > {length}')
+                total += len(data)
+                if total > length:
+                    raise ValueError(f'exceeds content_length: {total} > {length}')
                 if data:
-                    total += _write_all(write, data)
+                    yield data
             if total != length:
                 raise ValueError(f'deceeds content_length: {total} < {length}')
+        except GeneratorExit:
+            raise
         except BaseException:
             self._state = BODY_ERROR
             raise
         self._state = BODY_CONSUMED
-        return total
 
 
 class ChunkedBodyIter(_OutBody):
     """An outgoing chunked body from an iterable of ``(extension, data)`` tuples.
 
-    The last item, and only the last, has ``data == b''``.
+    The last item, and only the last, has ``data == b''``.  Chunks are
+    written as the iterable yields them (see the module docstring).
 
     >>> import io
     >>> out = io.BytesIO()
@@ -658,9 +772,13 @@ class ChunkedBodyIter(_OutBody):
         return f'ChunkedBodyIter({self._source!r})'
 
     def write_to(self, wfile: 'Any') -> int:
+        return _write_body(self, wfile, True)
+
+    def _items(self):
         self._start()
-        write = wfile.write
-        total = 0
+        return self._chunks()
+
+    def _chunks(self):
         done = False
         try:
             for chunk in self._source:
@@ -676,14 +794,15 @@ class ChunkedBodyIter(_OutBody):
                 if len(data) > MAX_IO_SIZE:
                     raise ValueError(f'need len(chunk data) <= {MAX_IO_SIZE}; got {len(data)}')
                 done = not data
-                total += _write_chunk(write, chunk)
+                yield chunk
             if not done:
                 raise ValueError('final chunk data was not empty')
+        except GeneratorExit:
+            raise
         except BaseException:
             self._state = BODY_ERROR
             raise
         self._state = BODY_CONSUMED
-        return total
 
 
 API = namedtuple('API', 'Body ChunkedBody BodyIter ChunkedBodyIter Range ContentRange')

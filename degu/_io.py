@@ -25,20 +25,28 @@ from ._body import (
     BODY_READY,
     BODY_STARTED,
     Body,
-    BodyIter,
     ChunkedBody,
-    ChunkedBodyIter,
     ConnReader,
     Request,
     Response,
     _new_body,
     _new_request,
+    _write_body,
+)
+from ._framing import (
+    CHUNKED,
+    CLOSE,
+    LENGTH,
+    body_framing,
+    check_framing_headers,
+    request_framing,
+    response_framing,
+    too_large,
 )
 from ._parse import (
     _TYPE_ERROR,
     BUF_LEN,
     MAX_HEADER_COUNT,
-    MAX_IO_SIZE,
     MAX_PREAMBLE_LEN,
     MAX_REQUEST_LINE_LEN,
     ConnectionClosed,
@@ -47,10 +55,10 @@ from ._parse import (
     ParseError,
     UnsupportedResponse,
     _short,
+    parse_authority,
     parse_headers,
     parse_request_line,
     parse_response_line,
-    parse_tokens,
     render_request,
     render_response,
 )
@@ -113,16 +121,11 @@ def map_socket_error(exc: BaseException, what: str) -> 'ConnectionClosed | None'
     return None
 
 
-def _set_default(headers, name, value):
-    current = headers.get(name)
-    if current is None:
-        headers[name] = value
-    elif current != value and str(current).lower() != str(value):
-        raise ValueError(f'{name!r} mismatch: {value!r} != {current!r}')
-
-
 def set_output_headers(headers: 'dict[str, Any]', body: object) -> None:
-    """Add the framing header *body* implies, or check the one given (SPEC 4.4).
+    """Add the framing field *body* implies to *headers*, or check the one given.
+
+    ``None`` adds nothing; a ``Body`` of unknown length is chunked.  The
+    rules are those of ``degu._framing.body_framing()``.
 
     >>> h = {}
     >>> set_output_headers(h, b'hello')
@@ -131,27 +134,21 @@ def set_output_headers(headers: 'dict[str, Any]', body: object) -> None:
     """
     if body is None:
         return
-    if type(body) is bytes:
-        if len(body) > MAX_IO_SIZE:
-            raise ValueError(f'need len(body) <= {MAX_IO_SIZE}; got {len(body)}')
-        _set_default(headers, 'content-length', len(body))
-    elif isinstance(body, (Body, BodyIter)):
-        if body.content_length is None:
-            raise ValueError(f'cannot frame a body of unknown length: {body!r}')
-        _set_default(headers, 'content-length', body.content_length)
-    elif isinstance(body, (ChunkedBody, ChunkedBodyIter)):
-        _set_default(headers, 'transfer-encoding', 'chunked')
+    (kind, length) = body_framing(body)
+    check_framing_headers(headers, kind, length)
+    if kind == LENGTH:
+        headers.setdefault('content-length', length)
     else:
-        raise TypeError(f'bad body type: {type(body)!r}: {body!r}'[:200])
-    if 'content-length' in headers and 'transfer-encoding' in headers:
-        raise ValueError('cannot have both content-length and transfer-encoding headers')
+        headers.setdefault('transfer-encoding', 'chunked')
 
 
 class SocketWrapper(ConnReader):
     """Buffered reading and writing of HTTP messages over one socket.
 
     *max_preamble* bounds a whole preamble (CRLFCRLF included) and
-    *max_header_count* its header fields.  With *timeout* set, a whole
+    *max_header_count* its header fields; *max_body* (``None`` for no limit)
+    bounds a request body: a longer ``content-length`` is refused with 413
+    when the request is read, a chunked body when it grows past it.  With *timeout* set, a whole
     preamble must arrive within *timeout* seconds of its first byte, and the
     wait for that first byte is bounded by *idle_timeout* (D8); the socket's
     own timeout is then left at *timeout*.  *close_on_error* says whether a
@@ -177,8 +174,9 @@ class SocketWrapper(ConnReader):
         'idle_timeout',
         'close_on_error',
         'error',
-        'response_version',
+        'max_body',
         'sends',
+        'reset',
         '_native',
         '_rcv_timeout',
         '__weakref__',
@@ -193,6 +191,7 @@ class SocketWrapper(ConnReader):
         timeout: float | None = None,
         idle_timeout: float | None = None,
         close_on_error: bool = True,
+        max_body: int | None = None,
     ) -> None:
         self._recv_into = _method(sock, 'recv_into')
         self._send = _method(sock, 'send')
@@ -214,8 +213,12 @@ class SocketWrapper(ConnReader):
         self.idle_timeout = idle_timeout
         self.close_on_error = close_on_error
         self.error: 'BaseException | None' = None
-        self.response_version: 'str | None' = None
+        self.max_body = max_body
         self.sends = 0  # send attempts so far: the server tells if a response started
+        # True once a send failed because the peer reset or closed: an EOF
+        # read afterwards cannot prove a close-delimited body complete, as
+        # the reset may have destroyed what was still in flight.
+        self.reset = False
         self._native = False
         self._rcv_timeout = None
         if type(sock) is socket.socket and (timeout is not None or sock.gettimeout()):
@@ -413,21 +416,33 @@ class SocketWrapper(ConnReader):
         Raises ``EmptyPreambleError`` when the peer closed before sending a
         byte, ``ValueError`` (or ``ParseError``) for a malformed preamble.
         Empty lines before a request line are skipped (RFC 9112 section 2.2).
+        A ``host`` must be valid (section 3.2; the server refuses an HTTP/1.1
+        request without one); the authority of an absolute-form target
+        replaces it (section 3.2.2).  A ``range`` on a method other than GET
+        is dropped (RFC 9110 section 14.2).
         """
         preamble = self._read_preamble('request', 'reading request preamble')
         if preamble[:2] == _CRLF or not preamble:
             preamble = self._skip_empty_lines(preamble)
         (line, _, block) = preamble.partition(_CRLF)
         (method, uri, path, query, version) = parse_request_line(line)
-        body = None
-        if block:
-            headers = parse_headers(block, False, self.max_header_count)
-            if 'content-length' in headers:
-                body = _new_body(self, headers['content-length'])
-            elif 'transfer-encoding' in headers:
-                body = ChunkedBody(self)
+        headers = parse_headers(block, False, self.max_header_count) if block else {}
+        if line[len(method) + 1] != 0x2F:  # '/': not origin-form
+            authority = parse_authority(line[len(method) + 1 :])
+            # An HTTP/1.1 request without host stays without (it gets 400).
+            if authority is not None and ('host' in headers or version != 'HTTP/1.1'):
+                headers['host'] = authority
+        if 'range' in headers and method != 'GET':
+            del headers['range']
+        (kind, length) = request_framing(headers)
+        if kind == LENGTH:
+            if self.max_body is not None and length > self.max_body:
+                raise too_large(length, self.max_body)
+            body = _new_body(self, length)
+        elif kind == CHUNKED:
+            body = ChunkedBody(self)
         else:
-            headers = {}
+            body = None
         return _new_request(method, uri, headers, body, path, query, version)
 
     def _skip_empty_lines(self, preamble):
@@ -445,35 +460,40 @@ class SocketWrapper(ConnReader):
     def read_response(self, method: str) -> Response:
         """Read and parse the next response preamble; returns a ``Response``.
 
-        The body is ``None`` for HEAD and for 1xx, 204 and 304 responses
-        whatever the headers say (D11); a ``Body`` or ``ChunkedBody`` by the
-        framing header; a ``Body`` whose ``content_length`` is ``None`` for
-        an unframed HTTP/1.0 or ``connection: close`` response (D14).
-        ``response_version`` is left at the version of the status line.
+        The body follows ``degu._framing.response_framing()``: ``None`` for
+        HEAD and for 1xx, 204 and 304 responses whatever the headers say; a
+        ``Body`` or ``ChunkedBody`` by the framing field; and without one, a
+        ``Body`` whose ``content_length`` is ``None``, read until the server
+        closes (RFC 9112 section 6.3).
+        """
+        return self.read_response_head(method)[0]
+
+    def read_response_head(self, method: str) -> 'tuple[Response, str, int]':
+        """``read_response()``, with what persistence needs: ``(response, version, kind)``.
+
+        *version* is that of the status line, *kind* the framing decision
+        (``degu._framing``).
         """
         preamble = self._read_preamble('response', 'reading response preamble')
         (line, _, block) = preamble.partition(_CRLF)
         (version, status, reason) = parse_response_line(line)
-        self.response_version = version
         try:
             headers = parse_headers(block, True, self.max_header_count)
         except ParseError as e:
             if e.status == 501:
                 raise UnsupportedResponse(str(e)) from e
             raise
-        if method == 'HEAD' or status < 200 or status == 204 or status == 304:
-            body = None
-        elif 'content-length' in headers:
-            body = _new_body(self, headers['content-length'])
-        elif 'transfer-encoding' in headers:
+        (kind, length) = response_framing(method, status, headers)
+        if kind == LENGTH:
+            body = _new_body(self, length)
+        elif kind == CHUNKED:
             body = ChunkedBody(self)
-        elif version == 'HTTP/1.0' or (
-            'connection' in headers and 'close' in parse_tokens(headers['connection'])
-        ):
+        elif kind == CLOSE:
             body = Body(self, None)
         else:
             body = None
-        return _new_response(Response, (status, reason, headers, body))  # no Python frame
+        response = _new_response(Response, (status, reason, headers, body))  # no Python frame
+        return (response, version, kind)
 
     def expect_continue(self) -> None:
         """Arm the lazy ``100 Continue``: sent just before the first body byte is read."""
@@ -532,17 +552,37 @@ class SocketWrapper(ConnReader):
     def _eof(self, size, got):
         return ConnectionClosed(f'expected to read {size} bytes, but received {got}')
 
+    def readinto_some(self, view: memoryview) -> int:
+        """Fill part of *view* with what is buffered, or else with one ``recv``; 0 at EOF."""
+        if self._continue:
+            self._send_continue()
+        start = self._start
+        avail = self._stop - start
+        if avail:
+            size = min(avail, len(view))
+            view[:size] = self._view[start : start + size]
+            self._start = start + size
+            return size
+        return self._recv(view, 'reading body')
+
+    def _clean_eof(self):
+        # The end of a close-delimited body: complete only if the peer
+        # closed cleanly (RFC 9112 section 8).  After a reset, the EOF that
+        # follows proves nothing: data in flight may have been destroyed.
+        if self.reset:
+            raise ConnectionClosed('connection was reset: the body may be incomplete')
+        return b''
+
     def read_some(self, size: int, all_of_it: bool = False) -> bytes:
         """Up to *size* bytes, ``b''`` at EOF; with *all_of_it*, everything until EOF.
 
-        For close-delimited bodies (D14).  Reading everything refuses more
-        than *size* bytes rather than allocating them.
+        For bodies that run until the connection closes.  Reading everything
+        refuses more than *size* bytes rather than allocating them.  The EOF
+        is a ``ConnectionClosed`` once a send failed on a reset connection.
         """
-        if self._continue:  # pragma: no cover - requests are never close-delimited
-            self._send_continue()
         if not all_of_it:
             if self._start == self._stop and self._fill('reading body') == 0:
-                return b''
+                return self._clean_eof()
             start = self._start
             end = min(self._stop, start + size)
             self._start = end
@@ -551,10 +591,13 @@ class SocketWrapper(ConnReader):
         total = 0
         while True:
             if self._start == self._stop and self._fill('reading body') == 0:
+                self._clean_eof()
                 return b''.join(parts)
             total += self._stop - self._start
             if total > size:
-                raise ValueError(f'would exceed max read size: {total} > {size}')
+                raise ParseError(
+                    f'would exceed max read size: {total} > {size}', 413, 'Content Too Large'
+                )
             parts.append(bytes(self._view[self._start : self._stop]))
             self._start = self._stop
 
@@ -607,6 +650,8 @@ class SocketWrapper(ConnReader):
             mapped = self._map(e, what)
             if mapped is None:
                 raise
+            if not isinstance(mapped, ConnectionTimedOut):
+                self.reset = True
             raise mapped from e
 
     def write(self, data: 'bytes | bytearray | memoryview') -> int:
@@ -637,11 +682,16 @@ class SocketWrapper(ConnReader):
             self._wlen = 0
             self._sendall(parts[0] if len(parts) == 1 else b''.join(parts))
 
-    def write_message(self, preamble: bytes, body: 'Any') -> int:
+    def write_message(self, preamble: bytes, body: 'Any', kind: int = LENGTH) -> int:
         """Send a rendered *preamble* and its *body*; returns the total bytes sent.
 
-        A small ``bytes`` body goes out with the preamble in one ``send``; a
-        body object streams through the write buffer, then everything is flushed.
+        *kind* is how the preamble framed the body (``degu._framing``):
+        ``LENGTH`` sends the data as it is, ``CHUNKED`` chunk-encodes it,
+        ``CLOSE`` sends a chunked body's data alone (for an HTTP/1.0 peer).
+        A ``bytes`` body goes out with the preamble in one ``send``; a body
+        object goes out as it is produced: the preamble with its first
+        piece, and each piece before the next is asked for (see
+        ``degu._body``).
         """
         if body is None:
             self.flush()
@@ -655,10 +705,10 @@ class SocketWrapper(ConnReader):
                 self._sendall(preamble)
                 self._sendall(body)
             return len(preamble) + len(body)
-        if isinstance(body, Body) and self._can_sendfile(body):
+        if kind == LENGTH and isinstance(body, Body) and self._can_sendfile(body):
             return self._sendfile(preamble, body)
         self.write(preamble)
-        total = len(preamble) + body.write_to(self)
+        total = len(preamble) + _write_body(body, self, kind == CHUNKED)
         self.flush()
         return total
 
@@ -708,14 +758,16 @@ class SocketWrapper(ConnReader):
     ) -> int:
         """Frame, render and send a request; returns the bytes sent."""
         set_output_headers(headers, body)
-        return self.write_message(render_request(method, uri, headers), body)
+        kind = CHUNKED if 'transfer-encoding' in headers else LENGTH
+        return self.write_message(render_request(method, uri, headers), body, kind)
 
     def write_response(
         self, status: int, reason: str, headers: 'dict[str, Any]', body: object
     ) -> int:
         """Frame, render and send a response; returns the bytes sent."""
         set_output_headers(headers, body)
-        return self.write_message(render_response(status, reason, headers), body)
+        kind = CHUNKED if 'transfer-encoding' in headers else LENGTH
+        return self.write_message(render_response(status, reason, headers), body, kind)
 
 
 def _set_timeout(sock, option, seconds):

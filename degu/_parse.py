@@ -55,6 +55,9 @@ __all__ = (
     'parse_chunk_extension',
     'parse_chunk',
     'parse_tokens',
+    'parse_host',
+    'parse_authority',
+    'parse_trailer_line',
     # renderers
     'render_headers',
     'render_request',
@@ -79,7 +82,7 @@ MAX_REQUEST_LINE_LEN = 8 * 1024  # 8 KiB: a longer request line gets 414 (D1)
 MAX_LINE_LEN = 4 * 1024  # 4 KiB: a chunk-size line, including its CRLF
 MAX_CL_LEN = 16  # decimal digits in a content-length or a range number
 MAX_LENGTH = 9999999999999999  # largest content-length, range offset or total (16 digits)
-MAX_CHUNK_SIZE_LEN = 7  # hex digits in a chunk size (7 digits hold 16 MiB)
+MAX_CHUNK_SIZE_LEN = 16  # hex digits in a chunk size, leading zeros included
 IO_SIZE = 1024 * 1024  # 1 MiB: the piece size when a Body is iterated
 MAX_IO_SIZE = 16 * 1024 * 1024  # 16 MiB: largest single read, chunk and bytes body
 MAX_DRAIN_LEN = 64 * 1024  # 64 KiB: an unread request body the server drains (D7)
@@ -169,12 +172,17 @@ _TARGET_CHARS = (
 )
 _BAD_ESCAPE_RE = re.compile(rb'%(?![0-9A-Fa-f]{2})')
 _TARGET_TABLE = bytes(0 if b in _TARGET_CHARS else (b or 1) for b in range(256))
+# Deviation: the query also takes every other visible ASCII byte but "#"
+# (browsers send "{", "}", "|", "^", "\\" and "`" unencoded in a query, and
+# nginx and gunicorn accept them); control bytes, SP, obs-text and bad "%"
+# escapes stay out.  See doc/decisions.rst.
+_QUERY_TABLE = bytes(0 if (0x21 <= b <= 0x7E and b != 0x23) else (b or 1) for b in range(256))
 
 #   absolute-form = absolute-URI ; only http and https, with an authority.
 _ABSOLUTE_RE = re.compile(
-    rb'(?i:https?)://'
+    rb'(?i:https?)://('
     rb'(?:[A-Za-z0-9\-._~!$&\'()*+,;=%]+|\[[0-9A-Fa-f:.]+\])'  # host
-    rb'(?::[0-9]*)?'  # port
+    rb'(?::[0-9]*)?)'  # port
 )
 
 #   field-value = *field-content, where field-content holds VCHAR, obs-text,
@@ -202,7 +210,11 @@ def _check_length(name, value):
 
 
 class Range:
-    """A single byte range ``[start, stop)`` from a ``range`` request header.
+    """A single byte range from a ``range`` request header (RFC 9110 section 14.1.2).
+
+    ``Range(start, stop)`` selects bytes ``[start, stop)``, Python slice
+    style (stop exclusive).  ``Range(-length, None)`` is a suffix range: the
+    last *length* bytes, like ``data[-length:]``.
 
     >>> r = Range(2, 5)
     >>> r
@@ -211,15 +223,26 @@ class Range:
     'bytes=2-4'
     >>> r.content_range(4)
     ContentRange(2, 4, 4)
+    >>> suffix = Range(-3, None)
+    >>> str(suffix)
+    'bytes=-3'
+    >>> suffix.content_range(10)
+    ContentRange(7, 10, 10)
     """
 
     __slots__ = ('_start', '_stop')
 
-    def __init__(self, start: int, stop: int) -> None:
-        _check_length('start', start)
-        _check_length('stop', stop)
-        if start >= stop:
-            raise ValueError(f'need start < stop; got {start} >= {stop}')
+    def __init__(self, start: int, stop: int | None) -> None:
+        if stop is None:
+            if type(start) is not int:
+                raise TypeError(_TYPE_ERROR.format('start', int, type(start), start))
+            if not (-MAX_LENGTH <= start <= -1):
+                raise ValueError(f'need -{MAX_LENGTH} <= start <= -1 for a suffix; got {start}')
+        else:
+            _check_length('start', start)
+            _check_length('stop', stop)
+            if start >= stop:
+                raise ValueError(f'need start < stop; got {start} >= {stop}')
         self._start = start
         self._stop = stop
 
@@ -228,13 +251,15 @@ class Range:
         return self._start
 
     @property
-    def stop(self) -> int:
+    def stop(self) -> int | None:
         return self._stop
 
     def __repr__(self) -> str:
         return f'Range({self._start}, {self._stop})'
 
     def __str__(self) -> str:
+        if self._stop is None:
+            return f'bytes={self._start}'
         return f'bytes={self._start}-{self._stop - 1}'
 
     def __eq__(self, other: object) -> bool:
@@ -247,40 +272,55 @@ class Range:
     def __hash__(self) -> int:
         return hash((Range, self._start, self._stop))
 
-    def _check_total(self, total):
+    def _bounds(self, total):
+        # [start, stop) within a representation of *total* bytes; a range
+        # that selects nothing is unsatisfiable (RFC 9110 section 14.1.1).
         _check_length('total', total)
+        if self._stop is None:
+            if total == 0:
+                raise ValueError(f'{self!r} out of bounds (total={total})')
+            return (max(0, total + self._start), total)
         if self._start >= total:
             raise ValueError(f'{self!r} out of bounds (total={total})')
+        return (self._start, min(self._stop, total))
 
     def content_length(self, total: int) -> int:
         """Bytes this range selects from a representation of *total* bytes."""
-        self._check_total(total)
-        return min(self._stop, total) - self._start
+        (start, stop) = self._bounds(total)
+        return stop - start
 
     def content_range(self, total: int) -> 'ContentRange':
         """The ``ContentRange`` answering this range for *total* bytes."""
-        self._check_total(total)
-        return ContentRange(self._start, min(self._stop, total), total)
+        (start, stop) = self._bounds(total)
+        return ContentRange(start, stop, total)
 
 
 class ContentRange:
     """A ``content-range`` value: bytes ``[start, stop)`` of *total*.
+
+    *total* is ``None`` when the sender does not know it (``bytes 2-4/*``).
 
     >>> cr = ContentRange(2, 5, 7)
     >>> str(cr)
     'bytes 2-4/7'
     >>> cr == 'bytes 2-4/7'
     True
+    >>> str(ContentRange(0, 5, None))
+    'bytes 0-4/*'
     """
 
     __slots__ = ('_start', '_stop', '_total')
 
-    def __init__(self, start: int, stop: int, total: int) -> None:
+    def __init__(self, start: int, stop: int, total: int | None) -> None:
         _check_length('start', start)
         _check_length('stop', stop)
-        _check_length('total', total)
-        if not (start < stop <= total):
-            raise ValueError(f'need start < stop <= total; got {(start, stop, total)!r}')
+        if total is None:
+            if not start < stop:
+                raise ValueError(f'need start < stop; got {(start, stop)!r}')
+        else:
+            _check_length('total', total)
+            if not (start < stop <= total):
+                raise ValueError(f'need start < stop <= total; got {(start, stop, total)!r}')
         self._start = start
         self._stop = stop
         self._total = total
@@ -294,14 +334,15 @@ class ContentRange:
         return self._stop
 
     @property
-    def total(self) -> int:
+    def total(self) -> int | None:
         return self._total
 
     def __repr__(self) -> str:
         return f'ContentRange({self._start}, {self._stop}, {self._total})'
 
     def __str__(self) -> str:
-        return f'bytes {self._start}-{self._stop - 1}/{self._total}'
+        total = '*' if self._total is None else self._total
+        return f'bytes {self._start}-{self._stop - 1}/{total}'
 
     def __eq__(self, other: object) -> bool:
         if type(other) is ContentRange:
@@ -365,7 +406,14 @@ def _parse_origin(src):
     # src starts with b'/': check the bytes, then the escapes, decode last.
     # translate() with a table maps every allowed byte to NUL (a per-call
     # delete set would build its table on every call).
-    if src.translate(_TARGET_TABLE).count(0) != len(src):
+    q = src.find(b'?')
+    if q < 0:
+        if src.translate(_TARGET_TABLE).count(0) != len(src):
+            raise ValueError(f'bad request-target: {_short(src)}')
+    elif (
+        src[:q].translate(_TARGET_TABLE).count(0) != q
+        or src[q:].translate(_QUERY_TABLE).count(0) != len(src) - q
+    ):
         raise ValueError(f'bad request-target: {_short(src)}')
     if b'%' in src and _BAD_ESCAPE_RE.search(src):
         raise ValueError(f'bad percent-encoding in request-target: {_short(src)}')
@@ -501,7 +549,9 @@ def parse_response_line(line: bytes) -> 'tuple[str, int, str]':
     if _BAD_TEXT_RE.search(rsrc):
         raise ValueError(f'bad reason phrase: {_short(rsrc)}')
     parsed = (version, int(m.group(1)), rsrc.decode('latin-1'))
-    if len(_STATUS_LINE_CACHE) < _STATUS_LINE_CACHE_MAX and len(line) <= 64:
+    if len(line) <= 64:
+        if len(_STATUS_LINE_CACHE) >= _STATUS_LINE_CACHE_MAX:
+            _STATUS_LINE_CACHE.clear()  # like the other caches: a new set can settle in
         _STATUS_LINE_CACHE[line] = parsed
     return parsed
 
@@ -571,45 +621,65 @@ def parse_transfer_encoding(src: bytes) -> str:
     raise _not_implemented(f'unsupported transfer-encoding: {_short(src)}')
 
 
-_RANGE_RE = re.compile(rb'bytes=([0-9]{1,16})-([0-9]{1,16})?')
-_CONTENT_RANGE_RE = re.compile(rb'bytes ([0-9]{1,16})-([0-9]{1,16})/([0-9]{1,16})')
+#   Range        = ranges-specifier
+#   ranges-specifier = range-unit "=" range-set
+#   range-set    = 1#range-spec
+#   range-spec   = int-range / suffix-range / other-range
+#   int-range    = first-pos "-" [ last-pos ]
+#   suffix-range = "-" suffix-length
+_RANGE_RE = re.compile(rb'bytes=([0-9]{1,16})-([0-9]{1,16})?|bytes=-([0-9]{1,16})')
+#   Content-Range = range-unit SP ( range-resp / unsatisfied-range )
+#   range-resp    = incl-range "/" ( complete-length / "*" )
+_CONTENT_RANGE_RE = re.compile(rb'bytes ([0-9]{1,16})-([0-9]{1,16})/(?:([0-9]{1,16})|\*)')
 _UNSATISFIED_RE = re.compile(rb'bytes \*/([0-9]{1,16})')
 
 
 def parse_range(src: bytes) -> Range:
-    """``bytes=START-END`` or ``bytes=START-``; kept strict otherwise (D16).
+    """One ``bytes=`` range: ``first-last``, ``first-`` or the suffix ``-length``.
 
     An open-ended range (what browsers and media players send) runs to
-    ``MAX_LENGTH``, which ``Range.content_range(total)`` clamps to the end
-    of the representation.  Suffix ranges (``bytes=-N``) and lists of
-    ranges are refused: range arithmetic is where servers leak or loop.
+    ``MAX_LENGTH``, which ``Range.content_range(total)`` clamps to the end of
+    the representation; a suffix range is ``Range(-length, None)``.  Anything
+    else raises ``ValueError``: another unit, several ranges, a last byte
+    before the first, ``bytes=-0``.  The server drops a ``range`` it cannot
+    parse, as if absent (RFC 9110 section 14.2): see doc/decisions.rst.
 
     >>> parse_range(b'bytes=0-99')
     Range(0, 100)
     >>> parse_range(b'bytes=100-').content_range(150)
     ContentRange(100, 150, 150)
+    >>> parse_range(b'bytes=-500')
+    Range(-500, None)
     """
     m = _RANGE_RE.fullmatch(src)
     if m is not None:
-        start = int(m.group(1))
-        if m.group(2) is None:
-            if start < MAX_LENGTH:
-                return Range(start, MAX_LENGTH)
+        (first, last, suffix) = m.groups()
+        if suffix is not None:
+            length = int(suffix)
+            if length:
+                return Range(-length, None)
         else:
-            end = int(m.group(2))
-            if start <= end < MAX_LENGTH:
-                return Range(start, end + 1)
+            start = int(first)
+            if last is None:
+                if start < MAX_LENGTH:
+                    return Range(start, MAX_LENGTH)
+            else:
+                end = int(last)
+                if start <= end < MAX_LENGTH:
+                    return Range(start, end + 1)
     raise ValueError(f'bad range: {_short(src)}')
 
 
 def parse_content_range(src: bytes) -> 'ContentRange | str':
-    """``bytes START-END/TOTAL`` with ``START <= END < TOTAL`` as a ``ContentRange``.
+    """``bytes FIRST-LAST/TOTAL`` (or ``/*``) as a ``ContentRange``.
 
     The unsatisfied-range form ``bytes */TOTAL`` of a 416 response stays a
     ``str`` (there is no range to represent).
 
     >>> parse_content_range(b'bytes 0-99/1000')
     ContentRange(0, 100, 1000)
+    >>> parse_content_range(b'bytes 0-4/*')
+    ContentRange(0, 5, None)
     >>> parse_content_range(b'bytes */1000')
     'bytes */1000'
     """
@@ -617,9 +687,13 @@ def parse_content_range(src: bytes) -> 'ContentRange | str':
     if m is not None:
         start = int(m.group(1))
         end = int(m.group(2))
-        total = int(m.group(3))
-        if start <= end < total <= MAX_LENGTH:
-            return ContentRange(start, end + 1, total)
+        if m.group(3) is None:
+            if start <= end < MAX_LENGTH:
+                return ContentRange(start, end + 1, None)
+        else:
+            total = int(m.group(3))
+            if start <= end < total <= MAX_LENGTH:
+                return ContentRange(start, end + 1, total)
     else:
         m = _UNSATISFIED_RE.fullmatch(src)
         if m is not None and int(m.group(1)) <= MAX_LENGTH:
@@ -627,11 +701,53 @@ def parse_content_range(src: bytes) -> 'ContentRange | str':
     raise ValueError(f'bad content-range: {_short(src)}')
 
 
+#   Host       = uri-host [ ":" port ]        (RFC 9112 section 3.2)
+#   uri-host   = IP-literal / IPv4address / reg-name
+#   IP-literal = "[" ( IPv6address / IPvFuture ) "]"
+#   reg-name   = *( unreserved / pct-encoded / sub-delims )
+#   port       = *DIGIT
+_HOST_RE = re.compile(
+    rb"(?:\[(?:[0-9A-Fa-f:.]+|v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
+    rb"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
+    rb"(?::[0-9]*)?"
+)
+
+
+def parse_host(src: bytes) -> str:
+    """A ``host`` value: ``uri-host [":" port]``, possibly empty (RFC 9112 3.2).
+
+    >>> parse_host(b'[::1]:8080')
+    '[::1]:8080'
+    >>> parse_host(b'user@example.com')
+    Traceback (most recent call last):
+      ...
+    ValueError: bad host: b'user@example.com'
+    """
+    if not _HOST_RE.fullmatch(src):
+        raise ValueError(f'bad host: {_short(src)}')
+    return src.decode('ascii')
+
+
+def parse_authority(target: bytes) -> str | None:
+    """The authority of an absolute-form request-target, ``None`` for other forms.
+
+    >>> parse_authority(b'http://example.com:8080/a?b')
+    'example.com:8080'
+    >>> parse_authority(b'/a') is None
+    True
+    """
+    m = _ABSOLUTE_RE.match(target)
+    if m is None:
+        return None
+    return m.group(1).decode('ascii')
+
+
 _SPECIAL_PARSERS = {
     'content-length': parse_content_length,
     'transfer-encoding': parse_transfer_encoding,
     'range': parse_range,
     'content-range': parse_content_range,
+    'host': parse_host,
 }
 
 
@@ -662,8 +778,10 @@ def parse_headers(
     return headers.copy()
 
 
-def _parse_headers(src, isresponse, max_count):
-    # The parser behind parse_headers(), without the cache.
+def _parse_headers(src, isresponse, max_count, plain=False):
+    # The parser behind parse_headers(), without the cache.  plain: check
+    # the field syntax only (no value parsers, no repetition rules), for
+    # trailer fields, which are dropped.
     headers: 'dict[str, Any]' = {}
     if not src:
         return headers
@@ -686,13 +804,30 @@ def _parse_headers(src, isresponse, max_count):
         if not colon:
             raise ValueError(f'header line without a colon: {_short(line)}')
         vsrc = vsrc.strip(b' \t')
+        if plain:
+            continue
         if name in headers:
             if name in _SINGLE:
                 raise ValueError(f'duplicate header: {name!r}')
-            headers[name] = headers[name] + ', ' + vsrc.decode('latin-1')
+            # RFC 9110 section 5.3: a repeat is one list; empty members
+            # count for nothing (section 5.6.1), so none is joined.
+            if vsrc:
+                value = headers[name]
+                headers[name] = value + ', ' + vsrc.decode('latin-1') if value else (
+                    vsrc.decode('latin-1')
+                )
         elif name in _SPECIAL_PARSERS:
             if name == 'content-length' and vsrc.isdigit() and len(vsrc) <= MAX_CL_LEN:
                 headers[name] = int(vsrc)  # parse_content_length(), inlined
+            elif isresponse and (name == 'range' or name == 'host'):
+                headers[name] = vsrc.decode('latin-1')  # meaningless here: kept as text
+            elif name == 'range':
+                # RFC 9110 section 14.2: a range the server does not take
+                # is ignored, as if absent (doc/decisions.rst).
+                try:
+                    headers[name] = parse_range(vsrc)
+                except ValueError:
+                    headers[name] = None
             else:
                 headers[name] = _SPECIAL_PARSERS[name](vsrc)
             special = True
@@ -704,18 +839,24 @@ def _parse_headers(src, isresponse, max_count):
 
 
 def _check_header_combinations(headers, isresponse):
-    framed = 'content-length' in headers or 'transfer-encoding' in headers
-    if framed and 'content-length' in headers and 'transfer-encoding' in headers:
+    if 'content-length' in headers and 'transfer-encoding' in headers:
         raise ValueError('cannot have both content-length and transfer-encoding headers')
-    if len(headers) == 1 and framed:
-        return
-    if 'range' in headers:
-        if isresponse:
-            raise ValueError("response cannot include a 'range' header")
-        if framed:
-            raise ValueError('cannot include range header and content-length/transfer-encoding')
+    if 'range' in headers and headers['range'] is None:
+        del headers['range']
     if 'content-range' in headers and not isresponse:
         raise ValueError("request cannot include a 'content-range' header")
+
+
+def parse_trailer_line(src: bytes) -> None:
+    """Check one trailer field line (without its CRLF); trailers are then dropped.
+
+    The field syntax is that of the header section (RFC 9112 section 7.1.2);
+    no value is interpreted, so a ``content-range`` trailer is as good as
+    any other.
+
+    >>> parse_trailer_line(b'Expires: never')
+    """
+    _parse_headers(src, False, 1, True)
 
 
 def parse_tokens(value: str) -> 'list[str]':
@@ -738,8 +879,8 @@ def parse_tokens(value: str) -> 'list[str]':
 #   chunk-ext-val  = token / quoted-string
 #   quoted-string  = DQUOTE *( qdtext / quoted-pair ) DQUOTE
 #
-# Deviation: a chunk size has 1 to 7 hex digits and no leading zeros (SPEC
-# 5.8), and at most 16 MiB: a bounded size is what keeps memory bounded.
+# Deviation: a chunk size has at most 16 hex digits (leading zeros included)
+# and a value of at most 16 MiB: a bounded size keeps memory bounded.
 
 _EXT_RE = re.compile(
     rb"[ \t]*;[ \t]*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)"
@@ -750,16 +891,16 @@ _QUOTED_PAIR_RE = re.compile(rb'\\(.)', re.DOTALL)
 
 
 def parse_chunk_size(src: bytes) -> int:
-    """1 to 7 hex digits, no leading zero, at most ``MAX_IO_SIZE``.
+    """1 to 16 hex digits (leading zeros allowed), at most ``MAX_IO_SIZE``.
 
     >>> parse_chunk_size(b'1e')
     30
+    >>> parse_chunk_size(b'005')
+    5
     """
     if len(src) > MAX_CHUNK_SIZE_LEN:
         raise ValueError(f'chunk_size is too long: {_short(src, MAX_CHUNK_SIZE_LEN)}')
-    if not src or src.translate(_HEX_TABLE).count(0) != len(src) or (
-        src[0] == 0x30 and len(src) > 1
-    ):
+    if not src or src.translate(_HEX_TABLE).count(0) != len(src):
         raise ValueError(f'bad chunk_size: {_short(src)}')
     size = int(src, 16)
     if size > MAX_IO_SIZE:
@@ -942,8 +1083,14 @@ def render_request(method: str, uri: str, headers: 'dict[str, Any]') -> bytes:
     return f'{method} {uri} HTTP/1.1{_header_lines(headers)[0]}\r\n\r\n'.encode('latin-1')
 
 
-def render_response(status: int, reason: str, headers: 'dict[str, Any]') -> bytes:
+def render_response(
+    status: int, reason: str, headers: 'dict[str, Any]', extra: str = ''
+) -> bytes:
     """The response preamble, CRLFCRLF included.
+
+    *extra* is field lines the caller rendered itself (each starting with
+    CRLF), sent after those of *headers*: the server's own date, framing
+    and connection lines, which never go into an app's dict.
 
     >>> render_response(200, 'OK', {'content-length': 2})
     b'HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\n'
@@ -954,7 +1101,9 @@ def render_response(status: int, reason: str, headers: 'dict[str, Any]') -> byte
         line = _STATUS_LINES.get((status, reason))
     if line is None:
         line = _status_line(status, reason)
-    return f'{line}{_header_lines(headers)[0]}\r\n\r\n'.encode('latin-1')
+    if not headers and type(headers) is dict:
+        return f'{line}{extra}\r\n\r\n'.encode('latin-1')
+    return f'{line}{_header_lines(headers)[0]}{extra}\r\n\r\n'.encode('latin-1')
 
 
 # (status, reason) -> checked status line; bounded

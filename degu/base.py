@@ -6,22 +6,28 @@
 * Body objects: ``Body``, ``ChunkedBody``, ``BodyIter``, ``ChunkedBodyIter``,
   and the values ``Range`` and ``ContentRange``.
 * RGI values: ``Request``, ``Session``, ``Response``, ``API`` and ``api``.
+* Framing: how a body is delimited and whether a connection persists,
+  decided in one place for both sides (``request_framing()``,
+  ``response_framing()``, ``response_output()``...).
 * ``SocketWrapper``: the per-connection reader/writer.
 
 The implementation lives in the private modules ``degu._parse``,
-``degu._body`` and ``degu._io``; this module is the one to import.
+``degu._body``, ``degu._framing`` and ``degu._io``; this module is the one
+to import.
 See doc/degu.base.rst.
 """
 
 from ._body import *  # noqa: F403
 from ._body import __all__ as _body_all
+from ._framing import *  # noqa: F403
+from ._framing import __all__ as _framing_all
 from ._io import *  # noqa: F403
 from ._io import __all__ as _io_all
 from ._parse import *  # noqa: F403
 from ._parse import _TYPE_ERROR  # noqa: F401
 from ._parse import __all__ as _parse_all
 
-__all__ = _parse_all + _body_all + _io_all
+__all__ = _parse_all + _body_all + _framing_all + _io_all
 
 # The public classes live in private modules; name them where users import them
 # (tracebacks say degu.base.ConnectionClosed, and pickle finds them here).

@@ -14,8 +14,9 @@ partial data passed off as complete.
 
 States of a ``Connection``::
 
-    open --(response with connection: close, HTTP/1.0 response, final status
-            instead of 100 Continue, early response after a failed upload)-->
+    open --(response with connection: close, HTTP/1.0 response, a body
+            that runs until the close, final status instead of 100 Continue,
+            early response after a failed upload)-->
     closing --(that response's body consumed)--> closed
 
     open --(send fails: peer closed or reset)--> send-closed
@@ -24,7 +25,8 @@ States of a ``Connection``::
 
     any --(any other error, close())--> closed
 
-See doc/degu.client.rst and SPEC.md sections 7 and 9.
+Interim (1xx) responses are read and skipped before every final one.  See
+doc/degu.client.rst, and doc/decisions.rst for the rules and their RFC sections.
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ import sys
 import threading
 from collections import deque
 
+from ._framing import (
+    LENGTH,
+    NO_BODY,
+    check_framing_headers,
+    request_output,
+    response_close_reason,
+)
 from .base import (
     _TYPE_ERROR,
     BODY_CONSUMED,
@@ -50,9 +59,7 @@ from .base import (
     UnsupportedResponse,
     address_family,
     api,
-    parse_tokens,
     render_request,
-    set_output_headers,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
@@ -94,9 +101,11 @@ DEFAULT_TIMEOUT = 65  # seconds: every socket operation of a Connection
 DEFAULT_MAX_PENDING = 16  # requests sent and not yet answered on one Connection
 MAX_MAX_PENDING = 100  # the largest max_pending a Client accepts
 DEFAULT_EXPECT100_TIMEOUT = 1.0  # seconds to wait for 100 Continue before sending anyway
-MAX_INTERIM = 16  # 1xx responses skipped before a final one (expect100 requests only)
+MAX_INTERIM = 16  # 1xx responses skipped before a final one (RFC 9110 section 15.2)
+DEFAULT_UNIX_HOST = 'localhost'  # the host header over AF_UNIX (nginx, aiohttp, curl agree)
 
 _CLOSED = 'Connection is closed'
+_NOT_PIPELINED = ('POST', 'PATCH')  # not idempotent (RFC 9110 section 9.2.2)
 
 
 def _check_timeout(name, value, allow_none):
@@ -116,12 +125,14 @@ def _check_str_or_none(name, value):
     return value
 
 
-def _default_host(address: tuple | str | bytes, default_port: int) -> str | None:
+def _default_host(address: tuple | str | bytes, default_port: int) -> str:
+    # RFC 9112 section 3.2: every HTTP/1.1 request carries a host.
     if not isinstance(address, tuple):
-        return None
+        return DEFAULT_UNIX_HOST
     (host, port) = address[:2]
     if ':' in host:
-        host = f'[{host}]'
+        # An IPv6 literal; a zone ("%eth0") means nothing to the server.
+        host = f'[{host.partition("%")[0]}]'
     if port == default_port:
         return host
     return f'{host}:{port}'
@@ -145,10 +156,13 @@ class Client:
 
     *address* is a ``(host, port)`` pair (resolved by
     ``socket.create_connection``, so IPv4, IPv6 or a name), an IPv6 4-tuple,
-    a ``str`` AF_UNIX path or a ``bytes`` abstract AF_UNIX name (SPEC 3).
+    a ``str`` AF_UNIX path or a ``bytes`` abstract AF_UNIX name (see
+    ``degu.base.address_family()``).
 
-    Options (each also an attribute): ``host`` (the ``host`` header; derived
-    from a tuple address by default, ``None`` for none), ``authorization``
+    Options (each also an attribute): ``host`` (the ``host`` header sent with
+    every request, as RFC 9112 section 3.2 requires: derived from a tuple
+    address by default, ``'localhost'`` over AF_UNIX; ``None`` sends none, and
+    then each request must carry its own), ``authorization``
     (an ``authorization`` header for every request), ``timeout`` (seconds for
     every socket operation, default 65, ``None`` to block), ``on_connect``
     (a callable ``(conn) -> bool``; anything but ``True`` rejects the
@@ -162,6 +176,8 @@ class Client:
     (('host', '127.0.0.1:5984'),)
     >>> Client(('::1', 80, 0, 0)).host
     '[::1]'
+    >>> Client('/tmp/my.socket').host
+    'localhost'
     """
 
     _default_port = 80
@@ -225,10 +241,10 @@ class Client:
         >>> client = Client('/tmp/my.socket')
         >>> client.set_base_header('x-token', 'secret')
         >>> client.base_headers
-        (('x-token', 'secret'),)
+        (('host', 'localhost'), ('x-token', 'secret'))
         >>> client.set_base_header('x-token', None)
-        >>> client.base_headers is None
-        True
+        >>> client.base_headers
+        (('host', 'localhost'),)
         """
         if type(name) is not str:
             raise TypeError(_TYPE_ERROR.format('name', str, type(name), name))
@@ -569,10 +585,12 @@ class Connection:
         """Send one request without reading its response (pipelining).
 
         Adds the base headers to *headers* (the caller's dict is changed)
-        and the framing header *body* implies, then writes the whole
-        request.  ``POST`` is sent only when nothing is pending and nothing
-        is sent while a ``POST`` is pending; at most ``max_pending``
-        requests may wait for responses.  With *expect100*, waits for
+        and the framing header *body* implies (``content-length: 0`` for a
+        POST, PUT or PATCH without one, RFC 9110 section 8.6), then writes
+        the whole request, each piece of an iterator body as it is produced.
+        ``POST`` is sent only when nothing is pending and nothing is sent
+        while a ``POST`` is pending; at most ``max_pending`` requests may
+        wait for responses.  With *expect100*, waits for
         ``100 Continue`` before sending *body* (see ``request()``).
         """
         self._check_open()
@@ -601,16 +619,25 @@ class Connection:
                 if body is None:
                     raise ValueError('expect100 requires a request body')
                 _set_default(headers, 'expect', '100-continue')
-            set_output_headers(headers, body)
+            (kind, length) = request_output(method, body)
+            if kind == NO_BODY:
+                if 'content-length' in headers or 'transfer-encoding' in headers:
+                    check_framing_headers(headers, LENGTH, 0)
+            else:
+                check_framing_headers(headers, kind, length)
+                if kind == LENGTH:
+                    headers.setdefault('content-length', length)
+                else:
+                    headers.setdefault('transfer-encoding', 'chunked')
             preamble = render_request(method, uri, headers)
         except BaseException:
             self.close()
             raise
         if expect100:
-            self._send_expect100(method, uri, preamble, body)
+            self._send_expect100(method, uri, preamble, body, kind)
             return
         self._enqueue(method, uri, False)
-        self._send(preamble, body)
+        self._send(preamble, body, kind)
 
     def _enqueue(self, method, uri, expect100):
         with self._queue_lock:
@@ -618,15 +645,17 @@ class Connection:
             if pending:
                 if len(pending) >= self.max_pending:
                     raise ValueError(f'max_pending reached: {self.max_pending}')
-                if method == 'POST' or pending[-1][0] == 'POST':
-                    raise ValueError("cannot pipeline 'POST'")
+                # RFC 9112 section 9.3.2: only idempotent requests are pipelined.
+                if method in _NOT_PIPELINED or pending[-1][0] in _NOT_PIPELINED:
+                    name = method if method in _NOT_PIPELINED else pending[-1][0]
+                    raise ValueError(f'cannot pipeline {name!r}')
                 if expect100 or pending[-1][2]:
                     raise ValueError('cannot pipeline a request with expect100')
             pending.append((method, uri, expect100))
 
-    def _send(self, preamble, body):
+    def _send(self, preamble, body, kind=LENGTH):
         try:
-            self._wrapper.write_message(preamble, body)
+            self._wrapper.write_message(preamble, body, kind)
         except BaseException as e:
             if isinstance(e, ConnectionClosed) and not isinstance(e, ConnectionTimedOut):
                 if not self._wrapper.closed:
@@ -637,67 +666,70 @@ class Connection:
                     raise
             self._raise(e)
 
-    def _send_body(self, body):
-        wrapper = self._wrapper
-        try:
-            if type(body) is bytes:
-                wrapper.write(body)
-            else:
-                body.write_to(wrapper)
-            wrapper.flush()
-        except BaseException as e:
-            if isinstance(e, ConnectionClosed) and not isinstance(e, ConnectionTimedOut):
-                if not wrapper.closed:
-                    self._send_closed = True
-                    e.unanswered = self._unanswered()
-                    raise
-            self._raise(e)
-
-    def _send_expect100(self, method, uri, preamble, body):
+    def _send_expect100(self, method, uri, preamble, body, kind):
         # The read lock is taken before the request is queued, so a reading
         # thread cannot start on this response while we wait for 100.
         with self._read_lock:
             self._enqueue(method, uri, True)
             self._send(preamble, None)
             try:
-                response = self._wait_continue(method)
+                early = self._wait_continue(method)
             except BaseException as e:
                 self._raise(e)
-            if response is not None:
+            if early is not None:
                 # A final status instead of 100: the body is not sent, and
                 # the stream position after it is unknowable (RFC 9110 10.1.1).
-                self._early = response
+                self._early = early
                 return
-            self._send_body(body)
+            self._send(b'', body, kind)
 
     def _wait_continue(self, method):
-        """Wait for ``100 Continue``; returns ``None`` to send the body, or the final response."""
+        """Wait for ``100 Continue``: ``None`` to send the body, else the final response read.
+
+        Other interim responses (102, 103) are skipped while waiting.
+        """
         wrapper = self._wrapper
         for _ in range(MAX_INTERIM):
             if not wrapper.buffered and not _wait_readable(self.sock, self.expect100_timeout):
                 return None  # RFC 9110 10.1.1: do not wait forever for 100
-            response = self._read_one(method)
-            if response.status == 100:
+            (response, version, kind) = wrapper.read_response_head(method)
+            status = response.status
+            if status == 100:
                 return None
-            if response.status >= 200:
-                return response
+            if status >= 200:
+                return (response, version, kind)
+            if status == 101:
+                raise UnsupportedResponse('101 Switching Protocols is not supported')
         raise ValueError(f'more than {MAX_INTERIM} interim responses')
 
     # ------------------------------------------------------------------
     # Reading
 
-    def _read_one(self, method):
-        response = self._wrapper.read_response(method)
-        if response.status == 101:
-            raise UnsupportedResponse('101 Switching Protocols is not supported')
-        return response
+    def _read_final(self, method):
+        """``(response, version, kind)`` of the next final response, interim ones skipped.
+
+        RFC 9110 section 15.2: a client must be able to parse and skip any
+        1xx response it did not ask for (103 Early Hints, 102 Processing),
+        with or without ``expect: 100-continue``; at most ``MAX_INTERIM``.
+        """
+        read_response = self._wrapper.read_response_head
+        for _ in range(MAX_INTERIM + 1):
+            (response, version, kind) = read_response(method)
+            status = response.status
+            if status >= 200:
+                return (response, version, kind)
+            if status == 101:
+                raise UnsupportedResponse('101 Switching Protocols is not supported')
+        raise ValueError(f'more than {MAX_INTERIM} interim responses')
 
     def read_response(self) -> Response:
         """Read the response to the oldest pending request; returns a ``Response``.
 
-        The body of the previous response must have been consumed first.  A
-        ``1xx`` response is returned as the final response, except for a
-        request sent with *expect100*, where interim responses are skipped.
+        The body of the previous response must have been consumed first.
+        Interim (1xx) responses are read and skipped; the one returned is
+        final.  A response without a framing field (RFC 9112 section 6.3)
+        has a body that runs until the server closes, and the connection
+        is closed after it.
         """
         with self._read_lock:
             return self._read_response()
@@ -711,50 +743,33 @@ class Connection:
         # while the sender appends, and deque operations are atomic.
         if not self._pending:
             raise ValueError('no pending requests')
-        (method, uri, expect100) = self._pending[0]
+        method = self._pending[0][0]
         if not self._body_done():
             self.close()
             raise ValueError(f'response body not consumed: {self._response_body!r}')
         try:
-            response = self._early
-            if response is not None:
+            early = self._early
+            if early is not None:
                 self._early = None
                 self._closing = 'the server answered before 100 Continue'
+                (response, version, kind) = early
             else:
-                response = self._wrapper.read_response(method)
-                if response.status == 101:
-                    raise UnsupportedResponse('101 Switching Protocols is not supported')
-                if expect100:
-                    for _ in range(MAX_INTERIM):
-                        if response.status >= 200:
-                            break
-                        response = self._read_one(method)
-                    else:
-                        raise ValueError(f'more than {MAX_INTERIM} interim responses')
+                (response, version, kind) = self._read_final(method)
         except BaseException as e:
             self._raise(e)
         self._pending.popleft()
-        self._response_body = response.body
+        body = response.body
+        if body is not None and kind == LENGTH and body.content_length == 0:
+            # Reading an empty body is optional: nothing of it is on the wire.
+            body = None
+        self._response_body = body
         if self._closing is None:
-            self._closing = self._close_reason(response)
-        if self._closing is not None and response.body is None:
+            self._closing = response_close_reason(version, response.headers, kind)
+            if self._closing is None and self._send_closed:
+                self._closing = 'the server closed it during the upload'
+        if self._closing is not None and body is None:
             self._wrapper.close()
         return response
-
-    def _close_reason(self, response):
-        connection = response.headers.get('connection')
-        tokens = ()
-        if connection is not None and connection != 'keep-alive':
-            tokens = parse_tokens(connection)
-            if 'close' in tokens:
-                return 'the server sent connection: close'
-        elif connection is not None:
-            tokens = ('keep-alive',)
-        if self._wrapper.response_version == 'HTTP/1.0' and 'keep-alive' not in tokens:
-            return 'the server sent an HTTP/1.0 response'
-        if self._send_closed:
-            return 'the server closed it during the upload'
-        return None
 
     def request(
         self,

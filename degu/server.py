@@ -33,6 +33,14 @@ import struct
 import threading
 import time
 
+from ._framing import (
+    CLOSE,
+    NO_BODY,
+    check_framing_headers,
+    framing_line,
+    request_close_reason,
+    response_output,
+)
 from .base import (
     _TYPE_ERROR,
     MAX_DRAIN_LEN,
@@ -40,7 +48,6 @@ from .base import (
     MAX_PREAMBLE_LEN,
     Body,
     BodyIter,
-    ChunkedBody,
     ChunkedBodyIter,
     ConnectionClosed,
     EmptyPreambleError,
@@ -52,7 +59,6 @@ from .base import (
     api,
     parse_tokens,
     render_response,
-    set_output_headers,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
@@ -73,7 +79,7 @@ access_log = logging.getLogger('degu.access')
 _TYPE_ERROR2 = '{}: need a {!r}; got a {!r}'
 _NUMBER = (int, float)
 
-# name -> (default, accepted types, minimum, maximum)
+# name -> (default, accepted types, minimum, maximum); None: no limit
 _OPTIONS = {
     'max_connections': (50, (int,), 1, 100_000),
     'max_requests': (1000, (int,), 1, 75_000),
@@ -81,14 +87,13 @@ _OPTIONS = {
     'idle_timeout': (15, _NUMBER, 0, None),
     'max_header_bytes': (MAX_PREAMBLE_LEN, (int,), 1024, 1024 * 1024),
     'max_header_count': (MAX_HEADER_COUNT, (int,), 1, 10_000),
+    'max_body': (None, (int, type(None)), 0, None),
 }
 
 LISTEN_BACKLOG = 128  # pending connections the kernel queues for accept()
 LINGER_TIME = 2.0  # seconds: how long a closing connection drains what the peer still sends
 LINGER_BYTES = 256 * 1024  # 256 KiB: and how much of it, at most
 MAX_LINGERING = 1024  # rejected (503) sockets drained by the accept loop at once
-
-_NO_BODY_STATUS = frozenset([204, 304])
 
 
 def _check_options(cls, options):
@@ -104,6 +109,11 @@ def _check_options(cls, options):
         if types is _NUMBER:
             if not value > low:
                 raise ValueError(f'{name} must be > {low}; got {value!r}')
+        elif value is None:
+            pass
+        elif high is None:
+            if value < low:
+                raise ValueError(f'need {name} >= {low}; got {value}')
         elif not (low <= value <= high):
             raise ValueError(f'need {low} <= {name} <= {high}; got {value}')
         values[name] = value
@@ -166,7 +176,10 @@ class _AppError(Exception):
 
 
 def _check_response(response, request):
-    """The app's response as a 4-tuple, after the RGI checks (SPEC 4.3, D11)."""
+    """The app's response as a 4-tuple, after the RGI checks (doc/rgi.rst).
+
+    The hot path calls it only when a quick look found something to say.
+    """
     if type(response) is not tuple:
         if not isinstance(response, tuple):
             raise TypeError(_TYPE_ERROR2.format('response', tuple, type(response)))
@@ -176,7 +189,10 @@ def _check_response(response, request):
     (status, reason, headers, body) = response
     if type(status) is not int:
         raise TypeError(_TYPE_ERROR.format('status', int, type(status), status))
-    if not (100 <= status <= 599):
+    if not (200 <= status <= 599):
+        if 100 <= status <= 199:
+            # RFC 9110 section 15.2: an interim response is never the last one.
+            raise ValueError(f'need a final status (200 <= status <= 599); got {status}')
         raise ValueError(f'need 100 <= status <= 599; got {status}')
     if type(headers) is not dict:
         raise TypeError(_TYPE_ERROR.format('headers', dict, type(headers), headers))
@@ -187,10 +203,17 @@ def _check_response(response, request):
                 raise ValueError(f'response body is None but content-length is {length!r}')
     elif request._method == 'HEAD':
         raise TypeError(f'request method is HEAD, but response body is not None: {type(body)!r}')
-    elif status < 200 or status == 204 or status == 304:
+    elif status == 204 or status == 304:
         raise TypeError(f'response status is {status}, but response body is not None: '
                         f'{type(body)!r}')
     return response
+
+
+# Fields of an app's response the server renders itself: the framing field
+# (checked against the body) and the connection field (read for "close").
+_OWN_FIELDS = ('content-length', 'transfer-encoding', 'connection')
+_NO_CONTENT_OWN = ('connection',)  # HEAD and 304 keep the app's framing fields
+_NO_CONTENT_204 = _OWN_FIELDS  # RFC 9110 8.6, RFC 9112 6.1: never on a 204
 
 
 class _Connection:
@@ -216,7 +239,9 @@ class Server:
     Options (also attributes): ``max_connections`` (50), ``max_requests``
     per connection (1000), ``timeout`` (30 s, each socket operation and a
     whole preamble), ``idle_timeout`` (15 s, the wait for a request),
-    ``max_header_bytes`` (32 KiB), ``max_header_count`` (100).
+    ``max_header_bytes`` (32 KiB), ``max_header_count`` (100), ``max_body``
+    (``None``: no limit; a request body over it gets ``413 Content Too
+    Large``, before the app runs when its ``content-length`` says so).
     """
 
     def __init__(
@@ -240,6 +265,7 @@ class Server:
         self.idle_timeout: float = values['idle_timeout']
         self.max_header_bytes: int = values['max_header_bytes']
         self.max_header_count: int = values['max_header_count']
+        self.max_body: int | None = values['max_body']
         if isinstance(address, socket.socket):
             sock = address
         else:
@@ -505,12 +531,13 @@ class Server:
             timeout=self.timeout,
             idle_timeout=self.idle_timeout,
             close_on_error=False,
+            max_body=self.max_body,
         )
         read_request = wrapper.read_request
         handle_one = self._handle_one
         try:
             while True:
-                if wrapper._start == wrapper._stop:  # nothing buffered: waiting for a request
+                if not wrapper.buffered:  # nothing buffered: waiting for a request
                     conn.idle = True
                     if self._stopping:
                         session._close('shutdown')
@@ -530,6 +557,11 @@ class Server:
                     self._send_error(wrapper, session, 400, 'Bad Request', e)
                     return
                 conn.idle = False
+                if 'host' not in request._headers and request._version == 'HTTP/1.1':
+                    # RFC 9112 section 3.2: a server MUST answer 400.
+                    missing = ValueError('HTTP/1.1 request without host')
+                    self._send_error(wrapper, session, 400, 'Bad Request', missing)
+                    return
                 if not handle_one(wrapper, session, request):
                     return
         finally:
@@ -539,7 +571,7 @@ class Server:
         session._close(f'{status} {reason}')
         log.info('- %s %d %s: %s', session, status, reason, exc)
         try:
-            wrapper.flush()
+            wrapper.discard_writes()
             wrapper.sock.sendall(_error_preamble(status, reason))
         except OSError:
             return
@@ -553,13 +585,10 @@ class Server:
         headers = request._headers
         body = request._body
         http11 = request._version == 'HTTP/1.1'
-        closing = None if http11 else 'HTTP/1.0'  # why the connection closes after this
-        if 'connection' in headers:
-            tokens = parse_tokens(headers['connection'])
-            if 'close' in tokens:
-                closing = 'connection: close'
-            elif 'keep-alive' in tokens and not http11:
-                closing = None
+        if http11 and 'connection' not in headers:
+            closing = None  # why the connection closes after this response
+        else:
+            closing = request_close_reason(request._version, headers)
         if body is not None and http11 and 'expect' in headers:
             if headers['expect'].lower() == '100-continue':
                 wrapper.expect_continue()
@@ -568,19 +597,19 @@ class Server:
             if type(response) is tuple and len(response) == 4:
                 (status, reason, rheaders, rbody) = response
                 if type(status) is not int or type(rheaders) is not dict or not (
-                    200 <= status <= 599 and status != 204 and status != 304 and rbody is not None
+                    200 <= status <= 599
+                ) or (rbody is None and 'content-length' in rheaders) or (
+                    rbody is not None and (
+                        request._method == 'HEAD' or status == 204 or status == 304
+                    )
                 ):
                     _check_response(response, request)  # the rest of the rules, and messages
-                elif request._method == 'HEAD':
-                    _check_response(response, request)
             else:
                 (status, reason, rheaders, rbody) = _check_response(response, request)
         except Exception as e:
             return self._app_failed(wrapper, session, request, e)
         if wrapper.error is not None:
             return self._app_failed(wrapper, session, request, wrapper.error)
-        if 'connection' in rheaders and 'close' in parse_tokens(str(rheaders['connection'])):
-            closing = closing or 'app closed the connection'
         if body is not None and body._state != 2 and body is not rbody:
             if wrapper.continue_pending:
                 closing = closing or 'expect100 body not read'
@@ -590,44 +619,18 @@ class Server:
                         closing = closing or 'request body not consumed'
                 except Exception as e:
                     return self._app_failed(wrapper, session, request, e)
-        if self._stopping:
-            closing = closing or 'shutdown'
-        if session._requests + 1 >= session._max_requests:
-            closing = closing or 'max_requests'
-        if closing is not None:
-            session._close(closing)
-            if 'connection' not in rheaders:
-                rheaders['connection'] = 'close'
-        elif not http11:
-            rheaders['connection'] = 'keep-alive'
-        if 'date' not in rheaders:  # D10; _current_date(), inlined
-            now = _time()
-            rheaders['date'] = _date_value if now < _date_until else _new_date(now)
-        raw = not http11 and isinstance(rbody, (ChunkedBody, ChunkedBodyIter))
         try:
-            if raw:
-                # D3: a 1.0 peer gets the chunk data close-delimited.
-                session._close('HTTP/1.0')
-                rheaders.pop('transfer-encoding', None)
-                rheaders['connection'] = 'close'
-            elif type(rbody) is bytes and 'content-length' not in rheaders and len(rbody) <= 65536:
-                rheaders['content-length'] = len(rbody)  # set_output_headers(), inlined
-                if 'transfer-encoding' in rheaders:
-                    set_output_headers(rheaders, rbody)  # raises: both framing headers
-            else:
-                set_output_headers(rheaders, rbody)
-            preamble = render_response(status, reason, rheaders)
+            (preamble, kind, closing) = self._response_head(
+                session, request, http11, closing, status, reason, rheaders, rbody
+            )
         except Exception as e:
             return self._app_failed(wrapper, session, request, e)
         sends = wrapper.sends
         try:
-            if raw:
-                sent = _write_raw_chunks(wrapper, preamble, rbody)
-            else:
-                sent = wrapper.write_message(preamble, rbody)
+            sent = wrapper.write_message(preamble, rbody, kind)
         except Exception as e:
             if wrapper.sends != sends or wrapper.closed:
-                raise  # the response started: closing is all that is left (D6)
+                raise  # the response started: closing is all that is left
             # Nothing reached the wire (a body that failed before the first
             # flush): the client can still get a proper answer.
             wrapper.discard_writes()
@@ -644,6 +647,45 @@ class Server:
             return False
         return True
 
+    def _response_head(self, session, request, http11, closing, status, reason, rheaders, rbody):
+        """``(preamble, kind, closing)`` for the app's response.
+
+        The app's dict is never changed: the server renders its own date,
+        framing and connection lines after the app's fields (the framing
+        rules are ``degu._framing``'s; doc/decisions.rst says why).
+        """
+        (kind, length) = response_output(request._method, status, rbody, http11)
+        if 'content-length' in rheaders or 'transfer-encoding' in rheaders or (
+            'connection' in rheaders
+        ):
+            if 'connection' in rheaders and 'close' in parse_tokens(str(rheaders['connection'])):
+                closing = closing or 'app closed the connection'
+            if kind == NO_BODY:
+                own = _NO_CONTENT_204 if status == 204 else _NO_CONTENT_OWN
+            else:
+                check_framing_headers(rheaders, kind, length)
+                own = _OWN_FIELDS
+            rheaders = {name: value for (name, value) in rheaders.items() if name not in own}
+        if kind == CLOSE:
+            # RFC 9112 section 6.1: an HTTP/1.0 peer gets a chunked body's data
+            # delimited by the close.
+            closing = closing or 'HTTP/1.0 peer and a chunked body'
+        extra = framing_line(kind, length)
+        if closing is None:
+            if self._stopping:
+                closing = 'shutdown'
+            elif session._requests + 1 >= session._max_requests:
+                closing = 'max_requests'
+        if closing is not None:
+            session._close(closing)
+            extra += '\r\nconnection: close'
+        elif not http11:
+            extra += '\r\nconnection: keep-alive'
+        if 'date' not in rheaders:  # RFC 9110 section 6.6.1; _current_date(), inlined
+            now = _time()
+            extra += '\r\ndate: ' + (_date_value if now < _date_until else _new_date(now))
+        return (render_response(status, reason, rheaders, extra), kind, closing)
+
     def _app_failed(self, wrapper, session, request, exc):
         error = wrapper.error
         if isinstance(error, ConnectionClosed):
@@ -651,8 +693,13 @@ class Server:
             session._close('peer closed the connection')
             log.info('- %s %s %s: %r', session, request.method, request.uri, error)
             return False
+        if error is None and isinstance(exc, ParseError) and exc.status == 413:
+            error = exc  # a body too large to read at once, let out by the app
+        if isinstance(error, ParseError):
+            self._send_error(wrapper, session, error.status, error.reason, error)
+            return False
         if error is not None:
-            # D16: a malformed request body is the client's fault, whatever the app did.
+            # A malformed request body is the client's fault, whatever the app did.
             self._send_error(wrapper, session, 400, 'Bad Request', error)
             return False
         log.error('- %s %s %s: app failed:', session, request.method, request.uri,
@@ -685,15 +732,6 @@ def _release(body: object) -> None:
             log.exception('closing a response body failed: %r', body)
 
 
-def _write_raw_chunks(wrapper, preamble, body):
-    total = wrapper.write(preamble)
-    chunks = body if isinstance(body, ChunkedBody) else body.source
-    for (_, data) in chunks:
-        total += wrapper.write(data)
-    wrapper.flush()
-    return total
-
-
 def _remove_socket_file(path: str) -> None:
     try:
         if stat.S_ISSOCK(os.lstat(path).st_mode):
@@ -715,7 +753,9 @@ def _linger(wrapper):
     """Close our side, drain what the peer still sends for a moment, then close.
 
     Closing a socket with unread bytes makes the kernel send a reset, which
-    can destroy the last response before the peer reads it.
+    can destroy the last response before the peer reads it.  Over TLS too:
+    the bytes are drained from the TCP socket underneath, undecrypted, as
+    nothing more will be read from them.
     """
     sock = wrapper.sock
     if wrapper.closed:
@@ -726,17 +766,13 @@ def _linger(wrapper):
         deadline = time.monotonic() + LINGER_TIME
         received = 0
         while received < LINGER_BYTES and time.monotonic() < deadline:
-            data = socket.socket.recv(sock, 65536) if not _is_tls(sock) else b''
+            data = socket.socket.recv(sock, 65536)
             if not data:
                 break
             received += len(data)
     except OSError:
         pass
     wrapper.close()
-
-
-def _is_tls(sock):
-    return type(sock) is not socket.socket
 
 
 def _peer_credentials(sock: socket.socket) -> tuple[int, int, int] | None:

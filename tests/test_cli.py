@@ -142,7 +142,7 @@ def test_sigterm_lets_in_flight_requests_finish(appdir):
     port = free_port()
     with Degu('serve', 'cliapp:app', '--address', str(port), '--quiet', cwd=appdir) as degu:
         with socket.create_connection(('127.0.0.1', port), timeout=TIMEOUT) as sock:
-            sock.sendall(b'GET /slow HTTP/1.1\r\n\r\n')
+            sock.sendall(b'GET /slow HTTP/1.1\r\nHost: t\r\n\r\n')
             time.sleep(0.1)
             degu.proc.send_signal(signal.SIGTERM)
             data = b''
@@ -165,7 +165,7 @@ def test_serve_nested_and_wsgi_over_unix(appdir):
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(TIMEOUT)
             sock.connect(path)
-            sock.sendall(b'GET / HTTP/1.1\r\nConnection: close\r\n\r\n')
+            sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
             assert sock.recv(4096).endswith(b'nested')
         assert degu.stop()[0] == 0
     port = free_port()
@@ -246,7 +246,7 @@ def test_files_lists_a_folder_without_index_html(folder):
     with Degu('files', str(folder), '--address', str(port)) as degu:
         (status, headers, body) = fetch(f'http://127.0.0.1:{port}/')
         assert status == 200
-        assert b'<a href="/data.bin">data.bin</a>' in body
+        assert b'<a href="data.bin">data.bin</a>' in body
         assert degu.stop()[0] == 0
     with Degu('files', str(folder), '--address', str(port), '--no-listing') as degu:
         with pytest.raises(urllib.error.HTTPError) as e:

@@ -5,6 +5,7 @@ import contextlib
 import http.client
 import logging
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -15,6 +16,7 @@ import warnings
 
 import pytest
 
+from degu.base import MAX_IO_SIZE, Range
 from degu.server import Server, SSLServer, build_server_sslctx, http_date
 
 TIMEOUT = 10  # seconds: the bound on every socket wait in these tests
@@ -236,7 +238,7 @@ def test_live_every_family(address):
     with serving(app, address) as server:
         with connect(server.address) as sock:
             for i in range(3):
-                sock.sendall(b'POST /a/b?c HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz')
+                sock.sendall(b'POST /a/b?c HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nxyz')
                 (head, body, rest) = read_response(sock)
                 assert rest == b''
                 assert status_line(head) == b'HTTP/1.1 200 OK'
@@ -297,8 +299,9 @@ def test_head_and_no_body_statuses():
 
     with serving(app) as server:
         with connect(server.address) as sock:
-            sock.sendall(b'HEAD /head HTTP/1.1\r\n\r\nGET /304 HTTP/1.1\r\n\r\n'
-                         b'DELETE /x HTTP/1.1\r\n\r\n')
+            sock.sendall(b'HEAD /head HTTP/1.1\r\nHost: t\r\n\r\nGET /304 HTTP/1.1\r\n'
+                         b'Host: t\r\n\r\n'
+                         b'DELETE /x HTTP/1.1\r\nHost: t\r\n\r\n')
             sock.shutdown(socket.SHUT_WR)
             raw = recv_all(sock)
     responses = raw.split(b'\r\n\r\n')
@@ -310,13 +313,104 @@ def test_head_and_no_body_statuses():
     assert status_line(responses[2]) == b'HTTP/1.1 204 No Content'
 
 
+# Framing of every response (RFC 9112 section 6.3, RFC 9110 sections 6.4.1,
+# 8.6): (method, app response) -> the exact preamble the server renders.
+FRAMING = [
+    ('GET', (404, 'Not Found', {}, None), 'content-length: 0\r\ndate: D'),
+    (
+        'POST',
+        (201, 'Created', {'location': '/a'}, None),
+        'location: /a\r\ncontent-length: 0\r\ndate: D',
+    ),
+    ('GET', (200, 'OK', {}, b'hello'), 'content-length: 5\r\ndate: D'),
+    ('GET', (200, 'OK', {'content-length': 5}, b'hello'), 'content-length: 5\r\ndate: D'),
+    ('GET', (200, 'OK', {'content-length': 0}, None), 'content-length: 0\r\ndate: D'),
+    ('GET', (200, 'OK', {}, 'BodyIter'), 'content-length: 2\r\ndate: D'),
+    ('GET', (200, 'OK', {}, 'ChunkedBodyIter'), 'transfer-encoding: chunked\r\ndate: D'),
+    (
+        'GET',
+        (200, 'OK', {'transfer-encoding': 'chunked'}, 'ChunkedBodyIter'),
+        'transfer-encoding: chunked\r\ndate: D',
+    ),
+    ('GET', (200, 'OK', {'date': 'x'}, None), 'date: x\r\ncontent-length: 0'),
+    # the app's connection field is the server's business: read for close
+    ('GET', (200, 'OK', {'connection': 'keep-alive'}, None), 'content-length: 0\r\ndate: D'),
+    (
+        'GET',
+        (200, 'OK', {'connection': 'close'}, None),
+        'content-length: 0\r\nconnection: close\r\ndate: D',
+    ),
+    # no content: nothing added; HEAD and 304 keep what the app says
+    ('HEAD', (200, 'OK', {}, None), 'date: D'),
+    ('HEAD', (200, 'OK', {'content-length': 99}, None), 'content-length: 99\r\ndate: D'),
+    (
+        'HEAD',
+        (200, 'OK', {'transfer-encoding': 'chunked'}, None),
+        'transfer-encoding: chunked\r\ndate: D',
+    ),
+    ('GET', (304, 'Not Modified', {'etag': '"x"'}, None), 'etag: "x"\r\ndate: D'),
+    ('GET', (304, 'Not Modified', {'content-length': 9}, None), 'content-length: 9\r\ndate: D'),
+    ('GET', (204, 'No Content', {}, None), 'date: D'),
+    ('GET', (204, 'No Content', {'content-length': 0, 'x': 'y'}, None), 'x: y\r\ndate: D'),
+]
+
+
+@pytest.mark.parametrize('method, response, lines', FRAMING)
+def test_response_framing(method, response, lines):
+    (status, reason, headers, body) = response
+    frozen = dict(headers)
+
+    def app(session, request, api):
+        if request.body is not None:
+            request.body.read()
+        if body == 'BodyIter':
+            return (status, reason, headers, api.BodyIter((b'h', b'i'), 2))
+        if body == 'ChunkedBodyIter':
+            return (status, reason, headers, api.ChunkedBodyIter([(None, b'hi'), (None, b'')]))
+        return (status, reason, headers, body)
+
+    with serving(app) as server:
+        with connect(server.address) as sock:
+            for _ in range(2):  # the same dict twice: it is never changed
+                sock.sendall(f'{method} / HTTP/1.1\r\nHost: t\r\n\r\n'.encode())
+                head = b''
+                while b'\r\n\r\n' not in head:
+                    head += sock.recv(1)
+                head = re.sub(rb'date: [^\r]+GMT', b'date: D', head)
+                assert head == f'HTTP/1.1 {status} {reason}\r\n{lines}\r\n\r\n'.encode()
+                assert headers == frozen
+                if 'connection: close' in lines:
+                    break
+                if body is not None and method != 'HEAD':
+                    sock.recv(1024)
+
+
+FINAL_STATUS_BAD = [
+    (100, 'Continue'),
+    (103, 'Early Hints'),
+    (199, 'Whatever'),
+    (101, 'Switching Protocols'),
+]
+
+
+@pytest.mark.parametrize('status, reason', FINAL_STATUS_BAD)
+def test_interim_status_as_final_is_500(status, reason):
+    # RFC 9110 section 15.2: a 1xx is never the final response.
+    def app(session, request, api):
+        return (status, reason, {}, None)
+
+    with serving(app) as server:
+        reply = exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+    assert status_line(reply) == b'HTTP/1.1 500 Internal Server Error'
+
+
 def test_pipelined_requests_in_order():
     app = Recorder()
     with serving(app) as server:
         with connect(server.address) as sock:
             requests = b''.join(
-                b'GET /%d HTTP/1.1\r\n\r\n' % i if i % 2 else
-                b'PUT /%d HTTP/1.1\r\ncontent-length: 1\r\n\r\n%d' % (i, i % 10)
+                b'GET /%d HTTP/1.1\r\nHost: t\r\n\r\n' % i if i % 2 else
+                b'PUT /%d HTTP/1.1\r\nHost: t\r\ncontent-length: 1\r\n\r\n%d' % (i, i % 10)
                 for i in range(20)
             )
             sock.sendall(requests)
@@ -330,7 +424,7 @@ def test_pipelined_requests_in_order():
 def test_max_requests_closes_with_header():
     with serving(hello_app, max_requests=3) as server:
         with connect(server.address) as sock:
-            sock.sendall(b'GET / HTTP/1.1\r\n\r\n' * 5)
+            sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n' * 5)
             raw = recv_all(sock)
     assert raw.count(b'HTTP/1.1 200 OK') == 3
     assert raw.count(b'connection: close') == 1
@@ -339,8 +433,8 @@ def test_max_requests_closes_with_header():
 
 def test_connection_close_request():
     with serving(hello_app) as server:
-        raw = exchange(server.address, b'GET / HTTP/1.1\r\nConnection: close\r\n\r\n'
-                                       b'GET /again HTTP/1.1\r\n\r\n')
+        raw = exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n'
+                                       b'GET /again HTTP/1.1\r\nHost: t\r\n\r\n')
     assert raw.count(b'HTTP/1.1') == 1
     assert b'\r\nconnection: close\r\n' in raw
 
@@ -350,7 +444,8 @@ def test_app_connection_close():
         return (200, 'OK', {'connection': 'close'}, b'bye')
 
     with serving(app) as server:
-        raw = exchange(server.address, b'GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n')
+        raw = exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\n'
+                                       b'Host: t\r\n\r\n')
     assert raw.count(b'HTTP/1.1 200') == 1
     assert raw.endswith(b'\r\n\r\nbye')
 
@@ -378,7 +473,7 @@ def test_http10():
         assert b'transfer-encoding' not in head
         assert b'connection: close' in head
         assert body == b'abcd'
-        raw = exchange(server.address, b'GET / HTTP/1.7\r\n\r\n')
+        raw = exchange(server.address, b'GET / HTTP/1.7\r\nHost: t\r\n\r\n')
         assert b'x-version: HTTP/1.1' in raw
 
 
@@ -387,7 +482,7 @@ def test_date_header_kept_when_app_sets_it():
         return (200, 'OK', {'date': 'Thu, 01 Jan 1970 00:00:00 GMT'}, None)
 
     with serving(app) as server:
-        raw = exchange(server.address, b'GET / HTTP/1.1\r\n\r\n')
+        raw = exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
     assert raw.count(b'date:') == 1
     assert b'date: Thu, 01 Jan 1970 00:00:00 GMT' in raw
 
@@ -396,68 +491,81 @@ def test_date_header_kept_when_app_sets_it():
 # Malformed requests: the right 4xx/5xx, then close, never two requests.
 
 BAD_REQUESTS = [
-    (b'GET / HTTP/1.1\r\nHost : x\r\n\r\n', 400),
-    (b'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', 400),
-    (b'GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n', 400),  # obs-fold
+    (b'GET / HTTP/1.1\r\nHost: t\r\nHost : x\r\n\r\n', 400),
+    (b'GET / HTTP/1.1\r\nHost: t\r\nHost: a\r\nHost: b\r\n\r\n', 400),
+    (b'GET / HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n', 400),  # obs-fold
     (b'GET / HTTP/1.1\nHost: x\r\n\r\n', 400),  # bare LF
-    (b'GET / HTTP/1.1\r\nX: a\rb\r\n\r\n', 400),  # bare CR
-    (b'GET / HTTP/1.1\r\nX: a\x00b\r\n\r\n', 400),
-    (b'GET /a//b HTTP/1.1\r\n\r\n', 400),
-    (b'GET /a/../b HTTP/1.1\r\n\r\n', 400),
-    (b'GET /%zz HTTP/1.1\r\n\r\n', 400),
-    (b'GET /a b HTTP/1.1\r\n\r\n', 400),
-    (b'get / HTTP/1.1\r\n\r\n', 501),
-    (b'BREW / HTTP/1.1\r\n\r\n', 501),
-    (b'CONNECT example.com:443 HTTP/1.1\r\n\r\n', 501),
+    (b'GET / HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n', 400),  # bare CR
+    (b'GET / HTTP/1.1\r\nHost: t\r\nX: a\x00b\r\n\r\n', 400),
+    (b'GET /a//b HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'GET /a/../b HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'GET /%zz HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'GET /a b HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'get / HTTP/1.1\r\nHost: t\r\n\r\n', 501),
+    (b'BREW / HTTP/1.1\r\nHost: t\r\n\r\n', 501),
+    (b'CONNECT example.com:443 HTTP/1.1\r\nHost: t\r\n\r\n', 501),
     (b'GET / HTTP/2.0\r\n\r\n', 505),
     (b'GET / HTTP/1.1x\r\n\r\n', 400),
-    (b'GET /' + b'a' * 9000 + b' HTTP/1.1\r\n\r\n', 414),
-    (b'GET / HTTP/1.1\r\n' + b'X: y\r\n' * 101 + b'\r\n', 431),
-    (b'GET / HTTP/1.1\r\nX: ' + b'y' * 40000 + b'\r\n\r\n', 431),
-    (b'GET * HTTP/1.1\r\n\r\n', 400),
-    (b'GET / HTTP/1.1\r\nRange: bytes=-5\r\n\r\n', 400),  # suffix ranges stay out (D16)
-    (b'GET / HTTP/1.1\r\nRange: bytes=0-1,3-4\r\n\r\n', 400),
-    (b'PUT / HTTP/1.1\r\nContent-Range: bytes 0-1/2\r\n\r\n', 400),
+    (b'GET / HTTP/1.1x\r\nHost: t\r\n\r\n', 400),
+    (b'GET /' + b'a' * 9000 + b' HTTP/1.1\r\nHost: t\r\n\r\n', 414),
+    (b'GET / HTTP/1.1\r\nHost: t\r\n' + b'X: y\r\n' * 101 + b'\r\n', 431),
+    (b'GET / HTTP/1.1\r\nHost: t\r\nX: ' + b'y' * 40000 + b'\r\n\r\n', 431),
+    (b'GET * HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'PUT / HTTP/1.1\r\nHost: t\r\nContent-Range: bytes 0-1/2\r\n\r\n', 400),
+    # Host (RFC 9112 section 3.2): an HTTP/1.1 request needs exactly one, valid
+    (b'GET / HTTP/1.1\r\n\r\n', 400),
+    (b'GET / HTTP/1.1\r\nX: y\r\n\r\n', 400),
+    (b'GET http://a.example/ HTTP/1.1\r\n\r\n', 400),
+    (b'GET / HTTP/1.7\r\n\r\n', 400),  # served as 1.1: needs a host too
+    (b'GET / HTTP/1.1\r\nHost: exa mple.com\r\n\r\n', 400),
+    (b'GET / HTTP/1.1\r\nHost: user@host\r\n\r\n', 400),
+    (b'GET / HTTP/1.1\r\nHost: host:abc\r\n\r\n', 400),
+    (b'GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n', 400),
+    (b'PUT / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc', 400),
 ]
 
 SMUGGLING = [
     # (request bytes, expected status); each body hides a second request.
-    (b'POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n'
-     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
-    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n'
-     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
-    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n'
-     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 501),
-    (b'POST / HTTP/1.1\r\nTransfer-Encoding: identity, chunked\r\n\r\n'
-     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 501),
-    (b'POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n'
-     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 501),
-    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n'
-     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
-    (b'POST / HTTP/1.1\r\nTransfer-Encoding\t: chunked\r\n\r\n'
-     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
-    (b'POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n'
-     b'abcdeGET /smuggled HTTP/1.1\r\n\r\n', 400),
-    (b'POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nabcdeGET /smuggled HTTP/1.1\r\n\r\n', 400),
-    (b'POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\nabcdeGET /smuggled HTTP/1.1\r\n\r\n', 400),
-    (b'POST / HTTP/1.1\r\nContent-Length: 0x5\r\n\r\nabcdeGET /smuggled HTTP/1.1\r\n\r\n', 400),
-    (b'POST / HTTP/1.1\r\nContent-Length: 12345678901234567\r\n\r\n', 400),
-    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
-     b'-1\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
-    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
-     b'0x3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
-    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
-     b'3 abc\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
-    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
-     b'3\r\nabcX\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
-    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
-     b'3\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
-    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
-     b'1000000000\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
-    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
-     b'3;a=b c\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
-    (b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
-     b'0\r\nX: y\r\nbad trailer\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n'
+     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\n'
+     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 501),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: identity, chunked\r\n\r\n'
+     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 501),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\n\r\n'
+     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 501),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n'
+     b'Transfer-Encoding: chunked\r\n\r\n'
+     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding\t: chunked\r\n\r\n'
+     b'0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n'
+     b'abcdeGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 5, 5\r\n\r\n'
+     b'abcdeGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nContent-Length: +5\r\n\r\n'
+     b'abcdeGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0x5\r\n\r\n'
+     b'abcdeGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 12345678901234567\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'-1\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'0x3\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'3 abc\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'3\r\nabcX\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'3\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'1000000000\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'3;a=b c\r\nabc\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 400),
+    (b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n'
+     b'0\r\nX: y\r\nbad trailer\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n', 400),
 ]
 
 
@@ -488,16 +596,16 @@ def test_smuggling_shapes(raw, status):
 
 
 @pytest.mark.parametrize('raw', [
-    b'POST / HTTP/1.1\r\nTransfer-Encoding:  chunked \r\n\r\n3\r\nabc\r\n0\r\n\r\n',
-    b'POST / HTTP/1.1\r\nTransfer-Encoding: CHUNKED\r\n\r\n3\r\nabc\r\n0\r\n\r\n',
-    b'POST / HTTP/1.1\r\nContent-Length: 003\r\n\r\nabc',
-    b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
+    b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding:  chunked \r\n\r\n3\r\nabc\r\n0\r\n\r\n',
+    b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: CHUNKED\r\n\r\n3\r\nabc\r\n0\r\n\r\n',
+    b'POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 003\r\n\r\nabc',
+    b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n'
     b'3;name="quoted value";other\r\nabc\r\n0\r\nTrailer: dropped\r\n\r\n',
 ])
 def test_served_exactly_once(raw):
     app = Recorder()
     with serving(app) as server:
-        reply = exchange(server.address, raw + b'GET /next HTTP/1.1\r\n\r\n')
+        reply = exchange(server.address, raw + b'GET /next HTTP/1.1\r\nHost: t\r\n\r\n')
     assert app.calls == [('POST', '/', b'abc'), ('GET', '/next', None)]
     assert reply.count(b'HTTP/1.1 200 OK') == 2
 
@@ -505,9 +613,105 @@ def test_served_exactly_once(raw):
 def test_leading_empty_line_is_skipped():
     app = Recorder()
     with serving(app) as server:
-        reply = exchange(server.address, b'\r\nGET /x HTTP/1.1\r\n\r\n')
+        reply = exchange(server.address, b'\r\nGET /x HTTP/1.1\r\nHost: t\r\n\r\n')
     assert app.calls == [('GET', '/x', None)]
     assert status_line(reply) == b'HTTP/1.1 200 OK'
+
+
+SERVED_HEADERS = [
+    # (request, the headers the app sees): RFC 9112 section 3.2 and RFC 9110 14.2
+    (b'GET / HTTP/1.1\r\nHost: \r\n\r\n', {'host': ''}),
+    (b'GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n', {'host': '[::1]:8080'}),
+    (b'GET / HTTP/1.0\r\n\r\n', {}),  # HTTP/1.0 may omit it
+    (b'GET http://a.example/x HTTP/1.1\r\nHost: b.example\r\n\r\n', {'host': 'a.example'}),
+    (b'GET http://a.example:81/ HTTP/1.0\r\n\r\n', {'host': 'a.example:81'}),
+    (
+        b'GET / HTTP/1.1\r\nHost: t\r\nRange: bytes=-5\r\n\r\n',
+        {'host': 't', 'range': Range(-5, None)},
+    ),
+    (b'GET / HTTP/1.1\r\nHost: t\r\nRange: bytes=0-1,3-4\r\n\r\n', {'host': 't'}),
+    (b'GET / HTTP/1.1\r\nHost: t\r\nRange: items=0-5\r\n\r\n', {'host': 't'}),
+    (b'GET / HTTP/1.1\r\nHost: t\r\nRange: bytes=5-4\r\n\r\n', {'host': 't'}),
+    (b'HEAD / HTTP/1.1\r\nHost: t\r\nRange: bytes=0-4\r\n\r\n', {'host': 't'}),
+    (b'GET / HTTP/1.1\r\nHost: t\r\nA: 1\r\nA:\r\nA: 2\r\n\r\n', {'host': 't', 'a': '1, 2'}),
+    (b'GET /?f={%22a%22:1}|x HTTP/1.1\r\nHost: t\r\n\r\n', {'host': 't'}),
+]
+
+
+@pytest.mark.parametrize('raw, headers', SERVED_HEADERS)
+def test_served_with_headers(raw, headers):
+    seen = []
+
+    def app(session, request, api):
+        seen.append(request.headers)
+        return (200, 'OK', {}, None)
+
+    with serving(app) as server:
+        reply = exchange(server.address, raw)
+    assert status_line(reply) == b'HTTP/1.1 200 OK'
+    assert seen == [headers]
+
+
+def test_http10_with_transfer_encoding_closes():
+    # RFC 9112 section 6.1: the framing of an HTTP/1.0 message with
+    # transfer-encoding is faulty; serve it by the chunked rules, then close.
+    app = Recorder()
+    raw = (
+        b'POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n'
+        b'3\r\nabc\r\n0\r\n\r\nGET /next HTTP/1.0\r\n\r\n'
+    )
+    with serving(app) as server:
+        reply = exchange(server.address, raw)
+    assert app.calls == [('POST', '/', b'abc')]
+    assert reply.count(b'HTTP/1.1 200 OK') == 1
+    assert b'\r\nconnection: close\r\n' in reply
+
+
+def test_max_body(address):
+    # RFC 9110 section 15.5.14: 413 Content Too Large, before the app runs
+    # when the length says so, and when a chunked body grows past the limit.
+    app = Recorder()
+    with serving(app, address, max_body=5) as server:
+        assert server.max_body == 5
+        reply = exchange(server.address, b'PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\n\r\n')
+        assert status_line(reply) == b'HTTP/1.1 413 Content Too Large'
+        assert b'\r\nconnection: close\r\n' in reply and b'content-length: 0' in reply
+        assert app.calls == []
+        reply = exchange(server.address, b'PUT / HTTP/1.1\r\nHost: t\r\n'
+                                         b'Content-Length: 5\r\n\r\nhello')
+        assert status_line(reply) == b'HTTP/1.1 200 OK'
+        chunked = b'PUT / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n'
+        reply = exchange(server.address, chunked + b'3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n')
+        assert status_line(reply) == b'HTTP/1.1 413 Content Too Large'
+        reply = exchange(server.address, chunked + b'3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n')
+        assert status_line(reply) == b'HTTP/1.1 200 OK'
+    assert app.calls == [('PUT', '/', b'hello'), ('PUT', '/', b'abcde')]
+
+
+def test_sizeless_read_over_the_read_limit_is_413():
+    def app(session, request, api):
+        return (200, 'OK', {}, request.body.read())  # more than one read may take
+
+    big = MAX_IO_SIZE + 1
+    with serving(app) as server:
+        with connect(server.address) as sock:
+            sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n' % big)
+            (head, body, _) = read_response(sock)
+    assert status_line(head) == b'HTTP/1.1 413 Content Too Large'
+    assert b'connection: close' in head
+
+
+@pytest.mark.parametrize('options, message', [
+    ({'max_body': -1}, 'need max_body >= 0; got -1'),
+    (
+        {'max_body': 1.5},
+        "max_body: need a (<class 'int'>, <class 'NoneType'>); got a <class 'float'>: 1.5",
+    ),
+])
+def test_max_body_option_bad(options, message):
+    with pytest.raises((TypeError, ValueError)) as e:
+        Server(('127.0.0.1', 0), hello_app, **options)
+    assert str(e.value) == message
 
 
 def test_no_traceback_on_the_wire(caplog):
@@ -516,7 +720,8 @@ def test_no_traceback_on_the_wire(caplog):
 
     with caplog.at_level(logging.INFO, logger='degu.server'):
         with serving(app) as server:
-            reply = exchange(server.address, b'GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n')
+            reply = exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n'
+                                             b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
     assert status_line(reply) == b'HTTP/1.1 500 Internal Server Error'
     assert b'secret' not in reply
     assert reply.count(b'HTTP/1.1') == 1
@@ -549,10 +754,28 @@ def test_bad_app_responses_get_500(response):
         return response
 
     with serving(app) as server:
-        reply = exchange(server.address, b'GET / HTTP/1.1\r\n\r\n')
+        reply = exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
     assert status_line(reply) == b'HTTP/1.1 500 Internal Server Error'
     assert b'Injected' not in reply
     assert reply.count(b'HTTP/1.1') == 1
+
+
+def test_streamed_piece_then_failure_just_closes():
+    # A generator's first piece goes out with the preamble (streaming): a
+    # failure after it can only close, and the peer sees a short body.
+    def source():
+        yield b'ok'
+        raise RuntimeError('mid-body')
+
+    def app(session, request, api):
+        return (200, 'OK', {}, api.BodyIter(source(), 100))
+
+    with serving(app) as server:
+        reply = exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n' * 2)
+    (head, _, body) = reply.partition(b'\r\n\r\n')
+    assert status_line(head) == b'HTTP/1.1 200 OK'
+    assert b'content-length: 100' in head
+    assert body == b'ok'
 
 
 def test_failure_after_response_started_just_closes():
@@ -564,7 +787,7 @@ def test_failure_after_response_started_just_closes():
         return (200, 'OK', {}, api.BodyIter(source(), 100000))
 
     with serving(app) as server:
-        reply = exchange(server.address, b'GET / HTTP/1.1\r\n\r\n')
+        reply = exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
     assert status_line(reply) == b'HTTP/1.1 200 OK'
     assert reply.count(b'HTTP/1.1') == 1
     assert b'500' not in reply
@@ -573,19 +796,19 @@ def test_failure_after_response_started_just_closes():
 @pytest.mark.parametrize('items', [
     'raise',  # the source fails before its first item
     [b'x' * 200],  # more than content_length: refused before it is written
-    [b'ok', 'not bytes'],  # a bad item after a small one (still in the write buffer)
+    [b'ok', 'not bytes'],  # a list: at hand, so still in the write buffer
 ])
 def test_body_failing_before_anything_was_sent_gets_500(items):
     def source():
-        if items == 'raise':
-            raise RuntimeError('no data today')
-        yield from items
+        raise RuntimeError('no data today')
+        yield
 
     def app(session, request, api):
-        return (200, 'OK', {}, api.BodyIter(source(), 100))
+        return (200, 'OK', {}, api.BodyIter(source() if items == 'raise' else items, 100))
 
     with serving(app) as server:
-        reply = exchange(server.address, b'GET / HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\n\r\n')
+        reply = exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n'
+                                         b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
     assert status_line(reply) == b'HTTP/1.1 500 Internal Server Error'
     assert reply.count(b'HTTP/1.1') == 1  # no 200 preamble before it, and then closed
     assert b'connection: close' in reply
@@ -617,7 +840,7 @@ def test_sent_response_bodies_are_released(tmp_path):
     with serving(app) as server:
         with connect(server.address) as sock:
             for uri in (b'/file', b'/small', b'/gen'):
-                sock.sendall(b'GET ' + uri + b' HTTP/1.1\r\n\r\n')
+                sock.sendall(b'GET ' + uri + b' HTTP/1.1\r\nHost: t\r\n\r\n')
                 read_response(sock)
     assert [fp.closed for fp in opened] == [True, True]
     assert closed == ['generator']
@@ -631,7 +854,7 @@ def test_bad_body_found_while_app_reads_it():
             pass  # the app swallows it: still a 400
         return (200, 'OK', {}, b'fine')
 
-    raw = b'POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n'
+    raw = b'POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n'
     with serving(app) as server:
         reply = exchange(server.address, raw)
     assert status_line(reply) == b'HTTP/1.1 400 Bad Request'
@@ -650,7 +873,7 @@ def test_peer_vanishing_mid_body_gets_nothing(caplog):
     with caplog.at_level(logging.INFO, logger='degu.server'):
         with serving(app) as server:
             with connect(server.address) as sock:
-                sock.sendall(b'PUT / HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial')
+                sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\npartial')
                 sock.shutdown(socket.SHUT_WR)
                 assert recv_all(sock) == b''
             assert done.wait(TIMEOUT)
@@ -668,15 +891,16 @@ def test_small_unread_body_is_drained():
     with serving(app) as server:
         with connect(server.address) as sock:
             small = b'x' * (60 * 1024)
-            sock.sendall(b'PUT / HTTP/1.1\r\nContent-Length: %d\r\n\r\n' % len(small) + small)
+            sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n'
+                         b'' % len(small) + small)
             (head, body, rest) = read_response(sock)
             assert b'connection' not in head
             chunked = b''.join(b'1000\r\n' + b'y' * 4096 + b'\r\n' for _ in range(10))
-            sock.sendall(b'PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
+            sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n'
                          + chunked + b'0\r\n\r\n')
             (head, body, rest) = read_response(sock, rest)
             assert b'connection' not in head
-            sock.sendall(b'GET / HTTP/1.1\r\n\r\n')
+            sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
             (head, body, rest) = read_response(sock, rest)
             assert status_line(head) == b'HTTP/1.1 200 OK'
 
@@ -687,7 +911,8 @@ def test_large_unread_body_closes():
 
     with serving(app) as server:
         with connect(server.address) as sock:
-            sock.sendall(b'PUT / HTTP/1.1\r\nContent-Length: 100000\r\n\r\n' + b'z' * 1000)
+            sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n'
+                         b'' + b'z' * 1000)
             (head, body, rest) = read_response(sock)
             assert b'connection: close' in head
             assert body == b'ignored'
@@ -701,13 +926,14 @@ def test_expect_100_continue():
 
     with serving(app) as server:
         with connect(server.address) as sock:
-            sock.sendall(b'PUT / HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n')
+            sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n'
+                         b'Expect: 100-continue\r\n\r\n')
             assert sock.recv(1024) == b'HTTP/1.1 100 Continue\r\n\r\n'
             sock.sendall(b'hello')
             (head, body, rest) = read_response(sock)
             assert body == b'hello'
         with connect(server.address) as sock:
-            sock.sendall(b'PUT /reject HTTP/1.1\r\nContent-Length: 5\r\n'
+            sock.sendall(b'PUT /reject HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n'
                          b'Expect: 100-Continue\r\n\r\n')
             raw = recv_all(sock)
             assert status_line(raw) == b'HTTP/1.1 413 Payload Too Large'
@@ -721,8 +947,8 @@ def test_echo_request_body_as_response_body():
 
     with serving(app) as server:
         with connect(server.address) as sock:
-            sock.sendall(b'PUT / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello'
-                         b'PUT / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n'
+            sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello'
+                         b'PUT / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n'
                          b'2;a=b\r\nhi\r\n0\r\n\r\n')
             (head, body, rest) = read_response(sock)
             assert body == b'hello'
@@ -751,10 +977,10 @@ def test_on_connect():
             return (200, 'OK', {}, b'welcome')
 
     with serving(App()) as server:
-        assert exchange(server.address, b'GET / HTTP/1.1\r\n\r\n').endswith(b'welcome')
+        assert exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n').endswith(b'welcome')
         for _ in range(3):
             try:  # nothing sent; the close may come as a reset (unread request bytes)
-                assert exchange(server.address, b'GET / HTTP/1.1\r\n\r\n') == b''
+                assert exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n') == b''
             except ConnectionResetError:
                 pass
 
@@ -768,10 +994,10 @@ def test_max_connections_gets_immediate_503():
         holders = [connect(server.address) for _ in range(2)]
         try:
             for sock in holders:
-                sock.sendall(b'GET / HTTP/1.1\r\n\r\n')
+                sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
                 read_response(sock)
             start = time.monotonic()
-            reply = exchange(server.address, b'GET / HTTP/1.1\r\n\r\n')
+            reply = exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
             assert time.monotonic() - start < 5  # bounded, generous for a loaded CI machine
             assert status_line(reply) == b'HTTP/1.1 503 Service Unavailable'
             assert b'retry-after: 1' in reply
@@ -785,21 +1011,21 @@ def test_flood_then_still_serving():
     with serving(hello_app, max_connections=5) as server:
         socks = [connect(server.address) for _ in range(60)]
         for sock in socks:
-            sock.sendall(b'GET / HTTP/1.1\r\nConnection: close\r\n\r\n')
+            sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
         statuses = []
         for sock in socks:
             statuses.append(status_line(recv_all(sock)))
             sock.close()
         assert set(statuses) <= {b'HTTP/1.1 200 OK', b'HTTP/1.1 503 Service Unavailable'}
         assert b'HTTP/1.1 200 OK' in statuses
-        reply = exchange(server.address, b'GET / HTTP/1.1\r\n\r\n')
+        reply = exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
         assert status_line(reply) == b'HTTP/1.1 200 OK'
 
 
 def test_idle_timeout_closes_without_reply():
     with serving(hello_app, idle_timeout=0.3) as server:
         with connect(server.address) as sock:
-            sock.sendall(b'GET / HTTP/1.1\r\n\r\n')
+            sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
             read_response(sock)
             start = time.monotonic()
             assert sock.recv(1024) == b''
@@ -815,7 +1041,7 @@ def test_slowloris_whole_preamble_deadline():
         with connect(server.address) as sock:
             start = time.monotonic()
             closed = False
-            for byte in b'GET / HTTP/1.1\r\nX-Slow: ' + b'a' * 100:
+            for byte in b'GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ' + b'a' * 100:
                 try:
                     sock.sendall(bytes([byte]))
                 except OSError:
@@ -848,10 +1074,10 @@ def test_shutdown_finishes_in_flight_and_closes_idle():
     thread = threading.Thread(target=server.serve_forever)
     thread.start()
     idle = connect(server.address)
-    idle.sendall(b'GET / HTTP/1.1\r\n\r\n')
+    idle.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
     read_response(idle)
     busy = connect(server.address)
-    busy.sendall(b'GET /slow HTTP/1.1\r\n\r\n')
+    busy.sendall(b'GET /slow HTTP/1.1\r\nHost: t\r\n\r\n')
     assert entered.wait(TIMEOUT)
     result = []
     stopper = threading.Thread(target=lambda: result.append(server.shutdown(5)))
@@ -887,7 +1113,7 @@ def test_shutdown_cuts_off_after_timeout():
     thread = threading.Thread(target=server.serve_forever)
     thread.start()
     with connect(server.address) as sock:
-        sock.sendall(b'GET / HTTP/1.1\r\n\r\n')
+        sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
         time.sleep(0.1)
         start = time.monotonic()
         assert server.shutdown(0.3) is False
@@ -914,7 +1140,7 @@ def test_one_log_line_per_connection_open_and_close(caplog):
         with serving(hello_app) as server:
             with connect(server.address) as sock:
                 for _ in range(5):
-                    sock.sendall(b'GET / HTTP/1.1\r\n\r\n')
+                    sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
                     read_response(sock)
     messages = [r.getMessage() for r in caplog.records if r.name == 'degu.server']
     assert len([m for m in messages if 'New connection' in m]) == 1
@@ -939,7 +1165,7 @@ def test_50_clients_times_100_requests():
                 rest = b''
                 for i in range(100):
                     uri = b'/%d/%d' % (n, i)
-                    sock.sendall(b'GET ' + uri + b' HTTP/1.1\r\n\r\n')
+                    sock.sendall(b'GET ' + uri + b' HTTP/1.1\r\nHost: t\r\n\r\n')
                     (head, body, rest) = read_response(sock, rest)
                     if body != uri:
                         errors.append((uri, body))
@@ -1064,6 +1290,6 @@ def test_tls_live_with_client_certs(certs):
         with socket.create_connection(server.address, timeout=TIMEOUT) as raw:
             with pytest.raises((ssl.SSLError, ConnectionError)):
                 with _client_ctx(certs, False).wrap_socket(raw) as tls:
-                    tls.sendall(b'GET / HTTP/1.1\r\n\r\n')
+                    tls.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
                     assert tls.recv(1024) == b''
     assert peers == [('TLSv1.3', ((('commonName', 'client'),),))]
