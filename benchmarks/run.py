@@ -32,7 +32,9 @@ the server on CPU 0 and the load on CPU 1 (``--pin none`` leaves placement
 to the kernel).  Implementations are interleaved (A B A B ...) over
 ``--reps`` repetitions; the table shows medians, min-max and ratios from
 the same run.  ``--json FILE`` writes the results.  ``--quick`` runs tiny
-counts (CI uses it so the script cannot rot).
+counts (CI uses it so the script cannot rot).  ``--baseline DIR`` adds, to
+``roundtrip`` and ``server``, the degu of another checkout (a git worktree
+of an older commit), interleaved with this one: the way to measure a change.
 """
 
 import argparse
@@ -86,6 +88,26 @@ def start(target, *args, cpu=None):
         proc.join(5)
         raise message
     return (proc, message, queue)
+
+
+def at_checkout(path, func):
+    """*func*, run with the degu of another checkout at *path* (``--baseline``).
+
+    For a child process only (fork): it forgets the degu modules the parent
+    imported and imports them again from *path*, so one run can put two
+    versions side by side.
+    """
+
+    def with_degu_at(*args, **kw):
+        for name in [n for n in sys.modules if n == 'degu' or n.startswith('degu.')]:
+            del sys.modules[name]
+        sys.path.insert(0, os.path.abspath(path))
+        import degu
+
+        assert os.path.dirname(os.path.dirname(degu.__file__)) == os.path.abspath(path)
+        return func(*args, **kw)
+
+    return with_degu_at
 
 
 def stop(proc):
@@ -530,6 +552,9 @@ def mode_roundtrip(args, tmpdir):
         servers = {}
         try:
             servers['degu'] = start(serve_degu, address_for(family, tmpdir, 'degu'), cpu=cpu)
+            if args.baseline:
+                servers['base'] = start(at_checkout(args.baseline, serve_degu),
+                                        address_for(family, tmpdir, 'base'), cpu=cpu)
             servers['stdlib'] = start(serve_stdlib, address_for(family, tmpdir, 'std'),
                                       cpu=cpu)
             response_size = _response_size(servers['degu'][1], request)
@@ -546,6 +571,11 @@ def mode_roundtrip(args, tmpdir):
                     lambda: count / run_in_child(raw_exchanges, addr['raw'], count, request,
                                                  response_size, cpu=cpu),
             }
+            if args.baseline:
+                posts = at_checkout(args.baseline, degu_posts)
+                runners[BASELINE_PAIR] = (
+                    lambda: count / run_in_child(posts, addr['base'], count, cpu=cpu)
+                )
             for name, values in interleave(args.reps, runners).items():
                 table.add(family, name, values, 'req/s')
         finally:
@@ -556,7 +586,14 @@ def mode_roundtrip(args, tmpdir):
     for family in ('ipv6', 'unix'):
         ratio = table.ratio(family, 'degu server + degu client', 'http.server + http.client')
         print(f'   {family}: degu/stdlib = {ratio:.2f}x')
+        if args.baseline:
+            ratio = table.ratio(family, 'degu server + degu client', BASELINE_PAIR)
+            print(f'   {family}: degu/baseline = {ratio:.3f}x')
     return table
+
+
+BASELINE_PAIR = 'degu pair at --baseline'
+BASELINE_SERVER = 'degu at --baseline'
 
 
 def _wrk(address, conns, seconds, cpu):
@@ -632,6 +669,8 @@ def mode_server(args, tmpdir):
     table = Table(f'server: keep-alive GETs of a 12-byte body for {seconds}s ({loader})')
     (server_cpu, load_cpu) = (0, 1) if args.pin == 'split' else (None, None)
     impls = {'degu': serve_degu, 'http.server': serve_stdlib}
+    if args.baseline:
+        impls[BASELINE_SERVER] = at_checkout(args.baseline, serve_degu)
     try:
         import waitress  # noqa: F401
 
@@ -662,6 +701,10 @@ def mode_server(args, tmpdir):
                       cpu_us_per_req=round(statistics.median(v[4] for v in values), 1),
                       **({'errors': values[0][3]} if values[0][3] else {}))
     table.show({f'{c} connections': 'http.server' for c in args.conns})
+    if args.baseline:
+        for conns in args.conns:
+            ratio = table.ratio(f'{conns} connections', 'degu', BASELINE_SERVER)
+            print(f'   {conns} connections: degu/baseline = {ratio:.3f}x')
     return table
 
 
@@ -864,6 +907,9 @@ def main(argv=None):
                         default='auto', help='client mode: the fixed server (auto: nginx '
                         'when installed, else degu)')
     parser.add_argument('--quick', action='store_true', help='tiny counts: a smoke test')
+    parser.add_argument('--baseline', metavar='DIR',
+                        help='roundtrip and server modes: also run the degu of the checkout '
+                        'in DIR (say a git worktree of an older commit), side by side')
     parser.add_argument('--json', help='write the results here')
     args = parser.parse_args(argv)
     if args.quick:

@@ -228,7 +228,7 @@ class Body(_InBody):
 
     *rfile* is a connection's reader or any object with ``readinto()``.  A
     ``content_length`` of ``None`` (only for a connection's reader) means the
-    body runs until the peer closes: a close-delimited response (D14).
+    body runs until the peer closes: a close-delimited response (RFC 9112 6.3).
 
     >>> import io
     >>> body = Body(io.BytesIO(b'hello world'), 11)
@@ -277,7 +277,7 @@ class Body(_InBody):
                 return b''
             raise _state_error(self)
         if size == 0:
-            return b''  # D11: no side effects, not even on a close-delimited body
+            return b''  # no side effects, not even on a close-delimited body
         remaining = self._remaining
         if remaining is None:
             return self._read_until_eof(size)
@@ -591,7 +591,7 @@ class ChunkedBody(_InBody):
             yield self._readchunk()
 
     def _drain(self, limit):
-        """Read and drop chunks while no more than *limit* bytes were dropped (D7)."""
+        """Read and drop chunks while at most *limit* bytes were dropped (doc/decisions.rst)."""
         if self._state >= BODY_CONSUMED:
             return self._state == BODY_CONSUMED
         self._state = BODY_STARTED
@@ -815,7 +815,7 @@ ResponseType = Response
 
 
 class Request:
-    """One HTTP request as an RGI app sees it (SPEC 4.2).
+    """One HTTP request as an RGI app sees it (doc/rgi.rst).
 
     >>> r = Request('GET', '/foo/bar?x', {}, None, [], ['foo', 'bar'], 'x')
     >>> r.shift_path()
@@ -857,7 +857,7 @@ class Request:
         self._query = query
         self._version = version
 
-    method = property(lambda self: self._method, doc="One of the seven methods of D2.")
+    method = property(lambda self: self._method, doc='One of the seven methods (METHODS).')
     uri = property(lambda self: self._uri, doc="The raw request-target, e.g. '/a/b?c'.")
     headers = property(lambda self: self._headers, doc='Lower-case names to values.')
     body = property(lambda self: self._body, doc='None, a Body or a ChunkedBody.')
@@ -907,7 +907,7 @@ MAX_SESSION_REQUESTS = 75000
 
 
 class Session:
-    """One connection as an RGI app sees it (SPEC 4.6).
+    """One connection as an RGI app sees it (doc/rgi.rst).
 
     >>> s = Session(('127.0.0.1', 5000))
     >>> (s.requests, s.max_requests, s.closed, s.message)

@@ -78,7 +78,7 @@ SENDFILE_MIN = 64 * 1024  # 64 KiB: smaller file bodies are cheaper to copy than
 
 
 def address_family(address: 'tuple | str | bytes') -> socket.AddressFamily:
-    """The socket family an *address* (SPEC 3) selects, after checking it.
+    """The socket family an *address* selects, after checking it (doc/decisions.rst, 'Addresses').
 
     Server and client share the rules: a 2-tuple is IPv4 (the client also
     resolves names), a 4-tuple IPv6, a ``str`` an absolute, normalised
@@ -150,7 +150,7 @@ class SocketWrapper(ConnReader):
     bounds a request body: a longer ``content-length`` is refused with 413
     when the request is read, a chunked body when it grows past it.  With *timeout* set, a whole
     preamble must arrive within *timeout* seconds of its first byte, and the
-    wait for that first byte is bounded by *idle_timeout* (D8); the socket's
+    wait for that first byte is bounded by *idle_timeout*; the socket's
     own timeout is then left at *timeout*.  *close_on_error* says whether a
     body that fails closes the connection at once (client) or leaves the
     error in ``error`` for the owner to answer (server).
@@ -338,7 +338,8 @@ class SocketWrapper(ConnReader):
             self._stop = stop - start
 
     def _wait_first(self, what):
-        # The first byte of a preamble: bounded by idle_timeout (D8, D16).
+        # The first byte of a preamble: bounded by idle_timeout
+        # (doc/decisions.rst, 'Timeouts').
         idle = self.idle_timeout
         if idle is None or idle == self.timeout or self._native:
             return self._fill(what, idle)

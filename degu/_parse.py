@@ -5,9 +5,10 @@ bounded preamble or chunk line and hands complete ``bytes`` to the functions
 here.  Renderers mirror the parsers and refuse anything unsafe to put on the
 wire.  Everything is re-exported by ``degu.base``; import it from there.
 
-The grammar is RFC 9112 as narrowed by SPEC.md section 0 (D1-D5, D14, D16):
-strict wherever a lenient reading could desynchronise the byte stream, RFC
-conformant wherever the original Degu refused valid, common traffic.
+The grammar is RFC 9112's, with the deviations recorded (with their
+reasons) in doc/decisions.rst: strict wherever a lenient reading could
+desynchronise the byte stream, RFC conformant wherever the original Degu
+refused valid, common traffic.
 """
 
 import re
@@ -73,21 +74,21 @@ _TYPE_ERROR2 = '{}: need a {!r}; got a {!r}'
 # --------------------------------------------------------------------------
 # Limits.  Every bound that protects memory or the byte stream lives here,
 # with its unit.  The server exposes the preamble limits as options
-# (``max_header_bytes``, ``max_header_count``) with these defaults (D4).
+# (``max_header_bytes``, ``max_header_count``) with these defaults.
 
 BUF_LEN = 32 * 1024  # 32 KiB: read and write buffer of one connection
 MAX_PREAMBLE_LEN = 32 * 1024  # 32 KiB: a whole preamble, including the final CRLFCRLF
 MAX_HEADER_COUNT = 100  # header fields in one preamble (in and out) or in a trailer
-MAX_REQUEST_LINE_LEN = 8 * 1024  # 8 KiB: a longer request line gets 414 (D1)
+MAX_REQUEST_LINE_LEN = 8 * 1024  # 8 KiB: a longer request line gets 414 (RFC 9112 3)
 MAX_LINE_LEN = 4 * 1024  # 4 KiB: a chunk-size line, including its CRLF
 MAX_CL_LEN = 16  # decimal digits in a content-length or a range number
 MAX_LENGTH = 9999999999999999  # largest content-length, range offset or total (16 digits)
 MAX_CHUNK_SIZE_LEN = 16  # hex digits in a chunk size, leading zeros included
 IO_SIZE = 1024 * 1024  # 1 MiB: the piece size when a Body is iterated
 MAX_IO_SIZE = 16 * 1024 * 1024  # 16 MiB: largest single read, chunk and bytes body
-MAX_DRAIN_LEN = 64 * 1024  # 64 KiB: an unread request body the server drains (D7)
+MAX_DRAIN_LEN = 64 * 1024  # 64 KiB: an unread request body the server drains
 
-# The seven request methods of D2, case-sensitive:
+# The seven request methods, case-sensitive (doc/decisions.rst, 'Methods'):
 METHODS = ('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS')
 
 
@@ -95,7 +96,7 @@ METHODS = ('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS')
 # Errors.
 
 class ConnectionClosed(ConnectionError):
-    """The connection ended before the exchange finished (SPEC 9.1, D12).
+    """The connection ended before the exchange finished (doc/decisions.rst, 'Exceptions').
 
     ``unanswered`` is a tuple of ``(method, uri)`` for requests already sent
     whose responses will never arrive, oldest first.
@@ -115,7 +116,7 @@ class ConnectionTimedOut(ConnectionClosed, TimeoutError):
 
 
 class UnsupportedResponse(ValueError):
-    """A well-formed response that degu will not frame (SPEC 9.4)."""
+    """A well-formed response that degu will not frame (doc/decisions.rst)."""
 
 
 class ParseError(ValueError):
@@ -187,7 +188,7 @@ _ABSOLUTE_RE = re.compile(
 
 #   field-value = *field-content, where field-content holds VCHAR, obs-text,
 #   SP and HTAB.  Every other control byte is refused, and so is a CR or LF
-#   that is not part of a CRLF line ending (D4).
+#   that is not part of a CRLF line ending (doc/decisions.rst, 'Header fields').
 _BAD_FIELD_RE = re.compile(rb'[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n')
 _FIELD_TABLE = bytes(  # HTAB, SP, VCHAR and obs-text -> SP; every other byte -> NUL
     0x20 if (b == 9 or 32 <= b < 127 or b >= 128) else 0 for b in range(256)
@@ -199,7 +200,7 @@ _HEX_TABLE = bytes(0 if b in _HEXDIGITS else (b or 1) for b in range(256))  # he
 
 
 # --------------------------------------------------------------------------
-# Range and ContentRange (SPEC 5.10): Python slice semantics, stop exclusive.
+# Range and ContentRange (RFC 9110 section 14): Python slice semantics, stop exclusive.
 
 def _check_length(name, value):
     if type(value) is not int:
@@ -372,7 +373,7 @@ _VERSION_RE = re.compile(rb'HTTP/([0-9])\.([0-9])')
 
 
 def parse_method(src: bytes) -> str:
-    """One of the seven methods of D2; another token is a 501, anything else a 400.
+    """One of the seven ``METHODS``; another token is a 501, anything else a 400.
 
     >>> parse_method(b'GET')
     'GET'
@@ -386,7 +387,7 @@ def parse_method(src: bytes) -> str:
 
 
 def parse_version(src: bytes) -> str:
-    """``'HTTP/1.1'`` or ``'HTTP/1.0'``; HTTP/1.2 and later minors count as 1.1 (D3).
+    """``'HTTP/1.1'`` or ``'HTTP/1.0'``; later 1.x minors count as 1.1 (RFC 9110 2.5).
 
     >>> parse_version(b'HTTP/1.9')
     'HTTP/1.1'
@@ -456,7 +457,7 @@ def _target(src):
 def parse_uri(src: bytes) -> 'tuple[str, list[str], str | None]':
     """Parse a request-target into ``(uri, path, query)``.
 
-    Origin-form is taken as is; path components stay percent-encoded (D1).
+    Origin-form is taken as is; path components stay percent-encoded.
     An absolute-form target gives the values of its origin part.  The
     asterisk-form is the caller's business (only ``OPTIONS *`` allows it).
 
@@ -513,7 +514,7 @@ def parse_request_line(line: bytes) -> 'tuple[str, str, list[str], str | None, s
 
 
 # --------------------------------------------------------------------------
-# The status line (RFC 9112 section 4, D14):
+# The status line (RFC 9112 section 4):
 #
 #   status-line = HTTP-version SP status-code SP [ reason-phrase ]
 #   reason-phrase = 1*( HTAB / SP / VCHAR / obs-text )
@@ -527,7 +528,7 @@ _STATUS_LINE_CACHE_MAX = 64
 def parse_response_line(line: bytes) -> 'tuple[str, int, str]':
     """Parse a status line into ``(version, status, reason)``.
 
-    An empty reason phrase is fine (D14); a missing SP before it is tolerated.
+    An empty reason phrase is fine; a missing SP before it is tolerated.
     Status lines seen before are remembered (64 of them): servers repeat a
     handful.
 
@@ -557,13 +558,13 @@ def parse_response_line(line: bytes) -> 'tuple[str, int, str]':
 
 
 # --------------------------------------------------------------------------
-# Header fields (RFC 9112 section 5, D4):
+# Header fields (RFC 9112 section 5; doc/decisions.rst, 'Header fields'):
 #
 #   field-line = field-name ":" OWS field-value OWS
 #   field-name = token
 
 # Framing and routing fields whose repetition could let two parsers disagree
-# about the message: a repeat is a 400, never a join (D4).
+# about the message: a repeat is a 400, never a join.
 _SINGLE = frozenset(['content-length', 'transfer-encoding', 'host', 'range', 'content-range'])
 
 # Folded names of fields seen before, keyed by their raw bytes: a valid name
@@ -596,7 +597,7 @@ def parse_header_name(src: bytes) -> str:
 
 
 def parse_content_length(src: bytes) -> int:
-    """1 to 16 decimal digits; leading zeros are allowed (D16), lists are not (D5).
+    """1 to 16 decimal digits; leading zeros are allowed, lists are not (doc/decisions.rst).
 
     >>> parse_content_length(b'0017')
     17
@@ -609,7 +610,7 @@ def parse_content_length(src: bytes) -> int:
 
 
 def parse_transfer_encoding(src: bytes) -> str:
-    """Exactly ``chunked`` (any case); another coding or a list is a 501 (D5).
+    """Exactly ``chunked`` (any case); another coding or a list is a 501 (RFC 9112 6.1).
 
     >>> parse_transfer_encoding(b'Chunked')
     'chunked'
@@ -757,7 +758,7 @@ def parse_headers(
     """Parse a header block (lines joined by CRLF, no trailing CRLF) into a dict.
 
     Names are folded to lower case, values have optional whitespace stripped
-    and are decoded as latin-1 (D4).  ``content-length`` becomes an ``int``,
+    and are decoded as latin-1.  ``content-length`` becomes an ``int``,
     ``range`` a ``Range``, ``content-range`` a ``ContentRange``; a field given
     twice is joined with ``', '``, except the framing and routing fields,
     whose repetition is an error.  Every call returns a new dict.
@@ -871,7 +872,7 @@ def parse_tokens(value: str) -> 'list[str]':
 
 
 # --------------------------------------------------------------------------
-# Chunk lines (RFC 9112 section 7.1, D5, D16):
+# Chunk lines (RFC 9112 section 7.1; doc/decisions.rst, 'Chunked bodies'):
 #
 #   chunk          = chunk-size [ chunk-ext ] CRLF chunk-data CRLF
 #   chunk-size     = 1*HEXDIG
@@ -913,7 +914,7 @@ def parse_chunk_extension(src: bytes) -> 'tuple[str, str] | None':
 
     The first ``name=value`` pair is returned as a ``(str, str)`` tuple;
     later ones are checked and dropped.  A quoted value comes back unquoted,
-    a bare name gives ``(name, '')`` (D5, D16).
+    a bare name gives ``(name, '')``.
 
     >>> parse_chunk_extension(b';name="a \\\\"b\\\\""')
     ('name', 'a "b"')

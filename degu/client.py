@@ -38,6 +38,7 @@ import threading
 from collections import deque
 
 from ._framing import (
+    CLOSE,
     LENGTH,
     NO_BODY,
     check_framing_headers,
@@ -62,7 +63,7 @@ from .base import (
     render_request,
 )
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (doc/decisions.rst)
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Callable
@@ -139,7 +140,7 @@ def _default_host(address: tuple | str | bytes, default_port: int) -> str:
 
 
 def _set_default(headers, name, value):
-    # The set-if-absent rule of SPEC 4.4 for headers the client implies.
+    # Set if absent, else the caller's value must agree: for headers the client implies.
     current = headers.get(name)
     if current is None:
         headers[name] = value
@@ -191,7 +192,7 @@ class Client:
     )
 
     def __init__(self, address: tuple | str | bytes, **options: Any) -> None:
-        address_family(address)  # checks it (SPEC 3)
+        address_family(address)  # checks it
         self.address = address
         unsupported = sorted(set(options) - set(self._allowed_options))
         if unsupported:
@@ -332,7 +333,7 @@ def _check_path(sslconfig: dict[str, object], key: str) -> str:
 
 
 def build_client_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
-    """An ``ssl.SSLContext`` for ``SSLClient`` from an *sslconfig* ``dict`` (D13).
+    """An ``ssl.SSLContext`` for ``SSLClient`` from an *sslconfig* ``dict``.
 
     Keys: ``ca_file`` and/or ``ca_path`` (the CAs that sign servers; neither
     means the system CAs, and then ``check_hostname`` must stay ``True``),
@@ -705,21 +706,20 @@ class Connection:
     # ------------------------------------------------------------------
     # Reading
 
-    def _read_final(self, method):
-        """``(response, version, kind)`` of the next final response, interim ones skipped.
+    def _read_final(self, method, head):
+        """``(response, version, kind)`` of the final response after the interim *head*.
 
         RFC 9110 section 15.2: a client must be able to parse and skip any
         1xx response it did not ask for (103 Early Hints, 102 Processing),
         with or without ``expect: 100-continue``; at most ``MAX_INTERIM``.
         """
         read_response = self._wrapper.read_response_head
-        for _ in range(MAX_INTERIM + 1):
-            (response, version, kind) = read_response(method)
-            status = response.status
-            if status >= 200:
-                return (response, version, kind)
-            if status == 101:
+        for _ in range(MAX_INTERIM):
+            if head[0].status == 101:
                 raise UnsupportedResponse('101 Switching Protocols is not supported')
+            head = read_response(method)
+            if head[0].status >= 200:
+                return head
         raise ValueError(f'more than {MAX_INTERIM} interim responses')
 
     def read_response(self) -> Response:
@@ -754,17 +754,22 @@ class Connection:
                 self._closing = 'the server answered before 100 Continue'
                 (response, version, kind) = early
             else:
-                (response, version, kind) = self._read_final(method)
+                head = self._wrapper.read_response_head(method)
+                if head[0].status < 200:
+                    head = self._read_final(method, head)
+                (response, version, kind) = head
         except BaseException as e:
             self._raise(e)
         self._pending.popleft()
         body = response.body
-        if body is not None and kind == LENGTH and body.content_length == 0:
+        headers = response.headers
+        if kind == LENGTH and headers['content-length'] == 0:
             # Reading an empty body is optional: nothing of it is on the wire.
             body = None
         self._response_body = body
         if self._closing is None:
-            self._closing = response_close_reason(version, response.headers, kind)
+            if 'connection' in headers or version != 'HTTP/1.1' or kind == CLOSE:
+                self._closing = response_close_reason(version, headers, kind)
             if self._closing is None and self._send_closed:
                 self._closing = 'the server closed it during the upload'
         if self._closing is not None and body is None:

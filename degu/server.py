@@ -3,7 +3,8 @@
 A blocking, thread-per-connection HTTP/1.1 server that calls an RGI app,
 ``app(session, request, api) -> (status, reason, headers, body)``, once per
 request.  It binds in the constructor, serves in ``serve_forever()`` (in any
-thread) and stops gracefully in ``shutdown()`` (SPEC 6, D6-D11).
+thread) and stops gracefully in ``shutdown()``.  The rules it follows, with
+their RFC sections, are in doc/decisions.rst.
 
 Connection life cycle::
 
@@ -13,9 +14,14 @@ Connection life cycle::
                                                       |
         idle --first byte--> preamble --> app --> response --+
          ^                                                   |
-         +------------- keep-alive (D7) ---------------------+
+         +------------- keep-alive --------------------------+
 
-Errors (D6): a malformed request gets a minimal 400/414/431/501/505 with
+Every response says where it ends (content-length, chunked, or a close to an
+HTTP/1.0 peer), and the server renders its date, framing and connection
+lines itself, never touching the app's headers dict.  An iterator body goes
+out as it is produced.
+
+Errors: a malformed request gets a minimal 400/413/414/431/501/505 with
 ``content-length: 0`` and ``connection: close``; an app that fails before the
 response started gets a 500; a failure after that just closes.  Nothing from
 the request and no traceback ever goes on the wire; tracebacks go to the
@@ -61,7 +67,7 @@ from .base import (
     render_response,
 )
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 7)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (doc/decisions.rst)
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Callable
@@ -128,7 +134,7 @@ def _app_name(app):
 
 
 # --------------------------------------------------------------------------
-# The date header (D10): IMF-fixdate, computed at most once per second, and
+# The date header (RFC 9110 section 6.6.1): IMF-fixdate, computed at most once per second, and
 # without strftime, whose day and month names follow the locale.
 
 _DAYS = ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
@@ -228,7 +234,7 @@ class _Connection:
 
 
 class Server:
-    """An HTTP/1.1 server calling an RGI *app* (SPEC 6.1, D6-D11).
+    """An HTTP/1.1 server calling an RGI *app* (doc/degu.server.rst).
 
     *address* is an IPv4 ``(host, port)``, an IPv6 ``(host, port, flowinfo,
     scopeid)``, an absolute AF_UNIX path (``str``), a Linux abstract name
@@ -388,7 +394,7 @@ class Server:
             raise
 
     def _reject(self, sel, lingering, sock):
-        # D8: an immediate 503, never a stalled accept loop.  The socket is
+        # An immediate 503, never a stalled accept loop.  The socket is
         # then drained for a moment, so that unread request bytes do not
         # turn our close into a reset that destroys the 503 in flight.
         try:
@@ -790,7 +796,7 @@ def _version():
 
 
 # --------------------------------------------------------------------------
-# TLS (SPEC 6.2, 6.3, D13)
+# TLS (doc/decisions.rst, 'TLS')
 
 
 def _check_path(sslconfig: dict[str, object], key: str) -> str:
@@ -806,7 +812,7 @@ def build_server_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
     Keys: ``cert_file`` and ``key_file`` (required), then ``ca_file`` and/or
     ``ca_path`` to require client certificates signed by that CA, or
     ``allow_unauthenticated_clients: True``.  TLS 1.2 is the minimum and
-    TLS 1.3 is allowed (D13); TLS 1.2 is restricted to ECDHE with AEAD.
+    TLS 1.3 is allowed; TLS 1.2 is restricted to ECDHE with AEAD.
     """
     import ssl
 

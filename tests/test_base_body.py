@@ -139,14 +139,14 @@ def test_body_read_all(n):
 def test_body_read_sized(n):
     body = Body(FakeFile(b'hello world!', n), 11)
     assert body.read(0) == b''
-    assert body.state == BODY_READY  # D11: read(0) has no side effects
+    assert body.state == BODY_READY  # read(0) has no side effects
     assert body.read(5) == b'hello'
     assert body.state == BODY_STARTED
     assert body.read(0) == b''
     assert body.state == BODY_STARTED
     assert body.read(5) == b' worl'
     assert body.state == BODY_STARTED
-    assert body.read(5) == b'd'  # the read that reaches the end consumes (D11)
+    assert body.read(5) == b'd'  # the read that reaches the end consumes
     assert body.state == BODY_CONSUMED
     assert body.read(5) == b''
     assert body.rfile.readinto(bytearray(5)) == 1  # the '!' was never read
@@ -1097,7 +1097,7 @@ def test_session_bad(args, exc, message):
 
 
 # -------------------------------------------------------------------------
-# Draining an unread request body (D7; the server calls _drain()).
+# Draining an unread request body (the server calls _drain()).
 
 
 def test_body_drain():

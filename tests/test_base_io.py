@@ -274,7 +274,7 @@ def test_read_request_limits(n):
     src = b'GET /' + b'a' * 8200 + b' HTTP/1.1\r\n\r\n'
     e = raises(ParseError, 'request line too long: 8214 > 8192', wrap(src, n).read_request)
     assert e.status == 414
-    # header count (D4)
+    # header count
     src = b'GET / HTTP/1.1\r\n' + b''.join(b'h%d: v\r\n' % i for i in range(100)) + b'\r\n'
     assert len(wrap(src, n).read_request().headers) == 100
     src = b'GET / HTTP/1.1\r\n' + b''.join(b'h%d: v\r\n' % i for i in range(101)) + b'\r\n'
@@ -535,7 +535,7 @@ def test_unsupported_response_chains_parse_error():
 
 
 # -------------------------------------------------------------------------
-# Close-delimited bodies (decision 6, D14).
+# Close-delimited bodies (RFC 9112 section 6.3).
 
 
 def close_delimited(data, n=1 << 20):
@@ -550,7 +550,7 @@ def close_delimited(data, n=1 << 20):
 def test_close_delimited_read(n):
     body = close_delimited(b'hello world', n)
     assert body.read(0) == b''
-    assert body.state == BODY_READY  # D11, even here
+    assert body.state == BODY_READY  # read(0) has no side effects, even here
     assert body.readinto(bytearray()) == 0
     assert body.state == BODY_READY
     assert body.read() == b'hello world'
@@ -893,7 +893,7 @@ def test_send_other_oserror_passes():
 
 
 # -------------------------------------------------------------------------
-# Timeouts (D8): idle_timeout for the first byte, timeout for the preamble.
+# Timeouts: idle_timeout for the first byte, timeout for the preamble.
 
 
 class FakeClock:
@@ -956,7 +956,7 @@ def test_no_timeout_no_settimeout():
 
 
 # -------------------------------------------------------------------------
-# 100 Continue (SPEC 9.3), armed by the server.
+# 100 Continue (RFC 9110 section 10.1.1), armed by the server.
 
 
 @pytest.mark.parametrize('n', MOVE_SIZES)

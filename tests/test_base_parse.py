@@ -108,7 +108,7 @@ def test_all_names_exist():
 
 def test_error_hierarchy():
     assert issubclass(ConnectionClosed, ConnectionError)
-    assert not issubclass(ConnectionClosed, ValueError)  # D12
+    assert not issubclass(ConnectionClosed, ValueError)  # doc/decisions.rst, 'Exceptions'
     assert issubclass(EmptyPreambleError, ConnectionClosed)
     assert issubclass(ConnectionTimedOut, ConnectionClosed)
     assert issubclass(ConnectionTimedOut, TimeoutError)
@@ -132,7 +132,7 @@ def test_parse_error():
 
 
 # -------------------------------------------------------------------------
-# Range and ContentRange (SPEC 5.10).
+# Range and ContentRange (RFC 9110 section 14).
 
 M = base.MAX_LENGTH
 
@@ -364,7 +364,7 @@ def test_parse_version_every_byte():
 
 
 # -------------------------------------------------------------------------
-# Request targets (D1).
+# Request targets (RFC 9112 section 3.2).
 
 PARSE_URI = [
     (b'/', ('/', [], None)),
@@ -588,7 +588,7 @@ def test_parse_request_line_every_byte():
 
 
 # -------------------------------------------------------------------------
-# Status lines (D14).
+# Status lines (RFC 9112 section 4).
 
 PARSE_RESPONSE_LINE = [
     (b'HTTP/1.1 200 OK', ('HTTP/1.1', 200, 'OK')),
@@ -669,7 +669,7 @@ def test_parse_response_line_every_status():
 
 
 # -------------------------------------------------------------------------
-# Header fields (D4).
+# Header fields (RFC 9112 section 5).
 
 PARSE_HEADER_NAME = [
     (b'a', 'a'),
@@ -1121,7 +1121,7 @@ def test_parse_range_every_byte():
 
 
 # -------------------------------------------------------------------------
-# Chunk lines (D5, D16).
+# Chunk lines (RFC 9112 section 7.1).
 
 PARSE_CHUNK_SIZE = [
     (b'0', 0),

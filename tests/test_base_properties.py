@@ -74,7 +74,7 @@ segments = st.text(PCHAR, max_size=8).filter(lambda s: s not in ('.', '..'))
 
 @st.composite
 def targets(draw):
-    """An origin-form target (D1) and its expected (uri, path, query)."""
+    """An origin-form target and its expected (uri, path, query)."""
     path = draw(st.lists(segments, max_size=5))
     # empty segments would make '//': only the last one may be empty
     path = [p for p in path[:-1] if p] + path[-1:]

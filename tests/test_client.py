@@ -483,7 +483,7 @@ def test_sslclient_validates_sslctx():
     with pytest.raises(ValueError) as e:
         SSLClient(ctx, ('a', 1))
     assert str(e.value) == 'sslctx.verify_mode must be ssl.CERT_REQUIRED'
-    # TLS 1.3 only is fine (D13).
+    # TLS 1.3 only is fine.
     ctx = fresh()
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     assert SSLClient(ctx, ('a', 1)).sslctx is ctx
@@ -568,7 +568,7 @@ def test_connection_init():
         conn.get('/', {})
     assert str(e.value) == 'Connection is closed'
     assert e.value.unanswered == ()
-    assert not isinstance(e.value, ValueError)  # D12
+    assert not isinstance(e.value, ValueError)  # a ConnectionError only
 
 
 def test_connection_gc_closes():
@@ -603,7 +603,7 @@ def test_request_writes_exact_bytes_and_mutates_headers():
         b'host: example.com\r\nx-y: z'
     )
     assert body == b'data'
-    # get_range sets a range header (the set-default rule of SPEC 4.4).
+    # get_range sets a range header (set if absent, else it must agree).
     peer.send(
         b'HTTP/1.1 206 Partial Content\r\ncontent-range: bytes 2-4/11\r\n'
         b'content-length: 3\r\n\r\nllo'
@@ -668,7 +668,7 @@ def test_request_argument_errors_close(args, exc, message):
     with pytest.raises(exc) as e:
         conn.request(*args)
     assert str(e.value) == message
-    assert conn.closed  # SPEC 7.3: any error in steps 2-7 closes
+    assert conn.closed  # any error in the request's arguments closes, as in Degu
     peer.close()
 
 
@@ -982,7 +982,7 @@ def test_response_fields_d14():
 
 
 # --------------------------------------------------------------------------
-# Close-delimited bodies (D14) and connection: close
+# Close-delimited bodies (RFC 9112 section 6.3) and connection: close
 
 
 def test_http10_close_delimited_body():
@@ -1336,7 +1336,7 @@ def test_chunked_upload():
 
 
 # --------------------------------------------------------------------------
-# Early response after a failed upload (SPEC 9.1)
+# Early response after a failed upload (RFC 9112 section 9.5)
 
 
 BIG = b'x' * (8 * 1024 * 1024)  # more than the socket buffers hold
@@ -1399,7 +1399,7 @@ def test_failed_upload_without_response_closes():
         with pytest.raises(ConnectionClosed) as e:
             conn.put('/upload', {}, BIG)
         assert e.value.unanswered == (('PUT', '/upload'),)
-        assert conn.closed  # D16
+        assert conn.closed  # gave up on the upload: closed
 
 
 # --------------------------------------------------------------------------

@@ -1030,7 +1030,7 @@ def test_idle_timeout_closes_without_reply():
             start = time.monotonic()
             assert sock.recv(1024) == b''
             assert 0.2 < time.monotonic() - start < 8
-        with connect(server.address) as sock:  # the first request too (D16)
+        with connect(server.address) as sock:  # the first request too
             start = time.monotonic()
             assert sock.recv(1024) == b''
             assert time.monotonic() - start < 3
@@ -1057,7 +1057,7 @@ def test_slowloris_whole_preamble_deadline():
 
 
 # --------------------------------------------------------------------------
-# Shutdown (D9)
+# Shutdown
 
 
 def test_shutdown_finishes_in_flight_and_closes_idle():
@@ -1293,3 +1293,38 @@ def test_tls_live_with_client_certs(certs):
                     tls.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
                     assert tls.recv(1024) == b''
     assert peers == [('TLSv1.3', ((('commonName', 'client'),),))]
+
+
+def test_tls_error_answer_survives_an_unread_upload(certs):
+    # Closing with unread input makes the kernel send a reset, which can
+    # destroy the answer in flight: the server drains for a moment first,
+    # over TLS too (the bytes are read off the TCP socket underneath).
+    sslconfig = {'cert_file': certs['server.pem'], 'key_file': certs['server.key'],
+                 'ca_file': certs['ca.pem']}
+    with serving(hello_app, ('127.0.0.1', 0), SSLServer, sslconfig, max_body=10) as server:
+        for _ in range(3):
+            with socket.create_connection(server.address, timeout=TIMEOUT) as raw:
+                with _client_ctx(certs, True).wrap_socket(raw) as tls:
+                    tls.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 500000\r\n\r\n'
+                                + b'x' * 100_000)
+                    reply = b''
+                    while b'\r\n\r\n' not in reply:
+                        data = tls.recv(4096)
+                        assert data, reply
+                        reply += data
+    assert status_line(reply) == b'HTTP/1.1 413 Content Too Large'
+
+
+def test_app_framing_field_checked_for_http10_too():
+    # An HTTP/1.0 peer gets a chunked body's data close-delimited, but the
+    # app's framing field is checked all the same: never 10 bytes under a
+    # content-length of 3.
+    def app(session, request, api):
+        chunks = [(None, b'0123456789'), (None, b'')]
+        return (200, 'OK', {'content-length': 3}, api.ChunkedBodyIter(chunks))
+
+    with serving(app) as server:
+        for version in (b'1.0', b'1.1'):
+            reply = exchange(server.address, b'GET / HTTP/%s\r\nHost: t\r\n\r\n' % version)
+            assert status_line(reply) == b'HTTP/1.1 500 Internal Server Error'
+            assert b'0123456789' not in reply
