@@ -8,10 +8,12 @@ offending value by its path (``request.headers['content-length']``,
 ``response.body``...), so the server answers 500 and logs exactly what broke.
 It is slow; do not use it in production.
 
-Self-contained: this module imports nothing from degu, so it checks degu's
-own server as an outsider would.  Body objects are recognised by class name
-(``Body``, ``ChunkedBody``, ``BodyIter``, ``ChunkedBodyIter``, or a subclass)
-and then by their attributes.
+It checks degu's own server as an outsider would: body objects are
+recognised by class name (``Body``, ``ChunkedBody``, ``BodyIter``,
+``ChunkedBodyIter``, or a subclass) and then by their attributes.  Only the
+framing rules come from the engine (``degu._framing``, pure functions), so
+the Validator and the server never disagree about which responses have
+content.
 
 The rules, in the order they are checked::
 
@@ -54,6 +56,8 @@ what it sets consistent::
 from __future__ import annotations
 
 import re
+
+from ._framing import has_no_content
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at run time
 if TYPE_CHECKING:
@@ -240,8 +244,6 @@ def _check_request_headers(headers):
         else:
             _check_text(item, value)
     _check_framing(label, headers)
-    if 'range' in headers and ('content-length' in headers or 'transfer-encoding' in headers):
-        raise ValueError(f'{label}: cannot include range and content-length/transfer-encoding')
 
 
 def _check_request_body(body, headers):
@@ -366,6 +368,13 @@ def _check_response_headers(headers):
 def _check_response_body(request, status, headers, body):
     label = 'response.body'
     method = request.method
+    if has_no_content(method, status):
+        if body is not None:
+            if method == 'HEAD':
+                what = 'request method is HEAD'
+            else:
+                what = f'response status is {status}'
+            raise TypeError(f'{what}, but {label} is not None: {type(body)!r}')
     if body is None:
         if method == 'HEAD':
             # A 2xx to HEAD stands for the GET response, framing included
@@ -393,10 +402,6 @@ def _check_response_body(request, status, headers, body):
                 f"{headers['content-length']!r}"
             )
         return
-    if method == 'HEAD':
-        raise TypeError(f'request method is HEAD, but {label} is not None: {type(body)!r}')
-    if status in (204, 304):
-        raise TypeError(f'response status is {status}, but {label} is not None: {type(body)!r}')
     if type(body) is bytes:
         if len(body) > MAX_IO_SIZE:
             raise ValueError(f'need len({label}) <= {MAX_IO_SIZE}; got {len(body)}')

@@ -31,6 +31,7 @@ import urllib.parse
 from http import HTTPStatus
 
 from .base import (
+    LENGTH,
     METHODS,
     Body,
     BodyIter,
@@ -38,7 +39,9 @@ from .base import (
     ChunkedBodyIter,
     Request,
     api,
+    has_no_content,
     parse_range,
+    response_output,
 )
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at run time
@@ -389,7 +392,7 @@ class WSGIApp:
             _close(result)
             raise
         start.sent = True
-        if request.method == 'HEAD' or status < 200 or status in (204, 304):
+        if has_no_content(request.method, status):
             _close(result)
             return (status, reason, headers, None)
         length = headers.get('content-length')
@@ -555,13 +558,12 @@ class WSGIWrapper:
             for item in (value if type(value) is list else [value]):
                 pairs.append((name, str(item)))
         if 'content-length' not in rheaders:
-            if rbody is None:
-                if not (method == 'HEAD' or status < 200 or status in (204, 304)):
-                    pairs.append(('content-length', '0'))  # else the peer waits for a close
-            elif type(rbody) is bytes:
-                pairs.append(('content-length', str(len(rbody))))
-            elif isinstance(rbody, (Body, BodyIter)) and rbody.content_length is not None:
-                pairs.append(('content-length', str(rbody.content_length)))
+            # The framing degu's own server would send (a None body is
+            # content-length: 0, else the peer waits for a close); a chunked
+            # body is left to the WSGI server.
+            (kind, length) = response_output(method, status, rbody, True)
+            if kind == LENGTH:
+                pairs.append(('content-length', str(length)))
         start_response(f'{status} {reason}', pairs)
         if rbody is None:
             return []
