@@ -24,7 +24,6 @@ from interop_helpers import (
     RawServer,
     curl,
     curl_stream,
-    h11_next,
     h11_read_request,
     h11_respond,
     h11_send,
@@ -235,17 +234,7 @@ def test_proxy_app_streams_upload():
 
     def upstream(sock, i):
         conn = h11.Connection(h11.SERVER)
-        received = b''
-        seen = 0
-        while True:
-            ev = h11_next(conn, sock)
-            if type(ev) is h11.Data:
-                received += ev.data
-                while seen < len(gate.pieces) and b''.join(gate.pieces[: seen + 1]) in received:
-                    gate.seen(seen)
-                    seen += 1
-            elif type(ev) is h11.EndOfMessage:
-                break
+        received = gate.h11_receive(conn, sock)
         h11_respond(conn, sock, 200, body=received)
         h11_read_request(conn, sock)
 
