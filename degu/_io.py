@@ -703,7 +703,8 @@ class SocketWrapper(ConnReader):
             if len(body) <= BUF_LEN:
                 self._sendall(preamble + body)
             else:
-                self._sendall(preamble)
+                if preamble:  # b'' after 100 Continue: the body alone
+                    self._sendall(preamble)
                 self._sendall(body)
             return len(preamble) + len(body)
         if kind == LENGTH and isinstance(body, Body) and self._can_sendfile(body):

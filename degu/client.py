@@ -589,9 +589,9 @@ class Connection:
         and the framing header *body* implies (``content-length: 0`` for a
         POST, PUT or PATCH without one, RFC 9110 section 8.6), then writes
         the whole request, each piece of an iterator body as it is produced.
-        ``POST`` is sent only when nothing is pending and nothing is sent
-        while a ``POST`` is pending; at most ``max_pending`` requests may
-        wait for responses.  With *expect100*, waits for
+        ``POST`` and ``PATCH`` are sent only when nothing is pending, and
+        nothing is sent while one is pending; at most ``max_pending``
+        requests may wait for responses.  With *expect100*, waits for
         ``100 Continue`` before sending *body* (see ``request()``).
         """
         self._check_open()
