@@ -211,6 +211,8 @@ def request_output(method: str, body: object) -> 'tuple[int, int | None]':
     >>> request_output('POST', None)
     (1, 0)
     """
+    if type(body) is bytes and len(body) <= MAX_IO_SIZE:
+        return (LENGTH, len(body))  # the common case, without a second call
     if body is None and method not in _CONTENT_METHODS:
         return (NO_BODY, None)
     return body_framing(body)
@@ -234,6 +236,8 @@ def response_output(
     """
     if method == 'HEAD' or status < 200 or status == 204 or status == 304:
         return (NO_BODY, None)
+    if type(body) is bytes and len(body) <= MAX_IO_SIZE:
+        return (LENGTH, len(body))  # the common case, without a second call
     (kind, length) = body_framing(body)
     if kind == CHUNKED and not http11:
         return (CLOSE, None)

@@ -38,6 +38,7 @@ import threading
 from collections import deque
 
 from ._framing import (
+    CHUNKED,
     CLOSE,
     LENGTH,
     NO_BODY,
@@ -621,15 +622,13 @@ class Connection:
                     raise ValueError('expect100 requires a request body')
                 _set_default(headers, 'expect', '100-continue')
             (kind, length) = request_output(method, body)
-            if kind == NO_BODY:
-                if 'content-length' in headers or 'transfer-encoding' in headers:
-                    check_framing_headers(headers, LENGTH, 0)
-            else:
-                check_framing_headers(headers, kind, length)
-                if kind == LENGTH:
-                    headers.setdefault('content-length', length)
-                else:
-                    headers.setdefault('transfer-encoding', 'chunked')
+            if 'content-length' in headers or 'transfer-encoding' in headers:
+                # The caller's framing field must agree with the body.
+                check_framing_headers(headers, LENGTH if kind == NO_BODY else kind, length or 0)
+            elif kind == LENGTH:
+                headers['content-length'] = length
+            elif kind == CHUNKED:
+                headers['transfer-encoding'] = 'chunked'
             preamble = render_request(method, uri, headers)
         except BaseException:
             self.close()
