@@ -36,10 +36,10 @@ from ._parse import (
     METHODS,
     ConnectionClosed,
     ContentRange,
-    ParseError,
     Range,
     _check_length,
     _short,
+    content_too_large,
     format_chunk,
     parse_chunk,
     parse_trailer_line,
@@ -483,11 +483,7 @@ class ChunkedBody(_InBody):
                 if self._left is not None:
                     self._left -= size
                     if self._left < 0:
-                        raise ParseError(
-                            f'chunked body over max_body: {reader.max_body}',
-                            413,
-                            'Content Too Large',
-                        )
+                        raise content_too_large(f'chunked body over max_body: {reader.max_body}')
                 data = reader.read_exact(size)
                 end = reader.read_exact(2)
             else:
@@ -607,8 +603,8 @@ class ChunkedBody(_InBody):
 
 def _read_too_large(size, what='would exceed max read size'):
     # A read that would need more memory than one read may take: the
-    # server answers 413 when the app lets it escape (RFC 9110 15.5.14).
-    return ParseError(f'{what}: {size} > {MAX_IO_SIZE}', 413, 'Content Too Large')
+    # server answers 413 when the app lets it escape.
+    return content_too_large(f'{what}: {size} > {MAX_IO_SIZE}')
 
 
 _LAST_CHUNK = b'0\r\n\r\n'

@@ -30,7 +30,7 @@ Pure functions of method, status, version and header dicts: no IO.
 """
 
 from ._body import Body, BodyIter, ChunkedBody, ChunkedBodyIter
-from ._parse import MAX_IO_SIZE, ParseError, parse_tokens
+from ._parse import MAX_IO_SIZE, parse_tokens
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing stays out of the import path
@@ -51,7 +51,6 @@ __all__ = (
     'response_output',
     'framing_line',
     'check_framing_headers',
-    'too_large',
 )
 
 NO_BODY = 0  # no body at all
@@ -66,6 +65,8 @@ def has_no_content(method: str, status: int) -> bool:
     >>> (has_no_content('HEAD', 200), has_no_content('GET', 304), has_no_content('GET', 404))
     (True, True, False)
     """
+    # Written out again in response_framing() and response_output(): a call
+    # per message on the hot path costs more than the comparison.
     return method == 'HEAD' or status < 200 or status == 204 or status == 304
 
 
@@ -100,7 +101,7 @@ def response_framing(
     >>> response_framing('HEAD', 200, {'content-length': 5})
     (0, None)
     """
-    if method == 'HEAD' or status < 200 or status == 204 or status == 304:
+    if method == 'HEAD' or status < 200 or status == 204 or status == 304:  # has_no_content()
         return (NO_BODY, None)
     if 'transfer-encoding' in headers:
         return (CHUNKED, None)
@@ -234,7 +235,7 @@ def response_output(
     >>> response_output('GET', 200, ChunkedBodyIter([]), False)
     (3, None)
     """
-    if method == 'HEAD' or status < 200 or status == 204 or status == 304:
+    if method == 'HEAD' or status < 200 or status == 204 or status == 304:  # has_no_content()
         return (NO_BODY, None)
     if type(body) is bytes and len(body) <= MAX_IO_SIZE:
         return (LENGTH, len(body))  # the common case, without a second call
@@ -279,7 +280,3 @@ def check_framing_headers(headers: 'dict[str, Any]', kind: int, length: int | No
         if str(given).lower() != 'chunked':
             raise ValueError(f"'transfer-encoding' mismatch: 'chunked' != {given!r}")
 
-
-def too_large(length: int, limit: int) -> ParseError:
-    """The 413 a body of *length* bytes over *limit* gets (RFC 9110 section 15.5.14)."""
-    return ParseError(f'body too large: {length} > {limit}', 413, 'Content Too Large')

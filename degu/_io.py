@@ -41,7 +41,6 @@ from ._framing import (
     check_framing_headers,
     request_framing,
     response_framing,
-    too_large,
 )
 from ._parse import (
     _TYPE_ERROR,
@@ -55,6 +54,7 @@ from ._parse import (
     ParseError,
     UnsupportedResponse,
     _short,
+    content_too_large,
     parse_authority,
     parse_headers,
     parse_request_line,
@@ -438,7 +438,7 @@ class SocketWrapper(ConnReader):
         (kind, length) = request_framing(headers)
         if kind == LENGTH:
             if self.max_body is not None and length > self.max_body:
-                raise too_large(length, self.max_body)
+                raise content_too_large(f'body too large: {length} > {self.max_body}')
             body = _new_body(self, length)
         elif kind == CHUNKED:
             body = ChunkedBody(self)
@@ -596,9 +596,7 @@ class SocketWrapper(ConnReader):
                 return b''.join(parts)
             total += self._stop - self._start
             if total > size:
-                raise ParseError(
-                    f'would exceed max read size: {total} > {size}', 413, 'Content Too Large'
-                )
+                raise content_too_large(f'would exceed max read size: {total} > {size}')
             parts.append(bytes(self._view[self._start : self._stop]))
             self._start = self._stop
 

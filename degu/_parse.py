@@ -37,6 +37,7 @@ __all__ = (
     'ConnectionTimedOut',
     'UnsupportedResponse',
     'ParseError',
+    'content_too_large',
     # values
     'Range',
     'ContentRange',
@@ -138,6 +139,15 @@ def _uri_too_long(message):
 
 def _too_large(message):
     return ParseError(message, 431, 'Request Header Fields Too Large')
+
+
+def content_too_large(message: str) -> 'ParseError':
+    """The error of a body over a limit; a server answers it with 413 (RFC 9110 15.5.14).
+
+    Raised for a request body over ``max_body`` and for a sizeless read
+    that would take more than ``MAX_IO_SIZE`` at once.
+    """
+    return ParseError(message, 413, 'Content Too Large')
 
 
 def _not_implemented(message):
