@@ -148,12 +148,13 @@ class SocketWrapper(ConnReader):
     *max_preamble* bounds a whole preamble (CRLFCRLF included) and
     *max_header_count* its header fields; *max_body* (``None`` for no limit)
     bounds a request body: a longer ``content-length`` is refused with 413
-    when the request is read, a chunked body when it grows past it.  With *timeout* set, a whole
-    preamble must arrive within *timeout* seconds of its first byte, and the
-    wait for that first byte is bounded by *idle_timeout*; the socket's
-    own timeout is then left at *timeout*.  *close_on_error* says whether a
-    body that fails closes the connection at once (client) or leaves the
-    error in ``error`` for the owner to answer (server).
+    when the request is read, a chunked body when it grows past it.  With
+    *timeout* set, a whole preamble must arrive within *timeout* seconds of
+    its first byte, and the wait for that first byte is bounded by
+    *idle_timeout*; the socket's own timeout is then left at *timeout*.
+    *close_on_error* says whether a body that fails closes the connection at
+    once (client) or leaves the error in ``error`` for the owner to answer
+    (server).
     """
 
     __slots__ = (
