@@ -211,6 +211,7 @@ class _Stoppable:
     """``with`` and garbage collection call ``terminate()`` (here and in degu.misc)."""
 
     terminate: 'Callable[[], None]'  # each subclass stops its own kind of server
+    _stopped = False  # set by terminate(): what it stopped stays readable
 
     def __enter__(self: '_S') -> '_S':
         return self
@@ -233,7 +234,6 @@ class _ProcessServer(_Stoppable):
     """
 
     process = None
-    _stopped = False
 
     def _start(
         self,

@@ -52,6 +52,7 @@ __all__ = (
     'parse_content_length',
     'parse_transfer_encoding',
     'parse_range',
+    'parse_request_range',
     'parse_content_range',
     'parse_chunk_size',
     'parse_chunk_extension',
@@ -681,6 +682,24 @@ def parse_range(src: bytes) -> Range:
     raise ValueError(f'bad range: {_short(src)}')
 
 
+def parse_request_range(src: 'bytes | str') -> 'Range | None':
+    """A request's ``range`` as the server takes it: a ``Range``, or ``None`` to ignore.
+
+    RFC 9110 section 14.2: a range the server does not take (several ranges,
+    another unit, bad syntax) is ignored as if absent.  The server's header
+    parser, ``degu.misc.mkreq()`` and the WSGI adapter all go through here.
+
+    >>> parse_request_range(b'bytes=-5')
+    Range(-5, None)
+    >>> parse_request_range('bytes=0-1,5-6') is None
+    True
+    """
+    try:
+        return parse_range(src.encode('latin-1') if type(src) is str else src)
+    except ValueError:  # UnicodeEncodeError included
+        return None
+
+
 def parse_content_range(src: bytes) -> 'ContentRange | str':
     """``bytes FIRST-LAST/TOTAL`` (or ``/*``) as a ``ContentRange``.
 
@@ -833,12 +852,7 @@ def _parse_headers(src, isresponse, max_count, plain=False):
             elif isresponse and (name == 'range' or name == 'host'):
                 headers[name] = vsrc.decode('latin-1')  # meaningless here: kept as text
             elif name == 'range':
-                # RFC 9110 section 14.2: a range the server does not take
-                # is ignored, as if absent (doc/decisions.rst).
-                try:
-                    headers[name] = parse_range(vsrc)
-                except ValueError:
-                    headers[name] = None
+                headers[name] = parse_request_range(vsrc)  # None: dropped below
             else:
                 headers[name] = _SPECIAL_PARSERS[name](vsrc)
             special = True

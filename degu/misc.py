@@ -35,7 +35,7 @@ from . import (
     _stop_server_process,
     _Stoppable,
 )
-from .base import MAX_IO_SIZE, Request, format_chunk, parse_headers, parse_range
+from .base import MAX_IO_SIZE, Request, format_chunk, parse_headers, parse_request_range
 from .sslhelpers import PKI
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at run time
@@ -95,7 +95,6 @@ class _TempServerBase(_Stoppable):
     process = None
     thread = None
     server = None
-    _stopped = False
 
     def _start(
         self,
@@ -397,12 +396,9 @@ def mkreq(
 def _parse_range_header(headers: dict[str, object]) -> dict[str, object]:
     """A copy of *headers* whose ``range`` is parsed as the server parses it."""
     headers = dict(headers)
-    value = headers.pop('range')
-    try:
-        src = value.encode('latin-1') if type(value) is str else value
-        headers['range'] = parse_range(src)  # type: ignore[arg-type]
-    except ValueError:  # UnicodeEncodeError included
-        pass
+    parsed = parse_request_range(headers.pop('range'))  # type: ignore[arg-type]
+    if parsed is not None:
+        headers['range'] = parsed
     return headers
 
 

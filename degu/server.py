@@ -177,10 +177,6 @@ def _error_preamble(status: int, reason: str, extra: str = '') -> bytes:
     ).encode('ascii')
 
 
-class _AppError(Exception):
-    """An app broke the RGI contract; the message says how (answered with 500)."""
-
-
 def _check_response(response, request):
     """The app's response as a 4-tuple, after the RGI checks (doc/rgi.rst).
 

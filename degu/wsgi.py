@@ -40,7 +40,7 @@ from .base import (
     Request,
     api,
     has_no_content,
-    parse_range,
+    parse_request_range,
     response_output,
 )
 
@@ -461,15 +461,6 @@ class _FileBody(Body):
 # The reverse adapter: an RGI app under a WSGI server.
 
 
-def _parse_range(headers: dict[str, Any]) -> None:
-    """Parse ``headers['range']`` as the degu server does: a ``Range``, or dropped."""
-    value = headers.pop('range')
-    try:
-        headers['range'] = parse_range(value.encode('latin-1'))
-    except ValueError:  # several ranges, another unit: as if absent (RFC 9110 14.2)
-        pass
-
-
 class _Input:
     """Adapts wsgi.input (read() only is guaranteed) to what Body needs."""
 
@@ -537,8 +528,10 @@ class WSGIWrapper:
         for (key, value) in environ.items():
             if key.startswith('HTTP_'):
                 headers[key[5:].lower().replace('_', '-')] = value
-        if 'range' in headers:
-            _parse_range(headers)
+        if 'range' in headers:  # as the degu server takes it: a Range, or dropped
+            parsed = parse_request_range(headers.pop('range'))
+            if parsed is not None:
+                headers['range'] = parsed
         if environ.get('CONTENT_TYPE'):
             headers['content-type'] = environ['CONTENT_TYPE']
         body = None
