@@ -240,20 +240,27 @@ def read(response):
     return None if response.body is None else response.body.read()
 
 
+def check_static_answers(conn):
+    """The static nginx's 200, HEAD, 404 and 204 on *conn*; returns hello.txt's etag."""
+    response = conn.get('/hello.txt', {})
+    assert (response.status, read(response)) == (200, HELLO)
+    etag = response.headers['etag']
+    response = conn.head('/hello.txt', {})
+    assert (response.status, response.body) == (200, None)
+    assert response.headers['content-length'] == len(HELLO)
+    response = conn.get('/missing', {})
+    assert response.status == 404
+    read(response)
+    response = conn.get('/nocontent', {})
+    assert (response.status, response.body) == (204, None)
+    return etag
+
+
 def test_client_against_nginx_static(static, files_dir):
     """RFC 9110 sections 9.3.1, 9.3.2, 15: degu's client reads nginx's 200,
     HEAD, 404, 204, 301, 418 and 206 answers on one connection."""
     with static.client().connect() as conn:
-        response = conn.get('/hello.txt', {})
-        assert (response.status, read(response)) == (200, HELLO)
-        response = conn.head('/hello.txt', {})
-        assert (response.status, response.body) == (200, None)
-        assert response.headers['content-length'] == len(HELLO)
-        response = conn.get('/missing', {})
-        assert response.status == 404
-        read(response)
-        response = conn.get('/nocontent', {})
-        assert (response.status, response.body) == (204, None)
+        check_static_answers(conn)
         response = conn.get('/moved', {})
         assert response.status == 301 and response.headers['location'].endswith('/hello.txt')
         read(response)
@@ -327,17 +334,7 @@ def test_proxy_app_to_nginx(static):
     204, 304, 206) to degu's client, and to curl."""
     with serve(ProxyApp(Client(static.address, timeout=DEADLINE))) as served:
         with served.client().connect() as conn:
-            response = conn.get('/hello.txt', {})
-            assert (response.status, read(response)) == (200, HELLO)
-            etag = response.headers['etag']
-            response = conn.head('/hello.txt', {})
-            assert (response.status, response.body) == (200, None)
-            assert response.headers['content-length'] == len(HELLO)
-            response = conn.get('/missing', {})
-            assert response.status == 404
-            read(response)
-            response = conn.get('/nocontent', {})
-            assert (response.status, response.body) == (204, None)
+            etag = check_static_answers(conn)
             response = conn.get('/hello.txt', {'if-none-match': etag})
             assert (response.status, response.body) == (304, None)
             response = conn.get_range('/digits.txt', {}, 0, 3)
