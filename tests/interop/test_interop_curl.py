@@ -150,3 +150,24 @@ def test_many_requests_one_connection(family):
     assert [t.body for t in transfers[:5]] == [b'hello %d' % i for i in range(5)]
     assert [t.body for t in transfers[5:]] == [b'one two'] * 5
     assert [t.info['num_connects'] for t in transfers] == [1] + [0] * 9
+
+
+@pytest.mark.parametrize('query', [
+    'filter={%22a%22:1}|x',  # what a browser's address bar sends unencoded
+    'q=[1]^`\\',
+])
+def test_browser_query_bytes_are_served(query):
+    """RFC 3986 section 3.4 is stricter, but browsers send ``{ } | ^`` and
+    friends unencoded in a query; curl (``--globoff``) sends them as typed,
+    and the app gets the query byte for byte."""
+    seen = []
+
+    def app(session, request, api):
+        seen.append(request.query)
+        return (200, 'OK', {}, None)
+
+    with serve(app) as served:
+        result = curl(served.url('/search?' + query), args=['--globoff'])
+    (transfer,) = result.check()
+    assert transfer.status == 200
+    assert seen == [query]
