@@ -15,6 +15,20 @@ closes it; the server answers 400 or closes).  ``read()`` on a consumed body
 returns ``b''``, like a file at its end; every other operation on a consumed
 body raises.
 
+The body protocol.  Every outgoing body (the four classes here; a
+``bytes`` body and ``None`` are the writers' own cases) is sent, framed,
+released and checked through the same few members, so the server, the
+client, ProxyApp, the WSGI adapter and ``rgi.Validator`` never ask which
+class a body is::
+
+    chunked                  True: (extension, data) chunks; False: data
+    content_length           int, or None: chunked, or read until the close
+    _items()                 check the state, then an iterator of pieces
+    _at_hand()               True when the next piece needs no wait
+    _abort(exc)              writing failed: the body cannot go on
+    _sendfile(transport, p)  sent with sendfile(): bytes sent, or None
+    _release()               close what the body reads from, once sent
+
 Writing: every body is written by one loop, ``_write_body()``, over the
 body's ``_items()`` (data pieces, or ``(extension, data)`` chunks, checked
 as they come).  A piece is flushed to the peer before the next one is asked
@@ -23,6 +37,8 @@ file, bytes already received from a connection): so a stream goes out as it
 is produced, and what is at hand still goes out in as few sends as it can.
 """
 
+import os
+import stat
 from collections import namedtuple
 
 from ._parse import (
@@ -36,6 +52,7 @@ from ._parse import (
     METHODS,
     ConnectionClosed,
     ContentRange,
+    ParseError,
     Range,
     _check_length,
     _short,
@@ -58,6 +75,7 @@ __all__ = (
     'ChunkedBody',
     'BodyIter',
     'ChunkedBodyIter',
+    'is_body',
     'API',
     'APIType',
     'api',
@@ -85,14 +103,13 @@ def _state_error(body):
 
 
 class ConnReader:
-    """Base class of readers that own a connection (``degu._io.SocketWrapper``).
+    """Base class of readers that own a connection (``degu._transport.Transport``).
 
     A body over such a reader is *connection-backed*: its repr says
     ``<reader>`` and an error while reading it is reported to the reader.
     Subclasses provide ``read_exact(n)``, ``readinto_exact(view)``,
     ``readinto_some(view)``, ``read_some(n)``, ``readline(limit)``,
-    ``body_failed(exc)``, ``buffered`` (bytes received and not yet read) and
-    ``max_body`` (``None``, or the most body bytes it accepts).
+    ``body_failed(exc)`` and ``buffered`` (bytes received and not yet read).
     """
 
     __slots__ = ()
@@ -179,21 +196,85 @@ def _check_size(size):
         raise ValueError(f'need 0 <= size <= {MAX_IO_SIZE}; got {size}')
 
 
-class _InBody:
+SENDFILE_MIN = 64 * 1024  # 64 KiB: smaller file bodies are cheaper to copy than to sendfile()
+
+
+def _close_source(source: object) -> None:
+    """Call ``source.close()`` when it has one (a file, a generator, a WSGI result)."""
+    close = getattr(source, 'close', None)
+    if close is not None:
+        close()
+
+
+class _BodyBase:
+    """The body protocol (see the module docstring), with its defaults."""
+
+    __slots__ = ()
+    chunked: bool
+    _state: int
+
+    @property
+    def content_length(self) -> int | None:
+        return None
+
+    @property
+    def state(self) -> int:
+        return self._state
+
+    def _at_hand(self):
+        return False
+
+    def _abort(self, exc):
+        self._state = BODY_ERROR
+
+    def _sendfile(self, transport, preamble):
+        return None
+
+    def _release(self):
+        pass
+
+
+def is_body(obj: object) -> bool:
+    """True for a body object: ``Body``, ``ChunkedBody``, ``BodyIter``, ``ChunkedBodyIter``.
+
+    >>> (is_body(BodyIter([], 0)), is_body(b'data'), is_body(None))
+    (True, False, False)
+    """
+    return isinstance(obj, _BodyBase)
+
+
+def release_body(body: object) -> None:
+    """Close what a sent response body read from (a file, a generator's source).
+
+    The response belongs to the server once the app returned it: a file
+    behind a ``Body`` or ``ChunkedBody`` is closed (a connection behind one,
+    as a proxy returns, is not), and so is the source of an iterator body
+    that has a ``close()``.  ``bytes``, ``None`` and non-bodies: nothing.
+    """
+    if isinstance(body, _BodyBase):
+        body._release()
+
+
+def drain_body(body: 'Body | ChunkedBody', limit: int) -> bool:
+    """Read and drop what is left of a received *body* if it is at most *limit* bytes.
+
+    True when the body is now consumed (the connection can carry the next
+    message); False when more than *limit* bytes were left, or the body
+    failed earlier.
+    """
+    return body._drain(limit)
+
+
+class _InBody(_BodyBase):
     """What Body and ChunkedBody share: state checks and error handling."""
 
     __slots__ = ()
     _rfile: object
     _reader: 'Any'
-    _state: int
 
     @property
     def rfile(self) -> object:
         return self._rfile
-
-    @property
-    def state(self) -> int:
-        return self._state
 
     def _start(self, *allowed):
         if self._state not in allowed:
@@ -215,6 +296,12 @@ class _InBody:
         if self._reader is self._rfile:
             return '<reader>'
         return repr(self._rfile)
+
+    def _release(self):
+        # A file behind the body is closed; a connection is not (a proxy
+        # returns a body that still reads from its upstream connection).
+        if self._reader is not self._rfile:
+            _close_source(self._rfile)
 
     def __enter__(self) -> '_InBody':
         return self
@@ -417,6 +504,32 @@ class Body(_InBody):
             raise
         self._state = BODY_CONSUMED
 
+    def _sendfile(self, transport, preamble):
+        # A regular file of SENDFILE_MIN bytes or more, from its position:
+        # the preamble, then socket.sendfile(), no copy through user space.
+        if self._state != BODY_READY or self._reader is self._rfile:
+            return None
+        count = self._content_length
+        if count < SENDFILE_MIN:
+            return None
+        try:
+            rfile = self._rfile
+            if not stat.S_ISREG(os.fstat(rfile.fileno()).st_mode):
+                return None
+            offset = rfile.tell()
+        except (AttributeError, OSError, ValueError):
+            return None
+        self._state = BODY_STARTED
+        try:
+            transport.write(preamble)
+            transport.sendfile(rfile, offset, count)
+        except BaseException:
+            self._state = BODY_ERROR
+            raise
+        self._remaining = 0
+        self._state = BODY_CONSUMED
+        return len(preamble) + count
+
     def _drain(self, limit):
         """Read and drop the rest when at most *limit* bytes remain (doc/decisions.rst)."""
         if self._state >= BODY_CONSUMED:
@@ -439,6 +552,16 @@ def _new_body(reader, content_length):
     body._rfile = body._reader = reader
     body._content_length = body._remaining = content_length
     body._state = BODY_READY
+    return body
+
+
+def _new_chunked(reader, max_body):
+    """A ``ChunkedBody`` over a connection's reader, taking at most *max_body* data bytes."""
+    body = object.__new__(ChunkedBody)
+    body._rfile = body._reader = reader
+    body._state = BODY_READY
+    body._pending = None
+    body._left = max_body
     return body
 
 
@@ -483,7 +606,7 @@ class ChunkedBody(_InBody):
                 if self._left is not None:
                     self._left -= size
                     if self._left < 0:
-                        raise content_too_large(f'chunked body over max_body: {reader.max_body}')
+                        raise content_too_large('chunked body over max_body')
                 data = reader.read_exact(size)
                 end = reader.read_exact(2)
             else:
@@ -493,7 +616,15 @@ class ChunkedBody(_InBody):
                     self._read_trailer(end)
                     end = b'\r\n'
             if end != b'\r\n':
-                raise ValueError(f'bad chunk data termination: {end!r}')
+                raise ParseError(f'bad chunk data termination: {end!r}', 400, 'Bad Request')
+        except ValueError as e:
+            if type(e) is not ValueError:  # ParseError, or a UnicodeError from a file
+                self._fail(e)
+                raise
+            # A line without CRLF, from the transport or a file: malformed data.
+            error = ParseError(str(e), 400, 'Bad Request')
+            self._fail(error)
+            raise error from None
         except BaseException as e:
             self._fail(e)
             raise
@@ -508,7 +639,11 @@ class ChunkedBody(_InBody):
         while line != b'\r\n':
             count += 1
             if count > MAX_HEADER_COUNT or total > MAX_PREAMBLE_LEN:
-                raise ValueError(f'trailer too large: {count} fields, {total} bytes')
+                raise ParseError(
+                    f'trailer too large: {count} fields, {total} bytes',
+                    431,
+                    'Request Header Fields Too Large',
+                )
             parse_trailer_line(line[:-2])
             line = self._reader.readline(MAX_LINE_LEN)
             total += len(line)
@@ -656,26 +791,23 @@ def _write_body(body, wfile, encode):
     return total
 
 
-class _OutBody:
+class _OutBody(_BodyBase):
     __slots__ = ()
     _source: 'Any'
-    _state: int
 
     @property
     def source(self) -> 'Any':
         return self._source
-
-    @property
-    def state(self) -> int:
-        return self._state
 
     def _start(self):
         if self._state != BODY_READY:
             raise _state_error(self)
         self._state = BODY_STARTED
 
-    def _abort(self, exc):
-        self._state = BODY_ERROR
+    def _release(self):
+        # The source of an iterator body is closed when it has a close():
+        # a generator (its finally clauses run), a file, a WSGI result.
+        _close_source(self._source)
 
     def _at_hand(self):
         # A list or tuple is all at hand; any other iterable may have to

@@ -29,7 +29,7 @@ rules and their reasons are in doc/decisions.rst.
 Pure functions of method, status, version and header dicts: no IO.
 """
 
-from ._body import Body, BodyIter, ChunkedBody, ChunkedBodyIter
+from ._body import ChunkedBodyIter, is_body  # noqa: F401 (ChunkedBodyIter: the doctests)
 from ._parse import MAX_IO_SIZE, parse_tokens
 
 TYPE_CHECKING = False
@@ -193,11 +193,11 @@ def body_framing(body: object) -> 'tuple[int, int | None]':
         if len(body) > MAX_IO_SIZE:
             raise ValueError(f'need len(body) <= {MAX_IO_SIZE}; got {len(body)}')
         return (LENGTH, len(body))
-    if isinstance(body, (Body, BodyIter)):
+    if is_body(body):  # the body protocol (degu._body)
         length = body.content_length
-        return (LENGTH, length) if length is not None else (CHUNKED, None)
-    if isinstance(body, (ChunkedBody, ChunkedBodyIter)):
-        return (CHUNKED, None)
+        if body.chunked or length is None:
+            return (CHUNKED, None)
+        return (LENGTH, length)
     raise TypeError(f'bad body type: {type(body)!r}: {body!r}'[:200])
 
 

@@ -9,10 +9,12 @@
 * Framing: how a body is delimited and whether a connection persists,
   decided in one place for both sides (``request_framing()``,
   ``response_framing()``, ``response_output()``...).
-* ``SocketWrapper``: the per-connection reader/writer.
+* ``Transport``: buffered bytes over one socket, no HTTP; the message
+  readers and writers over it (``read_request()``, ``write_message()``...),
+  and ``SocketWrapper``, the two in one object.
 
 The implementation lives in the private modules ``degu._parse``,
-``degu._body``, ``degu._framing`` and ``degu._io``; this module is the one
+``degu._body``, ``degu._framing``, ``degu._transport`` and ``degu._io``; this module is the one
 to import.
 See doc/degu.base.rst.
 """
@@ -26,8 +28,10 @@ from ._io import __all__ as _io_all
 from ._parse import *  # noqa: F403
 from ._parse import _TYPE_ERROR  # noqa: F401
 from ._parse import __all__ as _parse_all
+from ._transport import *  # noqa: F403
+from ._transport import __all__ as _transport_all
 
-__all__ = _parse_all + _body_all + _framing_all + _io_all
+__all__ = _parse_all + _body_all + _framing_all + _transport_all + _io_all
 
 # The public classes live in private modules; name them where users import them
 # (tracebacks say degu.base.ConnectionClosed, and pickle finds them here).

@@ -49,8 +49,8 @@ what it sets consistent::
                        content_length an int equal to a given
                        content-length, or None for a Body read until its
                        connection closed (sent chunked)
-    ChunkedBody(Iter)  chunked True, state READY, no content_length
-                       attribute, no content-length header
+    ChunkedBody(Iter)  chunked True, state READY, content_length None (or
+                       no such attribute), no content-length header
 """
 
 from __future__ import annotations
@@ -424,7 +424,9 @@ def _check_response_body(request, status, headers, body):
         else:
             if chunked is not True:
                 raise ValueError(f'{label}.chunked: need True; got {chunked!r}')
-            if hasattr(body, 'content_length'):
+            # Every degu body has content_length (the body protocol); a
+            # chunked one says None.
+            if getattr(body, 'content_length', None) is not None:
                 raise ValueError(f'{label}: a chunked body has a content_length attribute')
     if kind == 'length':
         if 'transfer-encoding' in headers:

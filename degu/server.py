@@ -39,6 +39,7 @@ import struct
 import threading
 import time
 
+from ._body import BODY_CONSUMED, drain_body, release_body
 from ._framing import (
     CLOSE,
     NO_BODY,
@@ -47,20 +48,19 @@ from ._framing import (
     request_close_reason,
     response_output,
 )
+from ._io import CONTINUE, read_request, write_message
+from ._transport import START_BUF_LEN, Transport
 from .base import (
     _TYPE_ERROR,
+    BUF_LEN,
     MAX_DRAIN_LEN,
     MAX_HEADER_COUNT,
     MAX_PREAMBLE_LEN,
-    Body,
-    BodyIter,
-    ChunkedBodyIter,
     ConnectionClosed,
     EmptyPreambleError,
     ParseError,
     Request,
     Session,
-    SocketWrapper,
     address_family,
     api,
     parse_tokens,
@@ -178,10 +178,7 @@ def _error_preamble(status: int, reason: str, extra: str = '') -> bytes:
 
 
 def _check_response(response, request):
-    """The app's response as a 4-tuple, after the RGI checks (doc/rgi.rst).
-
-    The hot path calls it only when a quick look found something to say.
-    """
+    """The app's response as a 4-tuple, after the RGI checks (doc/rgi.rst)."""
     if type(response) is not tuple:
         if not isinstance(response, tuple):
             raise TypeError(_TYPE_ERROR2.format('response', tuple, type(response)))
@@ -199,11 +196,11 @@ def _check_response(response, request):
     if type(headers) is not dict:
         raise TypeError(_TYPE_ERROR.format('headers', dict, type(headers), headers))
     if body is None:
-        if 'content-length' in headers and request._method != 'HEAD' and status != 304:
+        if 'content-length' in headers and request.method != 'HEAD' and status != 304:
             length = headers['content-length']
             if str(length) != '0':
                 raise ValueError(f'response body is None but content-length is {length!r}')
-    elif request._method == 'HEAD':
+    elif request.method == 'HEAD':
         raise TypeError(f'request method is HEAD, but response body is not None: {type(body)!r}')
     elif status == 204 or status == 304:
         raise TypeError(f'response status is {status}, but response body is not None: '
@@ -526,148 +523,142 @@ class Server:
         return sock
 
     def _handle_requests(self, conn, session, sock):
-        wrapper = SocketWrapper(
+        """The request loop: read a request, call the app, respond, keep alive or close."""
+        failures = []  # why a request body failed, as the transport reports it
+        transport = Transport(
             sock,
-            max_preamble=self.max_header_bytes,
-            max_header_count=self.max_header_count,
             timeout=self.timeout,
             idle_timeout=self.idle_timeout,
-            close_on_error=False,
-            max_body=self.max_body,
+            on_failure=failures.append,
+            buffer_size=min(START_BUF_LEN, max(BUF_LEN, self.max_header_bytes)),
         )
-        read_request = wrapper.read_request
-        handle_one = self._handle_one
         try:
-            while True:
-                if not wrapper.buffered:  # nothing buffered: waiting for a request
-                    conn.idle = True
-                    if self._stopping:
-                        session._close('shutdown')
-                        return
-                try:
-                    request = read_request()
-                except EmptyPreambleError:
-                    session._close('peer closed the connection')
-                    return
-                except ConnectionClosed as e:
-                    session._close(f'{e}')
-                    return
-                except ParseError as e:
-                    self._send_error(wrapper, session, e.status, e.reason, e)
-                    return
-                except ValueError as e:
-                    self._send_error(wrapper, session, 400, 'Bad Request', e)
+            while self._wait_for_request(conn, session, transport):
+                request = self._read_request(session, transport)
+                if request is None:
                     return
                 conn.idle = False
-                if 'host' not in request._headers and request._version == 'HTTP/1.1':
-                    # RFC 9112 section 3.2: a server MUST answer 400.
-                    missing = ValueError('HTTP/1.1 request without host')
-                    self._send_error(wrapper, session, 400, 'Bad Request', missing)
-                    return
-                if not handle_one(wrapper, session, request):
+                if not self._serve(session, transport, request, failures):
                     return
         finally:
-            wrapper.close()
+            transport.close()
 
-    def _send_error(self, wrapper, session, status, reason, exc):
-        session._close(f'{status} {reason}')
-        log.info('- %s %d %s: %s', session, status, reason, exc)
-        try:
-            wrapper.discard_writes()
-            wrapper.sock.sendall(_error_preamble(status, reason))
-        except OSError:
-            return
-        _linger(wrapper)
+    def _wait_for_request(self, conn, session, transport):
+        """False when the connection should close instead of waiting for another request."""
+        if not transport.buffered:  # nothing buffered: idle until a request comes
+            conn.idle = True
+            if self._stopping:
+                session._close('shutdown')
+                return False
+        return True
 
-    def _handle_one(self, wrapper, session, request):
-        """Serve one request; returns False when the connection must close now."""
-        # The hot path: private attributes instead of properties, no work
-        # that the common request (HTTP/1.1, small or no body) does not need.
-        started = time.monotonic() if access_log.isEnabledFor(logging.INFO) else 0.0
-        headers = request._headers
-        body = request._body
-        http11 = request._version == 'HTTP/1.1'
-        if http11 and 'connection' not in headers:
-            closing = None  # why the connection closes after this response
-        else:
-            closing = request_close_reason(request._version, headers)
-        if body is not None and http11 and 'expect' in headers:
-            if headers['expect'].lower() == '100-continue':
-                wrapper.expect_continue()
+    def _read_request(self, session, transport):
+        """The next request, or ``None`` when the connection ends (answered when it must be)."""
         try:
-            response = self.app(session, request, api)
-            if type(response) is tuple and len(response) == 4:
-                (status, reason, rheaders, rbody) = response
-                if type(status) is not int or type(rheaders) is not dict or not (
-                    200 <= status <= 599
-                ) or (rbody is None and 'content-length' in rheaders) or (
-                    rbody is not None and (
-                        request._method == 'HEAD' or status == 204 or status == 304
-                    )
-                ):
-                    _check_response(response, request)  # the rest of the rules, and messages
-            else:
-                (status, reason, rheaders, rbody) = _check_response(response, request)
-        except Exception as e:
-            return self._app_failed(wrapper, session, request, e)
-        if wrapper.error is not None:
-            return self._app_failed(wrapper, session, request, wrapper.error)
-        if body is not None and body._state != 2 and body is not rbody:
-            if wrapper.continue_pending:
-                closing = closing or 'expect100 body not read'
-            else:
-                try:
-                    if not body._drain(MAX_DRAIN_LEN):
-                        closing = closing or 'request body not consumed'
-                except Exception as e:
-                    return self._app_failed(wrapper, session, request, e)
-        try:
-            (preamble, kind, closing) = self._response_head(
-                session, request, http11, closing, status, reason, rheaders, rbody
+            request = read_request(
+                transport, self.max_header_bytes, self.max_header_count, self.max_body
             )
-        except Exception as e:
-            return self._app_failed(wrapper, session, request, e)
-        sends = wrapper.sends
+        except EmptyPreambleError:
+            session._close('peer closed the connection')
+            return None
+        except ConnectionClosed as e:
+            session._close(f'{e}')
+            return None
+        except ParseError as e:
+            self._send_error(session, transport, e.status, e.reason, e)
+            return None
+        except ValueError as e:  # XXX-MERGE: until every parser raises ParseError
+            self._send_error(session, transport, 400, 'Bad Request', e)
+            return None
+        if request._version == 'HTTP/1.1' and 'host' not in request._headers:
+            # RFC 9112 section 3.2: a server MUST answer 400.
+            missing = ParseError('HTTP/1.1 request without host', 400, 'Bad Request')
+            self._send_error(session, transport, 400, 'Bad Request', missing)
+            return None
+        return request
+
+    def _serve(self, session, transport, request, failures):
+        """Call the app and send its response; returns False when the connection must close."""
+        started = time.monotonic() if access_log.isEnabledFor(logging.INFO) else 0.0
+        closing = request_close_reason(request._version, request._headers)
+        expect100 = request._body is not None and self._arm_continue(transport, request)
         try:
-            sent = wrapper.write_message(preamble, rbody, kind)
+            response = _check_response(self.app(session, request, api), request)
+            if failures:  # the app read a broken body and answered anyway
+                raise failures[0]
+            if request._body is not None:
+                closing = self._finish_body(transport, request, response[3], expect100, closing)
+            (preamble, kind, closing) = self._response_head(session, request, closing, response)
         except Exception as e:
-            if wrapper.sends != sends or wrapper.closed:
+            return self._app_failed(session, transport, request, e, failures)
+        body = response[3]
+        sends = transport.sends
+        try:
+            sent = write_message(transport, preamble, body, kind)
+        except Exception as e:
+            if transport.sends != sends or transport.closed:
                 raise  # the response started: closing is all that is left
             # Nothing reached the wire (a body that failed before the first
             # flush): the client can still get a proper answer.
-            wrapper.discard_writes()
-            return self._app_failed(wrapper, session, request, e)
+            transport.discard_writes()
+            return self._app_failed(session, transport, request, e, failures)
         finally:
-            if rbody is not None and type(rbody) is not bytes:
-                _release(rbody)
+            if body is not None and type(body) is not bytes:  # those hold nothing
+                _release(body)
         session._requests += 1
         if started:
             access_log.info('%s "%s %s" %d %d %.1fms', session, request._method, request._uri,
-                            status, sent, 1000 * (time.monotonic() - started))
+                            response[0], sent, 1000 * (time.monotonic() - started))
         if session._message is not None:
-            _linger(wrapper)
+            _linger(transport)
             return False
         return True
 
-    def _response_head(self, session, request, http11, closing, status, reason, rheaders, rbody):
-        """``(preamble, kind, closing)`` for the app's response.
+    @staticmethod
+    def _arm_continue(transport, request):
+        # RFC 9110 section 10.1.1: 100 Continue goes out when the app first
+        # reads the body, and never if it answers without reading it.
+        if request._version == 'HTTP/1.1':
+            expect = request._headers.get('expect')
+            if expect is not None and expect.lower() == '100-continue':
+                transport.send_before_read = CONTINUE
+                return True
+        return False
+
+    @staticmethod
+    def _finish_body(transport, request, rbody, expect100, closing):
+        """Drain what is left of a small request body; returns why the connection closes."""
+        body = request._body
+        if body.state == BODY_CONSUMED or body is rbody:
+            return closing
+        if expect100 and transport.send_before_read is not None:
+            transport.send_before_read = None  # never sent: the client sends no body
+            return closing or 'expect100 body not read'
+        if not drain_body(body, MAX_DRAIN_LEN):
+            return closing or 'request body not consumed'
+        return closing
+
+    def _response_head(self, session, request, closing, response):
+        """``(preamble, kind, closing)`` for the app's checked *response*.
 
         The app's dict is never changed: the server renders its own date,
         framing and connection lines after the app's fields (the framing
         rules are ``degu._framing``'s; doc/decisions.rst says why).
         """
-        (kind, length) = response_output(request._method, status, rbody, http11)
-        if 'content-length' in rheaders or 'transfer-encoding' in rheaders or (
-            'connection' in rheaders
+        (status, reason, headers, body) = response
+        http11 = request._version == 'HTTP/1.1'
+        (kind, length) = response_output(request._method, status, body, http11)
+        if 'content-length' in headers or 'transfer-encoding' in headers or (
+            'connection' in headers
         ):
-            if 'connection' in rheaders and 'close' in parse_tokens(str(rheaders['connection'])):
+            if 'connection' in headers and 'close' in parse_tokens(str(headers['connection'])):
                 closing = closing or 'app closed the connection'
             if kind == NO_BODY:
                 own = _NO_CONTENT_204 if status == 204 else _NO_CONTENT_OWN
             else:
-                check_framing_headers(rheaders, kind, length)
+                check_framing_headers(headers, kind, length)
                 own = _OWN_FIELDS
-            rheaders = {name: value for (name, value) in rheaders.items() if name not in own}
+            headers = {name: value for (name, value) in headers.items() if name not in own}
         if kind == CLOSE:
             # RFC 9112 section 6.1: an HTTP/1.0 peer gets a chunked body's data
             # delimited by the close.
@@ -683,55 +674,51 @@ class Server:
             extra += '\r\nconnection: close'
         elif not http11:
             extra += '\r\nconnection: keep-alive'
-        if 'date' not in rheaders:  # RFC 9110 section 6.6.1; _current_date(), inlined
-            now = _time()
-            extra += '\r\ndate: ' + (_date_value if now < _date_until else _new_date(now))
-        return (render_response(status, reason, rheaders, extra), kind, closing)
+        if 'date' not in headers:  # RFC 9110 section 6.6.1
+            extra += '\r\ndate: ' + _current_date()
+        return (render_response(status, reason, headers, extra), kind, closing)
 
-    def _app_failed(self, wrapper, session, request, exc):
-        error = wrapper.error
+    def _app_failed(self, session, transport, request, exc, failures):
+        """Answer a request whose app, request body or response failed; returns False.
+
+        A request body that failed decides: the peer vanished (close), or it
+        sent a malformed or too large body (its ``ParseError`` status).  A
+        ``ParseError`` 413 the app let escape (a body too large to read at
+        once) is answered too.  Anything else is our side's fault: logged
+        with its traceback, and a 500.
+        """
+        error = failures[0] if failures else None
+        if error is None and isinstance(exc, ParseError) and exc.status == 413:
+            error = exc
         if isinstance(error, ConnectionClosed):
             # The peer vanished while the app read the body: nobody to answer.
             session._close('peer closed the connection')
-            log.info('- %s %s %s: %r', session, request.method, request.uri, error)
-            return False
-        if error is None and isinstance(exc, ParseError) and exc.status == 413:
-            error = exc  # a body too large to read at once, let out by the app
-        if isinstance(error, ParseError):
-            self._send_error(wrapper, session, error.status, error.reason, error)
-            return False
-        if error is not None:
-            # A malformed request body is the client's fault, whatever the app did.
-            self._send_error(wrapper, session, 400, 'Bad Request', error)
-            return False
-        log.error('- %s %s %s: app failed:', session, request.method, request.uri,
-                  exc_info=exc)
-        self._send_error(wrapper, session, 500, 'Internal Server Error', exc)
+            log.info('- %s %s %s: %r', session, request._method, request._uri, error)
+        elif isinstance(error, ParseError):
+            self._send_error(session, transport, error.status, error.reason, error)
+        else:
+            log.error('- %s %s %s: app failed:', session, request._method, request._uri,
+                      exc_info=error or exc)
+            self._send_error(session, transport, 500, 'Internal Server Error', error or exc)
         return False
+
+    def _send_error(self, session, transport, status, reason, exc):
+        session._close(f'{status} {reason}')
+        log.info('- %s %d %s: %s', session, status, reason, exc)
+        try:
+            transport.discard_writes()
+            transport.sock.sendall(_error_preamble(status, reason))
+        except OSError:
+            return
+        _linger(transport)
 
 
 def _release(body: object) -> None:
-    """Close what a sent response body was reading from, once it is done with.
-
-    The response belongs to the server once the app returned it: a file
-    behind a ``Body`` is closed (a connection behind one, as a proxy
-    returns, is not), and so is the source of an iterator body that has a
-    ``close()`` (a generator, a WSGI result).
-    """
-    if isinstance(body, Body):
-        if body._reader is not body._rfile:  # an ordinary file, not a connection
-            close = getattr(body._rfile, 'close', None)
-        else:
-            return
-    elif isinstance(body, (BodyIter, ChunkedBodyIter)):
-        close = getattr(body._source, 'close', None)
-    else:
-        return
-    if close is not None:
-        try:
-            close()
-        except Exception:  # a close that fails must not take the connection down
-            log.exception('closing a response body failed: %r', body)
+    # release_body(), where a close that fails must not take the connection down
+    try:
+        release_body(body)
+    except Exception:
+        log.exception('closing a response body failed: %r', body)
 
 
 def _remove_socket_file(path: str) -> None:
@@ -751,7 +738,7 @@ def _shutdown_socket(sock, how):
         pass
 
 
-def _linger(wrapper):
+def _linger(transport):
     """Close our side, drain what the peer still sends for a moment, then close.
 
     Closing a socket with unread bytes makes the kernel send a reset, which
@@ -759,8 +746,8 @@ def _linger(wrapper):
     the bytes are drained from the TCP socket underneath, undecrypted, as
     nothing more will be read from them.
     """
-    sock = wrapper.sock
-    if wrapper.closed:
+    sock = transport.sock
+    if transport.closed:
         return
     try:
         _shutdown_socket(sock, socket.SHUT_WR)
@@ -774,7 +761,7 @@ def _linger(wrapper):
             received += len(data)
     except OSError:
         pass
-    wrapper.close()
+    transport.close()
 
 
 def _peer_credentials(sock: socket.socket) -> tuple[int, int, int] | None:

@@ -556,7 +556,7 @@ def test_chunked_body_max_chunk():
     body = ChunkedBody(io.BytesIO(b'1000000\r\n' + data + b'\r\n0\r\n\r\n'))
     assert body.readchunk() == (None, data)
     body = ChunkedBody(io.BytesIO(b'1000001\r\n' + data + b'z\r\n0\r\n\r\n'))
-    raises(ValueError, 'need chunk_size <= 16777216; got 16777217', body.readchunk)
+    raises(ParseError, 'need chunk_size <= 16777216; got 16777217', body.readchunk)
     assert body.state == BODY_ERROR
 
 
@@ -595,7 +595,10 @@ def test_chunked_body_bad(src, message, n):
         body = ChunkedBody(FakeFile(src, n))
         if op is ChunkedBody.readchunk and src.startswith(b'5\r\nhello\r\n'):
             assert body.readchunk() == (None, b'hello')
-        raises(ValueError, message, op, body)
+        e = raises(ParseError, message, op, body)  # malformed chunked data
+        assert (e.status, e.reason) == ((431, 'Request Header Fields Too Large')
+                                        if message.startswith('trailer too large')
+                                        else (400, 'Bad Request'))
         assert body.state == BODY_ERROR
         msg = 'ChunkedBody.state == BODY_ERROR, cannot be used'
         raises(ValueError, msg, body.readchunk)
@@ -619,7 +622,7 @@ def test_chunked_body_readline_too_long():
             return b'1' * (size + 1) + b'\r\n'
 
     body = ChunkedBody(LongLine())
-    raises(ValueError, f"b'\\r\\n' not found in {b'1' * 32!r}...", body.readchunk)
+    raises(ParseError, f"b'\\r\\n' not found in {b'1' * 32!r}...", body.readchunk)
 
 
 def test_chunked_body_random():

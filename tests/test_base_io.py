@@ -14,7 +14,7 @@ import threading
 import pytest
 from helpers import MOVE_SIZES, FakeFile, FakeSocket, encode_chunks, raises
 
-from degu import _io
+from degu import _transport
 from degu.base import (
     BODY_CONSUMED,
     BODY_ERROR,
@@ -211,7 +211,7 @@ def test_read_request(src, value, n):
 READ_REQUEST_BAD = [
     (b'', EmptyPreambleError, 'request preamble is empty'),
     (b'\r\n\r\n', EmptyPreambleError, 'request preamble is empty'),
-    (b'\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n', ValueError, 'empty request line'),
+    (b'\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n\r\n', ParseError, 'empty request line'),
     (b'G', ConnectionClosed, "request preamble truncated: b'G'"),
     (
         b'GET / HTTP/1.1\r\n',
@@ -725,15 +725,15 @@ def test_chunked_body_over_connection(n):
 
 
 CHUNKED_WIRE_BAD = [
-    (b'1' * 5000 + b'\r\n', ValueError, f"b'\\r\\n' not found in {b'1' * 32!r}..."),
-    (b'5\r\nhelloXY', ValueError, "bad chunk data termination: b'XY'"),
-    (b'5;\r\nhello\r\n', ValueError, "bad chunk extension: b';'"),
+    (b'1' * 5000 + b'\r\n', ParseError, f"b'\\r\\n' not found in {b'1' * 32!r}..."),
+    (b'5\r\nhelloXY', ParseError, "bad chunk data termination: b'XY'"),
+    (b'5;\r\nhello\r\n', ParseError, "bad chunk extension: b';'"),
     (b'5', ConnectionClosed, "chunk line truncated: b'5'"),
     (b'5\r\nhel', ConnectionClosed, 'expected to read 5 bytes, but received 3'),
     (b'0\r\nx: y\r\n', ConnectionClosed, "chunk line truncated: b''"),
     (
         b'0\r\n' + b'x: y\r\n' * 101 + b'\r\n',
-        ValueError,
+        ParseError,
         'trailer too large: 101 fields, 606 bytes',
     ),
 ]
@@ -921,31 +921,40 @@ def test_idle_timeout(monkeypatch):
     sock = FakeSocket(b'GET / HTTP/1.1\r\n\r\n')
     sw = SocketWrapper(sock, timeout=30, idle_timeout=15)
     sw.read_request()
+    assert sock.timeouts == [15]
+    # the next operation switches back to timeout, once
+    sw.write_response(200, 'OK', {}, None)
+    sw.write_response(200, 'OK', {}, None)
     assert sock.timeouts == [15, 30]
     sock = FakeSocket(b'GET / HTTP/1.1\r\n\r\n')
     sw = SocketWrapper(sock, timeout=30, idle_timeout=30)
     sw.read_request()
+    sw.write_response(200, 'OK', {}, None)
     assert sock.timeouts == []
     sock = FakeSocket(b'', recv_error=TimeoutError('timed out'))
     sw = SocketWrapper(sock, timeout=30, idle_timeout=15)
     raises(ConnectionTimedOut, 'reading request preamble timed out', sw.read_request)
-    assert sock.timeouts == [15, 30]
+    assert sock.timeouts == [15]
 
 
 def test_preamble_deadline(monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(_io, 'time', clock)
+    monkeypatch.setattr(_transport, 'time', clock)
     src = b'GET / HTTP/1.1\r\nx: y\r\n\r\n'
     sock = SlowSocket(src, 1, clock, 1.0)
     sw = SocketWrapper(sock, timeout=len(src) + 1)
     assert sw.read_request().headers == {'x': 'y'}
-    # every settimeout after the first byte gives the time left, then back to timeout
-    assert sock.timeouts[0] == len(src) + 1
+    # every settimeout after the first byte gives the time left, then the
+    # next operation goes back to timeout
+    sw.write_response(200, 'OK', {}, None)
+    # (the first byte took one second of the fake clock: that much less is left)
+    assert sock.timeouts[0] == len(src)
     assert sock.timeouts[-1] == len(src) + 1
     assert sock.timeouts[1:-1] == sorted(sock.timeouts[1:-1], reverse=True)
     sock = SlowSocket(src, 1, clock, 1.0)
     sw = SocketWrapper(sock, timeout=10)
     raises(ConnectionTimedOut, 'request preamble not complete in 10s', sw.read_request)
+    sw.write_response(200, 'OK', {}, None)
     assert sock.timeouts[-1] == 10
 
 
@@ -1401,12 +1410,12 @@ def test_no_sendfile(tmp_path, monkeypatch):
         with open(path, 'rb') as f:
             body = Body(f, len(data))
             body.read(1)
-            assert sw._can_sendfile(body) is False
+            assert body._sendfile(sw, b'') is None  # not a file body worth it: write_to()
         r, w = os.pipe()
         with open(r, 'rb') as rf, open(w, 'wb'):
-            assert sw._can_sendfile(Body(rf, len(data))) is False
+            assert Body(rf, len(data))._sendfile(sw, b'') is None
         reader = wrap(b'PUT / HTTP/1.1\r\ncontent-length: 70000\r\n\r\n' + data)
-        assert sw._can_sendfile(reader.read_request().body) is False
+        assert reader.read_request().body._sendfile(sw, b'') is None
     assert calls == []
 
 

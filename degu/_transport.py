@@ -1,0 +1,566 @@
+"""The transport: buffered bytes over one socket, knowing nothing of HTTP.
+
+``Transport(sock)`` needs only ``recv_into``, ``send`` and ``close`` from
+*sock* (tests pass a fake, see tests/helpers.py).  It offers:
+
+* reads through one buffer: ``read_block()`` (bytes up to a delimiter,
+  bounded in size and time), ``readline()``, ``read_exact()``,
+  ``readinto_exact()``, ``readinto_some()``, ``read_some()``;
+* writes: ``write()`` into a small write buffer, ``flush()``,
+  ``sendall()``, and ``sendfile()`` for a plain socket;
+* one timeout policy (below), and one place, ``map_socket_error()``, that
+  turns a socket's errors into ``ConnectionClosed`` and
+  ``ConnectionTimedOut``;
+* two generic hooks its owner sets: ``send_before_read`` (bytes sent lazily
+  just before the next body read: the server's ``100 Continue``) and
+  ``on_failure`` (a reader lost its place in the stream: the server records
+  why, the default closes the transport).
+
+The HTTP readers and writers (``degu._io``) and the body objects
+(``degu._body``) are built on it; the server and the client own one each.
+"""
+
+import os
+import socket
+import struct
+import sys
+import time
+
+from ._body import ConnReader
+from ._parse import (
+    _TYPE_ERROR,
+    BUF_LEN,
+    ConnectionClosed,
+    ConnectionTimedOut,
+    _short,
+    content_too_large,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing stays out of the import path
+    from typing import Any, Callable
+
+__all__ = ('Transport', 'BlockTooLarge', 'map_socket_error', 'address_family')
+
+_CRLF = b'\r\n'
+_SMALL_READ = 4096  # reads this small go through the buffer, which may save a recv
+START_BUF_LEN = 8 * 1024  # 8 KiB: a new connection's read buffer, grown for big blocks
+
+
+def address_family(address: 'tuple | str | bytes') -> socket.AddressFamily:
+    """The socket family an *address* selects, after checking it (doc/decisions.rst, 'Addresses').
+
+    Server and client share the rules: a 2-tuple is IPv4 (the client also
+    resolves names), a 4-tuple IPv6, a ``str`` an absolute, normalised
+    AF_UNIX path, ``bytes`` a Linux abstract AF_UNIX name.  The family is
+    never guessed from a host string.
+
+    >>> address_family(('::1', 0, 0, 0)) == socket.AF_INET6
+    True
+    """
+    if isinstance(address, tuple):
+        if len(address) == 2:
+            return socket.AF_INET
+        if len(address) == 4:
+            return socket.AF_INET6
+        raise ValueError(f'address: must have 2 or 4 items; got {address!r}')
+    if isinstance(address, str):
+        if os.path.abspath(address) != address:
+            raise ValueError(f'address: bad socket filename: {address!r}')
+        return socket.AF_UNIX
+    if isinstance(address, bytes):
+        return socket.AF_UNIX
+    raise TypeError(_TYPE_ERROR.format('address', (tuple, str, bytes), type(address), address))
+
+
+def map_socket_error(exc: BaseException, what: str) -> 'ConnectionClosed | None':
+    """The ``ConnectionClosed`` an ``OSError`` from a socket means, or ``None``.
+
+    The one place that maps socket errors: resets, broken pipes, aborts and
+    TLS EOFs are ``ConnectionClosed``; timeouts, and the ``EAGAIN`` of a
+    kernel timeout, are ``ConnectionTimedOut``; other errors stay as they are.
+
+    >>> map_socket_error(BrokenPipeError(32, 'Broken pipe'), 'sending')
+    ConnectionClosed('sending: BrokenPipeError: [Errno 32] Broken pipe')
+    """
+    if isinstance(exc, ConnectionClosed):
+        return None
+    if isinstance(exc, (TimeoutError, BlockingIOError)):
+        return ConnectionTimedOut(f'{what} timed out')
+    if isinstance(exc, ConnectionError):
+        return ConnectionClosed(f'{what}: {type(exc).__name__}: {exc}')
+    ssl = sys.modules.get('ssl')  # loaded already if this could be a TLS error
+    if ssl is not None and isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
+        return ConnectionClosed(f'{what}: {type(exc).__name__}: {exc}')
+    return None
+
+
+class BlockTooLarge(ValueError):
+    """``read_block()`` found no delimiter within its limit.
+
+    ``head`` holds the first bytes received (at most the limit), for the
+    caller to say what was too large.
+    """
+
+    def __init__(self, message: str, head: bytes) -> None:
+        super().__init__(message)
+        self.head = head
+
+
+class Transport(ConnReader):
+    """Buffered reading and writing of bytes over one socket.
+
+    *timeout* bounds every socket operation and a whole ``read_block()``
+    from its first byte; *idle_timeout* bounds the wait for that first
+    byte.  *on_failure* is called with the exception when a reader of this
+    transport (a body) failed midway; without it the transport closes, as
+    the stream's position is lost.
+
+    Timeouts: a Python socket with a timeout polls before every recv and
+    send (two syscalls where one would do), and ``settimeout()`` is a
+    syscall too.  So a plain ``socket.socket`` is made blocking, with the
+    kernel enforcing the timeouts (``SO_RCVTIMEO``, ``SO_SNDTIMEO``): one
+    syscall per operation, and the receive timeout is switched only when a
+    wait needs another one.  Other sockets (TLS, fakes) keep Python-level
+    timeouts.  Either way a timed-out operation is a ``ConnectionTimedOut``.
+    Measured on AF_UNIX round trips (doc/benchmarks.rst): 6 % more
+    requests per second than Python-level timeouts.
+    """
+
+    __slots__ = (
+        'sock',
+        '_recv_into',
+        '_send',
+        '_buf',
+        '_view',
+        '_start',
+        '_stop',
+        '_wparts',
+        '_wlen',
+        '_closed',
+        'timeout',
+        'idle_timeout',
+        'sends',
+        'reset',
+        'send_before_read',
+        'on_failure',
+        '_native',
+        '_wait',
+        '__weakref__',
+    )
+
+    def __init__(
+        self,
+        sock: 'Any',
+        *,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        on_failure: 'Callable[[BaseException], object] | None' = None,
+        buffer_size: int = START_BUF_LEN,
+    ) -> None:
+        self._recv_into = _method(sock, 'recv_into')
+        self._send = _method(sock, 'send')
+        _method(sock, 'close')
+        self.sock = sock
+        # Small at first (what an idle connection costs), grown when a
+        # block does not fit.
+        self._buf = bytearray(buffer_size)
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._stop = 0
+        self._wparts: 'list[bytes]' = []
+        self._wlen = 0
+        self._closed = False
+        self.idle_timeout = idle_timeout
+        self.sends = 0  # send attempts so far: tells an owner if a message started
+        # True once a send failed because the peer reset or closed: an EOF
+        # read afterwards cannot prove data complete, as the reset may have
+        # destroyed what was still in flight.
+        self.reset = False
+        self.send_before_read: bytes | None = None
+        self.on_failure = on_failure
+        if timeout is None:
+            timeout = getattr(sock, 'gettimeout', lambda: None)()
+        self.timeout = timeout
+        self._wait = timeout  # the receive timeout the socket has now
+        self._native = type(sock) is socket.socket and timeout is not None
+        if self._native:
+            sock.settimeout(None)
+            _set_timeout(sock, socket.SO_SNDTIMEO, timeout)
+            _set_timeout(sock, socket.SO_RCVTIMEO, timeout)
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}({self.sock!r})'
+
+    # ------------------------------------------------------------------
+    # The timeout policy: one method switches the socket's receive timeout
+
+    def _set_wait(self, seconds):
+        # Native: SO_RCVTIMEO alone.  Python-level: settimeout(), which
+        # also bounds sends, so sending switches back to self.timeout.
+        self._wait = seconds
+        if self._native:
+            _set_timeout(self.sock, socket.SO_RCVTIMEO, seconds)
+        else:
+            self.sock.settimeout(seconds)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> object:
+        """Close the socket once; later calls do nothing and return ``None``."""
+        if self._closed:
+            return None
+        self._closed = True
+        self._wparts = []
+        return self.sock.close()
+
+    def __del__(self):
+        # getattr: __init__ may have failed before setting _closed (a bad sock)
+        if not getattr(self, '_closed', True):
+            self._closed = True
+            try:
+                self.sock.close()
+            except Exception:  # pragma: no cover - nothing to do about it at GC time
+                pass
+
+    def body_failed(self, exc: BaseException) -> None:
+        """A reader over this transport failed midway: tell the owner, or close."""
+        if self.on_failure is not None:
+            self.on_failure(exc)
+        else:
+            self.close()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet read (a pipelined request, say)."""
+        return self._stop - self._start
+
+    # ------------------------------------------------------------------
+    # Reading
+
+    def _recv(self, view, what, wait=None):
+        # what: what is being read, for the error message ('body');
+        # wait: the receive timeout this call needs (None: self.timeout).
+        if self._closed:
+            raise ConnectionClosed('Connection is closed')
+        if wait is None:
+            wait = self.timeout
+        if wait != self._wait:
+            self._set_wait(wait)
+        try:
+            return self._recv_into(view)
+        except OSError as e:
+            mapped = map_socket_error(e, f'reading {what}')
+            if mapped is None:
+                raise
+            raise mapped from e
+
+    def _fill(self, what, wait=None):
+        """One ``recv_into`` into the free end of the buffer; returns the count."""
+        stop = self._stop
+        if self._start == stop:
+            self._start = self._stop = stop = 0
+        elif stop == len(self._buf):
+            self._compact()
+            stop = self._stop
+        received = self._recv(self._view[stop:], what, wait)
+        self._stop = stop + received
+        return received
+
+    def _grow(self, size):
+        # A bigger buffer holding what the old one held, from offset 0.
+        stop = self._stop - self._start
+        buf = bytearray(size)
+        buf[:stop] = self._view[self._start : self._stop]
+        self._buf = buf
+        self._view = memoryview(buf)
+        self._start = 0
+        self._stop = stop
+
+    def _compact(self):
+        start = self._start
+        if start:
+            stop = self._stop
+            self._buf[: stop - start] = self._view[start:stop]
+            self._start = 0
+            self._stop = stop - start
+
+    def read_block(self, end: bytes, limit: int, what: str) -> bytes | None:
+        """The bytes before the next *end*, which is consumed; ``None`` at a clean EOF.
+
+        The block, *end* included, must fit in *limit* bytes
+        (``BlockTooLarge`` otherwise).  The wait for its first byte is
+        bounded by ``idle_timeout``, and the whole block must arrive within
+        ``timeout`` of that (``ConnectionTimedOut``).  An EOF after the
+        first byte is a ``ConnectionClosed`` naming *what* was truncated.
+        One ``find()`` per ``recv_into`` and one copy out of the buffer in
+        the common case (the block arrived in one piece).
+        """
+        start = self._start
+        if start == self._stop:
+            idle = self.idle_timeout
+            if self._fill(what, self.timeout if idle is None else idle) == 0:
+                return None
+            start = self._start
+        idx = self._buf.find(end, start, self._stop)
+        if idx < 0 or idx + len(end) - start > limit:
+            idx = self._read_more_block(end, limit, what)
+            start = self._start
+        self._start = idx + len(end)
+        return bytes(self._view[start:idx])
+
+    def _read_more_block(self, end, limit, what):
+        timeout = self.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._compact()
+        if len(self._buf) < max(BUF_LEN, limit):
+            self._grow(max(BUF_LEN, limit))
+        searched = 0
+        while True:
+            idx = self._buf.find(end, searched, self._stop)
+            searched = max(0, self._stop - len(end) + 1)
+            if idx >= 0 and idx + len(end) <= limit:
+                return idx
+            if idx >= 0 or self._stop >= limit:
+                head = bytes(self._view[: min(self._stop, limit)])
+                raise BlockTooLarge(f'{what} too large: over {limit} bytes', head)
+            left = None
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise ConnectionTimedOut(f'{what} not complete in {timeout}s')
+            received = self._recv(self._view[self._stop : limit], what, left)
+            if received == 0:
+                raise ConnectionClosed(f'{what} truncated: {_short(self._view[: self._stop])}')
+            self._stop += received
+
+    def _before_read(self):
+        data = self.send_before_read
+        self.send_before_read = None
+        self.sendall(data)
+
+    def read_exact(self, size: int) -> bytes:
+        """Exactly *size* bytes as ``bytes``; ``ConnectionClosed`` if the peer closes first."""
+        if self.send_before_read is not None:
+            self._before_read()
+        start = self._start
+        avail = self._stop - start
+        if avail >= size:
+            self._start = start + size
+            return bytes(self._view[start : start + size])
+        if size <= _SMALL_READ:
+            self._compact()
+            while self._stop < size:
+                if self._fill('body') == 0:
+                    raise self._eof(size, self._stop)
+            self._start = size
+            return bytes(self._view[:size])
+        buf = bytearray(size)
+        self.readinto_exact(memoryview(buf))
+        return bytes(buf)
+
+    def readinto_exact(self, view: memoryview) -> int:
+        """Fill all of *view*: buffered bytes first, then ``recv_into`` straight into it."""
+        if self.send_before_read is not None:
+            self._before_read()
+        size = len(view)
+        start = self._start
+        avail = self._stop - start
+        if avail >= size:
+            view[:] = self._view[start : start + size]
+            self._start = start + size
+            return size
+        view[:avail] = self._view[start : self._stop]
+        self._start = self._stop = 0
+        got = avail
+        while got < size:
+            received = self._recv(view[got:], 'body')
+            if received == 0:
+                raise self._eof(size, got)
+            got += received
+        return size
+
+    def _eof(self, size, got):
+        return ConnectionClosed(f'expected to read {size} bytes, but received {got}')
+
+    def readinto_some(self, view: memoryview) -> int:
+        """Fill part of *view* with what is buffered, or else with one ``recv``; 0 at EOF."""
+        if self.send_before_read is not None:
+            self._before_read()
+        start = self._start
+        avail = self._stop - start
+        if avail:
+            size = min(avail, len(view))
+            view[:size] = self._view[start : start + size]
+            self._start = start + size
+            return size
+        return self._recv(view, 'body')
+
+    def _clean_eof(self):
+        # An EOF that ends data delimited by the close is complete only if
+        # the peer closed cleanly.  After a reset, the EOF proves nothing:
+        # data in flight may have been destroyed.
+        if self.reset:
+            raise ConnectionClosed('connection was reset: the body may be incomplete')
+        return b''
+
+    def read_some(self, size: int, all_of_it: bool = False) -> bytes:
+        """Up to *size* bytes, ``b''`` at EOF; with *all_of_it*, everything until EOF.
+
+        For data that runs until the connection closes.  Reading everything
+        refuses more than *size* bytes rather than allocating them.  The EOF
+        is a ``ConnectionClosed`` once a send failed on a reset connection.
+        """
+        if not all_of_it:
+            if self._start == self._stop and self._fill('body') == 0:
+                return self._clean_eof()
+            start = self._start
+            end = min(self._stop, start + size)
+            self._start = end
+            return bytes(self._view[start:end])
+        parts: 'list[bytes]' = []
+        total = 0
+        while True:
+            if self._start == self._stop and self._fill('body') == 0:
+                self._clean_eof()
+                return b''.join(parts)
+            total += self._stop - self._start
+            if total > size:
+                raise content_too_large(f'would exceed max read size: {total} > {size}')
+            parts.append(bytes(self._view[self._start : self._stop]))
+            self._start = self._stop
+
+    def readline(self, limit: int) -> bytes:
+        """One line of at most *limit* bytes, its CRLF included.
+
+        ``ValueError`` when no CRLF comes within *limit* bytes,
+        ``ConnectionClosed`` when the peer closes first.
+        """
+        if self.send_before_read is not None:
+            self._before_read()
+        buf = self._buf
+        idx = buf.find(_CRLF, self._start, min(self._stop, self._start + limit))
+        if idx < 0:
+            # Compact first: _fill() resets an empty buffer to offset 0, which
+            # would make the search start below stale past the new data.
+            self._compact()
+            while True:
+                searched = self._stop
+                end = self._start + limit
+                if searched >= end:
+                    found = _short(self._view[self._start : end])
+                    raise ValueError(f"b'\\r\\n' not found in {found}")
+                if self._fill('chunk line') == 0:
+                    raise ConnectionClosed(
+                        f'chunk line truncated: {_short(self._view[self._start : self._stop])}'
+                    )
+                idx = buf.find(_CRLF, max(self._start, searched - 1), min(self._stop, end))
+                if idx >= 0:
+                    break
+        start = self._start
+        self._start = idx + 2
+        return bytes(self._view[start : idx + 2])
+
+    # ------------------------------------------------------------------
+    # Writing
+
+    def sendall(self, data: 'bytes | bytearray | memoryview', what: str = 'sending') -> None:
+        """Send all of *data* now, looping over partial sends."""
+        if self._closed:
+            raise ConnectionClosed('Connection is closed')
+        if self._wait != self.timeout and not self._native:
+            self._set_wait(self.timeout)  # a Python-level timeout bounds sends too
+        send = self._send
+        self.sends += 1
+        try:
+            sent = send(data)
+            size = len(data)
+            if sent != size:
+                view = memoryview(data)
+                while sent < size:
+                    n = send(view[sent:])
+                    if not n:  # a real socket blocks or raises; this is a broken one
+                        raise ConnectionClosed(f'{what}: send() returned {n!r}')
+                    sent += n
+        except OSError as e:
+            mapped = map_socket_error(e, what)
+            if mapped is None:
+                raise
+            if not isinstance(mapped, ConnectionTimedOut):
+                self.reset = True
+            raise mapped from e
+
+    def write(self, data: 'bytes | bytearray | memoryview') -> int:
+        """Buffered write of *data*; returns ``len(data)``.  Call ``flush()`` to send."""
+        size = len(data)
+        if self._wlen + size <= BUF_LEN:
+            self._wparts.append(data if type(data) is bytes else bytes(data))
+            self._wlen += size
+            return size
+        self.flush()
+        if size < BUF_LEN // 2:
+            self._wparts.append(data if type(data) is bytes else bytes(data))
+            self._wlen = size
+        else:
+            self.sendall(data)
+        return size
+
+    def discard_writes(self) -> None:
+        """Drop what ``write()`` buffered and was not sent yet."""
+        self._wparts = []
+        self._wlen = 0
+
+    def flush(self) -> None:
+        """Send whatever ``write()`` buffered, in one ``send`` when it can."""
+        parts = self._wparts
+        if parts:
+            self._wparts = []
+            self._wlen = 0
+            self.sendall(parts[0] if len(parts) == 1 else b''.join(parts))
+
+    @property
+    def can_sendfile(self) -> bool:
+        """True when ``sendfile()`` may be used: a plain socket (not TLS, not a fake)."""
+        return type(self.sock) is socket.socket
+
+    def sendfile(self, file: 'Any', offset: int, count: int) -> int:
+        """Send *count* bytes of *file* from *offset* with ``socket.sendfile()``.
+
+        No copy through user space.  Flushes the write buffer first;
+        returns *count*, or raises (a short file is a ``ValueError``).
+        """
+        self.flush()
+        sock = self.sock
+        self.sends += 1
+        try:
+            if self._native:
+                # socket.sendfile() waits for a blocking socket without a
+                # bound: give it the Python-level timeout for the transfer.
+                sock.settimeout(self.timeout)
+            sent = sock.sendfile(file, offset, count)
+        except OSError as e:
+            mapped = map_socket_error(e, 'sending file')
+            if mapped is None:
+                raise
+            raise mapped from e
+        finally:
+            if self._native and not self._closed and sock.fileno() >= 0:
+                sock.settimeout(None)
+        if sent != count:
+            raise ValueError(f'expected to write {count} bytes, but sent {sent}')
+        return count
+
+
+def _set_timeout(sock, option, seconds):
+    # struct timeval; 0 would mean "no timeout", so at least 1 microsecond.
+    micros = max(1, round(seconds * 1_000_000))
+    sock.setsockopt(socket.SOL_SOCKET, option, struct.pack('ll', *divmod(micros, 1_000_000)))
+
+
+def _method(obj, name):
+    m = getattr(obj, name)
+    if not callable(m):
+        raise TypeError(f'sock.{name}() is not callable')
+    return m
