@@ -122,13 +122,15 @@ class UnsupportedResponse(ValueError):
 
 
 class ParseError(ValueError):
-    """A malformed message that a server answers with something other than 400.
+    """A malformed message: ``status`` and ``reason`` name the response a server answers with
+    (400 unless the error says otherwise: 413, 414, 431, 501, 505).
 
-    ``status`` and ``reason`` name that response: 414, 431, 501 or 505.  Every
-    other parse error is a plain ``ValueError``, answered with 400.
+    The parsers raise it, and only it, for any bad bytes from a peer; a plain
+    ``ValueError`` or ``TypeError`` is a bad value from the program itself,
+    which a server answers with 500.
     """
 
-    def __init__(self, message, status, reason):
+    def __init__(self, message, status=400, reason='Bad Request'):
         super().__init__(message)
         self.status = status
         self.reason = reason

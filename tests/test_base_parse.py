@@ -129,6 +129,10 @@ def test_connection_closed():
 def test_parse_error():
     e = ParseError('too long', 414, 'URI Too Long')
     assert (str(e), e.status, e.reason) == ('too long', 414, 'URI Too Long')
+    e = ParseError('bad')  # a 400 unless said otherwise
+    assert (str(e), e.status, e.reason) == ('bad', 400, 'Bad Request')
+    e = ParseError('gone', status=413, reason='Content Too Large')
+    assert (str(e), e.status, e.reason) == ('gone', 413, 'Content Too Large')
 
 
 # -------------------------------------------------------------------------
