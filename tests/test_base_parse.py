@@ -126,6 +126,24 @@ def test_connection_closed():
     assert EmptyPreambleError('x').unanswered == ()
 
 
+# RFC 9110 section 15 and RFC 6585 section 5, written here, not taken from the engine.
+REASONS = {
+    400: 'Bad Request',
+    413: 'Content Too Large',
+    414: 'URI Too Long',
+    431: 'Request Header Fields Too Large',
+    501: 'Not Implemented',
+    505: 'HTTP Version Not Supported',
+}
+
+
+def refused(status, message, func, *args, **kw):
+    """``func(*args, **kw)`` raises exactly ``ParseError(message)``, answered with *status*."""
+    e = raises(ParseError, message, func, *args, **kw)
+    assert (e.status, e.reason) == (status, REASONS[status])
+    return e
+
+
 def test_parse_error():
     e = ParseError('too long', 414, 'URI Too Long')
     assert (str(e), e.status, e.reason) == ('too long', 414, 'URI Too Long')
@@ -295,34 +313,32 @@ def test_parse_method_good(method):
 
 
 PARSE_METHOD_BAD = [
-    (b'get', ParseError, "unsupported method: b'get'"),
-    (b'Get', ParseError, "unsupported method: b'Get'"),
-    (b'CONNECT', ParseError, "unsupported method: b'CONNECT'"),
-    (b'TRACE', ParseError, "unsupported method: b'TRACE'"),
-    (b'GETS', ParseError, "unsupported method: b'GETS'"),
-    (b'X' * 40, ParseError, f'unsupported method: {b"X" * 32!r}...'),
-    (b'', ValueError, "bad method: b''"),
-    (b'G ET', ValueError, "bad method: b'G ET'"),
-    (b'GET\x00', ValueError, "bad method: b'GET\\x00'"),
-    (b'G\xe9T', ValueError, "bad method: b'G\\xe9T'"),
-    (b'(GET)', ValueError, "bad method: b'(GET)'"),
+    (b'get', 501, "unsupported method: b'get'"),
+    (b'Get', 501, "unsupported method: b'Get'"),
+    (b'CONNECT', 501, "unsupported method: b'CONNECT'"),
+    (b'TRACE', 501, "unsupported method: b'TRACE'"),
+    (b'GETS', 501, "unsupported method: b'GETS'"),
+    (b'X' * 40, 501, f'unsupported method: {b"X" * 32!r}...'),
+    (b'', 400, "bad method: b''"),
+    (b'G ET', 400, "bad method: b'G ET'"),
+    (b'GET\x00', 400, "bad method: b'GET\\x00'"),
+    (b'G\xe9T', 400, "bad method: b'G\\xe9T'"),
+    (b'(GET)', 400, "bad method: b'(GET)'"),
 ]
 
 
-@pytest.mark.parametrize('src, exc, message', PARSE_METHOD_BAD)
-def test_parse_method_bad(src, exc, message):
-    e = raises(exc, message, parse_method, src)
-    if exc is ParseError:
-        assert (e.status, e.reason) == (501, 'Not Implemented')
+@pytest.mark.parametrize('src, status, message', PARSE_METHOD_BAD)
+def test_parse_method_bad(src, status, message):
+    refused(status, message, parse_method, src)
 
 
 def test_parse_method_every_byte():
     for b in ALL_BYTES:
         src = bytes([b])
         if b in TCHAR:
-            raises(ParseError, f'unsupported method: {src!r}', parse_method, src)
+            refused(501, f'unsupported method: {src!r}', parse_method, src)
         else:
-            raises(ValueError, f'bad method: {src!r}', parse_method, src)
+            refused(400, f'bad method: {src!r}', parse_method, src)
 
 
 PARSE_VERSION = [
@@ -339,23 +355,21 @@ def test_parse_version_good(src, version):
 
 
 PARSE_VERSION_BAD = [
-    (b'HTTP/2.0', ParseError, "unsupported HTTP version: b'HTTP/2.0'"),
-    (b'HTTP/0.9', ParseError, "unsupported HTTP version: b'HTTP/0.9'"),
-    (b'HTTP/3.1', ParseError, "unsupported HTTP version: b'HTTP/3.1'"),
-    (b'http/1.1', ValueError, "bad HTTP version: b'http/1.1'"),
-    (b'HTTP/1.1 ', ValueError, "bad HTTP version: b'HTTP/1.1 '"),
-    (b'HTTP/1', ValueError, "bad HTTP version: b'HTTP/1'"),
-    (b'HTTP/11.1', ValueError, "bad HTTP version: b'HTTP/11.1'"),
-    (b'HTTP/1.10', ValueError, "bad HTTP version: b'HTTP/1.10'"),
-    (b'', ValueError, "bad HTTP version: b''"),
+    (b'HTTP/2.0', 505, "unsupported HTTP version: b'HTTP/2.0'"),
+    (b'HTTP/0.9', 505, "unsupported HTTP version: b'HTTP/0.9'"),
+    (b'HTTP/3.1', 505, "unsupported HTTP version: b'HTTP/3.1'"),
+    (b'http/1.1', 400, "bad HTTP version: b'http/1.1'"),
+    (b'HTTP/1.1 ', 400, "bad HTTP version: b'HTTP/1.1 '"),
+    (b'HTTP/1', 400, "bad HTTP version: b'HTTP/1'"),
+    (b'HTTP/11.1', 400, "bad HTTP version: b'HTTP/11.1'"),
+    (b'HTTP/1.10', 400, "bad HTTP version: b'HTTP/1.10'"),
+    (b'', 400, "bad HTTP version: b''"),
 ]
 
 
-@pytest.mark.parametrize('src, exc, message', PARSE_VERSION_BAD)
-def test_parse_version_bad(src, exc, message):
-    e = raises(exc, message, parse_version, src)
-    if exc is ParseError:
-        assert (e.status, e.reason) == (505, 'HTTP Version Not Supported')
+@pytest.mark.parametrize('src, status, message', PARSE_VERSION_BAD)
+def test_parse_version_bad(src, status, message):
+    refused(status, message, parse_version, src)
 
 
 def test_parse_version_every_byte():
@@ -364,7 +378,7 @@ def test_parse_version_every_byte():
         if b in DIGIT:
             assert parse_version(src) == ('HTTP/1.0' if b == 0x30 else 'HTTP/1.1')
         else:
-            raises(ValueError, f'bad HTTP version: {src!r}', parse_version, src)
+            refused(400, f'bad HTTP version: {src!r}', parse_version, src)
 
 
 # -------------------------------------------------------------------------
@@ -444,7 +458,7 @@ PARSE_URI_BAD = [
 
 @pytest.mark.parametrize('src, message', PARSE_URI_BAD)
 def test_parse_uri_bad(src, message):
-    raises(ValueError, message, parse_uri, src)
+    refused(400, message, parse_uri, src)
 
 
 # Deviation: the query takes every visible ASCII byte but '#' (what browsers
@@ -471,9 +485,9 @@ def test_parse_uri_every_byte():
                     assert value == (uri, [uri[1:]], None)
             elif b == 0x25:  # '%' followed by a non-hex byte
                 msg = f'bad percent-encoding in request-target: {src!r}'
-                raises(ValueError, msg, parse_uri, src)
+                refused(400, msg, parse_uri, src)
             else:
-                raises(ValueError, f'bad request-target: {src!r}', parse_uri, src)
+                refused(400, f'bad request-target: {src!r}', parse_uri, src)
 
 
 def test_parse_uri_percent_every_byte():
@@ -483,9 +497,9 @@ def test_parse_uri_percent_every_byte():
             assert parse_uri(src) == (src.decode(), [src[1:].decode()], None)
         elif b in PCHAR or b in b'/?%':
             msg = f'bad percent-encoding in request-target: {src!r}'
-            raises(ValueError, msg, parse_uri, src)
+            refused(400, msg, parse_uri, src)
         else:
-            raises(ValueError, f'bad request-target: {src!r}', parse_uri, src)
+            refused(400, f'bad request-target: {src!r}', parse_uri, src)
 
 
 # -------------------------------------------------------------------------
@@ -511,44 +525,42 @@ def test_parse_request_line_good(line, value):
 
 LONG_TARGET = b'/' + b'a' * 8200
 PARSE_REQUEST_LINE_BAD = [
-    (b'', ValueError, "bad request line: b''"),
-    (b'GET /', ValueError, "bad request line: b'GET /'"),
-    (b'GET / HTTP/1.1 ', ValueError, "bad request line: b'GET / HTTP/1.1 '"),
-    (b'GET  / HTTP/1.1', ValueError, "bad request line: b'GET  / HTTP/1.1'"),
-    (b'GET / \tHTTP/1.1', ValueError, "bad HTTP version: b'\\tHTTP/1.1'"),
-    (b'GET /a\tb HTTP/1.1', ValueError, "bad request-target: b'/a\\tb'"),
-    (b' / HTTP/1.1', ValueError, "bad method: b''"),
-    (b'GET  HTTP/1.1', ValueError, "bad request line: b'GET  HTTP/1.1'"),
-    (b'get / HTTP/1.1', ParseError, "unsupported method: b'get'"),
-    (b'CONNECT h:443 HTTP/1.1', ParseError, "unsupported method: b'CONNECT'"),
-    (b'GET / HTTP/2.0', ParseError, "unsupported HTTP version: b'HTTP/2.0'"),
-    (b'GET / http/1.1', ValueError, "bad HTTP version: b'http/1.1'"),
-    (b'GET * HTTP/1.1', ValueError, "request-target '*' with method 'GET'"),
-    (b'OPTIONS ** HTTP/1.1', ValueError, "bad request-target: b'**'"),
-    (b'GET h:443 HTTP/1.1', ValueError, "bad request-target: b'h:443'"),
-    (b'GET /a/../b HTTP/1.1', ValueError, "dot segment in path: b'/a/../b'"),
+    (b'', 400, "bad request line: b''"),
+    (b'GET /', 400, "bad request line: b'GET /'"),
+    (b'GET / HTTP/1.1 ', 400, "bad request line: b'GET / HTTP/1.1 '"),
+    (b'GET  / HTTP/1.1', 400, "bad request line: b'GET  / HTTP/1.1'"),
+    (b'GET / \tHTTP/1.1', 400, "bad HTTP version: b'\\tHTTP/1.1'"),
+    (b'GET /a\tb HTTP/1.1', 400, "bad request-target: b'/a\\tb'"),
+    (b' / HTTP/1.1', 400, "bad method: b''"),
+    (b'GET  HTTP/1.1', 400, "bad request line: b'GET  HTTP/1.1'"),
+    (b'get / HTTP/1.1', 501, "unsupported method: b'get'"),
+    (b'CONNECT h:443 HTTP/1.1', 501, "unsupported method: b'CONNECT'"),
+    (b'GET / HTTP/2.0', 505, "unsupported HTTP version: b'HTTP/2.0'"),
+    (b'GET / http/1.1', 400, "bad HTTP version: b'http/1.1'"),
+    (b'GET * HTTP/1.1', 400, "request-target '*' with method 'GET'"),
+    (b'OPTIONS ** HTTP/1.1', 400, "bad request-target: b'**'"),
+    (b'GET h:443 HTTP/1.1', 400, "bad request-target: b'h:443'"),
+    (b'GET /a/../b HTTP/1.1', 400, "dot segment in path: b'/a/../b'"),
     pytest.param(
         b'GET ' + LONG_TARGET + b' HTTP/1.1',
-        ParseError,
+        414,
         'request line too long: 8214 > 8192',
         id='too-long',
     ),
 ]
 
 
-@pytest.mark.parametrize('line, exc, message', PARSE_REQUEST_LINE_BAD)
-def test_parse_request_line_bad(line, exc, message):
-    e = raises(exc, message, parse_request_line, line)
-    if 'too long' in message:
-        assert (e.status, e.reason) == (414, 'URI Too Long')
+@pytest.mark.parametrize('line, status, message', PARSE_REQUEST_LINE_BAD)
+def test_parse_request_line_bad(line, status, message):
+    refused(status, message, parse_request_line, line)
 
 
 def test_parse_request_line_length_limit():
     line = b'GET /' + b'a' * (8192 - 14) + b' HTTP/1.1'
     assert len(line) == 8192
     assert parse_request_line(line)[0] == 'GET'
-    raises(
-        ParseError,
+    refused(
+        414,
         'request line too long: 8193 > 8192',
         parse_request_line,
         line[:5] + b'a' + line[5:],
@@ -561,34 +573,32 @@ def test_parse_request_line_every_byte():
         # in the method
         line = b'GE' + x + b'T / HTTP/1.1'
         if b == 0x20:
-            raises(ValueError, f'bad request line: {line!r}', parse_request_line, line)
+            refused(400, f'bad request line: {line!r}', parse_request_line, line)
         elif b in TCHAR:
-            raises(
-                ParseError, f'unsupported method: {b"GE" + x + b"T"!r}', parse_request_line, line
-            )
+            refused(501, f'unsupported method: {b"GE" + x + b"T"!r}', parse_request_line, line)
         else:
-            raises(ValueError, f'bad method: {b"GE" + x + b"T"!r}', parse_request_line, line)
+            refused(400, f'bad method: {b"GE" + x + b"T"!r}', parse_request_line, line)
         # in the target
         line = b'GET /a' + x + b'b HTTP/1.1'
         if b == 0x20:
-            raises(ValueError, f'bad request line: {line!r}', parse_request_line, line)
+            refused(400, f'bad request line: {line!r}', parse_request_line, line)
         elif b in PCHAR or b in b'/?':
             assert parse_request_line(line)[1] == '/a' + chr(b) + 'b'
         elif b == 0x25:
             msg = f'bad percent-encoding in request-target: {b"/a%b"!r}'
-            raises(ValueError, msg, parse_request_line, line)
+            refused(400, msg, parse_request_line, line)
         else:
             msg = f'bad request-target: {b"/a" + x + b"b"!r}'
-            raises(ValueError, msg, parse_request_line, line)
+            refused(400, msg, parse_request_line, line)
         # in the version
         line = b'GET / HTTP/1' + x + b'1'
         if b == 0x20:
-            raises(ValueError, f'bad request line: {line!r}', parse_request_line, line)
+            refused(400, f'bad request line: {line!r}', parse_request_line, line)
         elif b == 0x2E:
             assert parse_request_line(line)[4] == 'HTTP/1.1'
         else:
             msg = f'bad HTTP version: {b"HTTP/1" + x + b"1"!r}'
-            raises(ValueError, msg, parse_request_line, line)
+            refused(400, msg, parse_request_line, line)
 
 
 # -------------------------------------------------------------------------
@@ -620,30 +630,30 @@ def test_parse_response_line_shares_reasons():
 
 
 PARSE_RESPONSE_LINE_BAD = [
-    (b'', ValueError, "bad HTTP version: b''"),
-    (b'HTTP/1.1', ValueError, "bad status line: b'HTTP/1.1'"),
-    (b'HTTP/1.1 ', ValueError, "bad status: b''"),
-    (b'HTTP/1.1 20', ValueError, "bad status: b'20'"),
-    (b'HTTP/1.1 2000', ValueError, "bad status: b'2000'"),
-    (b'HTTP/1.1 600 X', ValueError, "bad status: b'600 X'"),
-    (b'HTTP/1.1 099 X', ValueError, "bad status: b'099 X'"),
-    (b'HTTP/1.1 20x OK', ValueError, "bad status: b'20x OK'"),
-    (b'HTTP/1.1  200 OK', ValueError, "bad status: b' 200 OK'"),
-    (b'HTTP/1.1 200OK', ValueError, "bad status: b'200OK'"),
-    (b'HTTP/1.1\t200 OK', ValueError, "bad status line: b'HTTP/1.1\\t200 OK'"),
-    (b'HTTP/1.1 200 O\x00K', ValueError, "bad reason phrase: b'O\\x00K'"),
-    (b'HTTP/1.1 200 O\rK', ValueError, "bad reason phrase: b'O\\rK'"),
-    (b'HTTP/1.1 200 O\nK', ValueError, "bad reason phrase: b'O\\nK'"),
-    (b'HTTP/1.1 200 O\x7fK', ValueError, "bad reason phrase: b'O\\x7fK'"),
-    (b'http/1.1 200 OK', ValueError, "bad HTTP version: b'http/1.1'"),
-    (b'HTTP/2.0 200 OK', ParseError, "unsupported HTTP version: b'HTTP/2.0'"),
-    (b'ICY 200 OK', ValueError, "bad HTTP version: b'ICY 200 '"),
+    (b'', 400, "bad HTTP version: b''"),
+    (b'HTTP/1.1', 400, "bad status line: b'HTTP/1.1'"),
+    (b'HTTP/1.1 ', 400, "bad status: b''"),
+    (b'HTTP/1.1 20', 400, "bad status: b'20'"),
+    (b'HTTP/1.1 2000', 400, "bad status: b'2000'"),
+    (b'HTTP/1.1 600 X', 400, "bad status: b'600 X'"),
+    (b'HTTP/1.1 099 X', 400, "bad status: b'099 X'"),
+    (b'HTTP/1.1 20x OK', 400, "bad status: b'20x OK'"),
+    (b'HTTP/1.1  200 OK', 400, "bad status: b' 200 OK'"),
+    (b'HTTP/1.1 200OK', 400, "bad status: b'200OK'"),
+    (b'HTTP/1.1\t200 OK', 400, "bad status line: b'HTTP/1.1\\t200 OK'"),
+    (b'HTTP/1.1 200 O\x00K', 400, "bad reason phrase: b'O\\x00K'"),
+    (b'HTTP/1.1 200 O\rK', 400, "bad reason phrase: b'O\\rK'"),
+    (b'HTTP/1.1 200 O\nK', 400, "bad reason phrase: b'O\\nK'"),
+    (b'HTTP/1.1 200 O\x7fK', 400, "bad reason phrase: b'O\\x7fK'"),
+    (b'http/1.1 200 OK', 400, "bad HTTP version: b'http/1.1'"),
+    (b'HTTP/2.0 200 OK', 505, "unsupported HTTP version: b'HTTP/2.0'"),
+    (b'ICY 200 OK', 400, "bad HTTP version: b'ICY 200 '"),
 ]
 
 
-@pytest.mark.parametrize('line, exc, message', PARSE_RESPONSE_LINE_BAD)
-def test_parse_response_line_bad(line, exc, message):
-    raises(exc, message, parse_response_line, line)
+@pytest.mark.parametrize('line, status, message', PARSE_RESPONSE_LINE_BAD)
+def test_parse_response_line_bad(line, status, message):
+    refused(status, message, parse_response_line, line)
 
 
 def test_parse_response_line_every_byte():
@@ -653,14 +663,12 @@ def test_parse_response_line_every_byte():
         if b in FIELD_CONTENT:
             assert parse_response_line(line) == ('HTTP/1.1', 200, 'O' + chr(b) + 'K')
         else:
-            raises(
-                ValueError, f'bad reason phrase: {b"O" + x + b"K"!r}', parse_response_line, line
-            )
+            refused(400, f'bad reason phrase: {b"O" + x + b"K"!r}', parse_response_line, line)
         line = b'HTTP/1.1 2' + x + b'0 OK'
         if b in DIGIT:
             assert parse_response_line(line)[1] == 200 + 10 * (b - 0x30)
         else:
-            raises(ValueError, f'bad status: {b"2" + x + b"0 OK"!r}', parse_response_line, line)
+            refused(400, f'bad status: {b"2" + x + b"0 OK"!r}', parse_response_line, line)
 
 
 def test_parse_response_line_every_status():
@@ -669,7 +677,7 @@ def test_parse_response_line_every_status():
         if 100 <= status <= 599:
             assert parse_response_line(line) == ('HTTP/1.1', status, 'OK')
         else:
-            raises(ValueError, f'bad status: {b"%03d OK" % status!r}', parse_response_line, line)
+            refused(400, f'bad status: {b"%03d OK" % status!r}', parse_response_line, line)
 
 
 # -------------------------------------------------------------------------
@@ -705,7 +713,7 @@ PARSE_HEADER_NAME_BAD = [
 
 @pytest.mark.parametrize('src, message', PARSE_HEADER_NAME_BAD)
 def test_parse_header_name_bad(src, message):
-    raises(ValueError, message, parse_header_name, src)
+    refused(400, message, parse_header_name, src)
 
 
 PARSE_HEADERS = [
@@ -753,79 +761,75 @@ def test_parse_headers_value_types():
 
 
 PARSE_HEADERS_BAD = [
-    (b'a: b\r\n', ValueError, 'empty header name'),
-    (b'\r\na: b', ValueError, 'empty header name'),
-    (b':b', ValueError, 'empty header name'),
-    (b'a : b', ValueError, "whitespace before colon in header name: b'a '"),
-    (b'a: b\r\n c', ValueError, "obs-fold or leading whitespace in header line: b' c'"),
-    (b'a: b\r\n\tc', ValueError, "obs-fold or leading whitespace in header line: b'\\tc'"),
-    (b'a', ValueError, "header line without a colon: b'a'"),
-    (b'a: b\r\nc', ValueError, "header line without a colon: b'c'"),
-    (b'a: b\nc: d', ValueError, "bad byte in header block: b'\\n'"),
-    (b'a: b\rc: d', ValueError, "bad byte in header block: b'\\r'"),
-    (b'a: b\r', ValueError, "bad byte in header block: b'\\r'"),
-    (b'a: \x00', ValueError, "bad byte in header block: b'\\x00'"),
-    (b'a: \x7f', ValueError, "bad byte in header block: b'\\x7f'"),
-    (b'a: \x1b[0m', ValueError, "bad byte in header block: b'\\x1b'"),
-    (b'Host: a\r\nhost: b', ValueError, "duplicate header: 'host'"),
-    (b'content-length: 1\r\ncontent-length: 1', ValueError, "duplicate header: 'content-length'"),
+    (b'a: b\r\n', 400, 'empty header name'),
+    (b'\r\na: b', 400, 'empty header name'),
+    (b':b', 400, 'empty header name'),
+    (b'a : b', 400, "whitespace before colon in header name: b'a '"),
+    (b'a: b\r\n c', 400, "obs-fold or leading whitespace in header line: b' c'"),
+    (b'a: b\r\n\tc', 400, "obs-fold or leading whitespace in header line: b'\\tc'"),
+    (b'a', 400, "header line without a colon: b'a'"),
+    (b'a: b\r\nc', 400, "header line without a colon: b'c'"),
+    (b'a: b\nc: d', 400, "bad byte in header block: b'\\n'"),
+    (b'a: b\rc: d', 400, "bad byte in header block: b'\\r'"),
+    (b'a: b\r', 400, "bad byte in header block: b'\\r'"),
+    (b'a: \x00', 400, "bad byte in header block: b'\\x00'"),
+    (b'a: \x7f', 400, "bad byte in header block: b'\\x7f'"),
+    (b'a: \x1b[0m', 400, "bad byte in header block: b'\\x1b'"),
+    (b'Host: a\r\nhost: b', 400, "duplicate header: 'host'"),
+    (b'content-length: 1\r\ncontent-length: 1', 400, "duplicate header: 'content-length'"),
     (
         b'transfer-encoding: chunked\r\ntransfer-encoding: chunked',
-        ValueError,
+        400,
         "duplicate header: 'transfer-encoding'",
     ),
-    (b'range: bytes=0-1\r\nrange: bytes=0-1', ValueError, "duplicate header: 'range'"),
-    (b'content-length: 5, 5', ValueError, "bad content-length: b'5, 5'"),
-    (b'content-length: +5', ValueError, "bad content-length: b'+5'"),
-    (b'content-length:', ValueError, "bad content-length: b''"),
+    (b'range: bytes=0-1\r\nrange: bytes=0-1', 400, "duplicate header: 'range'"),
+    (b'content-length: 5, 5', 400, "bad content-length: b'5, 5'"),
+    (b'content-length: +5', 400, "bad content-length: b'+5'"),
+    (b'content-length:', 400, "bad content-length: b''"),
     (
         b'content-length: 12345678901234567',
-        ValueError,
+        400,
         "content-length too long: b'1234567890123456'...",
     ),
-    (b'transfer-encoding: gzip', ParseError, "unsupported transfer-encoding: b'gzip'"),
+    (b'transfer-encoding: gzip', 501, "unsupported transfer-encoding: b'gzip'"),
     (
         b'transfer-encoding: gzip, chunked',
-        ParseError,
+        501,
         "unsupported transfer-encoding: b'gzip, chunked'",
     ),
-    (b'transfer-encoding:  ', ValueError, 'empty transfer-encoding'),
+    (b'transfer-encoding:  ', 400, 'empty transfer-encoding'),
     (
         b'content-length: 1\r\ntransfer-encoding: chunked',
-        ValueError,
+        400,
         'cannot have both content-length and transfer-encoding headers',
     ),
     (
         b'transfer-encoding: chunked\r\ncontent-length: 1',
-        ValueError,
+        400,
         'cannot have both content-length and transfer-encoding headers',
     ),
-    (b'host: a b', ValueError, "bad host: b'a b'"),
-    (b'host: user@example.com', ValueError, "bad host: b'user@example.com'"),
-    (b'host: example.com:abc', ValueError, "bad host: b'example.com:abc'"),
-    (b'host: a:1:2', ValueError, "bad host: b'a:1:2'"),
-    (b'host: [::1', ValueError, "bad host: b'[::1'"),
-    (b'host: caf\xe9', ValueError, "bad host: b'caf\\xe9'"),
-    (b'host: a%zz', ValueError, "bad host: b'a%zz'"),
-    (b'host: a\r\nhost: b', ValueError, "duplicate header: 'host'"),
-    (b'range: bytes=0-1\r\nrange: bytes=2-3', ValueError, "duplicate header: 'range'"),
-    (b'content-range: bytes 0-1/2', ValueError, "request cannot include a 'content-range' header"),
+    (b'host: a b', 400, "bad host: b'a b'"),
+    (b'host: user@example.com', 400, "bad host: b'user@example.com'"),
+    (b'host: example.com:abc', 400, "bad host: b'example.com:abc'"),
+    (b'host: a:1:2', 400, "bad host: b'a:1:2'"),
+    (b'host: [::1', 400, "bad host: b'[::1'"),
+    (b'host: caf\xe9', 400, "bad host: b'caf\\xe9'"),
+    (b'host: a%zz', 400, "bad host: b'a%zz'"),
+    (b'host: a\r\nhost: b', 400, "duplicate header: 'host'"),
+    (b'range: bytes=0-1\r\nrange: bytes=2-3', 400, "duplicate header: 'range'"),
+    (b'content-range: bytes 0-1/2', 400, "request cannot include a 'content-range' header"),
     (
         b'x: y\r\ncontent-range: bytes 0-1/2',
-        ValueError,
+        400,
         "request cannot include a 'content-range' header",
     ),
-    (b'a: b\r\n' * 100 + b'a: b', ParseError, 'too many header fields: 101 > 100'),
+    (b'a: b\r\n' * 100 + b'a: b', 431, 'too many header fields: 101 > 100'),
 ]
 
 
-@pytest.mark.parametrize('src, exc, message', PARSE_HEADERS_BAD)
-def test_parse_headers_bad(src, exc, message):
-    e = raises(exc, message, parse_headers, src)
-    if exc is ParseError and 'too many' in message:
-        assert (e.status, e.reason) == (431, 'Request Header Fields Too Large')
-    elif exc is ParseError:
-        assert e.status == 501
+@pytest.mark.parametrize('src, status, message', PARSE_HEADERS_BAD)
+def test_parse_headers_bad(src, status, message):
+    refused(status, message, parse_headers, src)
 
 
 PARSE_RESPONSE_HEADERS_BAD = [
@@ -888,9 +892,9 @@ def test_parse_headers_response_keeps_text():
 def test_parse_trailer_line():
     assert parse_trailer_line(b'content-range: bytes 0-1/*') is None
     assert parse_trailer_line(b'Expires: never') is None
-    raises(ValueError, "bad header name: b'a b'", parse_trailer_line, b'a b: c')
-    raises(ValueError, "header line without a colon: b'abc'", parse_trailer_line, b'abc')
-    raises(ValueError, "bad byte in header block: b'\\x00'", parse_trailer_line, b'a: \x00')
+    refused(400, "bad header name: b'a b'", parse_trailer_line, b'a b: c')
+    refused(400, "header line without a colon: b'abc'", parse_trailer_line, b'abc')
+    refused(400, "bad byte in header block: b'\\x00'", parse_trailer_line, b'a: \x00')
 
 
 def test_parse_authority():
@@ -902,16 +906,16 @@ def test_parse_authority():
 
 @pytest.mark.parametrize('src, message', PARSE_RESPONSE_HEADERS_BAD)
 def test_parse_headers_response_bad(src, message):
-    raises(ValueError, message, parse_headers, src, True)
+    refused(400, message, parse_headers, src, True)
 
 
 def test_parse_headers_max_count():
     block = b'\r\n'.join(b'h%d: v' % i for i in range(100))
     assert len(parse_headers(block)) == 100
-    raises(ParseError, 'too many header fields: 101 > 100', parse_headers, block + b'\r\nx: y')
+    refused(431, 'too many header fields: 101 > 100', parse_headers, block + b'\r\nx: y')
     assert parse_headers(b'a: 1\r\nb: 2', max_count=2) == {'a': '1', 'b': '2'}
-    raises(
-        ParseError,
+    refused(
+        431,
         'too many header fields: 3 > 2',
         parse_headers,
         b'a: 1\r\nb: 2\r\nc: 3',
@@ -919,8 +923,8 @@ def test_parse_headers_max_count():
         2,
     )
     # repeated lines count as lines, not as distinct names
-    raises(
-        ParseError,
+    refused(
+        431,
         'too many header fields: 3 > 2',
         parse_headers,
         b'a: 1\r\na: 2\r\na: 3',
@@ -938,9 +942,9 @@ def test_parse_headers_name_every_byte():
         elif b == 0x3A:  # ':'
             assert parse_headers(src) == {'a': 'b: v'}
         elif b in (0x0D, 0x0A) or (b < 0x20 and b != 0x09) or b == 0x7F:
-            raises(ValueError, f'bad byte in header block: {x!r}', parse_headers, src)
+            refused(400, f'bad byte in header block: {x!r}', parse_headers, src)
         else:
-            raises(ValueError, f'bad header name: {b"a" + x + b"b"!r}', parse_headers, src)
+            refused(400, f'bad header name: {b"a" + x + b"b"!r}', parse_headers, src)
 
 
 def test_parse_headers_value_every_byte():
@@ -950,7 +954,7 @@ def test_parse_headers_value_every_byte():
             if b in FIELD_CONTENT:
                 assert parse_headers(src) == {'a': value.strip(' \t')}
             else:
-                raises(ValueError, f'bad byte in header block: {x!r}', parse_headers, src)
+                refused(400, f'bad byte in header block: {x!r}', parse_headers, src)
 
 
 PARSE_CONTENT_LENGTH = [
@@ -985,7 +989,7 @@ PARSE_CONTENT_LENGTH_BAD = [
 
 @pytest.mark.parametrize('src, message', PARSE_CONTENT_LENGTH_BAD)
 def test_parse_content_length_bad(src, message):
-    raises(ValueError, message, parse_content_length, src)
+    refused(400, message, parse_content_length, src)
 
 
 def test_parse_content_length_every_byte():
@@ -994,33 +998,31 @@ def test_parse_content_length_every_byte():
         if b in DIGIT:
             assert parse_content_length(src) == int(src)
         else:
-            raises(ValueError, f'bad content-length: {src!r}', parse_content_length, src)
+            refused(400, f'bad content-length: {src!r}', parse_content_length, src)
         # through parse_headers too (where OWS around the value is stripped)
         hsrc = b'content-length: ' + src
         if b in DIGIT:
             assert parse_headers(hsrc) == {'content-length': int(src)}
         elif b in FIELD_CONTENT:
-            raises(ValueError, f'bad content-length: {src!r}', parse_headers, hsrc)
+            refused(400, f'bad content-length: {src!r}', parse_headers, hsrc)
         else:
-            raises(ValueError, f'bad byte in header block: {bytes([b])!r}', parse_headers, hsrc)
+            refused(400, f'bad byte in header block: {bytes([b])!r}', parse_headers, hsrc)
 
 
 PARSE_TRANSFER_ENCODING_BAD = [
-    (b'', ValueError, 'empty transfer-encoding'),
-    (b'gzip', ParseError, "unsupported transfer-encoding: b'gzip'"),
-    (b'chunked, chunked', ParseError, "unsupported transfer-encoding: b'chunked, chunked'"),
-    (b'chunked;q=1', ParseError, "unsupported transfer-encoding: b'chunked;q=1'"),
-    (b'identity', ParseError, "unsupported transfer-encoding: b'identity'"),
+    (b'', 400, 'empty transfer-encoding'),
+    (b'gzip', 501, "unsupported transfer-encoding: b'gzip'"),
+    (b'chunked, chunked', 501, "unsupported transfer-encoding: b'chunked, chunked'"),
+    (b'chunked;q=1', 501, "unsupported transfer-encoding: b'chunked;q=1'"),
+    (b'identity', 501, "unsupported transfer-encoding: b'identity'"),
 ]
 
 
-@pytest.mark.parametrize('src, exc, message', PARSE_TRANSFER_ENCODING_BAD)
-def test_parse_transfer_encoding(src, exc, message):
+@pytest.mark.parametrize('src, status, message', PARSE_TRANSFER_ENCODING_BAD)
+def test_parse_transfer_encoding(src, status, message):
     assert parse_transfer_encoding(b'chunked') == 'chunked'
     assert parse_transfer_encoding(b'ChUnKeD') == 'chunked'
-    e = raises(exc, message, parse_transfer_encoding, src)
-    if exc is ParseError:
-        assert (e.status, e.reason) == (501, 'Not Implemented')
+    refused(status, message, parse_transfer_encoding, src)
 
 
 PARSE_RANGE = [
@@ -1069,7 +1071,7 @@ PARSE_RANGE_BAD = [
 
 @pytest.mark.parametrize('src', PARSE_RANGE_BAD)
 def test_parse_range_bad(src):
-    raises(ValueError, f'bad range: {src!r}', parse_range, src)
+    refused(400, f'bad range: {src!r}', parse_range, src)
 
 
 PARSE_CONTENT_RANGE = [
@@ -1112,7 +1114,7 @@ PARSE_CONTENT_RANGE_BAD = [
 
 @pytest.mark.parametrize('src', PARSE_CONTENT_RANGE_BAD)
 def test_parse_content_range_bad(src):
-    raises(ValueError, f'bad content-range: {src!r}', parse_content_range, src)
+    refused(400, f'bad content-range: {src!r}', parse_content_range, src)
 
 
 def test_parse_range_every_byte():
@@ -1121,7 +1123,7 @@ def test_parse_range_every_byte():
         if b in DIGIT:
             assert parse_range(src) == Range(int(src[6:-3]), 100)
         else:
-            raises(ValueError, f'bad range: {src!r}', parse_range, src)
+            refused(400, f'bad range: {src!r}', parse_range, src)
 
 
 # -------------------------------------------------------------------------
@@ -1170,7 +1172,7 @@ PARSE_CHUNK_SIZE_BAD = [
 
 @pytest.mark.parametrize('src, message', PARSE_CHUNK_SIZE_BAD)
 def test_parse_chunk_size_bad(src, message):
-    raises(ValueError, message, parse_chunk_size, src)
+    refused(400, message, parse_chunk_size, src)
 
 
 def test_parse_chunk_size_every_byte():
@@ -1181,9 +1183,9 @@ def test_parse_chunk_size_every_byte():
             assert parse_chunk_size(b'1' + x) == int(b'1' + x, 16)
             assert parse_chunk_size(b'0' + x) == int(x, 16)
         else:
-            raises(ValueError, f'bad chunk_size: {x!r}', parse_chunk_size, x)
+            refused(400, f'bad chunk_size: {x!r}', parse_chunk_size, x)
             src = b'1' + x
-            raises(ValueError, f'bad chunk_size: {src!r}', parse_chunk_size, src)
+            refused(400, f'bad chunk_size: {src!r}', parse_chunk_size, src)
 
 
 PARSE_CHUNK_EXTENSION = [
@@ -1235,7 +1237,7 @@ PARSE_CHUNK_EXTENSION_BAD = [
 
 @pytest.mark.parametrize('src', PARSE_CHUNK_EXTENSION_BAD)
 def test_parse_chunk_extension_bad(src):
-    raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+    refused(400, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
 
 
 def test_parse_chunk_extension_every_byte():
@@ -1249,9 +1251,9 @@ def test_parse_chunk_extension_every_byte():
         elif b in b' \t':
             assert parse_chunk_extension(src) == ('a', 'v')
         elif b == 0x3B:  # ';a;=v': the second name is missing
-            raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+            refused(400, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
         else:
-            raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+            refused(400, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
         # in a token value
         src = b';a=v' + x + b'w'
         if b in TCHAR:
@@ -1259,7 +1261,7 @@ def test_parse_chunk_extension_every_byte():
         elif b == 0x3B:  # ';a=v;w': a second, bare extension
             assert parse_chunk_extension(src) == ('a', 'v')
         else:
-            raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+            refused(400, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
         # in a quoted value
         src = b';a="v' + x + b'w"'
         if b in QDTEXT:
@@ -1267,13 +1269,13 @@ def test_parse_chunk_extension_every_byte():
         elif b == 0x5C:  # backslash: a quoted-pair '\w'
             assert parse_chunk_extension(src) == ('a', 'vw')
         else:
-            raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+            refused(400, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
         # escaped in a quoted value
         src = b';a="\\' + x + b'"'
         if b in QDTEXT or b in b'"\\':
             assert parse_chunk_extension(src) == ('a', c)
         else:
-            raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+            refused(400, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
 
 
 PARSE_CHUNK = [
@@ -1307,7 +1309,7 @@ PARSE_CHUNK_BAD = [
 
 @pytest.mark.parametrize('line, message', PARSE_CHUNK_BAD)
 def test_parse_chunk_bad(line, message):
-    raises(ValueError, message, parse_chunk, line)
+    refused(400, message, parse_chunk, line)
 
 
 # -------------------------------------------------------------------------
