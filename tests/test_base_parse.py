@@ -7,6 +7,8 @@ written here from the RFC grammar (not taken from the engine).
 
 import pytest
 from helpers import raises
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from degu import base
 from degu.base import (
@@ -1310,6 +1312,211 @@ PARSE_CHUNK_BAD = [
 @pytest.mark.parametrize('line, message', PARSE_CHUNK_BAD)
 def test_parse_chunk_bad(line, message):
     refused(400, message, parse_chunk, line)
+
+
+# -------------------------------------------------------------------------
+# One error model: bad bytes from a peer raise exactly ParseError, with the
+# status a server answers with; a plain ValueError would be our bug (a 500).
+
+LONG_LINE = b'GET /' + b'a' * 8200 + b' HTTP/1.1'
+MANY_FIELDS = b'\r\n'.join(b'h%d: v' % i for i in range(101))
+
+# (parser, args, status, message): a line for every raise in the parsers
+PARSER_ERRORS = [
+    (parse_method, (b'G ET',), 400, "bad method: b'G ET'"),
+    (parse_method, (b'BREW',), 501, "unsupported method: b'BREW'"),
+    (parse_version, (b'HTTP/1',), 400, "bad HTTP version: b'HTTP/1'"),
+    (parse_version, (b'HTTP/2.0',), 505, "unsupported HTTP version: b'HTTP/2.0'"),
+    (parse_uri, (b'foo',), 400, "bad request-target: b'foo'"),
+    (parse_uri, (b'http://h:1x',), 400, "bad request-target: b'http://h:1x'"),
+    (parse_uri, (b'/a b',), 400, "bad request-target: b'/a b'"),
+    (parse_uri, (b'/a?b c',), 400, "bad request-target: b'/a?b c'"),
+    (parse_uri, (b'/a%2g',), 400, "bad percent-encoding in request-target: b'/a%2g'"),
+    (parse_uri, (b'/a//b',), 400, "b'//' in path: b'/a//b'"),
+    (parse_uri, (b'/a/../b',), 400, "dot segment in path: b'/a/../b'"),
+    (parse_request_line, (LONG_LINE,), 414, 'request line too long: 8214 > 8192'),
+    (parse_request_line, (b'GET / HTTP/1.1 x',), 400, "bad request line: b'GET / HTTP/1.1 x'"),
+    (parse_request_line, (b'GET  HTTP/1.1',), 400, "bad request line: b'GET  HTTP/1.1'"),
+    (parse_request_line, (b'GET * HTTP/1.1',), 400, "request-target '*' with method 'GET'"),
+    (parse_request_line, (b'BREW / HTTP/1.1',), 501, "unsupported method: b'BREW'"),
+    (parse_request_line, (b'GET / HTTP/3.0',), 505, "unsupported HTTP version: b'HTTP/3.0'"),
+    (parse_request_line, (b'GET /a%zz HTTP/1.1',), 400, (
+        "bad percent-encoding in request-target: b'/a%zz'"
+    )),
+    (parse_response_line, (b'HTTP/1.1',), 400, "bad status line: b'HTTP/1.1'"),
+    (parse_response_line, (b'HTTP/1.1 2000',), 400, "bad status: b'2000'"),
+    (parse_response_line, (b'HTTP/1.1 200 O\x00K',), 400, "bad reason phrase: b'O\\x00K'"),
+    (parse_response_line, (b'HTTP/2.0 200 OK',), 505, "unsupported HTTP version: b'HTTP/2.0'"),
+    (parse_response_line, (b'ICY 200 OK',), 400, "bad HTTP version: b'ICY 200 '"),
+    (parse_header_name, (b'',), 400, 'empty header name'),
+    (parse_header_name, (b' a',), 400, "obs-fold or leading whitespace in header line: b' a'"),
+    (parse_header_name, (b'a ',), 400, "whitespace before colon in header name: b'a '"),
+    (parse_header_name, (b'a@b',), 400, "bad header name: b'a@b'"),
+    (parse_content_length, (b'1' * 17,), 400, f"content-length too long: {b'1' * 16!r}..."),
+    (parse_content_length, (b'1 1',), 400, "bad content-length: b'1 1'"),
+    (parse_transfer_encoding, (b'',), 400, 'empty transfer-encoding'),
+    (parse_transfer_encoding, (b'gzip',), 501, "unsupported transfer-encoding: b'gzip'"),
+    (parse_range, (b'bytes=0-1,2-3',), 400, "bad range: b'bytes=0-1,2-3'"),
+    (parse_content_range, (b'bytes 0-5/5',), 400, "bad content-range: b'bytes 0-5/5'"),
+    (parse_host, (b'a@b',), 400, "bad host: b'a@b'"),
+    (parse_headers, (MANY_FIELDS,), 431, 'too many header fields: 101 > 100'),
+    (parse_headers, (b'a: 1\r\nb: 2', False, 1), 431, 'too many header fields: 2 > 1'),
+    (parse_headers, (b'a: \x00',), 400, "bad byte in header block: b'\\x00'"),
+    (parse_headers, (b'a',), 400, "header line without a colon: b'a'"),
+    (parse_headers, (b'a b: c',), 400, "bad header name: b'a b'"),
+    (parse_headers, (b'host: a\r\nhost: a',), 400, "duplicate header: 'host'"),
+    (parse_headers, (b'content-length: 1\r\ntransfer-encoding: chunked',), 400, (
+        'cannot have both content-length and transfer-encoding headers'
+    )),
+    (parse_headers, (b'content-range: bytes 0-1/2',), 400, (
+        "request cannot include a 'content-range' header"
+    )),
+    (parse_headers, (b'content-length: x',), 400, "bad content-length: b'x'"),
+    (parse_headers, (b'transfer-encoding: gzip',), 501, "unsupported transfer-encoding: b'gzip'"),
+    (parse_headers, (b'host: a b',), 400, "bad host: b'a b'"),
+    (parse_headers, (b'content-range: bytes 1-0/5', True), 400, (
+        "bad content-range: b'bytes 1-0/5'"
+    )),
+    (parse_trailer_line, (b'a b: c',), 400, "bad header name: b'a b'"),
+    (parse_trailer_line, (b'abc',), 400, "header line without a colon: b'abc'"),
+    (parse_trailer_line, (b'a: \x7f',), 400, "bad byte in header block: b'\\x7f'"),
+    (parse_chunk_size, (b'1' * 17,), 400, f"chunk_size is too long: {b'1' * 16!r}..."),
+    (parse_chunk_size, (b'0x5',), 400, "bad chunk_size: b'0x5'"),
+    (parse_chunk_size, (b'1000001',), 400, 'need chunk_size <= 16777216; got 16777217'),
+    (parse_chunk_extension, (b';k=v;',), 400, "bad chunk extension: b';k=v;'"),
+    (parse_chunk, (b'x;k=v',), 400, "bad chunk_size: b'x'"),
+    (parse_chunk, (b'5;k="v',), 400, "bad chunk extension: b';k=\"v'"),
+    (parse_chunk, (b'1000001',), 400, 'need chunk_size <= 16777216; got 16777217'),
+]
+
+
+@pytest.mark.parametrize(
+    'parser, args, status, message',
+    PARSER_ERRORS,
+    ids=[f'{row[0].__name__}-{i}' for (i, row) in enumerate(PARSER_ERRORS)],
+)
+def test_parser_errors(parser, args, status, message):
+    refused(status, message, parser, *args)
+
+
+def test_parser_errors_cover_every_parser():
+    tested = {row[0].__name__ for row in PARSER_ERRORS}
+    # these never raise: the first two answer None, parse_tokens() takes a str
+    quiet = {'parse_request_range', 'parse_authority', 'parse_tokens'}
+    assert tested | quiet == {n for n in base.__all__ if n.startswith('parse_')}
+
+
+PROGRAM_ERRORS = [
+    (Range, (5, 5)),
+    (ContentRange, (0, 8, 7)),
+    (Range(5, 15).content_range, (5,)),  # unsatisfiable: the app answers 416
+    (render_headers, ({'Foo': 'a'},)),
+    (render_request, ('CONNECT', '/', {})),
+    (render_response, (99, 'OK', {})),
+    (render_chunk_extension, (('a b', 'v'),)),
+    (format_chunk, ((('k', 'a\r\n'), b''),)),
+]
+
+
+@pytest.mark.parametrize('func, args', PROGRAM_ERRORS)
+def test_program_errors_stay_value_errors(func, args):
+    # A bad value from the program is not a peer's fault: never a ParseError (a 400).
+    with pytest.raises(ValueError) as info:
+        func(*args)
+    assert type(info.value) is ValueError
+
+
+def test_content_too_large():
+    e = base.content_too_large('body too large: 6 > 5')
+    assert type(e) is ParseError
+    assert (str(e), e.status, e.reason) == ('body too large: 6 > 5', 413, REASONS[413])
+
+
+def test_parse_request_range():
+    # RFC 9110 section 14.2: what the server does not take is ignored, never an error.
+    assert base.parse_request_range(b'bytes=0-1') == Range(0, 2)
+    assert base.parse_request_range('bytes=-5') == Range(-5, None)
+    assert base.parse_request_range(b'bytes=0-1,2-3') is None
+    assert base.parse_request_range('items=0-1') is None
+    assert base.parse_request_range('bytes=\u20ac') is None  # not latin-1
+    assert base.parse_request_range(b'bytes=\xff') is None
+
+
+# (parser, the statuses it may answer with, valid inputs to mutate)
+PARSER_STATUSES = [
+    (parse_method, {400, 501}, [b'GET', b'OPTIONS']),
+    (parse_version, {400, 505}, [b'HTTP/1.1']),
+    (parse_uri, {400}, [b'/a/b?c=d', b'http://h:80/a?b', b'/%20/']),
+    (
+        parse_request_line,
+        {400, 414, 501, 505},
+        [b'GET /a/b?c HTTP/1.1', b'OPTIONS * HTTP/1.1', b'PUT http://h/ HTTP/1.0'],
+    ),
+    (parse_response_line, {400, 505}, [b'HTTP/1.1 200 OK', b'HTTP/1.0 404 Not Found']),
+    (parse_header_name, {400}, [b'Content-Type']),
+    (
+        parse_headers,
+        {400, 431, 501},
+        [b'Host: a\r\nContent-Length: 5\r\nRange: bytes=0-1', b'transfer-encoding: chunked'],
+    ),
+    (
+        lambda src: parse_headers(src, True, 3),
+        {400, 431, 501},
+        [b'content-range: bytes 0-1/2\r\ncontent-length: 2', b'a: 1\r\nA: 2'],
+    ),
+    (parse_content_length, {400}, [b'0123']),
+    (parse_transfer_encoding, {400, 501}, [b'chunked']),
+    (parse_range, {400}, [b'bytes=0-99', b'bytes=-5', b'bytes=5-']),
+    (base.parse_request_range, set(), [b'bytes=0-99', b'bytes=-5']),
+    (parse_content_range, {400}, [b'bytes 0-1/2', b'bytes */5', b'bytes 0-1/*']),
+    (parse_host, {400}, [b'example.com:80', b'[::1]:8080', b'a%20b']),
+    (parse_authority, set(), [b'http://h:1/a', b'https://[::1]/']),
+    # 431: a CRLF inside the line, which the reader never passes
+    (parse_trailer_line, {400, 431}, [b'Expires: never']),
+    (parse_chunk_size, {400}, [b'1e', b'005']),
+    (parse_chunk_extension, {400}, [b';k=v', b' ; k = "a \\"b"']),
+    (parse_chunk, {400}, [b'5;k=v', b'0']),
+]
+
+# bytes that look like HTTP, so random input gets past the first checks
+FRAGMENTS = st.sampled_from([
+    b'GET', b'OPTIONS', b'BREW', b' ', b'/', b'//', b'.', b'..', b'?', b'#', b'%', b'%2', b'*',
+    b'HTTP/1.1', b'HTTP/2.0', b'http://h', b':', b'@', b'[', b']', b'\r\n', b'\r', b'\n',
+    b'\t', b'\x00', b'\x7f', b'\xe9', b'a', b'A', b'0', b'5', b'f', b'200', b'OK',
+    b'content-length', b'transfer-encoding', b'chunked', b'host', b'range',
+    b'content-range', b'bytes', b'bytes=', b'-', b',', b';', b'=', b'"', b'\\',
+    b'1000001', b'9' * 17,
+])
+
+
+@st.composite
+def mutants(draw, seeds):
+    """A valid input with a slice of it repeated, or replaced by random or HTTP-ish bytes."""
+    seed = draw(st.sampled_from(seeds))
+    i = draw(st.integers(0, len(seed)))
+    j = draw(st.integers(i, len(seed)))
+    if draw(st.booleans()):
+        return seed[:j] + seed[i:]
+    return seed[:i] + draw(st.binary(max_size=4) | FRAGMENTS) + seed[j:]
+
+
+@pytest.mark.parametrize(
+    'parser, statuses, seeds',
+    PARSER_STATUSES,
+    ids=[f'{i}-{row[0].__name__}' for (i, row) in enumerate(PARSER_STATUSES)],
+)
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_parsers_raise_only_parse_error(parser, statuses, seeds, data):
+    src = data.draw(
+        st.binary(max_size=200) | st.lists(FRAGMENTS, max_size=24).map(b''.join) | mutants(seeds)
+    )
+    try:
+        parser(src)
+    except Exception as e:
+        # exactly ParseError: never a plain ValueError, UnicodeDecodeError, IndexError...
+        assert type(e) is ParseError, repr(e)
+        assert e.status in statuses and e.reason == REASONS[e.status], repr(e)
 
 
 # -------------------------------------------------------------------------
