@@ -616,13 +616,13 @@ class ChunkedBody(_InBody):
                     self._read_trailer(end)
                     end = b'\r\n'
             if end != b'\r\n':
-                raise ParseError(f'bad chunk data termination: {end!r}', 400, 'Bad Request')
+                raise ParseError(f'bad chunk data termination: {end!r}')
         except ValueError as e:
             if type(e) is not ValueError:  # ParseError, or a UnicodeError from a file
                 self._fail(e)
                 raise
             # A line without CRLF, from the transport or a file: malformed data.
-            error = ParseError(str(e), 400, 'Bad Request')
+            error = ParseError(str(e))
             self._fail(error)
             raise error from None
         except BaseException as e:

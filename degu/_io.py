@@ -178,7 +178,7 @@ def _skip_empty_lines(transport, preamble, limit):
         while preamble[:2] == _CRLF:
             preamble = preamble[2:]
         if not preamble:
-            raise ParseError('empty request line', 400, 'Bad Request')
+            raise ParseError('empty request line')
     return preamble
 
 

@@ -95,7 +95,9 @@ METHODS = ('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS')
 
 
 # --------------------------------------------------------------------------
-# Errors.
+# Errors.  Bad bytes from a peer raise ParseError (the parsers below); a bad
+# value from the program raises ValueError or TypeError (the constructors and
+# renderers), so a server can tell a 4xx from its own bug, a 500.
 
 class ConnectionClosed(ConnectionError):
     """The connection ended before the exchange finished (doc/decisions.rst, 'Exceptions').
@@ -122,13 +124,15 @@ class UnsupportedResponse(ValueError):
 
 
 class ParseError(ValueError):
-    """A malformed message that a server answers with something other than 400.
+    """A malformed message: ``status`` and ``reason`` name the response a server answers with
+    (400 unless the error says otherwise: 413, 414, 431, 501, 505).
 
-    ``status`` and ``reason`` name that response: 414, 431, 501 or 505.  Every
-    other parse error is a plain ``ValueError``, answered with 400.
+    The parsers raise it, and only it, for any bad bytes from a peer; a plain
+    ``ValueError`` or ``TypeError`` is a bad value from the program itself,
+    which a server answers with 500.
     """
 
-    def __init__(self, message, status, reason):
+    def __init__(self, message, status=400, reason='Bad Request'):
         super().__init__(message)
         self.status = status
         self.reason = reason
@@ -214,6 +218,8 @@ _HEX_TABLE = bytes(0 if b in _HEXDIGITS else (b or 1) for b in range(256))  # he
 # Range and ContentRange (RFC 9110 section 14): Python slice semantics, stop exclusive.
 
 def _check_length(name, value):
+    # Program values only: the parsers check bounds before they construct, so
+    # a ValueError here is a bug of ours, never a peer's (a 500, not a 400).
     if type(value) is not int:
         raise TypeError(_TYPE_ERROR.format(name, int, type(value), value))
     if not (0 <= value <= MAX_LENGTH):
@@ -287,6 +293,7 @@ class Range:
     def _bounds(self, total):
         # [start, stop) within a representation of *total* bytes; a range
         # that selects nothing is unsatisfiable (RFC 9110 section 14.1.1).
+        # A ValueError: the request parsed fine, the app decides (416).
         _check_length('total', total)
         if self._stop is None:
             if total == 0:
@@ -394,7 +401,7 @@ def parse_method(src: bytes) -> str:
         return method
     if _TOKEN_RE.fullmatch(src):
         raise _not_implemented(f'unsupported method: {_short(src)}')
-    raise ValueError(f'bad method: {_short(src)}')
+    raise ParseError(f'bad method: {_short(src)}')
 
 
 def parse_version(src: bytes) -> str:
@@ -408,7 +415,7 @@ def parse_version(src: bytes) -> str:
         return version
     m = _VERSION_RE.fullmatch(src)
     if m is None:
-        raise ValueError(f'bad HTTP version: {_short(src)}')
+        raise ParseError(f'bad HTTP version: {_short(src)}')
     if m.group(1) == b'1':
         return 'HTTP/1.1'
     raise ParseError(f'unsupported HTTP version: {_short(src)}', 505, 'HTTP Version Not Supported')
@@ -421,23 +428,23 @@ def _parse_origin(src):
     q = src.find(b'?')
     if q < 0:
         if src.translate(_TARGET_TABLE).count(0) != len(src):
-            raise ValueError(f'bad request-target: {_short(src)}')
+            raise ParseError(f'bad request-target: {_short(src)}')
     elif (
         src[:q].translate(_TARGET_TABLE).count(0) != q
         or src[q:].translate(_QUERY_TABLE).count(0) != len(src) - q
     ):
-        raise ValueError(f'bad request-target: {_short(src)}')
+        raise ParseError(f'bad request-target: {_short(src)}')
     if b'%' in src and _BAD_ESCAPE_RE.search(src):
-        raise ValueError(f'bad percent-encoding in request-target: {_short(src)}')
+        raise ParseError(f'bad percent-encoding in request-target: {_short(src)}')
     uri = src.decode('ascii')
     path, sep, query = uri.partition('?')
     if path == '/':
         return (uri, [], query if sep else None)
     if '//' in path:
-        raise ValueError(f"b'//' in path: {_short(src)}")
+        raise ParseError(f"b'//' in path: {_short(src)}")
     components = path[1:].split('/')
     if '..' in components or '.' in components:
-        raise ValueError(f'dot segment in path: {_short(src)}')
+        raise ParseError(f'dot segment in path: {_short(src)}')
     return (uri, components, query if sep else None)
 
 
@@ -483,11 +490,11 @@ def parse_uri(src: bytes) -> 'tuple[str, list[str], str | None]':
         return _parse_origin(src)
     m = _ABSOLUTE_RE.match(src)
     if m is None:
-        raise ValueError(f'bad request-target: {_short(src)}')
+        raise ParseError(f'bad request-target: {_short(src)}')
     rest = src[m.end() :]
     if rest[:1] != b'/':
         if rest[:1] not in (b'', b'?'):
-            raise ValueError(f'bad request-target: {_short(src)}')
+            raise ParseError(f'bad request-target: {_short(src)}')
         rest = b'/' + rest
     return _parse_origin(rest)
 
@@ -504,7 +511,7 @@ def parse_request_line(line: bytes) -> 'tuple[str, str, list[str], str | None, s
         raise _uri_too_long(f'request line too long: {len(line)} > {MAX_REQUEST_LINE_LEN}')
     parts = line.split(b' ')
     if len(parts) != 3:
-        raise ValueError(f'bad request line: {_short(line)}')
+        raise ParseError(f'bad request line: {_short(line)}')
     (msrc, target, vsrc) = parts
     # The common case in three dict lookups and a slice; the rest says why not.
     method = _METHODS.get(msrc)
@@ -516,10 +523,10 @@ def parse_request_line(line: bytes) -> 'tuple[str, str, list[str], str | None, s
     method = parse_method(msrc)
     version = parse_version(vsrc)
     if not target:
-        raise ValueError(f'bad request line: {_short(line)}')
+        raise ParseError(f'bad request line: {_short(line)}')
     if target == b'*':
         if method != 'OPTIONS':
-            raise ValueError(f"request-target '*' with method {method!r}")
+            raise ParseError(f"request-target '*' with method {method!r}")
         return (method, '*', [], None, version)
     return (method, *parse_uri(target), version)
 
@@ -553,13 +560,13 @@ def parse_response_line(line: bytes) -> 'tuple[str, int, str]':
         return parsed
     version = parse_version(line[:8])
     if line[8:9] != b' ':
-        raise ValueError(f'bad status line: {_short(line)}')
+        raise ParseError(f'bad status line: {_short(line)}')
     m = _STATUS_RE.fullmatch(line, 9)
     if m is None:
-        raise ValueError(f'bad status: {_short(line[9:])}')
+        raise ParseError(f'bad status: {_short(line[9:])}')
     rsrc = m.group(2) or b''
     if _BAD_TEXT_RE.search(rsrc):
-        raise ValueError(f'bad reason phrase: {_short(rsrc)}')
+        raise ParseError(f'bad reason phrase: {_short(rsrc)}')
     parsed = (version, int(m.group(1)), rsrc.decode('latin-1'))
     if len(line) <= 64:
         if len(_STATUS_LINE_CACHE) >= _STATUS_LINE_CACHE_MAX:
@@ -595,12 +602,12 @@ def parse_header_name(src: bytes) -> str:
         return name
     if not _TOKEN_RE.fullmatch(src):
         if not src:
-            raise ValueError('empty header name')
+            raise ParseError('empty header name')
         if src[0] in b' \t':
-            raise ValueError(f'obs-fold or leading whitespace in header line: {_short(src)}')
+            raise ParseError(f'obs-fold or leading whitespace in header line: {_short(src)}')
         if src.rstrip(b' \t') != src:
-            raise ValueError(f'whitespace before colon in header name: {_short(src)}')
-        raise ValueError(f'bad header name: {_short(src)}')
+            raise ParseError(f'whitespace before colon in header name: {_short(src)}')
+        raise ParseError(f'bad header name: {_short(src)}')
     name = src.decode('ascii').lower()
     if len(_NAME_CACHE) < _NAME_CACHE_MAX:
         _NAME_CACHE[src] = name
@@ -614,9 +621,9 @@ def parse_content_length(src: bytes) -> int:
     17
     """
     if len(src) > MAX_CL_LEN:
-        raise ValueError(f'content-length too long: {_short(src, MAX_CL_LEN)}')
+        raise ParseError(f'content-length too long: {_short(src, MAX_CL_LEN)}')
     if not src.isdigit():  # ASCII digits only, at least one
-        raise ValueError(f'bad content-length: {_short(src)}')
+        raise ParseError(f'bad content-length: {_short(src)}')
     return int(src)
 
 
@@ -629,7 +636,7 @@ def parse_transfer_encoding(src: bytes) -> str:
     if src.lower() == b'chunked':
         return 'chunked'
     if not src:
-        raise ValueError('empty transfer-encoding')
+        raise ParseError('empty transfer-encoding')
     raise _not_implemented(f'unsupported transfer-encoding: {_short(src)}')
 
 
@@ -652,7 +659,7 @@ def parse_range(src: bytes) -> Range:
     An open-ended range (what browsers and media players send) runs to
     ``MAX_LENGTH``, which ``Range.content_range(total)`` clamps to the end of
     the representation; a suffix range is ``Range(-length, None)``.  Anything
-    else raises ``ValueError``: another unit, several ranges, a last byte
+    else raises ``ParseError``: another unit, several ranges, a last byte
     before the first, ``bytes=-0``.  The server drops a ``range`` it cannot
     parse, as if absent (RFC 9110 section 14.2): see doc/decisions.rst.
 
@@ -679,7 +686,7 @@ def parse_range(src: bytes) -> Range:
                 end = int(last)
                 if start <= end < MAX_LENGTH:
                     return Range(start, end + 1)
-    raise ValueError(f'bad range: {_short(src)}')
+    raise ParseError(f'bad range: {_short(src)}')
 
 
 def parse_request_range(src: 'bytes | str') -> 'Range | None':
@@ -696,7 +703,7 @@ def parse_request_range(src: 'bytes | str') -> 'Range | None':
     """
     try:
         return parse_range(src.encode('latin-1') if type(src) is str else src)
-    except ValueError:  # UnicodeEncodeError included
+    except (ParseError, UnicodeEncodeError):  # not ValueError: a bug of ours must not hide
         return None
 
 
@@ -728,7 +735,7 @@ def parse_content_range(src: bytes) -> 'ContentRange | str':
         m = _UNSATISFIED_RE.fullmatch(src)
         if m is not None and int(m.group(1)) <= MAX_LENGTH:
             return src.decode('ascii')
-    raise ValueError(f'bad content-range: {_short(src)}')
+    raise ParseError(f'bad content-range: {_short(src)}')
 
 
 #   Host       = uri-host [ ":" port ]        (RFC 9112 section 3.2)
@@ -751,10 +758,10 @@ def parse_host(src: bytes) -> str:
     >>> parse_host(b'user@example.com')
     Traceback (most recent call last):
       ...
-    ValueError: bad host: b'user@example.com'
+    degu.base.ParseError: bad host: b'user@example.com'
     """
     if not _HOST_RE.fullmatch(src):
-        raise ValueError(f'bad host: {_short(src)}')
+        raise ParseError(f'bad host: {_short(src)}')
     return src.decode('ascii')
 
 
@@ -826,19 +833,19 @@ def _parse_headers(src, isresponse, max_count, plain=False):
     if src.translate(_FIELD_TABLE).count(0) != 2 * count - 2:
         m = _BAD_FIELD_RE.search(src)
         assert m is not None  # the table and the regex say the same
-        raise ValueError(f'bad byte in header block: {bytes(m.group())!r}')
+        raise ParseError(f'bad byte in header block: {bytes(m.group())!r}')
     special = False
     for line in lines:
         (nsrc, colon, vsrc) = line.partition(b':')
         name = _NAME_CACHE.get(nsrc) or parse_header_name(nsrc)
         if not colon:
-            raise ValueError(f'header line without a colon: {_short(line)}')
+            raise ParseError(f'header line without a colon: {_short(line)}')
         vsrc = vsrc.strip(b' \t')
         if plain:
             continue
         if name in headers:
             if name in _SINGLE:
-                raise ValueError(f'duplicate header: {name!r}')
+                raise ParseError(f'duplicate header: {name!r}')
             # RFC 9110 section 5.3: a repeat is one list; empty members
             # count for nothing (section 5.6.1), so none is joined.
             if vsrc:
@@ -865,11 +872,11 @@ def _parse_headers(src, isresponse, max_count, plain=False):
 
 def _check_header_combinations(headers, isresponse):
     if 'content-length' in headers and 'transfer-encoding' in headers:
-        raise ValueError('cannot have both content-length and transfer-encoding headers')
+        raise ParseError('cannot have both content-length and transfer-encoding headers')
     if 'range' in headers and headers['range'] is None:
         del headers['range']
     if 'content-range' in headers and not isresponse:
-        raise ValueError("request cannot include a 'content-range' header")
+        raise ParseError("request cannot include a 'content-range' header")
 
 
 def parse_trailer_line(src: bytes) -> None:
@@ -924,12 +931,12 @@ def parse_chunk_size(src: bytes) -> int:
     5
     """
     if len(src) > MAX_CHUNK_SIZE_LEN:
-        raise ValueError(f'chunk_size is too long: {_short(src, MAX_CHUNK_SIZE_LEN)}')
+        raise ParseError(f'chunk_size is too long: {_short(src, MAX_CHUNK_SIZE_LEN)}')
     if not src or src.translate(_HEX_TABLE).count(0) != len(src):
-        raise ValueError(f'bad chunk_size: {_short(src)}')
+        raise ParseError(f'bad chunk_size: {_short(src)}')
     size = int(src, 16)
     if size > MAX_IO_SIZE:
-        raise ValueError(f'need chunk_size <= {MAX_IO_SIZE}; got {size}')
+        raise ParseError(f'need chunk_size <= {MAX_IO_SIZE}; got {size}')
     return size
 
 
@@ -953,7 +960,7 @@ def parse_chunk_extension(src: bytes) -> 'tuple[str, str] | None':
     while pos < end:
         m = _EXT_RE.match(src, pos)
         if m is None:
-            raise ValueError(f'bad chunk extension: {_short(src)}')
+            raise ParseError(f'bad chunk extension: {_short(src)}')
         if first is None:
             (name, token, quoted) = m.groups()
             if token is not None:

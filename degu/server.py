@@ -567,12 +567,9 @@ class Server:
         except ParseError as e:
             self._send_error(session, transport, e.status, e.reason, e)
             return None
-        except ValueError as e:  # XXX-MERGE: until every parser raises ParseError
-            self._send_error(session, transport, 400, 'Bad Request', e)
-            return None
         if request._version == 'HTTP/1.1' and 'host' not in request._headers:
             # RFC 9112 section 3.2: a server MUST answer 400.
-            missing = ParseError('HTTP/1.1 request without host', 400, 'Bad Request')
+            missing = ParseError('HTTP/1.1 request without host')
             self._send_error(session, transport, 400, 'Bad Request', missing)
             return None
         return request

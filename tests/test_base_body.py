@@ -560,45 +560,51 @@ def test_chunked_body_max_chunk():
     assert body.state == BODY_ERROR
 
 
+REASONS = {400: 'Bad Request', 431: 'Request Header Fields Too Large'}
+
+# Every error is a ParseError (malformed chunked data) with the status a server answers.
 CHUNKED_BAD = [
-    (b'', "b'\\r\\n' not found in b''"),
-    (b'5', "b'\\r\\n' not found in b'5'"),
-    (b'5\n', "b'\\r\\n' not found in b'5\\n'"),
-    (b'\r\n', "bad chunk_size: b''"),
-    (b'-5\r\nhello\r\n0\r\n\r\n', "bad chunk_size: b'-5'"),
-    (b'5 \r\nhello\r\n0\r\n\r\n', "bad chunk_size: b'5 '"),
-    (b'5;\r\nhello\r\n0\r\n\r\n', "bad chunk extension: b';'"),
-    (b'5\r\nhel', 'expected to read 5 bytes, but received 3'),
-    (b'5\r\nhello', 'expected to read 2 bytes, but received 0'),
-    (b'5\r\nhello\r', 'expected to read 2 bytes, but received 1'),
-    (b'5\r\nhelloXY0\r\n\r\n', "bad chunk data termination: b'XY'"),
-    (b'5\r\nhello\n\r0\r\n\r\n', "bad chunk data termination: b'\\n\\r'"),
-    (b'0\r\n', "b'\\r\\n' not found in b''"),
-    (b'0\r\nx: y\r\n', "b'\\r\\n' not found in b''"),
-    (b'0\r\nx: y\n\r\n', "b'\\r\\n' not found in b'x: y\\n'"),
-    (b'0\r\nx : y\r\n\r\n', "whitespace before colon in header name: b'x '"),
-    (b'0\r\n y\r\n\r\n', "obs-fold or leading whitespace in header line: b' y'"),
-    (b'0\r\nxy\r\n\r\n', "header line without a colon: b'xy'"),
-    (b'0\r\n' + b'x: y\r\n' * 101 + b'\r\n', 'trailer too large: 101 fields, 606 bytes'),
+    (b'', 400, "b'\\r\\n' not found in b''"),
+    (b'5', 400, "b'\\r\\n' not found in b'5'"),
+    (b'5\n', 400, "b'\\r\\n' not found in b'5\\n'"),
+    (b'\r\n', 400, "bad chunk_size: b''"),
+    (b'-5\r\nhello\r\n0\r\n\r\n', 400, "bad chunk_size: b'-5'"),
+    (b'5 \r\nhello\r\n0\r\n\r\n', 400, "bad chunk_size: b'5 '"),
+    (b'5;\r\nhello\r\n0\r\n\r\n', 400, "bad chunk extension: b';'"),
+    (b'5\r\nhel', 400, 'expected to read 5 bytes, but received 3'),
+    (b'5\r\nhello', 400, 'expected to read 2 bytes, but received 0'),
+    (b'5\r\nhello\r', 400, 'expected to read 2 bytes, but received 1'),
+    (b'5\r\nhelloXY0\r\n\r\n', 400, "bad chunk data termination: b'XY'"),
+    (b'5\r\nhello\n\r0\r\n\r\n', 400, "bad chunk data termination: b'\\n\\r'"),
+    (b'0\r\n', 400, "b'\\r\\n' not found in b''"),
+    (b'0\r\nx: y\r\n', 400, "b'\\r\\n' not found in b''"),
+    (b'0\r\nx: y\n\r\n', 400, "b'\\r\\n' not found in b'x: y\\n'"),
+    (b'0\r\nx : y\r\n\r\n', 400, "whitespace before colon in header name: b'x '"),
+    (b'0\r\n y\r\n\r\n', 400, "obs-fold or leading whitespace in header line: b' y'"),
+    (b'0\r\nxy\r\n\r\n', 400, "header line without a colon: b'xy'"),
+    (
+        b'0\r\n' + b'x: y\r\n' * 101 + b'\r\n',
+        431,
+        'trailer too large: 101 fields, 606 bytes',
+    ),
     (
         b'0\r\n' + (b'x: ' + b'y' * 4000 + b'\r\n') * 9 + b'\r\n',
+        431,
         'trailer too large: 9 fields, 36045 bytes',
     ),
-    (b'1' * 5000 + b'\r\n', f"b'\\r\\n' not found in {b'1' * 32!r}..."),
+    (b'1' * 5000 + b'\r\n', 400, f"b'\\r\\n' not found in {b'1' * 32!r}..."),
 ]
 
 
 @pytest.mark.parametrize('n', MOVE_SIZES)
-@pytest.mark.parametrize('src, message', CHUNKED_BAD)
-def test_chunked_body_bad(src, message, n):
+@pytest.mark.parametrize('src, status, message', CHUNKED_BAD)
+def test_chunked_body_bad(src, status, message, n):
     for op in (ChunkedBody.readchunk, ChunkedBody.read, list):
         body = ChunkedBody(FakeFile(src, n))
         if op is ChunkedBody.readchunk and src.startswith(b'5\r\nhello\r\n'):
             assert body.readchunk() == (None, b'hello')
-        e = raises(ParseError, message, op, body)  # malformed chunked data
-        assert (e.status, e.reason) == ((431, 'Request Header Fields Too Large')
-                                        if message.startswith('trailer too large')
-                                        else (400, 'Bad Request'))
+        e = raises(ParseError, message, op, body)
+        assert (e.status, e.reason) == (status, REASONS[status])
         assert body.state == BODY_ERROR
         msg = 'ChunkedBody.state == BODY_ERROR, cannot be used'
         raises(ValueError, msg, body.readchunk)

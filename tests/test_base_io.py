@@ -223,18 +223,18 @@ READ_REQUEST_BAD = [
         ConnectionClosed,
         "request preamble truncated: b'GET / HTTP/1.1\\n\\n'",
     ),
-    (b'GET / HTTP/1.1\r\nx: y\n\r\n\r\n', ValueError, "bad byte in header block: b'\\n'"),
+    (b'GET / HTTP/1.1\r\nx: y\n\r\n\r\n', ParseError, "bad byte in header block: b'\\n'"),
     (b'get / HTTP/1.1\r\n\r\n', ParseError, "unsupported method: b'get'"),
     (b'GET / HTTP/2.0\r\n\r\n', ParseError, "unsupported HTTP version: b'HTTP/2.0'"),
-    (b'GET //x HTTP/1.1\r\n\r\n', ValueError, "b'//' in path: b'//x'"),
+    (b'GET //x HTTP/1.1\r\n\r\n', ParseError, "b'//' in path: b'//x'"),
     (
         b'GET / HTTP/1.1\r\n x: y\r\n\r\n',
-        ValueError,
+        ParseError,
         "obs-fold or leading whitespace in header line: b' x'",
     ),
     (
         b'PUT / HTTP/1.1\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n',
-        ValueError,
+        ParseError,
         'cannot have both content-length and transfer-encoding headers',
     ),
     (
@@ -242,7 +242,7 @@ READ_REQUEST_BAD = [
         ParseError,
         "unsupported transfer-encoding: b'gzip'",
     ),
-    (b'PUT / HTTP/1.1\r\ncontent-length: 1, 1\r\n\r\n', ValueError, "bad content-length: b'1, 1'"),
+    (b'PUT / HTTP/1.1\r\ncontent-length: 1, 1\r\n\r\n', ParseError, "bad content-length: b'1, 1'"),
 ]
 
 
@@ -508,8 +508,8 @@ READ_RESPONSE_BAD = [
         UnsupportedResponse,
         "unsupported transfer-encoding: b'gzip'",
     ),
-    (b'HTTP/1.1 600 OK\r\n\r\n', ValueError, "bad status: b'600 OK'"),
-    (b'HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n', ValueError, "bad content-length: b'x'"),
+    (b'HTTP/1.1 600 OK\r\n\r\n', ParseError, "bad status: b'600 OK'"),
+    (b'HTTP/1.1 200 OK\r\ncontent-length: x\r\n\r\n', ParseError, "bad content-length: b'x'"),
     (
         b'HTTP/1.1 200 OK\r\n' + b'x' * 40000,
         ParseError,

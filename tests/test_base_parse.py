@@ -7,6 +7,8 @@ written here from the RFC grammar (not taken from the engine).
 
 import pytest
 from helpers import raises
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from degu import base
 from degu.base import (
@@ -126,9 +128,31 @@ def test_connection_closed():
     assert EmptyPreambleError('x').unanswered == ()
 
 
+# RFC 9110 section 15 and RFC 6585 section 5, written here, not taken from the engine.
+REASONS = {
+    400: 'Bad Request',
+    413: 'Content Too Large',
+    414: 'URI Too Long',
+    431: 'Request Header Fields Too Large',
+    501: 'Not Implemented',
+    505: 'HTTP Version Not Supported',
+}
+
+
+def refused(status, message, func, *args, **kw):
+    """``func(*args, **kw)`` raises exactly ``ParseError(message)``, answered with *status*."""
+    e = raises(ParseError, message, func, *args, **kw)
+    assert (e.status, e.reason) == (status, REASONS[status])
+    return e
+
+
 def test_parse_error():
     e = ParseError('too long', 414, 'URI Too Long')
     assert (str(e), e.status, e.reason) == ('too long', 414, 'URI Too Long')
+    e = ParseError('bad')  # a 400 unless said otherwise
+    assert (str(e), e.status, e.reason) == ('bad', 400, 'Bad Request')
+    e = ParseError('gone', status=413, reason='Content Too Large')
+    assert (str(e), e.status, e.reason) == ('gone', 413, 'Content Too Large')
 
 
 # -------------------------------------------------------------------------
@@ -291,34 +315,32 @@ def test_parse_method_good(method):
 
 
 PARSE_METHOD_BAD = [
-    (b'get', ParseError, "unsupported method: b'get'"),
-    (b'Get', ParseError, "unsupported method: b'Get'"),
-    (b'CONNECT', ParseError, "unsupported method: b'CONNECT'"),
-    (b'TRACE', ParseError, "unsupported method: b'TRACE'"),
-    (b'GETS', ParseError, "unsupported method: b'GETS'"),
-    (b'X' * 40, ParseError, f'unsupported method: {b"X" * 32!r}...'),
-    (b'', ValueError, "bad method: b''"),
-    (b'G ET', ValueError, "bad method: b'G ET'"),
-    (b'GET\x00', ValueError, "bad method: b'GET\\x00'"),
-    (b'G\xe9T', ValueError, "bad method: b'G\\xe9T'"),
-    (b'(GET)', ValueError, "bad method: b'(GET)'"),
+    (b'get', 501, "unsupported method: b'get'"),
+    (b'Get', 501, "unsupported method: b'Get'"),
+    (b'CONNECT', 501, "unsupported method: b'CONNECT'"),
+    (b'TRACE', 501, "unsupported method: b'TRACE'"),
+    (b'GETS', 501, "unsupported method: b'GETS'"),
+    (b'X' * 40, 501, f'unsupported method: {b"X" * 32!r}...'),
+    (b'', 400, "bad method: b''"),
+    (b'G ET', 400, "bad method: b'G ET'"),
+    (b'GET\x00', 400, "bad method: b'GET\\x00'"),
+    (b'G\xe9T', 400, "bad method: b'G\\xe9T'"),
+    (b'(GET)', 400, "bad method: b'(GET)'"),
 ]
 
 
-@pytest.mark.parametrize('src, exc, message', PARSE_METHOD_BAD)
-def test_parse_method_bad(src, exc, message):
-    e = raises(exc, message, parse_method, src)
-    if exc is ParseError:
-        assert (e.status, e.reason) == (501, 'Not Implemented')
+@pytest.mark.parametrize('src, status, message', PARSE_METHOD_BAD)
+def test_parse_method_bad(src, status, message):
+    refused(status, message, parse_method, src)
 
 
 def test_parse_method_every_byte():
     for b in ALL_BYTES:
         src = bytes([b])
         if b in TCHAR:
-            raises(ParseError, f'unsupported method: {src!r}', parse_method, src)
+            refused(501, f'unsupported method: {src!r}', parse_method, src)
         else:
-            raises(ValueError, f'bad method: {src!r}', parse_method, src)
+            refused(400, f'bad method: {src!r}', parse_method, src)
 
 
 PARSE_VERSION = [
@@ -335,23 +357,21 @@ def test_parse_version_good(src, version):
 
 
 PARSE_VERSION_BAD = [
-    (b'HTTP/2.0', ParseError, "unsupported HTTP version: b'HTTP/2.0'"),
-    (b'HTTP/0.9', ParseError, "unsupported HTTP version: b'HTTP/0.9'"),
-    (b'HTTP/3.1', ParseError, "unsupported HTTP version: b'HTTP/3.1'"),
-    (b'http/1.1', ValueError, "bad HTTP version: b'http/1.1'"),
-    (b'HTTP/1.1 ', ValueError, "bad HTTP version: b'HTTP/1.1 '"),
-    (b'HTTP/1', ValueError, "bad HTTP version: b'HTTP/1'"),
-    (b'HTTP/11.1', ValueError, "bad HTTP version: b'HTTP/11.1'"),
-    (b'HTTP/1.10', ValueError, "bad HTTP version: b'HTTP/1.10'"),
-    (b'', ValueError, "bad HTTP version: b''"),
+    (b'HTTP/2.0', 505, "unsupported HTTP version: b'HTTP/2.0'"),
+    (b'HTTP/0.9', 505, "unsupported HTTP version: b'HTTP/0.9'"),
+    (b'HTTP/3.1', 505, "unsupported HTTP version: b'HTTP/3.1'"),
+    (b'http/1.1', 400, "bad HTTP version: b'http/1.1'"),
+    (b'HTTP/1.1 ', 400, "bad HTTP version: b'HTTP/1.1 '"),
+    (b'HTTP/1', 400, "bad HTTP version: b'HTTP/1'"),
+    (b'HTTP/11.1', 400, "bad HTTP version: b'HTTP/11.1'"),
+    (b'HTTP/1.10', 400, "bad HTTP version: b'HTTP/1.10'"),
+    (b'', 400, "bad HTTP version: b''"),
 ]
 
 
-@pytest.mark.parametrize('src, exc, message', PARSE_VERSION_BAD)
-def test_parse_version_bad(src, exc, message):
-    e = raises(exc, message, parse_version, src)
-    if exc is ParseError:
-        assert (e.status, e.reason) == (505, 'HTTP Version Not Supported')
+@pytest.mark.parametrize('src, status, message', PARSE_VERSION_BAD)
+def test_parse_version_bad(src, status, message):
+    refused(status, message, parse_version, src)
 
 
 def test_parse_version_every_byte():
@@ -360,7 +380,7 @@ def test_parse_version_every_byte():
         if b in DIGIT:
             assert parse_version(src) == ('HTTP/1.0' if b == 0x30 else 'HTTP/1.1')
         else:
-            raises(ValueError, f'bad HTTP version: {src!r}', parse_version, src)
+            refused(400, f'bad HTTP version: {src!r}', parse_version, src)
 
 
 # -------------------------------------------------------------------------
@@ -440,7 +460,7 @@ PARSE_URI_BAD = [
 
 @pytest.mark.parametrize('src, message', PARSE_URI_BAD)
 def test_parse_uri_bad(src, message):
-    raises(ValueError, message, parse_uri, src)
+    refused(400, message, parse_uri, src)
 
 
 # Deviation: the query takes every visible ASCII byte but '#' (what browsers
@@ -467,9 +487,9 @@ def test_parse_uri_every_byte():
                     assert value == (uri, [uri[1:]], None)
             elif b == 0x25:  # '%' followed by a non-hex byte
                 msg = f'bad percent-encoding in request-target: {src!r}'
-                raises(ValueError, msg, parse_uri, src)
+                refused(400, msg, parse_uri, src)
             else:
-                raises(ValueError, f'bad request-target: {src!r}', parse_uri, src)
+                refused(400, f'bad request-target: {src!r}', parse_uri, src)
 
 
 def test_parse_uri_percent_every_byte():
@@ -479,9 +499,9 @@ def test_parse_uri_percent_every_byte():
             assert parse_uri(src) == (src.decode(), [src[1:].decode()], None)
         elif b in PCHAR or b in b'/?%':
             msg = f'bad percent-encoding in request-target: {src!r}'
-            raises(ValueError, msg, parse_uri, src)
+            refused(400, msg, parse_uri, src)
         else:
-            raises(ValueError, f'bad request-target: {src!r}', parse_uri, src)
+            refused(400, f'bad request-target: {src!r}', parse_uri, src)
 
 
 # -------------------------------------------------------------------------
@@ -507,44 +527,42 @@ def test_parse_request_line_good(line, value):
 
 LONG_TARGET = b'/' + b'a' * 8200
 PARSE_REQUEST_LINE_BAD = [
-    (b'', ValueError, "bad request line: b''"),
-    (b'GET /', ValueError, "bad request line: b'GET /'"),
-    (b'GET / HTTP/1.1 ', ValueError, "bad request line: b'GET / HTTP/1.1 '"),
-    (b'GET  / HTTP/1.1', ValueError, "bad request line: b'GET  / HTTP/1.1'"),
-    (b'GET / \tHTTP/1.1', ValueError, "bad HTTP version: b'\\tHTTP/1.1'"),
-    (b'GET /a\tb HTTP/1.1', ValueError, "bad request-target: b'/a\\tb'"),
-    (b' / HTTP/1.1', ValueError, "bad method: b''"),
-    (b'GET  HTTP/1.1', ValueError, "bad request line: b'GET  HTTP/1.1'"),
-    (b'get / HTTP/1.1', ParseError, "unsupported method: b'get'"),
-    (b'CONNECT h:443 HTTP/1.1', ParseError, "unsupported method: b'CONNECT'"),
-    (b'GET / HTTP/2.0', ParseError, "unsupported HTTP version: b'HTTP/2.0'"),
-    (b'GET / http/1.1', ValueError, "bad HTTP version: b'http/1.1'"),
-    (b'GET * HTTP/1.1', ValueError, "request-target '*' with method 'GET'"),
-    (b'OPTIONS ** HTTP/1.1', ValueError, "bad request-target: b'**'"),
-    (b'GET h:443 HTTP/1.1', ValueError, "bad request-target: b'h:443'"),
-    (b'GET /a/../b HTTP/1.1', ValueError, "dot segment in path: b'/a/../b'"),
+    (b'', 400, "bad request line: b''"),
+    (b'GET /', 400, "bad request line: b'GET /'"),
+    (b'GET / HTTP/1.1 ', 400, "bad request line: b'GET / HTTP/1.1 '"),
+    (b'GET  / HTTP/1.1', 400, "bad request line: b'GET  / HTTP/1.1'"),
+    (b'GET / \tHTTP/1.1', 400, "bad HTTP version: b'\\tHTTP/1.1'"),
+    (b'GET /a\tb HTTP/1.1', 400, "bad request-target: b'/a\\tb'"),
+    (b' / HTTP/1.1', 400, "bad method: b''"),
+    (b'GET  HTTP/1.1', 400, "bad request line: b'GET  HTTP/1.1'"),
+    (b'get / HTTP/1.1', 501, "unsupported method: b'get'"),
+    (b'CONNECT h:443 HTTP/1.1', 501, "unsupported method: b'CONNECT'"),
+    (b'GET / HTTP/2.0', 505, "unsupported HTTP version: b'HTTP/2.0'"),
+    (b'GET / http/1.1', 400, "bad HTTP version: b'http/1.1'"),
+    (b'GET * HTTP/1.1', 400, "request-target '*' with method 'GET'"),
+    (b'OPTIONS ** HTTP/1.1', 400, "bad request-target: b'**'"),
+    (b'GET h:443 HTTP/1.1', 400, "bad request-target: b'h:443'"),
+    (b'GET /a/../b HTTP/1.1', 400, "dot segment in path: b'/a/../b'"),
     pytest.param(
         b'GET ' + LONG_TARGET + b' HTTP/1.1',
-        ParseError,
+        414,
         'request line too long: 8214 > 8192',
         id='too-long',
     ),
 ]
 
 
-@pytest.mark.parametrize('line, exc, message', PARSE_REQUEST_LINE_BAD)
-def test_parse_request_line_bad(line, exc, message):
-    e = raises(exc, message, parse_request_line, line)
-    if 'too long' in message:
-        assert (e.status, e.reason) == (414, 'URI Too Long')
+@pytest.mark.parametrize('line, status, message', PARSE_REQUEST_LINE_BAD)
+def test_parse_request_line_bad(line, status, message):
+    refused(status, message, parse_request_line, line)
 
 
 def test_parse_request_line_length_limit():
     line = b'GET /' + b'a' * (8192 - 14) + b' HTTP/1.1'
     assert len(line) == 8192
     assert parse_request_line(line)[0] == 'GET'
-    raises(
-        ParseError,
+    refused(
+        414,
         'request line too long: 8193 > 8192',
         parse_request_line,
         line[:5] + b'a' + line[5:],
@@ -557,34 +575,32 @@ def test_parse_request_line_every_byte():
         # in the method
         line = b'GE' + x + b'T / HTTP/1.1'
         if b == 0x20:
-            raises(ValueError, f'bad request line: {line!r}', parse_request_line, line)
+            refused(400, f'bad request line: {line!r}', parse_request_line, line)
         elif b in TCHAR:
-            raises(
-                ParseError, f'unsupported method: {b"GE" + x + b"T"!r}', parse_request_line, line
-            )
+            refused(501, f'unsupported method: {b"GE" + x + b"T"!r}', parse_request_line, line)
         else:
-            raises(ValueError, f'bad method: {b"GE" + x + b"T"!r}', parse_request_line, line)
+            refused(400, f'bad method: {b"GE" + x + b"T"!r}', parse_request_line, line)
         # in the target
         line = b'GET /a' + x + b'b HTTP/1.1'
         if b == 0x20:
-            raises(ValueError, f'bad request line: {line!r}', parse_request_line, line)
+            refused(400, f'bad request line: {line!r}', parse_request_line, line)
         elif b in PCHAR or b in b'/?':
             assert parse_request_line(line)[1] == '/a' + chr(b) + 'b'
         elif b == 0x25:
             msg = f'bad percent-encoding in request-target: {b"/a%b"!r}'
-            raises(ValueError, msg, parse_request_line, line)
+            refused(400, msg, parse_request_line, line)
         else:
             msg = f'bad request-target: {b"/a" + x + b"b"!r}'
-            raises(ValueError, msg, parse_request_line, line)
+            refused(400, msg, parse_request_line, line)
         # in the version
         line = b'GET / HTTP/1' + x + b'1'
         if b == 0x20:
-            raises(ValueError, f'bad request line: {line!r}', parse_request_line, line)
+            refused(400, f'bad request line: {line!r}', parse_request_line, line)
         elif b == 0x2E:
             assert parse_request_line(line)[4] == 'HTTP/1.1'
         else:
             msg = f'bad HTTP version: {b"HTTP/1" + x + b"1"!r}'
-            raises(ValueError, msg, parse_request_line, line)
+            refused(400, msg, parse_request_line, line)
 
 
 # -------------------------------------------------------------------------
@@ -616,30 +632,30 @@ def test_parse_response_line_shares_reasons():
 
 
 PARSE_RESPONSE_LINE_BAD = [
-    (b'', ValueError, "bad HTTP version: b''"),
-    (b'HTTP/1.1', ValueError, "bad status line: b'HTTP/1.1'"),
-    (b'HTTP/1.1 ', ValueError, "bad status: b''"),
-    (b'HTTP/1.1 20', ValueError, "bad status: b'20'"),
-    (b'HTTP/1.1 2000', ValueError, "bad status: b'2000'"),
-    (b'HTTP/1.1 600 X', ValueError, "bad status: b'600 X'"),
-    (b'HTTP/1.1 099 X', ValueError, "bad status: b'099 X'"),
-    (b'HTTP/1.1 20x OK', ValueError, "bad status: b'20x OK'"),
-    (b'HTTP/1.1  200 OK', ValueError, "bad status: b' 200 OK'"),
-    (b'HTTP/1.1 200OK', ValueError, "bad status: b'200OK'"),
-    (b'HTTP/1.1\t200 OK', ValueError, "bad status line: b'HTTP/1.1\\t200 OK'"),
-    (b'HTTP/1.1 200 O\x00K', ValueError, "bad reason phrase: b'O\\x00K'"),
-    (b'HTTP/1.1 200 O\rK', ValueError, "bad reason phrase: b'O\\rK'"),
-    (b'HTTP/1.1 200 O\nK', ValueError, "bad reason phrase: b'O\\nK'"),
-    (b'HTTP/1.1 200 O\x7fK', ValueError, "bad reason phrase: b'O\\x7fK'"),
-    (b'http/1.1 200 OK', ValueError, "bad HTTP version: b'http/1.1'"),
-    (b'HTTP/2.0 200 OK', ParseError, "unsupported HTTP version: b'HTTP/2.0'"),
-    (b'ICY 200 OK', ValueError, "bad HTTP version: b'ICY 200 '"),
+    (b'', 400, "bad HTTP version: b''"),
+    (b'HTTP/1.1', 400, "bad status line: b'HTTP/1.1'"),
+    (b'HTTP/1.1 ', 400, "bad status: b''"),
+    (b'HTTP/1.1 20', 400, "bad status: b'20'"),
+    (b'HTTP/1.1 2000', 400, "bad status: b'2000'"),
+    (b'HTTP/1.1 600 X', 400, "bad status: b'600 X'"),
+    (b'HTTP/1.1 099 X', 400, "bad status: b'099 X'"),
+    (b'HTTP/1.1 20x OK', 400, "bad status: b'20x OK'"),
+    (b'HTTP/1.1  200 OK', 400, "bad status: b' 200 OK'"),
+    (b'HTTP/1.1 200OK', 400, "bad status: b'200OK'"),
+    (b'HTTP/1.1\t200 OK', 400, "bad status line: b'HTTP/1.1\\t200 OK'"),
+    (b'HTTP/1.1 200 O\x00K', 400, "bad reason phrase: b'O\\x00K'"),
+    (b'HTTP/1.1 200 O\rK', 400, "bad reason phrase: b'O\\rK'"),
+    (b'HTTP/1.1 200 O\nK', 400, "bad reason phrase: b'O\\nK'"),
+    (b'HTTP/1.1 200 O\x7fK', 400, "bad reason phrase: b'O\\x7fK'"),
+    (b'http/1.1 200 OK', 400, "bad HTTP version: b'http/1.1'"),
+    (b'HTTP/2.0 200 OK', 505, "unsupported HTTP version: b'HTTP/2.0'"),
+    (b'ICY 200 OK', 400, "bad HTTP version: b'ICY 200 '"),
 ]
 
 
-@pytest.mark.parametrize('line, exc, message', PARSE_RESPONSE_LINE_BAD)
-def test_parse_response_line_bad(line, exc, message):
-    raises(exc, message, parse_response_line, line)
+@pytest.mark.parametrize('line, status, message', PARSE_RESPONSE_LINE_BAD)
+def test_parse_response_line_bad(line, status, message):
+    refused(status, message, parse_response_line, line)
 
 
 def test_parse_response_line_every_byte():
@@ -649,14 +665,12 @@ def test_parse_response_line_every_byte():
         if b in FIELD_CONTENT:
             assert parse_response_line(line) == ('HTTP/1.1', 200, 'O' + chr(b) + 'K')
         else:
-            raises(
-                ValueError, f'bad reason phrase: {b"O" + x + b"K"!r}', parse_response_line, line
-            )
+            refused(400, f'bad reason phrase: {b"O" + x + b"K"!r}', parse_response_line, line)
         line = b'HTTP/1.1 2' + x + b'0 OK'
         if b in DIGIT:
             assert parse_response_line(line)[1] == 200 + 10 * (b - 0x30)
         else:
-            raises(ValueError, f'bad status: {b"2" + x + b"0 OK"!r}', parse_response_line, line)
+            refused(400, f'bad status: {b"2" + x + b"0 OK"!r}', parse_response_line, line)
 
 
 def test_parse_response_line_every_status():
@@ -665,7 +679,7 @@ def test_parse_response_line_every_status():
         if 100 <= status <= 599:
             assert parse_response_line(line) == ('HTTP/1.1', status, 'OK')
         else:
-            raises(ValueError, f'bad status: {b"%03d OK" % status!r}', parse_response_line, line)
+            refused(400, f'bad status: {b"%03d OK" % status!r}', parse_response_line, line)
 
 
 # -------------------------------------------------------------------------
@@ -701,7 +715,7 @@ PARSE_HEADER_NAME_BAD = [
 
 @pytest.mark.parametrize('src, message', PARSE_HEADER_NAME_BAD)
 def test_parse_header_name_bad(src, message):
-    raises(ValueError, message, parse_header_name, src)
+    refused(400, message, parse_header_name, src)
 
 
 PARSE_HEADERS = [
@@ -749,79 +763,75 @@ def test_parse_headers_value_types():
 
 
 PARSE_HEADERS_BAD = [
-    (b'a: b\r\n', ValueError, 'empty header name'),
-    (b'\r\na: b', ValueError, 'empty header name'),
-    (b':b', ValueError, 'empty header name'),
-    (b'a : b', ValueError, "whitespace before colon in header name: b'a '"),
-    (b'a: b\r\n c', ValueError, "obs-fold or leading whitespace in header line: b' c'"),
-    (b'a: b\r\n\tc', ValueError, "obs-fold or leading whitespace in header line: b'\\tc'"),
-    (b'a', ValueError, "header line without a colon: b'a'"),
-    (b'a: b\r\nc', ValueError, "header line without a colon: b'c'"),
-    (b'a: b\nc: d', ValueError, "bad byte in header block: b'\\n'"),
-    (b'a: b\rc: d', ValueError, "bad byte in header block: b'\\r'"),
-    (b'a: b\r', ValueError, "bad byte in header block: b'\\r'"),
-    (b'a: \x00', ValueError, "bad byte in header block: b'\\x00'"),
-    (b'a: \x7f', ValueError, "bad byte in header block: b'\\x7f'"),
-    (b'a: \x1b[0m', ValueError, "bad byte in header block: b'\\x1b'"),
-    (b'Host: a\r\nhost: b', ValueError, "duplicate header: 'host'"),
-    (b'content-length: 1\r\ncontent-length: 1', ValueError, "duplicate header: 'content-length'"),
+    (b'a: b\r\n', 400, 'empty header name'),
+    (b'\r\na: b', 400, 'empty header name'),
+    (b':b', 400, 'empty header name'),
+    (b'a : b', 400, "whitespace before colon in header name: b'a '"),
+    (b'a: b\r\n c', 400, "obs-fold or leading whitespace in header line: b' c'"),
+    (b'a: b\r\n\tc', 400, "obs-fold or leading whitespace in header line: b'\\tc'"),
+    (b'a', 400, "header line without a colon: b'a'"),
+    (b'a: b\r\nc', 400, "header line without a colon: b'c'"),
+    (b'a: b\nc: d', 400, "bad byte in header block: b'\\n'"),
+    (b'a: b\rc: d', 400, "bad byte in header block: b'\\r'"),
+    (b'a: b\r', 400, "bad byte in header block: b'\\r'"),
+    (b'a: \x00', 400, "bad byte in header block: b'\\x00'"),
+    (b'a: \x7f', 400, "bad byte in header block: b'\\x7f'"),
+    (b'a: \x1b[0m', 400, "bad byte in header block: b'\\x1b'"),
+    (b'Host: a\r\nhost: b', 400, "duplicate header: 'host'"),
+    (b'content-length: 1\r\ncontent-length: 1', 400, "duplicate header: 'content-length'"),
     (
         b'transfer-encoding: chunked\r\ntransfer-encoding: chunked',
-        ValueError,
+        400,
         "duplicate header: 'transfer-encoding'",
     ),
-    (b'range: bytes=0-1\r\nrange: bytes=0-1', ValueError, "duplicate header: 'range'"),
-    (b'content-length: 5, 5', ValueError, "bad content-length: b'5, 5'"),
-    (b'content-length: +5', ValueError, "bad content-length: b'+5'"),
-    (b'content-length:', ValueError, "bad content-length: b''"),
+    (b'range: bytes=0-1\r\nrange: bytes=0-1', 400, "duplicate header: 'range'"),
+    (b'content-length: 5, 5', 400, "bad content-length: b'5, 5'"),
+    (b'content-length: +5', 400, "bad content-length: b'+5'"),
+    (b'content-length:', 400, "bad content-length: b''"),
     (
         b'content-length: 12345678901234567',
-        ValueError,
+        400,
         "content-length too long: b'1234567890123456'...",
     ),
-    (b'transfer-encoding: gzip', ParseError, "unsupported transfer-encoding: b'gzip'"),
+    (b'transfer-encoding: gzip', 501, "unsupported transfer-encoding: b'gzip'"),
     (
         b'transfer-encoding: gzip, chunked',
-        ParseError,
+        501,
         "unsupported transfer-encoding: b'gzip, chunked'",
     ),
-    (b'transfer-encoding:  ', ValueError, 'empty transfer-encoding'),
+    (b'transfer-encoding:  ', 400, 'empty transfer-encoding'),
     (
         b'content-length: 1\r\ntransfer-encoding: chunked',
-        ValueError,
+        400,
         'cannot have both content-length and transfer-encoding headers',
     ),
     (
         b'transfer-encoding: chunked\r\ncontent-length: 1',
-        ValueError,
+        400,
         'cannot have both content-length and transfer-encoding headers',
     ),
-    (b'host: a b', ValueError, "bad host: b'a b'"),
-    (b'host: user@example.com', ValueError, "bad host: b'user@example.com'"),
-    (b'host: example.com:abc', ValueError, "bad host: b'example.com:abc'"),
-    (b'host: a:1:2', ValueError, "bad host: b'a:1:2'"),
-    (b'host: [::1', ValueError, "bad host: b'[::1'"),
-    (b'host: caf\xe9', ValueError, "bad host: b'caf\\xe9'"),
-    (b'host: a%zz', ValueError, "bad host: b'a%zz'"),
-    (b'host: a\r\nhost: b', ValueError, "duplicate header: 'host'"),
-    (b'range: bytes=0-1\r\nrange: bytes=2-3', ValueError, "duplicate header: 'range'"),
-    (b'content-range: bytes 0-1/2', ValueError, "request cannot include a 'content-range' header"),
+    (b'host: a b', 400, "bad host: b'a b'"),
+    (b'host: user@example.com', 400, "bad host: b'user@example.com'"),
+    (b'host: example.com:abc', 400, "bad host: b'example.com:abc'"),
+    (b'host: a:1:2', 400, "bad host: b'a:1:2'"),
+    (b'host: [::1', 400, "bad host: b'[::1'"),
+    (b'host: caf\xe9', 400, "bad host: b'caf\\xe9'"),
+    (b'host: a%zz', 400, "bad host: b'a%zz'"),
+    (b'host: a\r\nhost: b', 400, "duplicate header: 'host'"),
+    (b'range: bytes=0-1\r\nrange: bytes=2-3', 400, "duplicate header: 'range'"),
+    (b'content-range: bytes 0-1/2', 400, "request cannot include a 'content-range' header"),
     (
         b'x: y\r\ncontent-range: bytes 0-1/2',
-        ValueError,
+        400,
         "request cannot include a 'content-range' header",
     ),
-    (b'a: b\r\n' * 100 + b'a: b', ParseError, 'too many header fields: 101 > 100'),
+    (b'a: b\r\n' * 100 + b'a: b', 431, 'too many header fields: 101 > 100'),
 ]
 
 
-@pytest.mark.parametrize('src, exc, message', PARSE_HEADERS_BAD)
-def test_parse_headers_bad(src, exc, message):
-    e = raises(exc, message, parse_headers, src)
-    if exc is ParseError and 'too many' in message:
-        assert (e.status, e.reason) == (431, 'Request Header Fields Too Large')
-    elif exc is ParseError:
-        assert e.status == 501
+@pytest.mark.parametrize('src, status, message', PARSE_HEADERS_BAD)
+def test_parse_headers_bad(src, status, message):
+    refused(status, message, parse_headers, src)
 
 
 PARSE_RESPONSE_HEADERS_BAD = [
@@ -884,9 +894,9 @@ def test_parse_headers_response_keeps_text():
 def test_parse_trailer_line():
     assert parse_trailer_line(b'content-range: bytes 0-1/*') is None
     assert parse_trailer_line(b'Expires: never') is None
-    raises(ValueError, "bad header name: b'a b'", parse_trailer_line, b'a b: c')
-    raises(ValueError, "header line without a colon: b'abc'", parse_trailer_line, b'abc')
-    raises(ValueError, "bad byte in header block: b'\\x00'", parse_trailer_line, b'a: \x00')
+    refused(400, "bad header name: b'a b'", parse_trailer_line, b'a b: c')
+    refused(400, "header line without a colon: b'abc'", parse_trailer_line, b'abc')
+    refused(400, "bad byte in header block: b'\\x00'", parse_trailer_line, b'a: \x00')
 
 
 def test_parse_authority():
@@ -898,16 +908,16 @@ def test_parse_authority():
 
 @pytest.mark.parametrize('src, message', PARSE_RESPONSE_HEADERS_BAD)
 def test_parse_headers_response_bad(src, message):
-    raises(ValueError, message, parse_headers, src, True)
+    refused(400, message, parse_headers, src, True)
 
 
 def test_parse_headers_max_count():
     block = b'\r\n'.join(b'h%d: v' % i for i in range(100))
     assert len(parse_headers(block)) == 100
-    raises(ParseError, 'too many header fields: 101 > 100', parse_headers, block + b'\r\nx: y')
+    refused(431, 'too many header fields: 101 > 100', parse_headers, block + b'\r\nx: y')
     assert parse_headers(b'a: 1\r\nb: 2', max_count=2) == {'a': '1', 'b': '2'}
-    raises(
-        ParseError,
+    refused(
+        431,
         'too many header fields: 3 > 2',
         parse_headers,
         b'a: 1\r\nb: 2\r\nc: 3',
@@ -915,8 +925,8 @@ def test_parse_headers_max_count():
         2,
     )
     # repeated lines count as lines, not as distinct names
-    raises(
-        ParseError,
+    refused(
+        431,
         'too many header fields: 3 > 2',
         parse_headers,
         b'a: 1\r\na: 2\r\na: 3',
@@ -934,9 +944,9 @@ def test_parse_headers_name_every_byte():
         elif b == 0x3A:  # ':'
             assert parse_headers(src) == {'a': 'b: v'}
         elif b in (0x0D, 0x0A) or (b < 0x20 and b != 0x09) or b == 0x7F:
-            raises(ValueError, f'bad byte in header block: {x!r}', parse_headers, src)
+            refused(400, f'bad byte in header block: {x!r}', parse_headers, src)
         else:
-            raises(ValueError, f'bad header name: {b"a" + x + b"b"!r}', parse_headers, src)
+            refused(400, f'bad header name: {b"a" + x + b"b"!r}', parse_headers, src)
 
 
 def test_parse_headers_value_every_byte():
@@ -946,7 +956,7 @@ def test_parse_headers_value_every_byte():
             if b in FIELD_CONTENT:
                 assert parse_headers(src) == {'a': value.strip(' \t')}
             else:
-                raises(ValueError, f'bad byte in header block: {x!r}', parse_headers, src)
+                refused(400, f'bad byte in header block: {x!r}', parse_headers, src)
 
 
 PARSE_CONTENT_LENGTH = [
@@ -981,7 +991,7 @@ PARSE_CONTENT_LENGTH_BAD = [
 
 @pytest.mark.parametrize('src, message', PARSE_CONTENT_LENGTH_BAD)
 def test_parse_content_length_bad(src, message):
-    raises(ValueError, message, parse_content_length, src)
+    refused(400, message, parse_content_length, src)
 
 
 def test_parse_content_length_every_byte():
@@ -990,33 +1000,31 @@ def test_parse_content_length_every_byte():
         if b in DIGIT:
             assert parse_content_length(src) == int(src)
         else:
-            raises(ValueError, f'bad content-length: {src!r}', parse_content_length, src)
+            refused(400, f'bad content-length: {src!r}', parse_content_length, src)
         # through parse_headers too (where OWS around the value is stripped)
         hsrc = b'content-length: ' + src
         if b in DIGIT:
             assert parse_headers(hsrc) == {'content-length': int(src)}
         elif b in FIELD_CONTENT:
-            raises(ValueError, f'bad content-length: {src!r}', parse_headers, hsrc)
+            refused(400, f'bad content-length: {src!r}', parse_headers, hsrc)
         else:
-            raises(ValueError, f'bad byte in header block: {bytes([b])!r}', parse_headers, hsrc)
+            refused(400, f'bad byte in header block: {bytes([b])!r}', parse_headers, hsrc)
 
 
 PARSE_TRANSFER_ENCODING_BAD = [
-    (b'', ValueError, 'empty transfer-encoding'),
-    (b'gzip', ParseError, "unsupported transfer-encoding: b'gzip'"),
-    (b'chunked, chunked', ParseError, "unsupported transfer-encoding: b'chunked, chunked'"),
-    (b'chunked;q=1', ParseError, "unsupported transfer-encoding: b'chunked;q=1'"),
-    (b'identity', ParseError, "unsupported transfer-encoding: b'identity'"),
+    (b'', 400, 'empty transfer-encoding'),
+    (b'gzip', 501, "unsupported transfer-encoding: b'gzip'"),
+    (b'chunked, chunked', 501, "unsupported transfer-encoding: b'chunked, chunked'"),
+    (b'chunked;q=1', 501, "unsupported transfer-encoding: b'chunked;q=1'"),
+    (b'identity', 501, "unsupported transfer-encoding: b'identity'"),
 ]
 
 
-@pytest.mark.parametrize('src, exc, message', PARSE_TRANSFER_ENCODING_BAD)
-def test_parse_transfer_encoding(src, exc, message):
+@pytest.mark.parametrize('src, status, message', PARSE_TRANSFER_ENCODING_BAD)
+def test_parse_transfer_encoding(src, status, message):
     assert parse_transfer_encoding(b'chunked') == 'chunked'
     assert parse_transfer_encoding(b'ChUnKeD') == 'chunked'
-    e = raises(exc, message, parse_transfer_encoding, src)
-    if exc is ParseError:
-        assert (e.status, e.reason) == (501, 'Not Implemented')
+    refused(status, message, parse_transfer_encoding, src)
 
 
 PARSE_RANGE = [
@@ -1065,7 +1073,7 @@ PARSE_RANGE_BAD = [
 
 @pytest.mark.parametrize('src', PARSE_RANGE_BAD)
 def test_parse_range_bad(src):
-    raises(ValueError, f'bad range: {src!r}', parse_range, src)
+    refused(400, f'bad range: {src!r}', parse_range, src)
 
 
 PARSE_CONTENT_RANGE = [
@@ -1108,7 +1116,7 @@ PARSE_CONTENT_RANGE_BAD = [
 
 @pytest.mark.parametrize('src', PARSE_CONTENT_RANGE_BAD)
 def test_parse_content_range_bad(src):
-    raises(ValueError, f'bad content-range: {src!r}', parse_content_range, src)
+    refused(400, f'bad content-range: {src!r}', parse_content_range, src)
 
 
 def test_parse_range_every_byte():
@@ -1117,7 +1125,7 @@ def test_parse_range_every_byte():
         if b in DIGIT:
             assert parse_range(src) == Range(int(src[6:-3]), 100)
         else:
-            raises(ValueError, f'bad range: {src!r}', parse_range, src)
+            refused(400, f'bad range: {src!r}', parse_range, src)
 
 
 # -------------------------------------------------------------------------
@@ -1166,7 +1174,7 @@ PARSE_CHUNK_SIZE_BAD = [
 
 @pytest.mark.parametrize('src, message', PARSE_CHUNK_SIZE_BAD)
 def test_parse_chunk_size_bad(src, message):
-    raises(ValueError, message, parse_chunk_size, src)
+    refused(400, message, parse_chunk_size, src)
 
 
 def test_parse_chunk_size_every_byte():
@@ -1177,9 +1185,9 @@ def test_parse_chunk_size_every_byte():
             assert parse_chunk_size(b'1' + x) == int(b'1' + x, 16)
             assert parse_chunk_size(b'0' + x) == int(x, 16)
         else:
-            raises(ValueError, f'bad chunk_size: {x!r}', parse_chunk_size, x)
+            refused(400, f'bad chunk_size: {x!r}', parse_chunk_size, x)
             src = b'1' + x
-            raises(ValueError, f'bad chunk_size: {src!r}', parse_chunk_size, src)
+            refused(400, f'bad chunk_size: {src!r}', parse_chunk_size, src)
 
 
 PARSE_CHUNK_EXTENSION = [
@@ -1231,7 +1239,7 @@ PARSE_CHUNK_EXTENSION_BAD = [
 
 @pytest.mark.parametrize('src', PARSE_CHUNK_EXTENSION_BAD)
 def test_parse_chunk_extension_bad(src):
-    raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+    refused(400, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
 
 
 def test_parse_chunk_extension_every_byte():
@@ -1245,9 +1253,9 @@ def test_parse_chunk_extension_every_byte():
         elif b in b' \t':
             assert parse_chunk_extension(src) == ('a', 'v')
         elif b == 0x3B:  # ';a;=v': the second name is missing
-            raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+            refused(400, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
         else:
-            raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+            refused(400, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
         # in a token value
         src = b';a=v' + x + b'w'
         if b in TCHAR:
@@ -1255,7 +1263,7 @@ def test_parse_chunk_extension_every_byte():
         elif b == 0x3B:  # ';a=v;w': a second, bare extension
             assert parse_chunk_extension(src) == ('a', 'v')
         else:
-            raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+            refused(400, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
         # in a quoted value
         src = b';a="v' + x + b'w"'
         if b in QDTEXT:
@@ -1263,13 +1271,13 @@ def test_parse_chunk_extension_every_byte():
         elif b == 0x5C:  # backslash: a quoted-pair '\w'
             assert parse_chunk_extension(src) == ('a', 'vw')
         else:
-            raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+            refused(400, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
         # escaped in a quoted value
         src = b';a="\\' + x + b'"'
         if b in QDTEXT or b in b'"\\':
             assert parse_chunk_extension(src) == ('a', c)
         else:
-            raises(ValueError, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
+            refused(400, f'bad chunk extension: {src!r}', parse_chunk_extension, src)
 
 
 PARSE_CHUNK = [
@@ -1303,7 +1311,212 @@ PARSE_CHUNK_BAD = [
 
 @pytest.mark.parametrize('line, message', PARSE_CHUNK_BAD)
 def test_parse_chunk_bad(line, message):
-    raises(ValueError, message, parse_chunk, line)
+    refused(400, message, parse_chunk, line)
+
+
+# -------------------------------------------------------------------------
+# One error model: bad bytes from a peer raise exactly ParseError, with the
+# status a server answers with; a plain ValueError would be our bug (a 500).
+
+LONG_LINE = b'GET /' + b'a' * 8200 + b' HTTP/1.1'
+MANY_FIELDS = b'\r\n'.join(b'h%d: v' % i for i in range(101))
+
+# (parser, args, status, message): a line for every raise in the parsers
+PARSER_ERRORS = [
+    (parse_method, (b'G ET',), 400, "bad method: b'G ET'"),
+    (parse_method, (b'BREW',), 501, "unsupported method: b'BREW'"),
+    (parse_version, (b'HTTP/1',), 400, "bad HTTP version: b'HTTP/1'"),
+    (parse_version, (b'HTTP/2.0',), 505, "unsupported HTTP version: b'HTTP/2.0'"),
+    (parse_uri, (b'foo',), 400, "bad request-target: b'foo'"),
+    (parse_uri, (b'http://h:1x',), 400, "bad request-target: b'http://h:1x'"),
+    (parse_uri, (b'/a b',), 400, "bad request-target: b'/a b'"),
+    (parse_uri, (b'/a?b c',), 400, "bad request-target: b'/a?b c'"),
+    (parse_uri, (b'/a%2g',), 400, "bad percent-encoding in request-target: b'/a%2g'"),
+    (parse_uri, (b'/a//b',), 400, "b'//' in path: b'/a//b'"),
+    (parse_uri, (b'/a/../b',), 400, "dot segment in path: b'/a/../b'"),
+    (parse_request_line, (LONG_LINE,), 414, 'request line too long: 8214 > 8192'),
+    (parse_request_line, (b'GET / HTTP/1.1 x',), 400, "bad request line: b'GET / HTTP/1.1 x'"),
+    (parse_request_line, (b'GET  HTTP/1.1',), 400, "bad request line: b'GET  HTTP/1.1'"),
+    (parse_request_line, (b'GET * HTTP/1.1',), 400, "request-target '*' with method 'GET'"),
+    (parse_request_line, (b'BREW / HTTP/1.1',), 501, "unsupported method: b'BREW'"),
+    (parse_request_line, (b'GET / HTTP/3.0',), 505, "unsupported HTTP version: b'HTTP/3.0'"),
+    (parse_request_line, (b'GET /a%zz HTTP/1.1',), 400, (
+        "bad percent-encoding in request-target: b'/a%zz'"
+    )),
+    (parse_response_line, (b'HTTP/1.1',), 400, "bad status line: b'HTTP/1.1'"),
+    (parse_response_line, (b'HTTP/1.1 2000',), 400, "bad status: b'2000'"),
+    (parse_response_line, (b'HTTP/1.1 200 O\x00K',), 400, "bad reason phrase: b'O\\x00K'"),
+    (parse_response_line, (b'HTTP/2.0 200 OK',), 505, "unsupported HTTP version: b'HTTP/2.0'"),
+    (parse_response_line, (b'ICY 200 OK',), 400, "bad HTTP version: b'ICY 200 '"),
+    (parse_header_name, (b'',), 400, 'empty header name'),
+    (parse_header_name, (b' a',), 400, "obs-fold or leading whitespace in header line: b' a'"),
+    (parse_header_name, (b'a ',), 400, "whitespace before colon in header name: b'a '"),
+    (parse_header_name, (b'a@b',), 400, "bad header name: b'a@b'"),
+    (parse_content_length, (b'1' * 17,), 400, f"content-length too long: {b'1' * 16!r}..."),
+    (parse_content_length, (b'1 1',), 400, "bad content-length: b'1 1'"),
+    (parse_transfer_encoding, (b'',), 400, 'empty transfer-encoding'),
+    (parse_transfer_encoding, (b'gzip',), 501, "unsupported transfer-encoding: b'gzip'"),
+    (parse_range, (b'bytes=0-1,2-3',), 400, "bad range: b'bytes=0-1,2-3'"),
+    (parse_content_range, (b'bytes 0-5/5',), 400, "bad content-range: b'bytes 0-5/5'"),
+    (parse_host, (b'a@b',), 400, "bad host: b'a@b'"),
+    (parse_headers, (MANY_FIELDS,), 431, 'too many header fields: 101 > 100'),
+    (parse_headers, (b'a: 1\r\nb: 2', False, 1), 431, 'too many header fields: 2 > 1'),
+    (parse_headers, (b'a: \x00',), 400, "bad byte in header block: b'\\x00'"),
+    (parse_headers, (b'a',), 400, "header line without a colon: b'a'"),
+    (parse_headers, (b'a b: c',), 400, "bad header name: b'a b'"),
+    (parse_headers, (b'host: a\r\nhost: a',), 400, "duplicate header: 'host'"),
+    (parse_headers, (b'content-length: 1\r\ntransfer-encoding: chunked',), 400, (
+        'cannot have both content-length and transfer-encoding headers'
+    )),
+    (parse_headers, (b'content-range: bytes 0-1/2',), 400, (
+        "request cannot include a 'content-range' header"
+    )),
+    (parse_headers, (b'content-length: x',), 400, "bad content-length: b'x'"),
+    (parse_headers, (b'transfer-encoding: gzip',), 501, "unsupported transfer-encoding: b'gzip'"),
+    (parse_headers, (b'host: a b',), 400, "bad host: b'a b'"),
+    (parse_headers, (b'content-range: bytes 1-0/5', True), 400, (
+        "bad content-range: b'bytes 1-0/5'"
+    )),
+    (parse_trailer_line, (b'a b: c',), 400, "bad header name: b'a b'"),
+    (parse_trailer_line, (b'abc',), 400, "header line without a colon: b'abc'"),
+    (parse_trailer_line, (b'a: \x7f',), 400, "bad byte in header block: b'\\x7f'"),
+    (parse_chunk_size, (b'1' * 17,), 400, f"chunk_size is too long: {b'1' * 16!r}..."),
+    (parse_chunk_size, (b'0x5',), 400, "bad chunk_size: b'0x5'"),
+    (parse_chunk_size, (b'1000001',), 400, 'need chunk_size <= 16777216; got 16777217'),
+    (parse_chunk_extension, (b';k=v;',), 400, "bad chunk extension: b';k=v;'"),
+    (parse_chunk, (b'x;k=v',), 400, "bad chunk_size: b'x'"),
+    (parse_chunk, (b'5;k="v',), 400, "bad chunk extension: b';k=\"v'"),
+    (parse_chunk, (b'1000001',), 400, 'need chunk_size <= 16777216; got 16777217'),
+]
+
+
+@pytest.mark.parametrize(
+    'parser, args, status, message',
+    PARSER_ERRORS,
+    ids=[f'{row[0].__name__}-{i}' for (i, row) in enumerate(PARSER_ERRORS)],
+)
+def test_parser_errors(parser, args, status, message):
+    refused(status, message, parser, *args)
+
+
+def test_parser_errors_cover_every_parser():
+    tested = {row[0].__name__ for row in PARSER_ERRORS}
+    # these never raise: the first two answer None, parse_tokens() takes a str
+    quiet = {'parse_request_range', 'parse_authority', 'parse_tokens'}
+    assert tested | quiet == {n for n in base.__all__ if n.startswith('parse_')}
+
+
+PROGRAM_ERRORS = [
+    (Range, (5, 5)),
+    (ContentRange, (0, 8, 7)),
+    (Range(5, 15).content_range, (5,)),  # unsatisfiable: the app answers 416
+    (render_headers, ({'Foo': 'a'},)),
+    (render_request, ('CONNECT', '/', {})),
+    (render_response, (99, 'OK', {})),
+    (render_chunk_extension, (('a b', 'v'),)),
+    (format_chunk, ((('k', 'a\r\n'), b''),)),
+]
+
+
+@pytest.mark.parametrize('func, args', PROGRAM_ERRORS)
+def test_program_errors_stay_value_errors(func, args):
+    # A bad value from the program is not a peer's fault: never a ParseError (a 400).
+    with pytest.raises(ValueError) as info:
+        func(*args)
+    assert type(info.value) is ValueError
+
+
+def test_content_too_large():
+    e = base.content_too_large('body too large: 6 > 5')
+    assert type(e) is ParseError
+    assert (str(e), e.status, e.reason) == ('body too large: 6 > 5', 413, REASONS[413])
+
+
+def test_parse_request_range():
+    # RFC 9110 section 14.2: what the server does not take is ignored, never an error.
+    assert base.parse_request_range(b'bytes=0-1') == Range(0, 2)
+    assert base.parse_request_range('bytes=-5') == Range(-5, None)
+    assert base.parse_request_range(b'bytes=0-1,2-3') is None
+    assert base.parse_request_range('items=0-1') is None
+    assert base.parse_request_range('bytes=\u20ac') is None  # not latin-1
+    assert base.parse_request_range(b'bytes=\xff') is None
+
+
+# (parser, the statuses it may answer with, valid inputs to mutate)
+PARSER_STATUSES = [
+    (parse_method, {400, 501}, [b'GET', b'OPTIONS']),
+    (parse_version, {400, 505}, [b'HTTP/1.1']),
+    (parse_uri, {400}, [b'/a/b?c=d', b'http://h:80/a?b', b'/%20/']),
+    (
+        parse_request_line,
+        {400, 414, 501, 505},
+        [b'GET /a/b?c HTTP/1.1', b'OPTIONS * HTTP/1.1', b'PUT http://h/ HTTP/1.0'],
+    ),
+    (parse_response_line, {400, 505}, [b'HTTP/1.1 200 OK', b'HTTP/1.0 404 Not Found']),
+    (parse_header_name, {400}, [b'Content-Type']),
+    (
+        parse_headers,
+        {400, 431, 501},
+        [b'Host: a\r\nContent-Length: 5\r\nRange: bytes=0-1', b'transfer-encoding: chunked'],
+    ),
+    (
+        lambda src: parse_headers(src, True, 3),
+        {400, 431, 501},
+        [b'content-range: bytes 0-1/2\r\ncontent-length: 2', b'a: 1\r\nA: 2'],
+    ),
+    (parse_content_length, {400}, [b'0123']),
+    (parse_transfer_encoding, {400, 501}, [b'chunked']),
+    (parse_range, {400}, [b'bytes=0-99', b'bytes=-5', b'bytes=5-']),
+    (base.parse_request_range, set(), [b'bytes=0-99', b'bytes=-5']),
+    (parse_content_range, {400}, [b'bytes 0-1/2', b'bytes */5', b'bytes 0-1/*']),
+    (parse_host, {400}, [b'example.com:80', b'[::1]:8080', b'a%20b']),
+    (parse_authority, set(), [b'http://h:1/a', b'https://[::1]/']),
+    # 431: a CRLF inside the line, which the reader never passes
+    (parse_trailer_line, {400, 431}, [b'Expires: never']),
+    (parse_chunk_size, {400}, [b'1e', b'005']),
+    (parse_chunk_extension, {400}, [b';k=v', b' ; k = "a \\"b"']),
+    (parse_chunk, {400}, [b'5;k=v', b'0']),
+]
+
+# bytes that look like HTTP, so random input gets past the first checks
+FRAGMENTS = st.sampled_from([
+    b'GET', b'OPTIONS', b'BREW', b' ', b'/', b'//', b'.', b'..', b'?', b'#', b'%', b'%2', b'*',
+    b'HTTP/1.1', b'HTTP/2.0', b'http://h', b':', b'@', b'[', b']', b'\r\n', b'\r', b'\n',
+    b'\t', b'\x00', b'\x7f', b'\xe9', b'a', b'A', b'0', b'5', b'f', b'200', b'OK',
+    b'content-length', b'transfer-encoding', b'chunked', b'host', b'range',
+    b'content-range', b'bytes', b'bytes=', b'-', b',', b';', b'=', b'"', b'\\',
+    b'1000001', b'9' * 17,
+])
+
+
+@st.composite
+def mutants(draw, seeds):
+    """A valid input with a slice of it repeated, or replaced by random or HTTP-ish bytes."""
+    seed = draw(st.sampled_from(seeds))
+    i = draw(st.integers(0, len(seed)))
+    j = draw(st.integers(i, len(seed)))
+    if draw(st.booleans()):
+        return seed[:j] + seed[i:]
+    return seed[:i] + draw(st.binary(max_size=4) | FRAGMENTS) + seed[j:]
+
+
+@pytest.mark.parametrize(
+    'parser, statuses, seeds',
+    PARSER_STATUSES,
+    ids=[f'{i}-{row[0].__name__}' for (i, row) in enumerate(PARSER_STATUSES)],
+)
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_parsers_raise_only_parse_error(parser, statuses, seeds, data):
+    src = data.draw(
+        st.binary(max_size=200) | st.lists(FRAGMENTS, max_size=24).map(b''.join) | mutants(seeds)
+    )
+    try:
+        parser(src)
+    except Exception as e:
+        # exactly ParseError: never a plain ValueError, UnicodeDecodeError, IndexError...
+        assert type(e) is ParseError, repr(e)
+        assert e.status in statuses and e.reason == REASONS[e.status], repr(e)
 
 
 # -------------------------------------------------------------------------
