@@ -1063,9 +1063,7 @@ def _header_lines(headers):
         value = headers[name]
         vtype = type(value)
         if vtype is str:
-            parts.append(_LINES.get((name, value)) or _line(name, value))
-        elif vtype is int and name in _GOOD_NAMES:
-            parts.append(f'\r\n{name}: {value}')
+            parts.append(_line(name, value))
         elif vtype is list:
             # !s: the value sent is str(value), the one checked, even for an
             # object whose __format__ says something else (header injection).

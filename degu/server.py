@@ -567,6 +567,12 @@ class Server:
         except ParseError as e:
             self._send_error(session, transport, e.status, e.reason, e)
             return None
+        except OSError:
+            raise  # the connection's own trouble: _run_connection() logs it
+        except Exception as e:  # a bug of ours: logged, and the peer still gets an answer
+            log.exception('- %s reading a request failed:', session)
+            self._send_error(session, transport, 500, 'Internal Server Error', e)
+            return None
         if request._version == 'HTTP/1.1' and 'host' not in request._headers:
             # RFC 9112 section 3.2: a server MUST answer 400.
             missing = ParseError('HTTP/1.1 request without host')

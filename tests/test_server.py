@@ -583,6 +583,26 @@ def test_bad_requests(raw, status):
     assert reply.count(b'HTTP/1.1') == 1
 
 
+def test_only_parse_errors_are_the_peers_fault(monkeypatch, caplog):
+    # A ParseError is answered with its status and logged at INFO; any other
+    # exception while reading a request is a bug of ours: a logged 500.
+    import degu.server
+
+    def broken(*args):
+        raise ValueError('a bug in the reader')
+
+    monkeypatch.setattr(degu.server, 'read_request', broken)
+    app = Recorder()
+    with caplog.at_level(logging.INFO, logger='degu.server'):
+        with serving(app) as server:
+            reply = exchange(server.address, b'GET / HTTP/1.1\r\nhost: x\r\n\r\n')
+    assert app.calls == []
+    assert reply.startswith(b'HTTP/1.1 500 Internal Server Error\r\n')
+    assert b'connection: close' in reply.split(b'\r\n')
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.exc_info[1].args for r in errors] == [('a bug in the reader',)]
+
+
 @pytest.mark.parametrize('raw,status', SMUGGLING)
 def test_smuggling_shapes(raw, status):
     app = Recorder()
