@@ -1,10 +1,16 @@
-"""Test helpers: a fake socket and random bodies and chunks.
+"""Test helpers: a fake socket, a mock transport, and random bodies and chunks.
 
-``FakeSocket(data, n)`` stands in for a socket under ``degu.base.SocketWrapper``:
+``FakeSocket(data, n)`` stands in for a socket under ``degu.base.Transport``
+(and ``SocketWrapper``):
 each ``recv_into`` moves at most *n* bytes of *data* (then ``0``, EOF), each
 ``send`` accepts at most *n* bytes, and every call is recorded in ``calls``.
 Run IO tests with ``n=1`` (worst case, every boundary split) and with a large
 *n* (everything in one call).
+
+``MockTransport(chunks)`` is a ``Transport`` whose peer sends the given
+byte chunks, one per ``recv_into`` as a real peer's segments arrive, then
+EOF; what is sent collects in ``sent``.  The message readers and writers
+and the body objects run over it unchanged.
 """
 
 import io
@@ -12,11 +18,12 @@ import os
 
 import pytest
 
-from degu.base import MAX_IO_SIZE
+from degu.base import MAX_IO_SIZE, Transport
 
 __all__ = (
     'FakeSocket',
     'FakeFile',
+    'MockTransport',
     'MOVE_SIZES',
     'random_data',
     'random_chunks',
@@ -78,6 +85,43 @@ class FakeSocket:
     def unread(self):
         """What the reader has not received yet."""
         return self._rfile.getvalue()[self._rfile.tell() :]
+
+
+class _ChunkSocket:
+    def __init__(self, chunks):
+        self._chunks = [memoryview(bytes(c)) for c in chunks]
+        self.sent = bytearray()
+        self.closed = False
+
+    def recv_into(self, buf):
+        while self._chunks and not self._chunks[0]:
+            self._chunks.pop(0)
+        if not self._chunks:
+            return 0
+        chunk = self._chunks[0]
+        size = min(len(buf), len(chunk))
+        buf[:size] = chunk[:size]
+        self._chunks[0] = chunk[size:]
+        return size
+
+    def send(self, data):
+        self.sent += data
+        return len(data)
+
+    def close(self):
+        self.closed = True
+
+
+class MockTransport(Transport):
+    """A ``Transport`` over scripted peer chunks (see the module docstring)."""
+
+    def __init__(self, chunks=(), **options):
+        super().__init__(_ChunkSocket(chunks), **options)
+
+    @property
+    def sent(self):
+        """Everything sent so far."""
+        return bytes(self.sock.sent)
 
 
 class FakeFile:

@@ -1,0 +1,218 @@
+"""Tests of the transport (degu/_transport.py) and the message functions over it (degu/_io.py).
+
+The transport knows nothing of HTTP: these tests give it plain bytes.  The
+readers and writers run over ``MockTransport``, whose peer sends scripted
+chunks, one per ``recv_into``.
+"""
+
+import socket
+
+import pytest
+from helpers import FakeSocket, MockTransport, raises
+
+from degu import _io
+from degu.base import (
+    BODY_CONSUMED,
+    CHUNKED,
+    CLOSE,
+    LENGTH,
+    NO_BODY,
+    BlockTooLarge,
+    Body,
+    ChunkedBody,
+    ChunkedBodyIter,
+    ConnectionClosed,
+    ConnectionTimedOut,
+    EmptyPreambleError,
+    ParseError,
+    Transport,
+    read_request,
+    read_response_head,
+    write_message,
+    write_request,
+    write_response,
+)
+
+# -------------------------------------------------------------------------
+# Bytes only
+
+
+@pytest.mark.parametrize(
+    'chunks', [[b'abc||rest'], [b'a', b'b', b'c|', b'|rest'], [b'abc|', b'|rest']]
+)
+def test_read_block(chunks):
+    t = MockTransport(chunks)
+    assert t.read_block(b'||', 100, 'block') == b'abc'
+    assert t.read_exact(4) == b'rest'
+    assert t.read_block(b'||', 100, 'block') is None  # a clean EOF
+
+
+def test_read_block_eof_truncated_and_limit():
+    assert MockTransport([]).read_block(b'||', 100, 'block') is None
+    t = MockTransport([b'abc'])
+    raises(ConnectionClosed, "block truncated: b'abc'", t.read_block, b'||', 100, 'block')
+    t = MockTransport([b'abcdefgh', b'||'])
+    e = raises(BlockTooLarge, 'block too large: over 8 bytes', t.read_block, b'||', 8, 'block')
+    assert e.head == b'abcdefgh'
+    # the delimiter itself counts against the limit
+    t = MockTransport([b'abcdefg||'])
+    e = raises(BlockTooLarge, 'block too large: over 8 bytes', t.read_block, b'||', 8, 'block')
+    assert e.head == b'abcdefg|'
+    assert MockTransport([b'abcdef||']).read_block(b'||', 8, 'block') == b'abcdef'
+
+
+def test_readline_and_exact_reads():
+    t = MockTransport([b'5\r', b'\nhello\r\nrest'])
+    assert t.readline(10) == b'5\r\n'
+    assert t.read_exact(5) == b'hello'
+    view = memoryview(bytearray(2))
+    assert t.readinto_exact(view) == 2 and bytes(view) == b'\r\n'
+    assert t.readinto_some(memoryview(bytearray(10))) == 4
+    assert t.read_some(10) == b''  # a clean EOF
+    raises(ValueError, "b'\\r\\n' not found in b'abc'", MockTransport([b'abc\r\n']).readline, 3)
+    raises(ConnectionClosed, "chunk line truncated: b'ab'", MockTransport([b'ab']).readline, 9)
+    raises(ConnectionClosed, 'expected to read 5 bytes, but received 2',
+           MockTransport([b'ab']).read_exact, 5)
+
+
+def test_send_before_read_goes_out_once_before_the_next_read():
+    t = MockTransport([b'hello'])
+    t.send_before_read = b'go ahead\r\n'
+    assert t.sent == b''  # lazily: nothing until a read needs the peer
+    assert t.read_exact(2) == b'he'
+    assert t.read_exact(3) == b'llo'
+    assert t.sent == b'go ahead\r\n'
+    assert t.send_before_read is None
+
+
+def test_on_failure_is_the_owners_call():
+    failures = []
+    t = MockTransport([b'5\r\nhel'], on_failure=failures.append)
+    body = ChunkedBody(t)
+    with pytest.raises(ConnectionClosed):
+        body.read()
+    assert [str(e) for e in failures] == ['expected to read 5 bytes, but received 3']
+    assert not t.closed  # the owner decides: a server still answers
+    # without an owner's call, a transport whose stream lost its place closes
+    t = MockTransport([b'5\r\nhel'])
+    with pytest.raises(ConnectionClosed):
+        ChunkedBody(t).read()
+    assert t.closed
+
+
+def test_writes_coalesce_and_sends_are_counted():
+    t = MockTransport()
+    t.write(b'a')
+    t.write(b'b')
+    assert (t.sent, t.sends) == (b'', 0)
+    t.flush()
+    assert (t.sent, t.sends) == (b'ab', 1)
+    t.write(b'c')
+    t.discard_writes()
+    t.flush()
+    assert (t.sent, t.sends) == (b'ab', 1)
+
+
+def test_reset_flag_and_error_mapping():
+    sock = FakeSocket(b'', send_error=ConnectionResetError(104, 'reset'), send_limit=0)
+    t = Transport(sock)
+    raises(ConnectionClosed, 'sending: ConnectionResetError: [Errno 104] reset', t.sendall, b'x')
+    assert t.reset is True
+    # after a reset, an EOF does not prove data that runs until the close complete
+    raises(ConnectionClosed, 'connection was reset: the body may be incomplete', t.read_some, 10)
+    t = Transport(FakeSocket(b'', recv_error=TimeoutError('t')))
+    raises(ConnectionTimedOut, 'reading body timed out', t.read_exact, 1)
+
+
+def test_kernel_timeouts_on_a_plain_socket():
+    a, b = socket.socketpair()
+    with a, b:
+        a.settimeout(5)
+        t = Transport(a, timeout=0.05, idle_timeout=0.05)
+        assert a.gettimeout() is None  # blocking: the kernel enforces the timeouts
+        raises(ConnectionTimedOut, 'reading block timed out', t.read_block, b'|', 10, 'block')
+        assert t.can_sendfile
+
+
+# -------------------------------------------------------------------------
+# Readers and writers over the mock transport
+
+
+def test_read_request_over_scripted_segments():
+    t = MockTransport(
+        [b'POST /a?b HTTP/1.1\r\nhost: x\r\n', b'content-length: 5\r\n\r\nhel', b'lo']
+    )
+    request = read_request(t)
+    assert (request.method, request.uri) == ('POST', '/a?b')
+    assert (request.path, request.query) == (['a'], 'b')
+    assert request.headers == {'host': 'x', 'content-length': 5}
+    assert type(request.body) is Body and request.body.read() == b'hello'
+    raises(EmptyPreambleError, 'request preamble is empty', read_request, t)
+
+
+@pytest.mark.parametrize(
+    'data, status, message',
+    [
+        (b'GET /' + b'a' * 9000, 414, 'request line too long: over 8192 bytes'),
+        (
+            b'GET / HTTP/1.1\r\nx: ' + b'y' * 9000,
+            431,
+            'request preamble too large: over 8192 bytes',
+        ),
+        (b'GET / HTTP/1.1\r\ncontent-length: 11\r\n\r\n', 413, 'body too large: 11 > 10'),
+        (b'\r\n\r\n\r\n\r\n', 400, 'empty request line'),
+    ],
+)
+def test_read_request_errors_carry_their_status(data, status, message):
+    t = MockTransport([data, b'\r\n\r\n'])
+    e = raises(ParseError, message, read_request, t, 8192, 100, 10)
+    assert e.status == status
+
+
+def test_chunked_request_over_max_body():
+    wire = b'PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n6\r\nhello!\r\n0\r\n\r\n'
+    t = MockTransport([wire])
+    request = read_request(t, max_body=5)
+    e = raises(ParseError, 'chunked body over max_body', request.body.read)
+    assert e.status == 413
+
+
+@pytest.mark.parametrize(
+    'method, wire, kind',
+    [
+        ('GET', b'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi', LENGTH),
+        (
+            'GET',
+            b'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n',
+            CHUNKED,
+        ),
+        ('GET', b'HTTP/1.1 200 OK\r\n\r\nhi', CLOSE),
+        ('HEAD', b'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n', NO_BODY),
+    ],
+)
+def test_read_response_head(method, wire, kind):
+    (response, version, got) = read_response_head(MockTransport([wire]), method)
+    assert (version, got) == ('HTTP/1.1', kind)
+    if kind == NO_BODY:
+        assert response.body is None
+    else:
+        assert response.body.read() == b'hi'
+        assert response.body.state == BODY_CONSUMED
+
+
+def test_writers_frame_through_the_body_protocol():
+    t = MockTransport()
+    assert write_request(t, 'PUT', '/x', {}, b'hi') == len(t.sent)
+    assert t.sent == b'PUT /x HTTP/1.1\r\ncontent-length: 2\r\n\r\nhi'
+    t = MockTransport()
+    body = ChunkedBodyIter([(None, b'hi'), (None, b'')])
+    write_response(t, 200, 'OK', {}, body)
+    assert t.sent == b'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n'
+    # CLOSE: a chunked body's data alone, for an HTTP/1.0 peer
+    t = MockTransport()
+    write_message(t, b'HEAD\r\n\r\n', ChunkedBodyIter([(None, b'hi'), (None, b'')]), CLOSE)
+    assert t.sent == b'HEAD\r\n\r\nhi'
+
+
+def test_socket_wrapper_is_a_transport_with_the_functions():
+    assert issubclass(_io.SocketWrapper, Transport)
