@@ -315,11 +315,9 @@ class EmbeddedSSLServer(_ProcessServer):
         **options: object,
     ) -> None:
         if type(sslconfig) is not dict:
-            raise TypeError(
-                '{}: need a {!r}; got a {!r}: {!r}'.format(
-                    'sslconfig', dict, type(sslconfig), sslconfig
-                )
-            )
+            from ._parse import _TYPE_ERROR
+
+            raise TypeError(_TYPE_ERROR.format('sslconfig', dict, type(sslconfig), sslconfig))
         if not callable(build_func):
             raise TypeError(f'build_func: not callable: {build_func!r}')
         self.sslconfig = sslconfig

@@ -27,8 +27,8 @@ import select
 import stat
 import time
 
+from ._parse import _TYPE_ERROR, _TYPE_ERROR2
 from .base import (
-    _TYPE_ERROR,
     BODY_READY,
     METHODS,
     ConnectionClosed,
@@ -62,8 +62,6 @@ __all__ = (
 )
 
 log = logging.getLogger('degu.applib')
-
-_TYPE_ERROR2 = '{}: need a {!r}; got a {!r}'
 
 ROUTER_MAX_DEPTH = 10  # nested appmap dicts, the top one included (also catches cycles)
 

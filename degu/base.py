@@ -24,7 +24,6 @@ from ._framing import __all__ as _framing_all
 from ._io import *  # noqa: F403
 from ._io import __all__ as _io_all
 from ._parse import *  # noqa: F403
-from ._parse import _TYPE_ERROR  # noqa: F401
 from ._parse import __all__ as _parse_all
 
 __all__ = _parse_all + _body_all + _framing_all + _io_all

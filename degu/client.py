@@ -46,8 +46,8 @@ from ._framing import (
     request_output,
     response_close_reason,
 )
+from ._parse import _TYPE_ERROR
 from .base import (
-    _TYPE_ERROR,
     BODY_CONSUMED,
     IO_SIZE,
     METHODS,

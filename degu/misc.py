@@ -35,6 +35,7 @@ from . import (
     _stop_server_process,
     _Stoppable,
 )
+from ._parse import _TYPE_ERROR
 from .base import MAX_IO_SIZE, Request, format_chunk, parse_headers, parse_request_range
 from .sslhelpers import PKI
 
@@ -65,8 +66,6 @@ __all__ = (
 )
 
 log = logging.getLogger('degu.misc')
-
-_TYPE_ERROR = '{}: need a {!r}; got a {!r}: {!r}'
 
 
 # --------------------------------------------------------------------------

@@ -58,6 +58,7 @@ from __future__ import annotations
 import re
 
 from ._framing import has_no_content
+from ._parse import _TYPE_ERROR, _TYPE_ERROR2
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at run time
 if TYPE_CHECKING:
@@ -65,8 +66,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ('Validator',)
-
-_TYPE_ERROR = '{}: need a {!r}; got a {!r}: {!r}'
 
 METHODS = ('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS')  # doc/rgi.rst
 MAX_LENGTH = 9999999999999999  # largest content-length (16 digits)
@@ -440,7 +439,7 @@ def _check_response_body(request, status, headers, body):
 
 def _check_response(request, response):
     if not isinstance(response, tuple):
-        raise TypeError(f'response: need a {tuple!r}; got a {type(response)!r}')
+        raise TypeError(_TYPE_ERROR2.format('response', tuple, type(response)))
     if len(response) != 4:
         raise ValueError(f'response: need a 4-tuple; got a {len(response)}-tuple')
     (status, reason, headers, body) = response

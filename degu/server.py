@@ -47,8 +47,8 @@ from ._framing import (
     request_close_reason,
     response_output,
 )
+from ._parse import _TYPE_ERROR, _TYPE_ERROR2
 from .base import (
-    _TYPE_ERROR,
     MAX_DRAIN_LEN,
     MAX_HEADER_COUNT,
     MAX_PREAMBLE_LEN,
@@ -82,7 +82,6 @@ log = logging.getLogger('degu.server')
 # silent unless the embedding program enables it, as ``python3 -m degu`` does.
 access_log = logging.getLogger('degu.access')
 
-_TYPE_ERROR2 = '{}: need a {!r}; got a {!r}'
 _NUMBER = (int, float)
 
 # name -> (default, accepted types, minimum, maximum); None: no limit

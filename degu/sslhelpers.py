@@ -28,6 +28,8 @@ import hashlib
 import os
 import subprocess
 
+from ._parse import _TYPE_ERROR
+
 __all__ = (
     'DAYS',
     'OPENSSL_TIMEOUT',
@@ -45,8 +47,6 @@ __all__ = (
     'safe_write',
     'PKI',
 )
-
-_TYPE_ERROR = '{}: need a {!r}; got a {!r}: {!r}'
 
 DAYS = 3650  # validity of every CA and certificate, in days (10 years)
 OPENSSL_TIMEOUT = 60  # seconds one openssl run may take (a 4096-bit key on a slow machine)

@@ -5,6 +5,8 @@ byte loops try every byte value 0..255 in every field, against reference sets
 written here from the RFC grammar (not taken from the engine).
 """
 
+import importlib
+
 import pytest
 from helpers import raises
 
@@ -100,6 +102,21 @@ def test_all_names_exist():
     for name in base.__all__:
         assert hasattr(base, name), name
     assert len(set(base.__all__)) == len(base.__all__)
+
+
+def test_type_error_formats_defined_once():
+    from degu import _parse
+
+    # The two type-error messages are written once, in degu._parse, and
+    # imported everywhere else (a second copy could drift).
+    need = "x: need a <class 'int'>; got a <class 'str'>"
+    assert _parse._TYPE_ERROR.format('x', int, str, 'y') == need + ": 'y'"
+    assert _parse._TYPE_ERROR2.format('x', int, str) == need
+    names = ('_body', '_io', 'applib', 'client', 'misc', 'rgi', 'server', 'sslhelpers', 'util')
+    for name in names:
+        module = importlib.import_module(f'degu.{name}')
+        for fmt in ('_TYPE_ERROR', '_TYPE_ERROR2'):
+            assert getattr(module, fmt, getattr(_parse, fmt)) is getattr(_parse, fmt), (name, fmt)
 
 
 # -------------------------------------------------------------------------
