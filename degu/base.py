@@ -13,7 +13,8 @@
 
 The implementation lives in the private modules ``degu._parse``,
 ``degu._body``, ``degu._framing`` and ``degu._io``; this module is the one
-to import.
+to import.  The classes keep the ``__module__`` that defines them, so
+tracebacks and ``inspect.getsource()`` point at the right file.
 See doc/degu.base.rst.
 """
 
@@ -27,11 +28,3 @@ from ._parse import *  # noqa: F403
 from ._parse import __all__ as _parse_all
 
 __all__ = _parse_all + _body_all + _framing_all + _io_all
-
-# The public classes live in private modules; name them where users import them
-# (tracebacks say degu.base.ConnectionClosed, and pickle finds them here).
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type) and _obj.__module__.startswith('degu._'):
-        _obj.__module__ = __name__
-del _name, _obj

@@ -197,7 +197,7 @@ def test_router_request_type():
     with pytest.raises(TypeError) as e:
         Router({})(None, NotRequest(), api)
     assert str(e.value) == (
-        "request: need a <class 'degu.base.Request'>; got a "
+        "request: need a <class 'degu._body.Request'>; got a "
         "<class 'test_applib.test_router_request_type.<locals>.NotRequest'>"
     )
     assert repr(Router({'a': hello})) == f"Router({{'a': {hello!r}}})"
@@ -276,10 +276,10 @@ def test_proxy_init():
     assert str(e.value) == "client: no connect() method: 'nope'"
     with pytest.raises(TypeError) as e:
         p(None, mkreq('GET', '/'), api)
-    assert str(e.value) == "session: need a <class 'degu.base.Session'>; got a <class 'NoneType'>"
+    assert str(e.value) == "session: need a <class 'degu._body.Session'>; got a <class 'NoneType'>"
     with pytest.raises(TypeError) as e:
         p(Session(('127.0.0.1', 1)), None, api)
-    assert str(e.value) == "request: need a <class 'degu.base.Request'>; got a <class 'NoneType'>"
+    assert str(e.value) == "request: need a <class 'degu._body.Request'>; got a <class 'NoneType'>"
 
 
 def test_proxy_hop_by_hop_and_connection_reuse(proxy_pair):
