@@ -23,10 +23,10 @@ import logging
 import mimetypes
 import os
 import re
-import select
 import stat
 import time
 
+from ._common import _check_abspath, _wait_readable
 from ._parse import _TYPE_ERROR, _TYPE_ERROR2
 from .base import (
     BODY_READY,
@@ -231,29 +231,6 @@ def _end_to_end(headers: dict[str, object]) -> dict[str, object]:
     return {name: value for (name, value) in headers.items() if name not in drop}
 
 
-def _is_stale(conn: Connection) -> bool:
-    """True when an idle upstream connection has something to read: EOF, a reset, garbage.
-
-    Between responses nothing may arrive, so readability means the server
-    closed (idle timeout) or broke the connection.
-    """
-    sock = conn.sock
-    pending = getattr(sock, 'pending', None)
-    if pending is not None and pending():
-        return True
-    try:
-        fd = sock.fileno()
-        if fd < 0:
-            return True
-        if hasattr(select, 'poll'):
-            poller = select.poll()
-            poller.register(fd, select.POLLIN | select.POLLPRI)
-            return bool(poller.poll(0))
-        return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - no poll()
-    except (OSError, ValueError):
-        return True
-
-
 # RFC 9110 section 9.2.2: a request whose effect is the same however often it
 # is made may be sent again after the connection failed; POST and PATCH may not.
 IDEMPOTENT = frozenset(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS'])
@@ -315,7 +292,9 @@ class ProxyApp:
     def _connection(self, store: dict[str, Any]) -> tuple[Connection, bool]:
         conn = store.get(self.key)
         if conn is not None:
-            if not conn.closed and not _is_stale(conn):
+            # Between responses nothing may arrive: a readable idle connection
+            # was closed (idle timeout) or broken by the server.
+            if not conn.closed and not _wait_readable(conn.sock, 0):
                 return (conn, True)
             conn.close()
             del store[self.key]
@@ -595,8 +574,7 @@ class FilesApp:
     def __init__(self, dir_name: str, *, listing: bool = False, dotfiles: bool = False) -> None:
         if type(dir_name) is not str:
             raise TypeError(_TYPE_ERROR2.format('dir_name', str, type(dir_name)))
-        if os.path.abspath(dir_name) != dir_name:
-            raise ValueError(f'dir_name: not absolute, normalized path: {dir_name!r}')
+        _check_abspath('dir_name', dir_name)
         if type(listing) is not bool:
             raise TypeError(_TYPE_ERROR2.format('listing', bool, type(listing)))
         if type(dotfiles) is not bool:

@@ -31,12 +31,12 @@ doc/degu.client.rst, and doc/decisions.rst for the rules and their RFC sections.
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import threading
 from collections import deque
 
+from ._common import _check_abspath, _wait_readable
 from ._framing import (
     CHUNKED,
     CLOSE,
@@ -324,15 +324,6 @@ def _check_sslctx(sslctx: ssl.SSLContext) -> ssl.SSLContext:
 _SSLCONFIG_KEYS = ('ca_file', 'ca_path', 'cert_file', 'check_hostname', 'key_file')
 
 
-def _check_path(sslconfig: dict[str, object], key: str) -> str:
-    path = sslconfig[key]
-    if type(path) is not str:
-        raise TypeError(_TYPE_ERROR.format(f'sslconfig[{key!r}]', str, type(path), path))
-    if os.path.abspath(path) != path:
-        raise ValueError(f'sslconfig[{key!r}] is not an absulute, normalized path: {path!r}')
-    return path
-
-
 def build_client_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
     """An ``ssl.SSLContext`` for ``SSLClient`` from an *sslconfig* ``dict``.
 
@@ -363,8 +354,13 @@ def build_client_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
         )
     if 'key_file' in sslconfig and 'cert_file' not in sslconfig:
         raise ValueError("sslconfig['key_file'] provided without sslconfig['cert_file']")
-    ca_file = _check_path(sslconfig, 'ca_file') if 'ca_file' in sslconfig else None
-    ca_path = _check_path(sslconfig, 'ca_path') if 'ca_path' in sslconfig else None
+    paths = {
+        key: _check_abspath(f'sslconfig[{key!r}]', sslconfig[key])
+        for key in ('ca_file', 'ca_path', 'cert_file', 'key_file')
+        if key in sslconfig
+    }
+    ca_file = paths.get('ca_file')
+    ca_path = paths.get('ca_path')
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers('ECDHE+AESGCM:ECDHE+CHACHA20')
@@ -378,9 +374,7 @@ def build_client_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
         ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     ctx.check_hostname = check_hostname
     if 'cert_file' in sslconfig:
-        cert_file = _check_path(sslconfig, 'cert_file')
-        key_file = _check_path(sslconfig, 'key_file') if 'key_file' in sslconfig else None
-        ctx.load_cert_chain(cert_file, key_file)
+        ctx.load_cert_chain(paths['cert_file'], paths.get('key_file'))
     return ctx
 
 
@@ -429,21 +423,6 @@ class SSLClient(Client):
 
 # --------------------------------------------------------------------------
 # Connection
-
-
-def _wait_readable(sock: _Socket, timeout: float) -> bool:
-    """True once *sock* has a byte to read, False after *timeout* seconds."""
-    import select
-
-    pending = getattr(sock, 'pending', None)  # bytes OpenSSL already decrypted
-    if pending is not None and pending():
-        return True
-    fileno = sock.fileno()
-    if hasattr(select, 'poll'):
-        poller = select.poll()
-        poller.register(fileno, select.POLLIN | select.POLLPRI)
-        return bool(poller.poll(timeout * 1000))
-    return bool(select.select([fileno], [], [], timeout)[0])  # pragma: no cover - not Linux
 
 
 class Connection:

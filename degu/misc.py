@@ -29,12 +29,11 @@ import weakref
 
 from . import (
     STOP_TIMEOUT,
-    _callable_name,
-    _remove_socket_file,
     _start_server_process,
     _stop_server_process,
     _Stoppable,
 )
+from ._common import _callable_name, _remove_socket_file
 from ._parse import _TYPE_ERROR
 from .base import MAX_IO_SIZE, Request, format_chunk, parse_headers, parse_request_range
 from .sslhelpers import PKI

@@ -31,14 +31,13 @@ the request and no traceback ever goes on the wire; tracebacks go to the
 from __future__ import annotations
 
 import logging
-import os
 import selectors
 import socket
-import stat
 import struct
 import threading
 import time
 
+from ._common import _callable_name, _check_abspath, _remove_socket_file
 from ._framing import (
     CLOSE,
     NO_BODY,
@@ -123,13 +122,6 @@ def _check_options(cls, options):
             raise ValueError(f'need {low} <= {name} <= {high}; got {value}')
         values[name] = value
     return values
-
-
-def _app_name(app):
-    qualname = getattr(app, '__qualname__', None)
-    if qualname is not None:
-        return f'{app.__module__}.{qualname}'
-    return repr(app)
 
 
 # --------------------------------------------------------------------------
@@ -294,7 +286,7 @@ class Server:
         (self._wake_r, self._wake_w) = socket.socketpair()
 
     def __repr__(self) -> str:
-        return f'{type(self).__name__}({self.address!r}, {_app_name(self.app)})'
+        return f'{type(self).__name__}({self.address!r}, {_callable_name(self.app)})'
 
     def __enter__(self: _S) -> _S:
         return self
@@ -733,14 +725,6 @@ def _release(body: object) -> None:
             log.exception('closing a response body failed: %r', body)
 
 
-def _remove_socket_file(path: str) -> None:
-    try:
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)
-    except OSError:
-        pass
-
-
 def _shutdown_socket(sock, how):
     try:
         # socket.socket.shutdown, not SSLSocket.shutdown: that would drop
@@ -794,13 +778,6 @@ def _version():
 # TLS (doc/decisions.rst, 'TLS')
 
 
-def _check_path(sslconfig: dict[str, object], key: str) -> str:
-    value = sslconfig[key]
-    if type(value) is not str or os.path.abspath(value) != value:
-        raise ValueError(f'sslconfig[{key!r}] is not an absolute, normalized path: {value!r}')
-    return value
-
-
 def build_server_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
     """An ``ssl.SSLContext`` for a server from an *sslconfig* dict.
 
@@ -813,11 +790,16 @@ def build_server_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
 
     if type(sslconfig) is not dict:
         raise TypeError(_TYPE_ERROR.format('sslconfig', dict, type(sslconfig), sslconfig))
+    paths = {
+        key: _check_abspath(f'sslconfig[{key!r}]', sslconfig[key])
+        for key in ('cert_file', 'key_file', 'ca_file', 'ca_path')
+        if key in sslconfig
+    }
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers('ECDHE+AESGCM:ECDHE+CHACHA20')
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_SINGLE_ECDH_USE | ssl.OP_CIPHER_SERVER_PREFERENCE
-    ctx.load_cert_chain(_check_path(sslconfig, 'cert_file'), _check_path(sslconfig, 'key_file'))
+    ctx.load_cert_chain(paths['cert_file'], paths['key_file'])
     has_ca = 'ca_file' in sslconfig or 'ca_path' in sslconfig
     if 'allow_unauthenticated_clients' in sslconfig:
         if sslconfig['allow_unauthenticated_clients'] is not True:
@@ -829,8 +811,8 @@ def build_server_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
         raise ValueError('must include ca_file or ca_path (or allow_unauthenticated_clients)')
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(
-        cafile=_check_path(sslconfig, 'ca_file') if 'ca_file' in sslconfig else None,
-        capath=_check_path(sslconfig, 'ca_path') if 'ca_path' in sslconfig else None,
+        cafile=paths.get('ca_file'),
+        capath=paths.get('ca_path'),
     )
     return ctx
 
@@ -870,7 +852,7 @@ class SSLServer(Server):
         super().__init__(address, app, **options)
 
     def __repr__(self) -> str:
-        return f'SSLServer({self.sslctx!r}, {self.address!r}, {_app_name(self.app)})'
+        return f'SSLServer({self.sslctx!r}, {self.address!r}, {_callable_name(self.app)})'
 
     def _wrap(self, sock):
         # The handshake runs here, in the connection's thread, bounded by timeout.
