@@ -33,11 +33,11 @@ from ._parse import (
     MAX_IO_SIZE,
     MAX_LINE_LEN,
     MAX_PREAMBLE_LEN,
-    METHODS,
     ConnectionClosed,
     ContentRange,
     Range,
     _check_length,
+    _check_method,
     _short,
     content_too_large,
     format_chunk,
@@ -836,10 +836,7 @@ class Request:
         *,
         version: str = 'HTTP/1.1',
     ) -> None:
-        if method not in METHODS or type(method) is not str:
-            if type(method) is not str:
-                raise TypeError(_TYPE_ERROR.format('method', str, type(method), method))
-            raise ValueError(f'bad method: {method!r}')
+        _check_method(method)
         if type(mount) is not list:
             raise TypeError(_TYPE_ERROR2.format('mount', list, type(mount)))
         if type(path) is not list:

@@ -94,6 +94,22 @@ MAX_DRAIN_LEN = 64 * 1024  # 64 KiB: an unread request body the server drains
 METHODS = ('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS')
 
 
+def _check_method(method: object, label: str = 'method') -> str:
+    """*method* if it is one of the seven ``METHODS`` (a ``str``), else raise.
+
+    Not a ``str``: ``TypeError`` naming *label*.  Any other ``str``:
+    ``ValueError("bad method: 'get'")``, after ``'<label>: '`` when *label* is
+    not plain ``'method'`` (``rgi.Validator`` says ``request.method``).
+    The server's parser has its own check of the raw bytes (``parse_method``).
+    """
+    if type(method) is not str:
+        raise TypeError(_TYPE_ERROR.format(label, str, type(method), method))
+    if method not in METHODS:
+        prefix = '' if label == 'method' else f'{label}: '
+        raise ValueError(f'{prefix}bad method: {method!r}')
+    return method
+
+
 # --------------------------------------------------------------------------
 # Errors.
 
@@ -1096,10 +1112,7 @@ def render_request(method: str, uri: str, headers: 'dict[str, Any]') -> bytes:
     >>> render_request('GET', '/', {'host': 'example.com'})
     b'GET / HTTP/1.1\\r\\nhost: example.com\\r\\n\\r\\n'
     """
-    if method not in METHODS or type(method) is not str:
-        if type(method) is not str:
-            raise TypeError(_TYPE_ERROR.format('method', str, type(method), method))
-        raise ValueError(f'bad method: {method!r}')
+    _check_method(method)
     if type(uri) is not str:
         raise TypeError(_TYPE_ERROR.format('uri', str, type(uri), uri))
     # Visible ASCII only (no space, no control byte): the same as [!-~]+.

@@ -27,10 +27,9 @@ import stat
 import time
 
 from ._common import _check_abspath, _wait_readable
-from ._parse import _TYPE_ERROR, _TYPE_ERROR2
+from ._parse import _TYPE_ERROR, _TYPE_ERROR2, _check_method
 from .base import (
     BODY_READY,
-    METHODS,
     ConnectionClosed,
     ConnectionTimedOut,
     Range,
@@ -84,10 +83,7 @@ class AllowedMethods:
 
     def __init__(self, *methods: str) -> None:
         for method in methods:
-            if type(method) is not str:
-                raise TypeError(_TYPE_ERROR.format('method', str, type(method), method))
-            if method not in METHODS:
-                raise ValueError(f'bad method: {method!r}')
+            _check_method(method)
         self._methods = methods
 
     @property

@@ -119,6 +119,27 @@ def test_type_error_formats_defined_once():
             assert getattr(module, fmt, getattr(_parse, fmt)) is getattr(_parse, fmt), (name, fmt)
 
 
+def test_check_method():
+    from degu._parse import _check_method
+
+    for method in base.METHODS:
+        assert _check_method(method) is method
+        assert _check_method(method, 'request.method') is method
+
+    class Str(str):
+        pass
+
+    for bad in (b'GET', None, 1, Str('GET')):
+        raises(TypeError, f"method: need a <class 'str'>; got a {type(bad)!r}: {bad!r}",
+               _check_method, bad)
+        raises(TypeError, f"request.method: need a <class 'str'>; got a {type(bad)!r}: {bad!r}",
+               _check_method, bad, 'request.method')
+    for bad in ('get', 'Get', 'TRACE', 'CONNECT', 'GET ', '', 'POST\r\n'):
+        raises(ValueError, f'bad method: {bad!r}', _check_method, bad)
+        raises(ValueError, f'request.method: bad method: {bad!r}', _check_method, bad,
+               'request.method')
+
+
 # -------------------------------------------------------------------------
 # Errors.
 
