@@ -46,11 +46,10 @@ from ._framing import (
     request_output,
     response_close_reason,
 )
-from ._parse import _TYPE_ERROR
+from ._parse import _TYPE_ERROR, _check_method
 from .base import (
     BODY_CONSUMED,
     IO_SIZE,
-    METHODS,
     ConnectionClosed,
     ConnectionTimedOut,
     EmptyPreambleError,
@@ -585,10 +584,7 @@ class Connection:
     def _send_request(self, method, uri, headers, body, expect100):
         # send_request() after its state checks (request() has made them).
         try:
-            if method not in METHODS or type(method) is not str:
-                if type(method) is not str:
-                    raise TypeError(_TYPE_ERROR.format('method', str, type(method), method))
-                raise ValueError(f'bad method: {method!r}')
+            _check_method(method)
             if type(headers) is not dict:
                 raise TypeError(_TYPE_ERROR.format('headers', dict, type(headers), headers))
             if self.base_headers:
