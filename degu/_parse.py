@@ -110,6 +110,30 @@ def _check_method(method: object, label: str = 'method') -> str:
     return method
 
 
+# Hop-by-hop fields: they describe one connection and are never passed on
+# (doc/decisions.rst, 'Proxying').  RFC 9110 section 7.6.1 names connection
+# and the fields it lists, then proxy-connection, keep-alive, te,
+# transfer-encoding (RFC 9112 section 6.1) and upgrade.  Also: trailer,
+# because degu drops every trailer section (announcing fields that never
+# come is wrong), and proxy-authenticate and proxy-authorization, which
+# are for the next hop only (RFC 9110 sections 11.7.1 and 11.7.2).
+# ProxyApp drops them, but for transfer-encoding, which it leaves to the
+# engine; WSGIApp refuses them from a WSGI app and WSGIWrapper drops them.
+HOP_BY_HOP = frozenset(
+    [
+        'connection',
+        'proxy-connection',
+        'keep-alive',
+        'te',
+        'transfer-encoding',
+        'upgrade',
+        'trailer',
+        'proxy-authenticate',
+        'proxy-authorization',
+    ]
+)
+
+
 # --------------------------------------------------------------------------
 # Errors.
 

@@ -27,7 +27,7 @@ import stat
 import time
 
 from ._common import _check_abspath, _wait_readable
-from ._parse import _TYPE_ERROR, _TYPE_ERROR2, _check_method
+from ._parse import _TYPE_ERROR, _TYPE_ERROR2, HOP_BY_HOP, _check_method
 from .base import (
     BODY_READY,
     ConnectionClosed,
@@ -202,25 +202,16 @@ class Router:
 # --------------------------------------------------------------------------
 # Reverse proxy
 
-# RFC 9110 section 7.6.1: fields that describe one connection, never forwarded
-# (proxy-connection and keep-alive are the common non-standard ones).
-HOP_BY_HOP = frozenset(
-    [
-        'connection',
-        'keep-alive',
-        'proxy-connection',
-        'te',
-        'trailer',
-        'upgrade',
-        'proxy-authenticate',
-        'proxy-authorization',
-    ]
-)
+# The hop-by-hop fields (HOP_BY_HOP, degu._parse) are dropped both ways, all
+# but transfer-encoding: the client and the server check it against the body
+# and frame each side themselves, and a HEAD response keeps it, as the GET
+# response would have it (RFC 9110 section 9.3.2).
+_NOT_FORWARDED = HOP_BY_HOP - {'transfer-encoding'}
 
 
 def _end_to_end(headers: dict[str, object]) -> dict[str, object]:
     """A copy of *headers* without hop-by-hop fields, nor those ``connection`` names."""
-    drop = HOP_BY_HOP
+    drop = _NOT_FORWARDED
     connection = headers.get('connection')
     if connection is not None:
         drop = drop | set(parse_tokens(str(connection)))
@@ -255,8 +246,10 @@ class ProxyApp:
     ``Router`` in front can strip a prefix), and the upstream response is
     returned: bodies stream through in both directions, chunked bodies stay
     chunked with their extensions, and hop-by-hop fields (``HOP_BY_HOP`` and
-    any field that ``connection`` names) are dropped both ways.  The
-    client's base headers (``host``...) win over the forwarded ones.
+    any field that ``connection`` names) are dropped both ways, except
+    ``transfer-encoding``, which the client and the server check against
+    the body and frame anew.  The client's base headers (``host``...) win
+    over the forwarded ones.
 
     Upstream connections: a stored connection that the server closed (it
     said ``connection: close``, or it became readable while idle) is

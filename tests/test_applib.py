@@ -647,8 +647,40 @@ def test_proxy_end_to_end_headers():
     assert applib._end_to_end({'te': 'x', 'x': 'y'}) == {'x': 'y'}
     assert applib.HOP_BY_HOP == {
         'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade',
-        'proxy-authenticate', 'proxy-authorization',
+        'proxy-authenticate', 'proxy-authorization', 'transfer-encoding',
     }
+    # One set, shared with the WSGI adapter.
+    from degu import _parse, wsgi
+
+    assert applib.HOP_BY_HOP is _parse.HOP_BY_HOP is wsgi.HOP_BY_HOP
+    # transfer-encoding goes on: the client and the server check it against the body.
+    every = dict.fromkeys(applib.HOP_BY_HOP, 'x')
+    assert applib._end_to_end(dict(every, a='1')) == {'transfer-encoding': 'x', 'a': '1'}
+    named = {'transfer-encoding': 'chunked', 'connection': 'transfer-encoding'}
+    assert applib._end_to_end(named) == {}
+
+
+def test_proxy_keeps_transfer_encoding():
+    def upstream(session, request, api):
+        if request.method == 'HEAD':  # what a GET gets: chunked
+            return (200, 'OK', {'transfer-encoding': 'chunked', 'x-a': 'b'}, None)
+        body = request.body.read() if request.body is not None else b''
+        return (200, 'OK', {}, api.ChunkedBodyIter([(None, b'got ' + body), (None, b'')]))
+
+    with TempServer(('127.0.0.1', 0), Validator(upstream), thread=True) as up:
+        app = Validator(ProxyApp(Client(up.address)))
+        with TempServer(('127.0.0.1', 0), app, thread=True) as proxy:
+            conn = Client(proxy.address).connect()
+            r = conn.head('/', {})
+            assert r.status == 200 and r.body is None
+            assert (r.headers['transfer-encoding'], r.headers['x-a']) == ('chunked', 'b')
+            r = conn.get('/', {})
+            assert r.headers['transfer-encoding'] == 'chunked'
+            assert r.body.read() == b'got '
+            body = api.ChunkedBodyIter([(None, b'up'), (None, b'')])
+            r = conn.post('/', {'transfer-encoding': 'chunked'}, body)
+            assert r.body.read() == b'got up'
+            conn.close()
 
 
 # --------------------------------------------------------------------------
