@@ -896,7 +896,8 @@ def _new_request(method, uri, headers, body, path, query, version):
     return request
 
 
-MAX_SESSION_REQUESTS = 75000
+MAX_SESSION_REQUESTS = 75000  # the largest max_requests (Session and Server)
+DEFAULT_MAX_REQUESTS = 1000  # requests per connection, unless told: Session and Server
 
 
 class Session:
@@ -904,7 +905,7 @@ class Session:
 
     >>> s = Session(('127.0.0.1', 5000))
     >>> (s.requests, s.max_requests, s.closed, s.message)
-    (0, 500, False, None)
+    (0, 1000, False, None)
     >>> str(s)
     "('127.0.0.1', 5000)"
     """
@@ -923,7 +924,7 @@ class Session:
             if len(credentials) != 3:
                 raise ValueError(f'credentials: need a 3-tuple; got a {len(credentials)}-tuple')
         if max_requests is None:
-            max_requests = 500
+            max_requests = DEFAULT_MAX_REQUESTS
         elif type(max_requests) is not int:
             raise TypeError(
                 _TYPE_ERROR.format('max_requests', int, type(max_requests), max_requests)

@@ -37,6 +37,7 @@ import struct
 import threading
 import time
 
+from ._body import DEFAULT_MAX_REQUESTS, MAX_SESSION_REQUESTS
 from ._common import _callable_name, _check_abspath, _remove_socket_file
 from ._framing import (
     CLOSE,
@@ -86,7 +87,7 @@ _NUMBER = (int, float)
 # name -> (default, accepted types, minimum, maximum); None: no limit
 _OPTIONS = {
     'max_connections': (50, (int,), 1, 100_000),
-    'max_requests': (1000, (int,), 1, 75_000),
+    'max_requests': (DEFAULT_MAX_REQUESTS, (int,), 1, MAX_SESSION_REQUESTS),
     'timeout': (30, _NUMBER, 0, None),
     'idle_timeout': (15, _NUMBER, 0, None),
     'max_header_bytes': (MAX_PREAMBLE_LEN, (int,), 1024, 1024 * 1024),
