@@ -134,6 +134,32 @@ HOP_BY_HOP = frozenset(
 )
 
 
+def _set_default(headers: 'dict[str, Any]', name: str, value: object) -> None:
+    """Set the field *name* to *value* if absent; a given value must agree with it.
+
+    For the fields a sender implies (the client's ``expect`` and ``range``;
+    the framing field a body implies): agreeing is being equal, or equal as
+    ``str`` ignoring ASCII case, as the values it checks are compared
+    (100-continue, RFC 9110 section 10.1.1; the range unit, section 14.1;
+    transfer codings, section 10.1.4; digits have no case).
+
+    >>> headers = {'expect': '100-Continue'}
+    >>> _set_default(headers, 'expect', '100-continue')
+    >>> _set_default(headers, 'content-length', 5)
+    >>> headers
+    {'expect': '100-Continue', 'content-length': 5}
+    >>> _set_default({'content-length': '4'}, 'content-length', 5)
+    Traceback (most recent call last):
+      ...
+    ValueError: 'content-length' mismatch: 5 != '4'
+    """
+    current = headers.get(name)
+    if current is None:
+        headers[name] = value
+    elif current != value and str(current).lower() != str(value).lower():
+        raise ValueError(f'{name!r} mismatch: {value!r} != {current!r}')
+
+
 # --------------------------------------------------------------------------
 # Errors.
 

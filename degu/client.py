@@ -46,7 +46,7 @@ from ._framing import (
     request_output,
     response_close_reason,
 )
-from ._parse import _TYPE_ERROR, _check_method
+from ._parse import _TYPE_ERROR, _check_method, _set_default
 from .base import (
     BODY_CONSUMED,
     IO_SIZE,
@@ -137,15 +137,6 @@ def _default_host(address: tuple | str | bytes, default_port: int) -> str:
     if port == default_port:
         return host
     return f'{host}:{port}'
-
-
-def _set_default(headers, name, value):
-    # Set if absent, else the caller's value must agree: for headers the client implies.
-    current = headers.get(name)
-    if current is None:
-        headers[name] = value
-    elif current != value and str(current).lower() != str(value).lower():
-        raise ValueError(f'{name!r} mismatch: {value!r} != {current!r}')
 
 
 # --------------------------------------------------------------------------

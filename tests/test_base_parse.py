@@ -140,6 +140,42 @@ def test_check_method():
                'request.method')
 
 
+def test_set_default():
+    from degu._parse import _set_default
+
+    headers = {}
+    assert _set_default(headers, 'expect', '100-continue') is None
+    assert headers == {'expect': '100-continue'}
+    # A given value that agrees stays as the caller wrote it: equal, or equal
+    # as str ignoring case (these values are case-insensitive in RFC 9110).
+    for (name, given, value) in (
+        ('expect', '100-continue', '100-continue'),
+        ('expect', '100-Continue', '100-continue'),
+        ('range', 'bytes=2-4', Range(2, 5)),
+        ('range', 'BYTES=2-4', Range(2, 5)),
+        ('range', Range(2, 5), Range(2, 5)),
+        ('content-length', '5', 5),
+        ('content-length', 5, 5),
+        ('transfer-encoding', 'Chunked', 'chunked'),
+    ):
+        headers = {name: given, 'x': 'y'}
+        _set_default(headers, name, value)
+        assert headers == {name: given, 'x': 'y'}
+    headers = {'range': None}  # None is absent
+    _set_default(headers, 'range', Range(0, 1))
+    assert headers == {'range': Range(0, 1)}
+    for (name, given, value, message) in (
+        ('expect', 'something', '100-continue', "'100-continue' != 'something'"),
+        ('range', 'bytes=0-0', Range(2, 5), "Range(2, 5) != 'bytes=0-0'"),
+        ('content-length', '4', 5, "5 != '4'"),
+        ('content-length', 50, 5, '5 != 50'),
+        ('transfer-encoding', 'gzip', 'chunked', "'chunked' != 'gzip'"),
+    ):
+        headers = {name: given}
+        raises(ValueError, f'{name!r} mismatch: {message}', _set_default, headers, name, value)
+        assert headers == {name: given}
+
+
 # -------------------------------------------------------------------------
 # Errors.
 
