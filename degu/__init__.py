@@ -187,26 +187,6 @@ def _stop_server_process(process: 'BaseProcess') -> None:
             raise RuntimeError(f'server process {process.pid} did not stop')
 
 
-def _remove_socket_file(address: 'tuple | str | bytes') -> None:
-    """Remove the AF_UNIX socket file a server bound at *address*, if any."""
-    if type(address) is str:
-        import os
-        import stat
-
-        try:
-            if stat.S_ISSOCK(os.lstat(address).st_mode):
-                os.unlink(address)
-        except FileNotFoundError:
-            pass
-
-
-def _callable_name(obj: object) -> str:
-    qualname = getattr(obj, '__qualname__', None)
-    if qualname is not None:
-        return f'{getattr(obj, "__module__", None)}.{qualname}'
-    return repr(obj)
-
-
 class _Stoppable:
     """``with`` and garbage collection call ``terminate()`` (here and in degu.misc)."""
 
@@ -262,6 +242,8 @@ class _ProcessServer(_Stoppable):
         try:
             _stop_server_process(process)
         finally:
+            from ._common import _remove_socket_file
+
             _remove_socket_file(self.address)
 
 
@@ -295,6 +277,8 @@ class EmbeddedServer(_ProcessServer):
         self._start(None, address, None, build_func, build_args, options)
 
     def __repr__(self) -> str:
+        from ._common import _callable_name
+
         return f'{type(self).__name__}({self.address!r}, {_callable_name(self.build_func)})'
 
 
@@ -315,11 +299,9 @@ class EmbeddedSSLServer(_ProcessServer):
         **options: object,
     ) -> None:
         if type(sslconfig) is not dict:
-            raise TypeError(
-                '{}: need a {!r}; got a {!r}: {!r}'.format(
-                    'sslconfig', dict, type(sslconfig), sslconfig
-                )
-            )
+            from ._parse import _TYPE_ERROR
+
+            raise TypeError(_TYPE_ERROR.format('sslconfig', dict, type(sslconfig), sslconfig))
         if not callable(build_func):
             raise TypeError(f'build_func: not callable: {build_func!r}')
         self.sslconfig = sslconfig
@@ -330,6 +312,8 @@ class EmbeddedSSLServer(_ProcessServer):
         self._start(sslconfig, address, None, build_func, build_args, options)
 
     def __repr__(self) -> str:
+        from ._common import _callable_name
+
         return (
             f'{type(self).__name__}({self.sslconfig!r}, {self.address!r}, '
             f'{_callable_name(self.build_func)})'

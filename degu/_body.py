@@ -49,12 +49,12 @@ from ._parse import (
     MAX_IO_SIZE,
     MAX_LINE_LEN,
     MAX_PREAMBLE_LEN,
-    METHODS,
     ConnectionClosed,
     ContentRange,
     ParseError,
     Range,
     _check_length,
+    _check_method,
     _short,
     content_too_large,
     format_chunk,
@@ -968,10 +968,7 @@ class Request:
         *,
         version: str = 'HTTP/1.1',
     ) -> None:
-        if method not in METHODS or type(method) is not str:
-            if type(method) is not str:
-                raise TypeError(_TYPE_ERROR.format('method', str, type(method), method))
-            raise ValueError(f'bad method: {method!r}')
+        _check_method(method)
         if type(mount) is not list:
             raise TypeError(_TYPE_ERROR2.format('mount', list, type(mount)))
         if type(path) is not list:
@@ -1031,7 +1028,8 @@ def _new_request(method, uri, headers, body, path, query, version):
     return request
 
 
-MAX_SESSION_REQUESTS = 75000
+MAX_SESSION_REQUESTS = 75000  # the largest max_requests (Session and Server)
+DEFAULT_MAX_REQUESTS = 1000  # requests per connection, unless told: Session and Server
 
 
 class Session:
@@ -1039,7 +1037,7 @@ class Session:
 
     >>> s = Session(('127.0.0.1', 5000))
     >>> (s.requests, s.max_requests, s.closed, s.message)
-    (0, 500, False, None)
+    (0, 1000, False, None)
     >>> str(s)
     "('127.0.0.1', 5000)"
     """
@@ -1058,7 +1056,7 @@ class Session:
             if len(credentials) != 3:
                 raise ValueError(f'credentials: need a 3-tuple; got a {len(credentials)}-tuple')
         if max_requests is None:
-            max_requests = 500
+            max_requests = DEFAULT_MAX_REQUESTS
         elif type(max_requests) is not int:
             raise TypeError(
                 _TYPE_ERROR.format('max_requests', int, type(max_requests), max_requests)

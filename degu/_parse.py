@@ -94,6 +94,72 @@ MAX_DRAIN_LEN = 64 * 1024  # 64 KiB: an unread request body the server drains
 METHODS = ('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS')
 
 
+def _check_method(method: object, label: str = 'method') -> str:
+    """*method* if it is one of the seven ``METHODS`` (a ``str``), else raise.
+
+    Not a ``str``: ``TypeError`` naming *label*.  Any other ``str``:
+    ``ValueError("bad method: 'get'")``, after ``'<label>: '`` when *label* is
+    not plain ``'method'`` (``rgi.Validator`` says ``request.method``).
+    The server's parser has its own check of the raw bytes (``parse_method``).
+    """
+    if type(method) is not str:
+        raise TypeError(_TYPE_ERROR.format(label, str, type(method), method))
+    if method not in METHODS:
+        prefix = '' if label == 'method' else f'{label}: '
+        raise ValueError(f'{prefix}bad method: {method!r}')
+    return method
+
+
+# Hop-by-hop fields: they describe one connection and are never passed on
+# (doc/decisions.rst, 'Proxying').  RFC 9110 section 7.6.1 names connection
+# and the fields it lists, then proxy-connection, keep-alive, te,
+# transfer-encoding (RFC 9112 section 6.1) and upgrade.  Also: trailer,
+# because degu drops every trailer section (announcing fields that never
+# come is wrong), and proxy-authenticate and proxy-authorization, which
+# are for the next hop only (RFC 9110 sections 11.7.1 and 11.7.2).
+# ProxyApp drops them, but for transfer-encoding, which it leaves to the
+# engine; WSGIApp refuses them from a WSGI app and WSGIWrapper drops them.
+HOP_BY_HOP = frozenset(
+    [
+        'connection',
+        'proxy-connection',
+        'keep-alive',
+        'te',
+        'transfer-encoding',
+        'upgrade',
+        'trailer',
+        'proxy-authenticate',
+        'proxy-authorization',
+    ]
+)
+
+
+def _set_default(headers: 'dict[str, Any]', name: str, value: object) -> None:
+    """Set the field *name* to *value* if absent; a given value must agree with it.
+
+    For the fields a sender implies (the client's ``expect`` and ``range``;
+    the framing field a body implies): agreeing is being equal, or equal as
+    ``str`` ignoring ASCII case, as the values it checks are compared
+    (100-continue, RFC 9110 section 10.1.1; the range unit, section 14.1;
+    transfer codings, section 10.1.4; digits have no case).
+
+    >>> headers = {'expect': '100-Continue'}
+    >>> _set_default(headers, 'expect', '100-continue')
+    >>> _set_default(headers, 'content-length', 5)
+    >>> headers
+    {'expect': '100-Continue', 'content-length': 5}
+    >>> _set_default({'content-length': '4'}, 'content-length', 5)
+    Traceback (most recent call last):
+      ...
+    ValueError: 'content-length' mismatch: 5 != '4'
+    """
+    current = headers.get(name)
+    if current is None:
+        headers[name] = value
+    elif current != value and str(current).lower() != str(value).lower():
+        raise ValueError(f'{name!r} mismatch: {value!r} != {current!r}')
+
+
 # --------------------------------------------------------------------------
 # Errors.  Bad bytes from a peer raise ParseError (the parsers below); a bad
 # value from the program raises ValueError or TypeError (the constructors and
@@ -758,7 +824,7 @@ def parse_host(src: bytes) -> str:
     >>> parse_host(b'user@example.com')
     Traceback (most recent call last):
       ...
-    degu.base.ParseError: bad host: b'user@example.com'
+    degu._parse.ParseError: bad host: b'user@example.com'
     """
     if not _HOST_RE.fullmatch(src):
         raise ParseError(f'bad host: {_short(src)}')
@@ -1101,10 +1167,7 @@ def render_request(method: str, uri: str, headers: 'dict[str, Any]') -> bytes:
     >>> render_request('GET', '/', {'host': 'example.com'})
     b'GET / HTTP/1.1\\r\\nhost: example.com\\r\\n\\r\\n'
     """
-    if method not in METHODS or type(method) is not str:
-        if type(method) is not str:
-            raise TypeError(_TYPE_ERROR.format('method', str, type(method), method))
-        raise ValueError(f'bad method: {method!r}')
+    _check_method(method)
     if type(uri) is not str:
         raise TypeError(_TYPE_ERROR.format('uri', str, type(uri), uri))
     # Visible ASCII only (no space, no control byte): the same as [!-~]+.

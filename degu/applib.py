@@ -23,14 +23,13 @@ import logging
 import mimetypes
 import os
 import re
-import select
 import stat
 import time
 
+from ._common import _check_abspath, _wait_readable
+from ._parse import _TYPE_ERROR, _TYPE_ERROR2, HOP_BY_HOP, _check_method
 from .base import (
-    _TYPE_ERROR,
     BODY_READY,
-    METHODS,
     ConnectionClosed,
     ConnectionTimedOut,
     Range,
@@ -63,8 +62,6 @@ __all__ = (
 
 log = logging.getLogger('degu.applib')
 
-_TYPE_ERROR2 = '{}: need a {!r}; got a {!r}'
-
 ROUTER_MAX_DEPTH = 10  # nested appmap dicts, the top one included (also catches cycles)
 
 
@@ -86,10 +83,7 @@ class AllowedMethods:
 
     def __init__(self, *methods: str) -> None:
         for method in methods:
-            if type(method) is not str:
-                raise TypeError(_TYPE_ERROR.format('method', str, type(method), method))
-            if method not in METHODS:
-                raise ValueError(f'bad method: {method!r}')
+            _check_method(method)
         self._methods = methods
 
     @property
@@ -208,52 +202,20 @@ class Router:
 # --------------------------------------------------------------------------
 # Reverse proxy
 
-# RFC 9110 section 7.6.1: fields that describe one connection, never forwarded
-# (proxy-connection and keep-alive are the common non-standard ones).
-HOP_BY_HOP = frozenset(
-    [
-        'connection',
-        'keep-alive',
-        'proxy-connection',
-        'te',
-        'trailer',
-        'upgrade',
-        'proxy-authenticate',
-        'proxy-authorization',
-    ]
-)
+# The hop-by-hop fields (HOP_BY_HOP, degu._parse) are dropped both ways, all
+# but transfer-encoding: the client and the server check it against the body
+# and frame each side themselves, and a HEAD response keeps it, as the GET
+# response would have it (RFC 9110 section 9.3.2).
+_NOT_FORWARDED = HOP_BY_HOP - {'transfer-encoding'}
 
 
 def _end_to_end(headers: dict[str, object]) -> dict[str, object]:
     """A copy of *headers* without hop-by-hop fields, nor those ``connection`` names."""
-    drop = HOP_BY_HOP
+    drop = _NOT_FORWARDED
     connection = headers.get('connection')
     if connection is not None:
         drop = drop | set(parse_tokens(str(connection)))
     return {name: value for (name, value) in headers.items() if name not in drop}
-
-
-def _is_stale(conn: Connection) -> bool:
-    """True when an idle upstream connection has something to read: EOF, a reset, garbage.
-
-    Between responses nothing may arrive, so readability means the server
-    closed (idle timeout) or broke the connection.
-    """
-    sock = conn.sock
-    pending = getattr(sock, 'pending', None)
-    if pending is not None and pending():
-        return True
-    try:
-        fd = sock.fileno()
-        if fd < 0:
-            return True
-        if hasattr(select, 'poll'):
-            poller = select.poll()
-            poller.register(fd, select.POLLIN | select.POLLPRI)
-            return bool(poller.poll(0))
-        return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - no poll()
-    except (OSError, ValueError):
-        return True
 
 
 # RFC 9110 section 9.2.2: a request whose effect is the same however often it
@@ -284,8 +246,10 @@ class ProxyApp:
     ``Router`` in front can strip a prefix), and the upstream response is
     returned: bodies stream through in both directions, chunked bodies stay
     chunked with their extensions, and hop-by-hop fields (``HOP_BY_HOP`` and
-    any field that ``connection`` names) are dropped both ways.  The
-    client's base headers (``host``...) win over the forwarded ones.
+    any field that ``connection`` names) are dropped both ways, except
+    ``transfer-encoding``, which the client and the server check against
+    the body and frame anew.  The client's base headers (``host``...) win
+    over the forwarded ones.
 
     Upstream connections: a stored connection that the server closed (it
     said ``connection: close``, or it became readable while idle) is
@@ -317,7 +281,9 @@ class ProxyApp:
     def _connection(self, store: dict[str, Any]) -> tuple[Connection, bool]:
         conn = store.get(self.key)
         if conn is not None:
-            if not conn.closed and not _is_stale(conn):
+            # Between responses nothing may arrive: a readable idle connection
+            # was closed (idle timeout) or broken by the server.
+            if not conn.closed and not _wait_readable(conn.sock, 0):
                 return (conn, True)
             conn.close()
             del store[self.key]
@@ -597,8 +563,7 @@ class FilesApp:
     def __init__(self, dir_name: str, *, listing: bool = False, dotfiles: bool = False) -> None:
         if type(dir_name) is not str:
             raise TypeError(_TYPE_ERROR2.format('dir_name', str, type(dir_name)))
-        if os.path.abspath(dir_name) != dir_name:
-            raise ValueError(f'dir_name: not absolute, normalized path: {dir_name!r}')
+        _check_abspath('dir_name', dir_name)
         if type(listing) is not bool:
             raise TypeError(_TYPE_ERROR2.format('listing', bool, type(listing)))
         if type(dotfiles) is not bool:

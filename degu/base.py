@@ -14,8 +14,10 @@
   and ``SocketWrapper``, the two in one object.
 
 The implementation lives in the private modules ``degu._parse``,
-``degu._body``, ``degu._framing``, ``degu._transport`` and ``degu._io``; this module is the one
-to import.
+``degu._body``, ``degu._framing``, ``degu._transport`` and ``degu._io``;
+this module is the one to import.  The classes keep the ``__module__`` that
+defines them, so tracebacks and ``inspect.getsource()`` point at the right
+file.
 See doc/degu.base.rst.
 """
 
@@ -26,17 +28,8 @@ from ._framing import __all__ as _framing_all
 from ._io import *  # noqa: F403
 from ._io import __all__ as _io_all
 from ._parse import *  # noqa: F403
-from ._parse import _TYPE_ERROR  # noqa: F401
 from ._parse import __all__ as _parse_all
 from ._transport import *  # noqa: F403
 from ._transport import __all__ as _transport_all
 
 __all__ = _parse_all + _body_all + _framing_all + _transport_all + _io_all
-
-# The public classes live in private modules; name them where users import them
-# (tracebacks say degu.base.ConnectionClosed, and pickle finds them here).
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type) and _obj.__module__.startswith('degu._'):
-        _obj.__module__ = __name__
-del _name, _obj

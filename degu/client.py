@@ -31,12 +31,12 @@ doc/degu.client.rst, and doc/decisions.rst for the rules and their RFC sections.
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import threading
 from collections import deque
 
+from ._common import _check_abspath, _wait_readable
 from ._framing import (
     CHUNKED,
     CLOSE,
@@ -46,11 +46,10 @@ from ._framing import (
     request_output,
     response_close_reason,
 )
+from ._parse import _TYPE_ERROR, _check_method, _set_default
 from .base import (
-    _TYPE_ERROR,
     BODY_CONSUMED,
     IO_SIZE,
-    METHODS,
     ConnectionClosed,
     ConnectionTimedOut,
     EmptyPreambleError,
@@ -138,15 +137,6 @@ def _default_host(address: tuple | str | bytes, default_port: int) -> str:
     if port == default_port:
         return host
     return f'{host}:{port}'
-
-
-def _set_default(headers, name, value):
-    # Set if absent, else the caller's value must agree: for headers the client implies.
-    current = headers.get(name)
-    if current is None:
-        headers[name] = value
-    elif current != value and str(current).lower() != str(value).lower():
-        raise ValueError(f'{name!r} mismatch: {value!r} != {current!r}')
 
 
 # --------------------------------------------------------------------------
@@ -324,15 +314,6 @@ def _check_sslctx(sslctx: ssl.SSLContext) -> ssl.SSLContext:
 _SSLCONFIG_KEYS = ('ca_file', 'ca_path', 'cert_file', 'check_hostname', 'key_file')
 
 
-def _check_path(sslconfig: dict[str, object], key: str) -> str:
-    path = sslconfig[key]
-    if type(path) is not str:
-        raise TypeError(_TYPE_ERROR.format(f'sslconfig[{key!r}]', str, type(path), path))
-    if os.path.abspath(path) != path:
-        raise ValueError(f'sslconfig[{key!r}] is not an absulute, normalized path: {path!r}')
-    return path
-
-
 def build_client_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
     """An ``ssl.SSLContext`` for ``SSLClient`` from an *sslconfig* ``dict``.
 
@@ -363,8 +344,13 @@ def build_client_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
         )
     if 'key_file' in sslconfig and 'cert_file' not in sslconfig:
         raise ValueError("sslconfig['key_file'] provided without sslconfig['cert_file']")
-    ca_file = _check_path(sslconfig, 'ca_file') if 'ca_file' in sslconfig else None
-    ca_path = _check_path(sslconfig, 'ca_path') if 'ca_path' in sslconfig else None
+    paths = {
+        key: _check_abspath(f'sslconfig[{key!r}]', sslconfig[key])
+        for key in ('ca_file', 'ca_path', 'cert_file', 'key_file')
+        if key in sslconfig
+    }
+    ca_file = paths.get('ca_file')
+    ca_path = paths.get('ca_path')
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers('ECDHE+AESGCM:ECDHE+CHACHA20')
@@ -378,9 +364,7 @@ def build_client_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
         ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     ctx.check_hostname = check_hostname
     if 'cert_file' in sslconfig:
-        cert_file = _check_path(sslconfig, 'cert_file')
-        key_file = _check_path(sslconfig, 'key_file') if 'key_file' in sslconfig else None
-        ctx.load_cert_chain(cert_file, key_file)
+        ctx.load_cert_chain(paths['cert_file'], paths.get('key_file'))
     return ctx
 
 
@@ -429,21 +413,6 @@ class SSLClient(Client):
 
 # --------------------------------------------------------------------------
 # Connection
-
-
-def _wait_readable(sock: _Socket, timeout: float) -> bool:
-    """True once *sock* has a byte to read, False after *timeout* seconds."""
-    import select
-
-    pending = getattr(sock, 'pending', None)  # bytes OpenSSL already decrypted
-    if pending is not None and pending():
-        return True
-    fileno = sock.fileno()
-    if hasattr(select, 'poll'):
-        poller = select.poll()
-        poller.register(fileno, select.POLLIN | select.POLLPRI)
-        return bool(poller.poll(timeout * 1000))
-    return bool(select.select([fileno], [], [], timeout)[0])  # pragma: no cover - not Linux
 
 
 class Connection:
@@ -606,10 +575,7 @@ class Connection:
     def _send_request(self, method, uri, headers, body, expect100):
         # send_request() after its state checks (request() has made them).
         try:
-            if method not in METHODS or type(method) is not str:
-                if type(method) is not str:
-                    raise TypeError(_TYPE_ERROR.format('method', str, type(method), method))
-                raise ValueError(f'bad method: {method!r}')
+            _check_method(method)
             if type(headers) is not dict:
                 raise TypeError(_TYPE_ERROR.format('headers', dict, type(headers), headers))
             if self.base_headers:

@@ -29,12 +29,12 @@ import weakref
 
 from . import (
     STOP_TIMEOUT,
-    _callable_name,
-    _remove_socket_file,
     _start_server_process,
     _stop_server_process,
     _Stoppable,
 )
+from ._common import _callable_name, _remove_socket_file
+from ._parse import _TYPE_ERROR
 from .base import MAX_IO_SIZE, Request, format_chunk, parse_headers, parse_request_range
 from .sslhelpers import PKI
 
@@ -65,8 +65,6 @@ __all__ = (
 )
 
 log = logging.getLogger('degu.misc')
-
-_TYPE_ERROR = '{}: need a {!r}; got a {!r}: {!r}'
 
 
 # --------------------------------------------------------------------------

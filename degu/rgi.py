@@ -11,9 +11,9 @@ It is slow; do not use it in production.
 It checks degu's own server as an outsider would: body objects are
 recognised by class name (``Body``, ``ChunkedBody``, ``BodyIter``,
 ``ChunkedBodyIter``, or a subclass) and then by their attributes.  Only the
-framing rules come from the engine (``degu._framing``, pure functions), so
-the Validator and the server never disagree about which responses have
-content.
+framing rules and the method check come from the engine (``degu._framing``,
+``degu._parse``, pure functions), so the Validator and the server never
+disagree about which responses have content or which methods exist.
 
 The rules, in the order they are checked::
 
@@ -58,6 +58,7 @@ from __future__ import annotations
 import re
 
 from ._framing import has_no_content
+from ._parse import _TYPE_ERROR, _TYPE_ERROR2, _check_method
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at run time
 if TYPE_CHECKING:
@@ -66,9 +67,6 @@ if TYPE_CHECKING:
 
 __all__ = ('Validator',)
 
-_TYPE_ERROR = '{}: need a {!r}; got a {!r}: {!r}'
-
-METHODS = ('GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS')  # doc/rgi.rst
 MAX_LENGTH = 9999999999999999  # largest content-length (16 digits)
 MAX_IO_SIZE = 16 * 1024 * 1024  # 16 MiB: largest bytes body the engine sends
 BODY_READY = 0
@@ -321,11 +319,7 @@ def _check_uri(request, when):
 
 
 def _check_request(request):
-    method = _attr(request, 'method', 'request')
-    if type(method) is not str:
-        raise _type_error('request.method', str, method)
-    if method not in METHODS:
-        raise ValueError(f'request.method: bad method: {method!r}')
+    _check_method(_attr(request, 'method', 'request'), 'request.method')
     version = getattr(request, 'version', 'HTTP/1.1')  # degu's extra attribute
     if version not in ('HTTP/1.1', 'HTTP/1.0'):
         raise ValueError(f"request.version: need 'HTTP/1.1' or 'HTTP/1.0'; got {version!r}")
@@ -442,7 +436,7 @@ def _check_response_body(request, status, headers, body):
 
 def _check_response(request, response):
     if not isinstance(response, tuple):
-        raise TypeError(f'response: need a {tuple!r}; got a {type(response)!r}')
+        raise TypeError(_TYPE_ERROR2.format('response', tuple, type(response)))
     if len(response) != 4:
         raise ValueError(f'response: need a 4-tuple; got a {len(response)}-tuple')
     (status, reason, headers, body) = response

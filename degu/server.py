@@ -31,15 +31,20 @@ the request and no traceback ever goes on the wire; tracebacks go to the
 from __future__ import annotations
 
 import logging
-import os
 import selectors
 import socket
-import stat
 import struct
 import threading
 import time
 
-from ._body import BODY_CONSUMED, drain_body, release_body
+from ._body import (
+    BODY_CONSUMED,
+    DEFAULT_MAX_REQUESTS,
+    MAX_SESSION_REQUESTS,
+    drain_body,
+    release_body,
+)
+from ._common import _callable_name, _check_abspath, _remove_socket_file
 from ._framing import (
     CLOSE,
     NO_BODY,
@@ -49,9 +54,9 @@ from ._framing import (
     response_output,
 )
 from ._io import CONTINUE, read_request, write_message
+from ._parse import _TYPE_ERROR, _TYPE_ERROR2
 from ._transport import START_BUF_LEN, Transport
 from .base import (
-    _TYPE_ERROR,
     BUF_LEN,
     MAX_DRAIN_LEN,
     MAX_HEADER_COUNT,
@@ -82,13 +87,12 @@ log = logging.getLogger('degu.server')
 # silent unless the embedding program enables it, as ``python3 -m degu`` does.
 access_log = logging.getLogger('degu.access')
 
-_TYPE_ERROR2 = '{}: need a {!r}; got a {!r}'
 _NUMBER = (int, float)
 
 # name -> (default, accepted types, minimum, maximum); None: no limit
 _OPTIONS = {
     'max_connections': (50, (int,), 1, 100_000),
-    'max_requests': (1000, (int,), 1, 75_000),
+    'max_requests': (DEFAULT_MAX_REQUESTS, (int,), 1, MAX_SESSION_REQUESTS),
     'timeout': (30, _NUMBER, 0, None),
     'idle_timeout': (15, _NUMBER, 0, None),
     'max_header_bytes': (MAX_PREAMBLE_LEN, (int,), 1024, 1024 * 1024),
@@ -124,13 +128,6 @@ def _check_options(cls, options):
             raise ValueError(f'need {low} <= {name} <= {high}; got {value}')
         values[name] = value
     return values
-
-
-def _app_name(app):
-    qualname = getattr(app, '__qualname__', None)
-    if qualname is not None:
-        return f'{app.__module__}.{qualname}'
-    return repr(app)
 
 
 # --------------------------------------------------------------------------
@@ -292,7 +289,7 @@ class Server:
         (self._wake_r, self._wake_w) = socket.socketpair()
 
     def __repr__(self) -> str:
-        return f'{type(self).__name__}({self.address!r}, {_app_name(self.app)})'
+        return f'{type(self).__name__}({self.address!r}, {_callable_name(self.app)})'
 
     def __enter__(self: _S) -> _S:
         return self
@@ -724,14 +721,6 @@ def _release(body: object) -> None:
         log.exception('closing a response body failed: %r', body)
 
 
-def _remove_socket_file(path: str) -> None:
-    try:
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)
-    except OSError:
-        pass
-
-
 def _shutdown_socket(sock, how):
     try:
         # socket.socket.shutdown, not SSLSocket.shutdown: that would drop
@@ -785,13 +774,6 @@ def _version():
 # TLS (doc/decisions.rst, 'TLS')
 
 
-def _check_path(sslconfig: dict[str, object], key: str) -> str:
-    value = sslconfig[key]
-    if type(value) is not str or os.path.abspath(value) != value:
-        raise ValueError(f'sslconfig[{key!r}] is not an absolute, normalized path: {value!r}')
-    return value
-
-
 def build_server_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
     """An ``ssl.SSLContext`` for a server from an *sslconfig* dict.
 
@@ -804,11 +786,16 @@ def build_server_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
 
     if type(sslconfig) is not dict:
         raise TypeError(_TYPE_ERROR.format('sslconfig', dict, type(sslconfig), sslconfig))
+    paths = {
+        key: _check_abspath(f'sslconfig[{key!r}]', sslconfig[key])
+        for key in ('cert_file', 'key_file', 'ca_file', 'ca_path')
+        if key in sslconfig
+    }
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers('ECDHE+AESGCM:ECDHE+CHACHA20')
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_SINGLE_ECDH_USE | ssl.OP_CIPHER_SERVER_PREFERENCE
-    ctx.load_cert_chain(_check_path(sslconfig, 'cert_file'), _check_path(sslconfig, 'key_file'))
+    ctx.load_cert_chain(paths['cert_file'], paths['key_file'])
     has_ca = 'ca_file' in sslconfig or 'ca_path' in sslconfig
     if 'allow_unauthenticated_clients' in sslconfig:
         if sslconfig['allow_unauthenticated_clients'] is not True:
@@ -820,8 +807,8 @@ def build_server_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
         raise ValueError('must include ca_file or ca_path (or allow_unauthenticated_clients)')
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.load_verify_locations(
-        cafile=_check_path(sslconfig, 'ca_file') if 'ca_file' in sslconfig else None,
-        capath=_check_path(sslconfig, 'ca_path') if 'ca_path' in sslconfig else None,
+        cafile=paths.get('ca_file'),
+        capath=paths.get('ca_path'),
     )
     return ctx
 
@@ -861,7 +848,7 @@ class SSLServer(Server):
         super().__init__(address, app, **options)
 
     def __repr__(self) -> str:
-        return f'SSLServer({self.sslctx!r}, {self.address!r}, {_app_name(self.app)})'
+        return f'SSLServer({self.sslctx!r}, {self.address!r}, {_callable_name(self.app)})'
 
     def _wrap(self, sock):
         # The handshake runs here, in the connection's thread, bounded by timeout.

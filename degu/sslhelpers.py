@@ -28,6 +28,9 @@ import hashlib
 import os
 import subprocess
 
+from ._common import _check_abspath
+from ._parse import _TYPE_ERROR
+
 __all__ = (
     'DAYS',
     'OPENSSL_TIMEOUT',
@@ -45,8 +48,6 @@ __all__ = (
     'safe_write',
     'PKI',
 )
-
-_TYPE_ERROR = '{}: need a {!r}; got a {!r}: {!r}'
 
 DAYS = 3650  # validity of every CA and certificate, in days (10 years)
 OPENSSL_TIMEOUT = 60  # seconds one openssl run may take (a 4096-bit key on a slow machine)
@@ -98,14 +99,6 @@ def _openssl(*args: str, stdin: bytes | None = None) -> bytes:
         raise RuntimeError(f'{" ".join(cmd[:2])} failed (exit {e.returncode}): {msg}') from None
 
 
-def _check_file(name: str, filename: str) -> str:
-    if type(filename) is not str:
-        raise TypeError(_TYPE_ERROR.format(name, str, type(filename), filename))
-    if filename != os.path.abspath(filename):
-        raise ValueError(f'{name}: not an absolute, normalized path: {filename!r}')
-    return filename
-
-
 def create_key(bits: int = 2048) -> bytes:
     """A new RSA private key in PEM (``openssl genrsa``).
 
@@ -122,7 +115,7 @@ def create_key(bits: int = 2048) -> bytes:
 
 def create_ca(key_file: str, subject: str) -> bytes:
     """A self-signed CA certificate for the key in *key_file* (``openssl req -x509``)."""
-    _check_file('key_file', key_file)
+    _check_abspath('key_file', key_file)
     return _openssl(
         'req', '-new', '-x509', '-sha384', '-days', str(DAYS),
         '-key', key_file, '-subj', subject, '-config', '/dev/stdin',
@@ -132,7 +125,7 @@ def create_ca(key_file: str, subject: str) -> bytes:
 
 def create_csr(key_file: str, subject: str) -> bytes:
     """A certificate signing request for the key in *key_file* (``openssl req``)."""
-    _check_file('key_file', key_file)
+    _check_abspath('key_file', key_file)
     return _openssl(
         'req', '-new', '-sha384', '-key', key_file, '-subj', subject,
         '-config', '/dev/stdin', stdin=_REQ_CONFIG,
@@ -150,7 +143,7 @@ def issue_cert(csr_file: str, ca_file: str, key_file: str, srl_file: str) -> byt
         ('key_file', key_file),
         ('srl_file', srl_file),
     ):
-        _check_file(name, value)
+        _check_abspath(name, value)
     return _openssl(
         'x509', '-req', '-sha384', '-days', str(DAYS),
         '-CAcreateserial', '-in', csr_file, '-CA', ca_file, '-CAkey', key_file,
@@ -233,7 +226,7 @@ class PKI:
     """
 
     def __init__(self, ssldir: str) -> None:
-        self.ssldir = _check_file('ssldir', ssldir)
+        self.ssldir = _check_abspath('ssldir', ssldir)
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}({self.ssldir!r})'

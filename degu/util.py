@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import re
 
+from ._parse import _TYPE_ERROR
+
 # typing.TYPE_CHECKING without importing typing: see doc/decisions.rst, 'Imports'.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .base import Request
 
 __all__ = ('shift_path', 'relative_uri', 'absolute_uri', 'unquote', 'quote')
-
-_TYPE_ERROR = '{}: need a {!r}; got a {!r}: {!r}'
 
 #   pchar = unreserved / pct-encoded / sub-delims / ":" / "@"   (RFC 3986 3.3)
 # Every character of a raw component is one of these, or starts an escape.

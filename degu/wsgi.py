@@ -30,6 +30,7 @@ import sys
 import urllib.parse
 from http import HTTPStatus
 
+from ._parse import HOP_BY_HOP  # what a WSGI app must not set (PEP 3333)
 from .base import (
     LENGTH,
     METHODS,
@@ -56,12 +57,6 @@ if TYPE_CHECKING:
     WSGIApplication = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 __all__ = ('WSGIApp', 'WSGIWrapper', 'FileWrapper', 'WSGIInput')
-
-# RFC 9110 7.6.1: connection-specific fields a WSGI app must not set (PEP 3333).
-HOP_BY_HOP = frozenset([
-    'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te',
-    'trailer', 'transfer-encoding', 'upgrade',
-])
 
 _INPUT_READ_SIZE = 64 * 1024  # 64 KiB: what one read of wsgi.input asks the body for
 

@@ -197,7 +197,7 @@ def test_router_request_type():
     with pytest.raises(TypeError) as e:
         Router({})(None, NotRequest(), api)
     assert str(e.value) == (
-        "request: need a <class 'degu.base.Request'>; got a "
+        "request: need a <class 'degu._body.Request'>; got a "
         "<class 'test_applib.test_router_request_type.<locals>.NotRequest'>"
     )
     assert repr(Router({'a': hello})) == f"Router({{'a': {hello!r}}})"
@@ -276,10 +276,10 @@ def test_proxy_init():
     assert str(e.value) == "client: no connect() method: 'nope'"
     with pytest.raises(TypeError) as e:
         p(None, mkreq('GET', '/'), api)
-    assert str(e.value) == "session: need a <class 'degu.base.Session'>; got a <class 'NoneType'>"
+    assert str(e.value) == "session: need a <class 'degu._body.Session'>; got a <class 'NoneType'>"
     with pytest.raises(TypeError) as e:
         p(Session(('127.0.0.1', 1)), None, api)
-    assert str(e.value) == "request: need a <class 'degu.base.Request'>; got a <class 'NoneType'>"
+    assert str(e.value) == "request: need a <class 'degu._body.Request'>; got a <class 'NoneType'>"
 
 
 def test_proxy_hop_by_hop_and_connection_reuse(proxy_pair):
@@ -647,8 +647,40 @@ def test_proxy_end_to_end_headers():
     assert applib._end_to_end({'te': 'x', 'x': 'y'}) == {'x': 'y'}
     assert applib.HOP_BY_HOP == {
         'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade',
-        'proxy-authenticate', 'proxy-authorization',
+        'proxy-authenticate', 'proxy-authorization', 'transfer-encoding',
     }
+    # One set, shared with the WSGI adapter.
+    from degu import _parse, wsgi
+
+    assert applib.HOP_BY_HOP is _parse.HOP_BY_HOP is wsgi.HOP_BY_HOP
+    # transfer-encoding goes on: the client and the server check it against the body.
+    every = dict.fromkeys(applib.HOP_BY_HOP, 'x')
+    assert applib._end_to_end(dict(every, a='1')) == {'transfer-encoding': 'x', 'a': '1'}
+    named = {'transfer-encoding': 'chunked', 'connection': 'transfer-encoding'}
+    assert applib._end_to_end(named) == {}
+
+
+def test_proxy_keeps_transfer_encoding():
+    def upstream(session, request, api):
+        if request.method == 'HEAD':  # what a GET gets: chunked
+            return (200, 'OK', {'transfer-encoding': 'chunked', 'x-a': 'b'}, None)
+        body = request.body.read() if request.body is not None else b''
+        return (200, 'OK', {}, api.ChunkedBodyIter([(None, b'got ' + body), (None, b'')]))
+
+    with TempServer(('127.0.0.1', 0), Validator(upstream), thread=True) as up:
+        app = Validator(ProxyApp(Client(up.address)))
+        with TempServer(('127.0.0.1', 0), app, thread=True) as proxy:
+            conn = Client(proxy.address).connect()
+            r = conn.head('/', {})
+            assert r.status == 200 and r.body is None
+            assert (r.headers['transfer-encoding'], r.headers['x-a']) == ('chunked', 'b')
+            r = conn.get('/', {})
+            assert r.headers['transfer-encoding'] == 'chunked'
+            assert r.body.read() == b'got '
+            body = api.ChunkedBodyIter([(None, b'up'), (None, b'')])
+            r = conn.post('/', {'transfer-encoding': 'chunked'}, body)
+            assert r.body.read() == b'got up'
+            conn.close()
 
 
 # --------------------------------------------------------------------------
@@ -690,7 +722,7 @@ def test_files_init(root):
     for bad in ('www', root + '/', root + '/../www', root + '/./sub'):
         with pytest.raises(ValueError) as e:
             FilesApp(bad)
-        assert str(e.value) == f'dir_name: not absolute, normalized path: {bad!r}'
+        assert str(e.value) == f'dir_name: not an absolute, normalized path: {bad!r}'
     with pytest.raises(FileNotFoundError):
         FilesApp(root + '/missing')
     with pytest.raises(NotADirectoryError):

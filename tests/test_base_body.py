@@ -1054,7 +1054,7 @@ def test_session():
     assert s.address == ('127.0.0.1', 5000)
     assert (s.credentials, s.max_requests, s.requests, s.closed, s.message) == (
         None,
-        500,
+        1000,
         0,
         False,
         None,
@@ -1084,6 +1084,17 @@ def test_session():
             setattr(s, name, None)
     assert Session('x', max_requests=0).max_requests == 0
     assert Session('x', max_requests=75000).max_requests == 75000
+
+
+def test_session_and_server_share_max_requests():
+    # One default and one maximum, for a Session built by hand and for a Server.
+    from degu import _body, server
+
+    assert _body.DEFAULT_MAX_REQUESTS == 1000 and _body.MAX_SESSION_REQUESTS == 75000
+    assert Session('x').max_requests == _body.DEFAULT_MAX_REQUESTS
+    (default, types, low, high) = server._OPTIONS['max_requests']
+    assert (default, types, low, high) == (1000, (int,), 1, 75000)
+    assert default is _body.DEFAULT_MAX_REQUESTS and high is _body.MAX_SESSION_REQUESTS
 
 
 SESSION_BAD = [

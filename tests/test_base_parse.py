@@ -5,6 +5,8 @@ byte loops try every byte value 0..255 in every field, against reference sets
 written here from the RFC grammar (not taken from the engine).
 """
 
+import importlib
+
 import pytest
 from helpers import raises
 from hypothesis import given, settings
@@ -102,6 +104,78 @@ def test_all_names_exist():
     for name in base.__all__:
         assert hasattr(base, name), name
     assert len(set(base.__all__)) == len(base.__all__)
+
+
+def test_type_error_formats_defined_once():
+    from degu import _parse
+
+    # The two type-error messages are written once, in degu._parse, and
+    # imported everywhere else (a second copy could drift).
+    need = "x: need a <class 'int'>; got a <class 'str'>"
+    assert _parse._TYPE_ERROR.format('x', int, str, 'y') == need + ": 'y'"
+    assert _parse._TYPE_ERROR2.format('x', int, str) == need
+    names = ('_body', '_io', 'applib', 'client', 'misc', 'rgi', 'server', 'sslhelpers', 'util')
+    for name in names:
+        module = importlib.import_module(f'degu.{name}')
+        for fmt in ('_TYPE_ERROR', '_TYPE_ERROR2'):
+            assert getattr(module, fmt, getattr(_parse, fmt)) is getattr(_parse, fmt), (name, fmt)
+
+
+def test_check_method():
+    from degu._parse import _check_method
+
+    for method in base.METHODS:
+        assert _check_method(method) is method
+        assert _check_method(method, 'request.method') is method
+
+    class Str(str):
+        pass
+
+    for bad in (b'GET', None, 1, Str('GET')):
+        raises(TypeError, f"method: need a <class 'str'>; got a {type(bad)!r}: {bad!r}",
+               _check_method, bad)
+        raises(TypeError, f"request.method: need a <class 'str'>; got a {type(bad)!r}: {bad!r}",
+               _check_method, bad, 'request.method')
+    for bad in ('get', 'Get', 'TRACE', 'CONNECT', 'GET ', '', 'POST\r\n'):
+        raises(ValueError, f'bad method: {bad!r}', _check_method, bad)
+        raises(ValueError, f'request.method: bad method: {bad!r}', _check_method, bad,
+               'request.method')
+
+
+def test_set_default():
+    from degu._parse import _set_default
+
+    headers = {}
+    assert _set_default(headers, 'expect', '100-continue') is None
+    assert headers == {'expect': '100-continue'}
+    # A sent value that agrees stays as the caller wrote it: equal, or equal
+    # as str ignoring case (these values are case-insensitive in RFC 9110).
+    for (name, sent, value) in (
+        ('expect', '100-continue', '100-continue'),
+        ('expect', '100-Continue', '100-continue'),
+        ('range', 'bytes=2-4', Range(2, 5)),
+        ('range', 'BYTES=2-4', Range(2, 5)),
+        ('range', Range(2, 5), Range(2, 5)),
+        ('content-length', '5', 5),
+        ('content-length', 5, 5),
+        ('transfer-encoding', 'Chunked', 'chunked'),
+    ):
+        headers = {name: sent, 'x': 'y'}
+        _set_default(headers, name, value)
+        assert headers == {name: sent, 'x': 'y'}
+    headers = {'range': None}  # None is absent
+    _set_default(headers, 'range', Range(0, 1))
+    assert headers == {'range': Range(0, 1)}
+    for (name, sent, value, message) in (
+        ('expect', 'something', '100-continue', "'100-continue' != 'something'"),
+        ('range', 'bytes=0-0', Range(2, 5), "Range(2, 5) != 'bytes=0-0'"),
+        ('content-length', '4', 5, "5 != '4'"),
+        ('content-length', 50, 5, '5 != 50'),
+        ('transfer-encoding', 'gzip', 'chunked', "'chunked' != 'gzip'"),
+    ):
+        headers = {name: sent}
+        raises(ValueError, f'{name!r} mismatch: {message}', _set_default, headers, name, value)
+        assert headers == {name: sent}
 
 
 # -------------------------------------------------------------------------

@@ -438,7 +438,7 @@ RESPONSE_TABLE = [
      "response.headers['content-range']: bad content-range: 'bytes */*'"),
     ((206, 'OK', {'content-range': Range(0, 1)}, None), 'GET', TypeError,
      "response.headers['content-range']: need a (<class 'str'>, 'ContentRange'); "
-     "got a <class 'degu.base.Range'>: Range(0, 1)"),
+     "got a <class 'degu._parse.Range'>: Range(0, 1)"),
     ((200, 'OK', {'content-length': '5'}, b'hello'), 'GET', TypeError,
      "response.headers['content-length']: need a <class 'int'>; got a <class 'str'>: '5'"),
     ((200, 'OK', {'transfer-encoding': 'gzip'}, chunked_iter), 'GET', ValueError,

@@ -1244,10 +1244,25 @@ def test_build_server_sslctx_errors(certs):
     with pytest.raises(ValueError) as e:
         build_server_sslctx(dict(base, cert_file='relative.pem', ca_file=certs['ca.pem']))
     assert str(e.value) == (
-        "sslconfig['cert_file'] is not an absolute, normalized path: 'relative.pem'")
+        "sslconfig['cert_file']: not an absolute, normalized path: 'relative.pem'")
     ctx = build_server_sslctx(dict(base, ca_file=certs['ca.pem']))
     assert ctx.verify_mode == ssl.CERT_REQUIRED
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+def test_build_server_sslctx_paths(certs):
+    # The same check as the client's and degu.sslhelpers': a str, absolute and normalized.
+    base = {'cert_file': certs['server.pem'], 'key_file': certs['server.key'],
+            'ca_file': certs['ca.pem']}
+    for key in ('cert_file', 'key_file', 'ca_file', 'ca_path'):
+        with pytest.raises(TypeError) as e:
+            build_server_sslctx(dict(base, **{key: b'/x.pem'}))
+        assert str(e.value) == (
+            f"sslconfig[{key!r}]: need a <class 'str'>; got a <class 'bytes'>: b'/x.pem'")
+        with pytest.raises(ValueError) as e:
+            build_server_sslctx(dict(base, **{key: '/tmp/../x.pem'}))
+        assert str(e.value) == (
+            f"sslconfig[{key!r}]: not an absolute, normalized path: '/tmp/../x.pem'")
 
 
 def test_sslserver_validation(certs, caplog):

@@ -26,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(degu.__file__)))
 MODULES = (
     'degu',
     'degu.__main__',
+    'degu._common',
     'degu.applib',
     'degu.client',
     'degu.misc',

@@ -178,6 +178,28 @@ def test_chunked_upload_and_degu_client():
         conn.close()
 
 
+def test_hop_by_hop_from_a_wsgi_app():
+    from degu.wsgi import HOP_BY_HOP
+
+    def app_setting(name):
+        def app(environ, start_response):
+            start_response('200 OK', [(name, 'x')])
+            return [b'x']
+
+        return app
+
+    for name in HOP_BY_HOP:
+        with pytest.raises(ValueError) as e:
+            WSGIApp(app_setting(name.title()))(Session(), mkreq('GET', '/'), api)
+        assert str(e.value) == f'WSGI app set a hop-by-hop header: {name.title()!r}'
+    # ...and an RGI app's hop-by-hop fields never reach the WSGI server.
+    headers = dict.fromkeys(HOP_BY_HOP, 'x')
+    headers.update({'transfer-encoding': 'chunked', 'x-end': 'kept'})
+    body = api.ChunkedBodyIter([(None, b'a'), (None, b'')])
+    (status, got, data, _) = wrapped((200, 'OK', headers, body))
+    assert (got, data) == ([('x-end', 'kept')], b'a')
+
+
 def test_errors_from_the_app():
     def no_start(environ, start_response):
         return [b'oops']

@@ -1,0 +1,90 @@
+"""Small helpers that several degu modules share, none of them about HTTP.
+
+Each was written more than once before; there is one copy now, with one
+rule.  ``import degu`` must stay cheap, so ``degu/__init__.py`` imports this
+module only inside the functions that need it.
+"""
+
+import os
+import select
+import stat
+
+from ._parse import _TYPE_ERROR
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (doc/decisions.rst)
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class _Pollable(Protocol):
+        def fileno(self) -> int: ...
+
+
+def _callable_name(obj: object) -> str:
+    """``module.qualname`` of a function or class (for reprs), else ``repr(obj)``.
+
+    >>> _callable_name(_callable_name)
+    'degu._common._callable_name'
+    >>> _callable_name(42)
+    '42'
+    """
+    qualname = getattr(obj, '__qualname__', None)
+    if qualname is not None:
+        return f'{getattr(obj, "__module__", None)}.{qualname}'
+    return repr(obj)
+
+
+def _remove_socket_file(address: object) -> None:
+    """Remove the AF_UNIX socket file a server bound at *address*, if there is one.
+
+    Only a ``str`` address names a file (``bytes`` is an abstract name, a
+    tuple an IP address), and only a socket is removed, never a file that
+    took its place.  Best effort: it runs while a server stops, where an
+    error would hide the one that stopped it, so no ``OSError`` escapes.
+    """
+    if type(address) is str:
+        try:
+            if stat.S_ISSOCK(os.lstat(address).st_mode):
+                os.unlink(address)
+        except OSError:
+            pass
+
+
+def _check_abspath(label: str, path: object) -> str:
+    """*path* if it is a ``str`` and an absolute, normalized path, else raise.
+
+    >>> _check_abspath('ssldir', '/tmp/ssl')
+    '/tmp/ssl'
+    >>> _check_abspath('ssldir', '/tmp/../ssl')
+    Traceback (most recent call last):
+      ...
+    ValueError: ssldir: not an absolute, normalized path: '/tmp/../ssl'
+    """
+    if type(path) is not str:
+        raise TypeError(_TYPE_ERROR.format(label, str, type(path), path))
+    if os.path.abspath(path) != path:
+        raise ValueError(f'{label}: not an absolute, normalized path: {path!r}')
+    return path
+
+
+def _wait_readable(sock: '_Pollable', timeout: float) -> bool:
+    """True once *sock* has something to read, False after *timeout* seconds.
+
+    Something to read includes what makes a read fail at once: EOF, a reset,
+    a socket already closed (``fileno()`` -1 or an error), so the caller's
+    read reports it.  An ``ssl.SSLSocket`` with decrypted bytes pending is
+    readable whatever its file descriptor says.  *timeout* ``0`` polls.
+    """
+    pending = getattr(sock, 'pending', None)  # bytes OpenSSL already decrypted
+    if pending is not None and pending():
+        return True
+    try:
+        fd = sock.fileno()
+        if fd < 0:
+            return True
+        if hasattr(select, 'poll'):
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLPRI)
+            return bool(poller.poll(timeout * 1000))
+        return bool(select.select([fd], [], [], timeout)[0])  # pragma: no cover - no poll()
+    except (OSError, ValueError):
+        return True
