@@ -41,6 +41,7 @@ import os
 import stat
 from collections import namedtuple
 
+from ._common import _bound_method
 from ._parse import (
     _TYPE_ERROR,
     _TYPE_ERROR2,
@@ -122,8 +123,9 @@ class _FileReader:
 
     def __init__(self, rfile, need_readline):
         self._rfile = rfile
-        self._readinto = _method(rfile, 'readinto')
-        self._readline = _method(rfile, 'readline') if need_readline else None
+        label = type(rfile).__name__
+        self._readinto = _bound_method(rfile, 'readinto', label)
+        self._readline = _bound_method(rfile, 'readline', label) if need_readline else None
 
     def readinto_exact(self, view):
         size = len(view)
@@ -153,13 +155,6 @@ class _FileReader:
 
     def body_failed(self, exc):
         pass
-
-
-def _method(obj, name):
-    m = getattr(obj, name)
-    if not callable(m):
-        raise TypeError(f'{type(obj).__name__}.{name}() is not callable')
-    return m
 
 
 def _reader_for(rfile, need_readline):

@@ -13,10 +13,26 @@ from ._parse import _TYPE_ERROR
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (doc/decisions.rst)
 if TYPE_CHECKING:
-    from typing import Protocol
+    from typing import Any, Protocol
 
     class _Pollable(Protocol):
         def fileno(self) -> int: ...
+
+
+def _bound_method(obj: object, name: str, label: str) -> 'Any':
+    """``getattr(obj, name)``, which must be callable (``label.name()`` names it in the error).
+
+    >>> _bound_method(b'', 'upper', 'data')()
+    b''
+    >>> _bound_method(type('Sock', (), {'close': None})(), 'close', 'sock')
+    Traceback (most recent call last):
+      ...
+    TypeError: sock.close() is not callable
+    """
+    method = getattr(obj, name)
+    if not callable(method):
+        raise TypeError(f'{label}.{name}() is not callable')
+    return method
 
 
 def _callable_name(obj: object) -> str:

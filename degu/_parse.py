@@ -203,6 +203,10 @@ class ParseError(ValueError):
         self.status = status
         self.reason = reason
 
+    def __reduce__(self):
+        # args holds the message alone: pickle the status and reason too.
+        return (type(self), (str(self), self.status, self.reason))
+
 
 def _uri_too_long(message):
     return ParseError(message, 414, 'URI Too Long')

@@ -27,6 +27,7 @@ import sys
 import time
 
 from ._body import ConnReader
+from ._common import _bound_method
 from ._parse import (
     _TYPE_ERROR,
     BUF_LEN,
@@ -158,9 +159,9 @@ class Transport(ConnReader):
         on_failure: 'Callable[[BaseException], object] | None' = None,
         buffer_size: int = START_BUF_LEN,
     ) -> None:
-        self._recv_into = _method(sock, 'recv_into')
-        self._send = _method(sock, 'send')
-        _method(sock, 'close')
+        self._recv_into = _bound_method(sock, 'recv_into', 'sock')
+        self._send = _bound_method(sock, 'send', 'sock')
+        _bound_method(sock, 'close', 'sock')
         self.sock = sock
         # Small at first (what an idle connection costs), grown when a
         # block does not fit.
@@ -557,10 +558,3 @@ def _set_timeout(sock, option, seconds):
     # struct timeval; 0 would mean "no timeout", so at least 1 microsecond.
     micros = max(1, round(seconds * 1_000_000))
     sock.setsockopt(socket.SOL_SOCKET, option, struct.pack('ll', *divmod(micros, 1_000_000)))
-
-
-def _method(obj, name):
-    m = getattr(obj, name)
-    if not callable(m):
-        raise TypeError(f'sock.{name}() is not callable')
-    return m

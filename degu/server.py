@@ -208,7 +208,9 @@ def _check_response(response, request):
 # Fields of an app's response the server renders itself: the framing field
 # (checked against the body) and the connection field (read for "close").
 _OWN_FIELDS = ('content-length', 'transfer-encoding', 'connection')
-_NO_CONTENT_OWN = ('connection',)  # HEAD and 304 keep the app's framing fields
+_NO_CONTENT_OWN = ('connection',)  # HEAD and 304 keep the app's framing fields...
+_NO_CONTENT_HTTP10 = ('connection', 'transfer-encoding')  # ...but RFC 9112 6.1: no
+# transfer-encoding to a request that is not HTTP/1.1
 _NO_CONTENT_204 = _OWN_FIELDS  # RFC 9110 8.6, RFC 9112 6.1: never on a 204
 
 
@@ -654,7 +656,10 @@ class Server:
             if 'connection' in headers and 'close' in parse_tokens(str(headers['connection'])):
                 closing = closing or 'app closed the connection'
             if kind == NO_BODY:
-                own = _NO_CONTENT_204 if status == 204 else _NO_CONTENT_OWN
+                if status == 204:
+                    own = _NO_CONTENT_204
+                else:
+                    own = _NO_CONTENT_OWN if http11 else _NO_CONTENT_HTTP10
             else:
                 check_framing_headers(headers, kind, length)
                 own = _OWN_FIELDS

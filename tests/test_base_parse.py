@@ -1923,3 +1923,10 @@ def test_render_list_values_bad(headers, message):
 ])
 def test_parse_tokens(value, tokens):
     assert base.parse_tokens(value) == tokens
+
+
+def test_parse_error_pickles_with_its_status():
+    import pickle
+
+    e = pickle.loads(pickle.dumps(ParseError('too long', 414, 'URI Too Long')))
+    assert (type(e), str(e), e.status, e.reason) == (ParseError, 'too long', 414, 'URI Too Long')

@@ -385,6 +385,23 @@ def test_response_framing(method, response, lines):
                     sock.recv(1024)
 
 
+@pytest.mark.parametrize('status', [200, 304])
+def test_no_transfer_encoding_to_http10(status):
+    # RFC 9112 section 6.1: a server never sends transfer-encoding in a
+    # response to a request that is not HTTP/1.1, even where the app
+    # describes the GET response on HEAD or 304.
+    def app(session, request, api):
+        return (status, 'X', {'transfer-encoding': 'chunked', 'etag': '"e"'}, None)
+
+    with serving(app) as server:
+        reply = exchange(server.address, b'HEAD / HTTP/1.0\r\n\r\n')
+        assert reply.startswith(b'HTTP/1.1 %d X\r\n' % status)
+        assert b'transfer-encoding' not in reply and b'etag: "e"' in reply
+        # an HTTP/1.1 request gets what the app said
+        reply = exchange(server.address, b'HEAD / HTTP/1.1\r\nhost: x\r\n\r\n')
+        assert b'\r\ntransfer-encoding: chunked\r\n' in reply
+
+
 FINAL_STATUS_BAD = [
     (100, 'Continue'),
     (103, 'Early Hints'),
