@@ -30,6 +30,7 @@ import sys
 import urllib.parse
 from http import HTTPStatus
 
+from ._body import _close_source, release_body
 from ._parse import HOP_BY_HOP  # what a WSGI app must not set (PEP 3333)
 from .base import (
     LENGTH,
@@ -286,7 +287,7 @@ class _Source:
         if result is not None:
             self._result = None
             self._items.close()  # type: ignore[attr-defined]  # a generator
-            _close(result)
+            _close_source(result)
 
 
 class WSGIApp:
@@ -384,11 +385,11 @@ class WSGIApp:
             (status, reason) = _parse_status(start.status)
             headers = _convert_headers(start.headers)
         except BaseException:
-            _close(result)
+            _close_source(result)
             raise
         start.sent = True
         if has_no_content(request.method, status):
-            _close(result)
+            _close_source(result)
             return (status, reason, headers, None)
         length = headers.get('content-length')
         if type(result) is FileWrapper and length is not None and not start.written:
@@ -403,7 +404,7 @@ class WSGIApp:
 
 def _at_hand(written: list[bytes], result: list | tuple, length: int | None) -> Any:
     """The body for data that is all at hand: ``bytes``, or a ``BodyIter`` over a list."""
-    _close(result)
+    _close_source(result)
     items = []
     total = 0
     for data in (*written, *result):
@@ -430,13 +431,7 @@ class _Rest:
         return self._iterator
 
     def close(self):
-        _close(self._result)
-
-
-def _close(result):
-    close = getattr(result, 'close', None)
-    if close is not None:
-        close()
+        _close_source(self._result)
 
 
 class _FileBody(Body):
@@ -448,7 +443,8 @@ class _FileBody(Body):
         super().__init__(wrapper.filelike, length)
         self._wrapper = wrapper
 
-    def __del__(self):
+    def _release(self):
+        # The body protocol: once sent, the FileWrapper closes (PEP 3333).
         self._wrapper.close()
 
 
@@ -557,10 +553,22 @@ class WSGIWrapper:
             return []
         if type(rbody) is bytes:
             return [rbody]
-        if isinstance(rbody, Body):
-            return iter(rbody)
-        if isinstance(rbody, ChunkedBody):
-            return (data for (_, data) in rbody if data)
-        if isinstance(rbody, BodyIter):
-            return iter(rbody.source)
-        return (data for (_, data) in rbody.source if data)
+        return _data(rbody)
+
+
+def _data(body: Any) -> Iterator[bytes]:
+    """The data of a degu response body for a WSGI server, through the body protocol.
+
+    Each piece as the body produces it, a ``BodyIter`` checked against its
+    length; chunk extensions are dropped (WSGI has no place for them).  The
+    body is released (its file or source closed) when the WSGI server
+    closes this iterator, as PEP 3333 says it must.
+    """
+    try:
+        chunked = body.chunked
+        for item in body._items():
+            data = item[1] if chunked else item
+            if data:
+                yield bytes(data)  # a piece may be a view of a reused buffer
+    finally:
+        release_body(body)

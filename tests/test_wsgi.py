@@ -529,6 +529,53 @@ def test_wrapper_framing(response, method, headers, data):
             _SOCKETS.pop().close()
 
 
+def test_wrapper_bodies_go_through_the_body_protocol(tmp_path):
+    # Every body type: its data as produced, checked as the server checks
+    # it, and released (file or source closed) when the WSGI server closes
+    # the iterable, as PEP 3333 says it does.
+    closed = []
+
+    class Source:  # an iterable whose close() only a release calls
+        def __iter__(self):
+            return iter([b'ab', b'c'])
+
+        def close(self):
+            closed.append('source')
+
+    source = Source
+
+    path = tmp_path / 'f'
+    path.write_bytes(b'file data')
+    bodies = [
+        (lambda: api.BodyIter(source(), 3), b'abc', ['source']),
+        (lambda: api.ChunkedBodyIter([(('k', 'v'), b'x'), (None, b'')]), b'x', []),
+        (lambda: api.ChunkedBody(io.BytesIO(b'1;k=v\r\ny\r\n0\r\n\r\n')), b'y', []),
+        (lambda: api.Body(open(path, 'rb'), 9), b'file data', []),
+    ]
+    for (make, data, released) in bodies:
+        closed.clear()
+        body = make()
+
+        def app(session, request, api, body=body):
+            return (200, 'OK', {}, body)
+
+        env = {'REQUEST_METHOD': 'GET', 'PATH_INFO': '/', 'QUERY_STRING': ''}
+        wsgiref.util.setup_testing_defaults(env)
+        result = WSGIWrapper(app)(env, lambda status, headers: None)
+        assert b''.join(result) == data
+        result.close()
+        assert closed == released
+        assert body.state == 2  # BODY_CONSUMED
+        if isinstance(body, api.Body):
+            assert body.rfile.closed  # the file behind it was closed
+    # a BodyIter that says more than its source gives is refused, not passed on
+    env = {'REQUEST_METHOD': 'GET', 'PATH_INFO': '/', 'QUERY_STRING': ''}
+    wsgiref.util.setup_testing_defaults(env)
+    short = WSGIWrapper(lambda s, r, a: (200, 'OK', {}, a.BodyIter([b'ab'], 3)))
+    with pytest.raises(ValueError, match='deceeds content_length: 2 < 3'):
+        b''.join(short(env, lambda status, headers: None))
+
+
 def test_wrapper_request_range():
     for (value, expected) in [('bytes=0-4', Range(0, 5)), ('bytes=-5', Range(-5, None)),
                               ('bytes=0-1,3-4', None), ('items=1-2', None)]:
