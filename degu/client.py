@@ -568,9 +568,15 @@ class Connection:
     def _raise(self, exc):
         """Close after *exc* and raise it, or what it means (its cause kept)."""
         new = self._fail(exc)
-        if new is exc:
-            raise exc
-        raise new from exc
+        try:
+            if new is exc:
+                raise exc
+            raise new from exc
+        finally:
+            # The traceback holds this frame: without its exception, no
+            # reference cycle keeps the caller's frames (and connections)
+            # alive until the garbage collector runs.
+            del exc, new
 
     # ------------------------------------------------------------------
     # Sending
