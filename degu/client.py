@@ -148,6 +148,21 @@ _CLOSING = _State.CLOSING
 _CLOSED_STATE = _State.CLOSED
 
 
+class _Wrapper(SocketWrapper):
+    """The client's ``SocketWrapper``: a response body that fails marks its error.
+
+    Response bodies report their errors here (``body_failed()``); a
+    ``ConnectionClosed`` from a body always comes after the response started.
+    """
+
+    __slots__ = ()
+
+    def body_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, ConnectionClosed):
+            exc.response_started = True
+        super().body_failed(exc)
+
+
 def _check_timeout(name, value, allow_none):
     if value is None and allow_none:
         return value
@@ -495,8 +510,9 @@ class Connection:
 
     Every failure that ends the connection early is a ``ConnectionClosed``
     (a ``ConnectionError``) whose ``unanswered`` lists the ``(method, uri)``
-    of requests sent but never answered.  A response body that ends early
-    raises too: partial data is never returned as complete.
+    of requests sent but never answered, and whose ``response_started``
+    says whether any of the response had arrived.  A response body that
+    ends early raises too: partial data is never returned as complete.
     """
 
     api = api
@@ -522,7 +538,7 @@ class Connection:
         for name in ('recv_into', 'send', 'close'):
             if not callable(getattr(sock, name)):
                 raise TypeError(f'sock.{name}() is not callable')
-        self._wrapper = SocketWrapper(sock, close_on_error=True)
+        self._wrapper = _Wrapper(sock, close_on_error=True)
         self.sock = sock
         self.base_headers = base_headers
         self.max_pending = max_pending
@@ -536,6 +552,9 @@ class Connection:
         self._response_body: Body | ChunkedBody | None = None  # body of the last response returned
         # The final response that came instead of 100 Continue, until read_response() returns it.
         self._early: tuple[Response, str, int] | None = None
+        # The wait for 100 Continue of the last expect100 request ended after
+        # an interim response: the response to that request had started.
+        self._continued = False
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}({self.sock!r})'
@@ -772,7 +791,8 @@ class Connection:
         With *expect100* (the body waits for ``100 Continue``) returns
         ``None`` when ``100 Continue`` arrives, or when nothing arrives
         within ``expect100_timeout`` seconds (RFC 9110 section 10.1.1): the
-        body is to be sent.
+        body is to be sent.  A ``ConnectionClosed`` gets ``response_started``:
+        False only when not a byte of a response to this request arrived.
         """
         wrapper = self._wrapper
         skipped = 0
@@ -782,14 +802,26 @@ class Connection:
                 and not wrapper.buffered
                 and not _wait_readable(self.sock, self.expect100_timeout)
             ):
+                self._continued = skipped > 0
                 return None
-            head = wrapper.read_response_head(method)
+            try:
+                head = wrapper.read_response_head(method)
+            except ConnectionClosed as e:
+                # Bytes of a truncated preamble are still buffered; interim
+                # responses may have come before (while waiting for 100).
+                e.response_started = (
+                    skipped > 0
+                    or wrapper.buffered > 0
+                    or (not expect100 and self._pending[0][2] and self._continued)
+                )
+                raise
             status = head[0].status
             if status >= 200:
                 return head
             if status == 101:
                 raise UnsupportedResponse('101 Switching Protocols is not supported')
             if status == 100 and expect100:
+                self._continued = True
                 return None
             skipped += 1
             if skipped > MAX_INTERIM:
@@ -891,9 +923,10 @@ class Connection:
                 raise
             try:
                 return self.read_response()
-            except ConnectionClosed:
+            except ConnectionClosed as read_error:
                 # SEND_CLOSED -> CLOSED: no early response either.
                 self.close()
+                e.response_started = read_error.response_started
                 raise e from e.__cause__
         with self._read_lock:
             return self._read_response()

@@ -1,4 +1,5 @@
-"""The states of a degu.client ``Connection`` and their transitions.
+"""The states of a degu.client ``Connection`` and their transitions, and
+``ConnectionClosed.response_started``.
 
 The transition table is in the docstring of degu.client.  Each transition is
 driven here over a ``FakeSocket`` (exact bytes, every ``close()`` counted),
@@ -45,6 +46,7 @@ def send_closed(data=b''):
     with pytest.raises(ConnectionClosed) as e:
         conn.send_request('PUT', '/up', {}, b'x' * 100)
     assert e.value.unanswered == (('PUT', '/up'),)
+    assert e.value.response_started is False
     assert conn._state is SEND_CLOSED
     return (conn, sock)
 
@@ -209,6 +211,7 @@ def test_send_closed_to_closed_through_request():
         conn.put('/up', {}, b'x' * 100)
     assert isinstance(e.value.__cause__, ConnectionResetError)
     assert not isinstance(e.value, EmptyPreambleError)
+    assert e.value.response_started is False
     assert conn._state is CLOSED and sock.close_count == 1
     # And with an answer, SEND_CLOSED -> CLOSING.
     (conn, sock) = fake(EARLY_413, send_error=RESET, send_limit=10)
@@ -286,8 +289,9 @@ def test_failed_body_closes_the_socket_and_the_state_follows(start):
     (conn, sock) = fake(head + b'content-length: 10\r\n\r\nshort')
     r = conn.get('/', {})
     assert conn._state is (OPEN if start == 'open' else CLOSING)
-    with pytest.raises(ConnectionClosed):
+    with pytest.raises(ConnectionClosed) as e:
         r.body.read()
+    assert e.value.response_started is True
     assert conn.closed and sock.close_count == 1  # the body closed it
     with pytest.raises(ConnectionClosed):
         conn.get('/', {})
@@ -423,6 +427,154 @@ def test_101_refused_with_and_without_expect100(expect100):
 
 
 # --------------------------------------------------------------------------
+# ConnectionClosed.response_started
+
+
+def test_response_started_attribute():
+    assert ConnectionClosed('x').response_started is False
+    assert ConnectionClosed('x', (), response_started=True).response_started is True
+    assert EmptyPreambleError('x').response_started is False
+    assert ConnectionTimedOut('x').response_started is False
+    with pytest.raises(TypeError):
+        ConnectionClosed('x', (), True)  # keyword-only
+
+
+@pytest.mark.parametrize('n', MOVE_SIZES)
+def test_response_started_false_when_no_byte_arrived(n):
+    # The server closed (EmptyPreambleError), reset, or timed out before a byte.
+    for kw in ({}, {'recv_error': RESET}, {'recv_error': TimeoutError('timed out')}):
+        (conn, sock) = fake(b'', n=n, **kw)
+        with pytest.raises(ConnectionClosed) as e:
+            conn.get('/', {})
+        assert e.value.response_started is False, kw
+    (conn, sock) = fake(b'', n=n)
+    with pytest.raises(EmptyPreambleError) as e:
+        conn.get('/', {})
+    assert e.value.response_started is False
+
+
+@pytest.mark.parametrize('n', MOVE_SIZES)
+def test_response_started_false_for_the_next_pipelined_response(n):
+    (conn, sock) = fake(OK, n=n)
+    conn.send_request('GET', '/a', {}, None)
+    conn.send_request('GET', '/b', {}, None)
+    assert conn.read_response().body.read() == b'ok'
+    with pytest.raises(EmptyPreambleError) as e:
+        conn.read_response()
+    assert e.value.response_started is False
+    assert e.value.unanswered == (('GET', '/b'),)
+
+
+@pytest.mark.parametrize('n', MOVE_SIZES)
+def test_response_started_for_a_truncated_preamble(n):
+    head = OK[: OK.index(b'\r\n\r\n') + 3]
+    for cut in range(1, len(head) + 1):
+        (conn, sock) = fake(head[:cut], n=n)
+        with pytest.raises(ConnectionClosed) as e:
+            conn.get('/', {})
+        assert type(e.value) is ConnectionClosed
+        assert str(e.value).startswith('response preamble truncated: ')
+        assert e.value.response_started is True, cut
+    # and a reset after part of a preamble
+    (conn, sock) = fake(b'HTTP/1.1 200 OK\r\n', n=n, recv_error=RESET)
+    with pytest.raises(ConnectionClosed) as e:
+        conn.get('/', {})
+    assert e.value.__cause__ is RESET
+    assert e.value.response_started is True
+
+
+@pytest.mark.parametrize('n', MOVE_SIZES)
+@pytest.mark.parametrize(
+    'interim',
+    [
+        b'HTTP/1.1 103 Early Hints\r\n\r\n',
+        b'HTTP/1.1 100 Continue\r\n\r\n',  # unasked for
+        b'HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 O',
+    ],
+)
+def test_response_started_after_an_interim_response(n, interim):
+    (conn, sock) = fake(interim, n=n)
+    with pytest.raises(ConnectionClosed) as e:
+        conn.get('/', {})
+    assert e.value.response_started is True
+    assert e.value.unanswered == (('GET', '/'),)
+
+
+def test_response_started_after_100_continue_then_close():
+    # 100 Continue came, the body went out, then the server closed: the
+    # response to this request had started.
+    (conn, peer) = pair(expect100_timeout=TIMEOUT)
+    try:
+        peer.sendall(b'HTTP/1.1 100 Continue\r\n\r\n')
+        peer.shutdown(socket.SHUT_WR)
+        with pytest.raises(EmptyPreambleError) as e:
+            conn.put('/', {}, b'abc', expect100=True)
+        assert e.value.response_started is True
+    finally:
+        conn.close()
+        peer.close()
+
+
+def test_response_started_false_when_closed_while_waiting_for_100():
+    (conn, peer) = pair(expect100_timeout=TIMEOUT)
+    try:
+        peer.shutdown(socket.SHUT_WR)
+        with pytest.raises(EmptyPreambleError) as e:
+            conn.put('/', {}, b'abc', expect100=True)
+        assert e.value.response_started is False
+    finally:
+        conn.close()
+        peer.close()
+
+
+@pytest.mark.parametrize('n', MOVE_SIZES)
+@pytest.mark.parametrize(
+    'wire',
+    [
+        b'HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort',
+        b'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel',
+        b'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n',
+        OK + b'HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n',
+    ],
+    ids=['length', 'inside-chunk', 'before-last-chunk', 'second-response'],
+)
+def test_response_started_when_the_body_ends_early(n, wire):
+    (conn, sock) = fake(wire, n=n)
+    conn.send_request('GET', '/a', {}, None)
+    r = conn.read_response()
+    if wire.startswith(OK):  # the first response is whole; the second is cut
+        assert r.body.read() == b'ok'
+        conn.send_request('GET', '/b', {}, None)
+        r = conn.read_response()
+    with pytest.raises(ConnectionClosed) as e:
+        r.body.read()
+    assert e.value.response_started is True
+    assert conn.closed
+
+
+def test_response_started_when_a_close_delimited_body_follows_a_reset():
+    (conn, sock) = fake(
+        b'HTTP/1.1 413 Content Too Large\r\nconnection: close\r\n\r\npartial',
+        send_error=RESET,
+        send_limit=10,
+    )
+    r = conn.put('/upload', {}, b'x' * 1000)
+    with pytest.raises(ConnectionClosed) as e:
+        r.body.read()
+    assert str(e.value) == 'connection was reset: the body may be incomplete'
+    assert e.value.response_started is True
+
+
+def test_response_started_when_the_send_failed_and_part_of_a_response_came():
+    (conn, sock) = fake(b'HTTP/1.1 413 Con', send_error=RESET, send_limit=10)
+    with pytest.raises(ConnectionClosed) as e:
+        conn.put('/up', {}, b'x' * 100)
+    assert isinstance(e.value.__cause__, ConnectionResetError)  # the send's error
+    assert e.value.response_started is True
+    assert conn._state is CLOSED
+
+
+# --------------------------------------------------------------------------
 # Against live degu servers
 
 
@@ -534,5 +686,6 @@ def test_live_server_closes_idle_connection():
             assert select.select([conn.sock], [], [], TIMEOUT)[0]  # the EOF arrived
             with pytest.raises(ConnectionClosed) as e:
                 conn.get('/', {})
+            assert e.value.response_started is False
             assert e.value.unanswered == (('GET', '/'),)
             assert conn._state is CLOSED
