@@ -593,15 +593,16 @@ class Connection:
 
     def close(self) -> object:
         """Close the socket; later calls do nothing and return ``None``."""
-        self._state = _CLOSED_STATE  # from any state
+        with self._queue_lock:
+            self._state = _CLOSED_STATE  # from any state, for good
         return self._wrapper.close()  # what sock.close() returned, the first time
 
     def _move(self, state, reason=None):
         """OPEN -> SEND_CLOSED, or OPEN or SEND_CLOSED -> CLOSING (*reason* why).
 
-        Under the queue lock: the sending thread moves to SEND_CLOSED while
-        the reading thread may move to CLOSING.  Never out of CLOSED or
-        CLOSING, and SEND_CLOSED only from OPEN.
+        Under the queue lock, like ``close()``: the sending thread moves to
+        SEND_CLOSED while the reading thread may move to CLOSING or close.
+        Never out of CLOSED or CLOSING, and SEND_CLOSED only from OPEN.
         """
         with self._queue_lock:
             current = self._state

@@ -283,6 +283,27 @@ def test_close_from_every_state():
     assert conn._state is CLOSED and sock.close_count == 1
 
 
+@pytest.mark.parametrize(
+    ('start', 'to', 'after'),
+    [
+        (OPEN, SEND_CLOSED, SEND_CLOSED),
+        (OPEN, CLOSING, CLOSING),
+        (SEND_CLOSED, CLOSING, CLOSING),
+        (SEND_CLOSED, SEND_CLOSED, SEND_CLOSED),
+        (CLOSING, SEND_CLOSED, CLOSING),  # a send failing late changes nothing
+        (CLOSED, SEND_CLOSED, CLOSED),  # nothing leaves CLOSED
+        (CLOSED, CLOSING, CLOSED),
+    ],
+)
+def test_moves_between_threads(start, to, after):
+    # The sending thread moves to SEND_CLOSED, the reading thread to CLOSING,
+    # either may close: the moves that are not in the table do nothing.
+    (conn, sock) = fake()
+    conn._state = start
+    conn._move(to, 'a reason')
+    assert conn._state is after
+
+
 @pytest.mark.parametrize('start', ['open', 'closing'])
 def test_failed_body_closes_the_socket_and_the_state_follows(start):
     head = b'HTTP/1.1 200 OK\r\n' + (b'connection: close\r\n' if start == 'closing' else b'')
