@@ -570,11 +570,12 @@ class Connection:
 
     @property
     def closed(self) -> bool:
-        """True once the connection can carry no more requests or responses.
+        """True once nothing more can be sent or read on the connection.
 
         That is when it is closed, or closing (the server said it closes,
         the body ran until the close, an early response) and the current
-        response body was consumed.  Reading it has no side effects: the
+        response body was consumed; not while *send-closed*, as a response
+        may still be read.  Reading it has no side effects: the
         socket of a connection that is done is closed by the next call
         (which raises ``ConnectionClosed``), by ``close()``, or at once when
         nothing remains to be read (a failure, a response without a body).
