@@ -170,11 +170,21 @@ class ConnectionClosed(ConnectionError):
 
     ``unanswered`` is a tuple of ``(method, uri)`` for requests already sent
     whose responses will never arrive, oldest first.
+
+    ``response_started`` is True when some of the response to the request
+    (a byte of its preamble, an interim response, its body) had arrived
+    before the connection ended, and False when none had.  A request whose
+    response never started may be retried if it is idempotent (RFC 9110
+    section 9.2.2); once the response started, the server got the request
+    and was answering it.
     """
 
-    def __init__(self, message='', unanswered=()):
+    response_started = False  # also for an instance made without __init__
+
+    def __init__(self, message='', unanswered=(), *, response_started=False):
         super().__init__(message)
         self.unanswered = tuple(unanswered)
+        self.response_started = response_started
 
 
 class EmptyPreambleError(ConnectionClosed):

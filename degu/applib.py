@@ -226,12 +226,16 @@ IDEMPOTENT = frozenset(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS'])
 def _can_retry(method: str, exc: ConnectionClosed, body: Any) -> bool:
     """True when a request that failed with *exc* may be sent again on a new connection.
 
-    Only an idempotent method, only when the connection closed (a timeout
-    may mean the server is still working on the request), and only with a
-    body that is ``None`` or untouched (what was streamed cannot be resent).
+    Only when not a byte of the response had arrived (``not
+    exc.response_started``: a truncated preamble or an interim response
+    means the server got the request and was answering it), only an
+    idempotent method, only when the connection closed (a timeout may mean
+    the server is still working on the request), and only with a body that
+    is ``None`` or untouched (what was streamed cannot be resent).
     """
     return (
-        method in IDEMPOTENT
+        not exc.response_started
+        and method in IDEMPOTENT
         and not isinstance(exc, ConnectionTimedOut)
         and (body is None or body.state == BODY_READY)
     )
@@ -256,9 +260,11 @@ class ProxyApp:
     replaced before use.  If a reused connection turns out to be closed only
     while the request is sent or its response awaited (the race with the
     server's idle timeout: ``ConnectionClosed``, but not
-    ``ConnectionTimedOut``), the request is sent once more on a new
-    connection when its method is idempotent (``IDEMPOTENT``, RFC 9110
-    section 9.2.2) and its body is ``None`` or untouched.  Otherwise, and
+    ``ConnectionTimedOut``) and not a byte of the response had arrived
+    (``response_started`` is False), the request is sent once more on a
+    new connection when its method is idempotent (``IDEMPOTENT``, RFC 9110
+    section 9.2.2) and its body is ``None`` or untouched.  Otherwise (a
+    response cut short is never retried: the server had the request), and
     when the upstream cannot be reached or sends something malformed, the
     answer is ``502 Bad Gateway``.  An upstream body delimited by the close
     of its connection is returned as it is: the server sends it on chunked

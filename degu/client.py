@@ -12,18 +12,39 @@ exception for every way a connection ends early (``ConnectionClosed``, with
 ``unanswered`` listing the requests that will get no response), and never
 partial data passed off as complete.
 
-States of a ``Connection``::
+States of a ``Connection`` (``_State``)::
 
-    open --(response with connection: close, HTTP/1.0 response, a body
-            that runs until the close, final status instead of 100 Continue,
-            early response after a failed upload)-->
-    closing --(that response's body consumed)--> closed
+    OPEN         may send requests and read responses
+    SEND_CLOSED  a send failed because the peer closed or reset; a response
+                 it sent before that (413, 401...) may still be read
+    CLOSING      nothing more goes out; the connection ends once the
+                 current response body is consumed
+    CLOSED       the socket is closed; every call raises ConnectionClosed
 
-    open --(send fails: peer closed or reset)--> send-closed
-    send-closed --(read_response(): early response, e.g. 413)--> closing
-    send-closed --(nothing to read)--> closed
+Transitions, each with its trigger::
 
-    any --(any other error, close())--> closed
+    OPEN        --a send fails: the peer closed or reset (not a timeout)--> SEND_CLOSED
+    OPEN        --a response says the server closes (connection: close, an
+                  HTTP/1.0 response without keep-alive)--> CLOSING
+    OPEN        --a response whose body runs until the close--> CLOSING
+    OPEN        --read_response() returns the final status that came
+                  instead of 100 Continue--> CLOSING
+    SEND_CLOSED --read_response() returns the early response--> CLOSING
+    SEND_CLOSED --read_response() finds none (request() then raises
+                  the send's error)--> CLOSED
+    CLOSING     --the response has no body: at once--> CLOSED
+    CLOSING     --the next call, once the body was consumed (or failed)--> CLOSED
+    any         --close(); any other error (a malformed response, a timeout,
+                  a body that fails, bad request arguments)--> CLOSED
+
+A usage error of the pipeline (``max_pending`` reached, a ``POST``
+pipelined, ``'no pending requests'``) changes nothing.
+
+The reason for CLOSING (``'the server sent connection: close'``...) is kept
+for the messages.  ``closed`` only looks: it is True in CLOSED, and in
+CLOSING once the body was consumed; the socket is closed by the next call,
+``close()``, or at once on the move to CLOSED.  A response body that fails
+closes the socket itself, and the state follows at the next call.
 
 Interim (1xx) responses are read and skipped before every final one.  See
 doc/degu.client.rst, and doc/decisions.rst for the rules and their RFC sections.
@@ -31,6 +52,7 @@ doc/degu.client.rst, and doc/decisions.rst for the rules and their RFC sections.
 
 from __future__ import annotations
 
+import enum
 import socket
 import sys
 import threading
@@ -107,6 +129,37 @@ DEFAULT_UNIX_HOST = 'localhost'  # the host header over AF_UNIX (nginx, aiohttp,
 
 _CLOSED = 'Connection is closed'
 _NOT_PIPELINED = ('POST', 'PATCH')  # not idempotent (RFC 9110 section 9.2.2)
+
+
+class _State(enum.Enum):
+    """Where a ``Connection`` is in its life (the table in the module docstring)."""
+
+    OPEN = 'open'  # may send and read
+    SEND_CLOSED = 'send-closed'  # a send failed: only an early response may be read
+    CLOSING = 'closing'  # nothing goes out; ends once the current body is consumed
+    CLOSED = 'closed'  # the socket is closed
+
+
+# Module-level names: the hot path compares with ``is`` and no attribute lookup.
+_OPEN = _State.OPEN
+_SEND_CLOSED = _State.SEND_CLOSED
+_CLOSING = _State.CLOSING
+_CLOSED_STATE = _State.CLOSED
+
+
+class _Wrapper(SocketWrapper):
+    """The client's ``SocketWrapper``: a response body that fails marks its error.
+
+    Response bodies report their errors here (``body_failed()``); a
+    ``ConnectionClosed`` from a body always comes after the response started.
+    """
+
+    __slots__ = ()
+
+    def body_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, ConnectionClosed):
+            exc.response_started = True
+        super().body_failed(exc)
 
 
 def _check_timeout(name, value, allow_none):
@@ -426,8 +479,9 @@ class Connection:
 
     Every failure that ends the connection early is a ``ConnectionClosed``
     (a ``ConnectionError``) whose ``unanswered`` lists the ``(method, uri)``
-    of requests sent but never answered.  A response body that ends early
-    raises too: partial data is never returned as complete.
+    of requests sent but never answered, and whose ``response_started``
+    says whether any of the response had arrived.  A response body that
+    ends early raises too: partial data is never returned as complete.
     """
 
     api = api
@@ -453,19 +507,23 @@ class Connection:
         for name in ('recv_into', 'send', 'close'):
             if not callable(getattr(sock, name)):
                 raise TypeError(f'sock.{name}() is not callable')
-        self._wrapper = SocketWrapper(sock, close_on_error=True)
+        self._wrapper = _Wrapper(sock, close_on_error=True)
         self.sock = sock
         self.base_headers = base_headers
         self.max_pending = max_pending
         # (method, uri, expect100) oldest first
         self._pending: deque[tuple[str, str, bool]] = deque()
-        self._queue_lock = threading.Lock()  # guards _pending between the two threads
+        # Guards _pending, and _state changes, between the sending and the reading thread.
+        self._queue_lock = threading.Lock()
         self._read_lock = threading.Lock()  # one reader of the socket at a time
+        self._state = _OPEN
+        self._reason: str | None = None  # why it is CLOSING (kept once CLOSED), for messages
         self._response_body: Body | ChunkedBody | None = None  # body of the last response returned
-        self._early: Response | None = None  # a final response read while waiting for 100 Continue
-        # why the connection closes once the current body is consumed
-        self._closing: str | None = None
-        self._send_closed = False  # sending failed; a response may still be read
+        # The final response that came instead of 100 Continue, until read_response() returns it.
+        self._early: tuple[Response, str, int] | None = None
+        # The wait for 100 Continue of the last expect100 request ended after
+        # an interim response: the response to that request had started.
+        self._continued = False
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}({self.sock!r})'
@@ -477,14 +535,25 @@ class Connection:
         self.close()
 
     # ------------------------------------------------------------------
-    # State
+    # State (the transition table is in the module docstring)
 
     @property
     def closed(self) -> bool:
-        """True once the connection is closed (or closes now: its last body was consumed)."""
-        if self._closing is not None:
-            self._close_if_done()
-        return self._wrapper.closed
+        """True once nothing more can be sent or read on the connection.
+
+        That is when it is closed, or closing (the server said it closes,
+        the body ran until the close, an early response) and the current
+        response body was consumed; not while *send-closed*, as a response
+        may still be read.  Reading it has no side effects: the
+        socket of a connection that is done is closed by the next call
+        (which raises ``ConnectionClosed``), by ``close()``, or at once when
+        nothing remains to be read (a failure, a response without a body).
+        """
+        state = self._state
+        if state is _CLOSING:
+            return self._body_done() or self._wrapper.closed
+        # A response body that failed closed the socket itself.
+        return state is _CLOSED_STATE or self._wrapper.closed
 
     @property
     def pending(self) -> tuple[tuple[str, str], ...]:
@@ -494,7 +563,23 @@ class Connection:
 
     def close(self) -> object:
         """Close the socket; later calls do nothing and return ``None``."""
+        with self._queue_lock:
+            self._state = _CLOSED_STATE  # from any state, for good
         return self._wrapper.close()  # what sock.close() returned, the first time
+
+    def _move(self, state, reason=None):
+        """OPEN -> SEND_CLOSED, or OPEN or SEND_CLOSED -> CLOSING (*reason* why).
+
+        Under the queue lock, like ``close()``: the sending thread moves to
+        SEND_CLOSED while the reading thread may move to CLOSING or close.
+        Never out of CLOSED or CLOSING, and SEND_CLOSED only from OPEN.
+        """
+        with self._queue_lock:
+            current = self._state
+            if current is _OPEN or (current is _SEND_CLOSED and state is _CLOSING):
+                self._state = state
+                if reason is not None:
+                    self._reason = reason
 
     def _unanswered(self):
         with self._queue_lock:
@@ -504,26 +589,26 @@ class Connection:
         body = self._response_body
         return body is None or body.state >= BODY_CONSUMED
 
-    def _close_if_done(self):
-        if not self._wrapper.closed and self._body_done():
-            self._wrapper.close()
-
     def _closed_error(self):
-        if self._closing is not None:
-            message = f'{_CLOSED}: {self._closing}'
+        if self._reason is not None:
+            message = f'{_CLOSED}: {self._reason}'
         else:
             message = _CLOSED
         return ConnectionClosed(message, self._unanswered())
 
     def _check_open(self):
-        if self._closing is not None:
-            self._close_if_done()
-        if self._wrapper.closed:
-            raise self._closed_error()
+        """At the start of every call: make a due move to CLOSED; raise if CLOSED."""
+        if self._state is not _OPEN or self._wrapper.closed:
+            state = self._state
+            if state is _CLOSED_STATE or self._wrapper.closed or (
+                state is _CLOSING and self._body_done()
+            ):
+                self.close()  # CLOSING -> CLOSED: the body was consumed (or failed)
+                raise self._closed_error()
 
     def _fail(self, exc):
         """Close after *exc*; returns the exception to raise, with ``unanswered`` set."""
-        self._wrapper.close()
+        self.close()
         if isinstance(exc, ConnectionClosed):
             exc.unanswered = self._unanswered()
             return exc
@@ -537,9 +622,15 @@ class Connection:
     def _raise(self, exc):
         """Close after *exc* and raise it, or what it means (its cause kept)."""
         new = self._fail(exc)
-        if new is exc:
-            raise exc
-        raise new from exc
+        try:
+            if new is exc:
+                raise exc
+            raise new from exc
+        finally:
+            # The traceback holds this frame: without its exception, no
+            # reference cycle keeps the caller's frames (and connections)
+            # alive until the garbage collector runs.
+            del exc, new
 
     # ------------------------------------------------------------------
     # Sending
@@ -565,10 +656,13 @@ class Connection:
         ``100 Continue`` before sending *body* (see ``request()``).
         """
         self._check_open()
-        if self._closing is not None:
-            # The server said it will close: nothing more goes out.
-            raise ConnectionClosed(f'Connection is closing: {self._closing}', self._unanswered())
-        if self._send_closed:
+        state = self._state
+        if state is not _OPEN:
+            if state is _CLOSING:
+                # The server said it will close: nothing more goes out.
+                raise ConnectionClosed(
+                    f'Connection is closing: {self._reason}', self._unanswered()
+                )
             raise ConnectionClosed(f'{_CLOSED} for sending', self._unanswered())
         self._send_request(method, uri, headers, body, expect100)
 
@@ -625,9 +719,10 @@ class Connection:
         except BaseException as e:
             if isinstance(e, ConnectionClosed) and not isinstance(e, ConnectionTimedOut):
                 if not self._wrapper.closed:
-                    # The peer closed or reset while we sent: it may have
-                    # answered already (413, 401...), so keep the read side.
-                    self._send_closed = True
+                    # OPEN -> SEND_CLOSED: the peer closed or reset while we
+                    # sent.  It may have answered already (413, 401...), so
+                    # keep the read side.
+                    self._move(_SEND_CLOSED)
                     e.unanswered = self._unanswered()
                     raise
             self._raise(e)
@@ -639,53 +734,66 @@ class Connection:
             self._enqueue(method, uri, True)
             self._send(preamble, None)
             try:
-                early = self._wait_continue(method)
+                early = self._read_final(method, True)
             except BaseException as e:
                 self._raise(e)
             if early is not None:
                 # A final status instead of 100: the body is not sent, and
                 # the stream position after it is unknowable (RFC 9110 10.1.1).
+                # read_response() returns it and moves to CLOSING.
                 self._early = early
                 return
             self._send(b'', body, kind)
 
-    def _wait_continue(self, method):
-        """Wait for ``100 Continue``: ``None`` to send the body, else the final response read.
-
-        Other interim responses (102, 103) are skipped while waiting.
-        """
-        wrapper = self._wrapper
-        for _ in range(MAX_INTERIM):
-            if not wrapper.buffered and not _wait_readable(self.sock, self.expect100_timeout):
-                return None  # RFC 9110 10.1.1: do not wait forever for 100
-            (response, version, kind) = wrapper.read_response_head(method)
-            status = response.status
-            if status == 100:
-                return None
-            if status >= 200:
-                return (response, version, kind)
-            if status == 101:
-                raise UnsupportedResponse('101 Switching Protocols is not supported')
-        raise ValueError(f'more than {MAX_INTERIM} interim responses')
-
     # ------------------------------------------------------------------
     # Reading
 
-    def _read_final(self, method, head):
-        """``(response, version, kind)`` of the final response after the interim *head*.
+    def _read_final(self, method, expect100=False):
+        """Read response heads up to the final one; returns its ``(response, version, kind)``.
 
         RFC 9110 section 15.2: a client must be able to parse and skip any
         1xx response it did not ask for (103 Early Hints, 102 Processing),
-        with or without ``expect: 100-continue``; at most ``MAX_INTERIM``.
+        with or without ``expect: 100-continue``; at most ``MAX_INTERIM``,
+        and ``101 Switching Protocols`` is ``UnsupportedResponse``.
+
+        With *expect100* (the body waits for ``100 Continue``) returns
+        ``None`` when ``100 Continue`` arrives, or when nothing arrives
+        within ``expect100_timeout`` seconds (RFC 9110 section 10.1.1): the
+        body is to be sent.  A ``ConnectionClosed`` gets ``response_started``:
+        False only when not a byte of a response to this request arrived.
         """
-        read_response = self._wrapper.read_response_head
-        for _ in range(MAX_INTERIM):
-            if head[0].status == 101:
-                raise UnsupportedResponse('101 Switching Protocols is not supported')
-            head = read_response(method)
-            if head[0].status >= 200:
+        wrapper = self._wrapper
+        skipped = 0
+        while True:
+            if (
+                expect100
+                and not wrapper.buffered
+                and not _wait_readable(self.sock, self.expect100_timeout)
+            ):
+                self._continued = skipped > 0
+                return None
+            try:
+                head = wrapper.read_response_head(method)
+            except ConnectionClosed as e:
+                # Bytes of a truncated preamble are still buffered; interim
+                # responses may have come before (while waiting for 100).
+                e.response_started = (
+                    skipped > 0
+                    or wrapper.buffered > 0
+                    or (not expect100 and self._pending[0][2] and self._continued)
+                )
+                raise
+            status = head[0].status
+            if status >= 200:
                 return head
-        raise ValueError(f'more than {MAX_INTERIM} interim responses')
+            if status == 101:
+                raise UnsupportedResponse('101 Switching Protocols is not supported')
+            if status == 100 and expect100:
+                self._continued = True
+                return None
+            skipped += 1
+            if skipped > MAX_INTERIM:
+                raise ValueError(f'more than {MAX_INTERIM} interim responses')
 
     def read_response(self) -> Response:
         """Read the response to the oldest pending request; returns a ``Response``.
@@ -700,10 +808,8 @@ class Connection:
             return self._read_response()
 
     def _read_response(self):
-        if self._closing is not None:
-            self._close_if_done()
-        if self._wrapper.closed:
-            raise self._closed_error()
+        if self._state is not _OPEN or self._wrapper.closed:
+            self._check_open()
         # One reader at a time (the read lock): the oldest entry stays put
         # while the sender appends, and deque operations are atomic.
         if not self._pending:
@@ -712,33 +818,36 @@ class Connection:
         if not self._body_done():
             self.close()
             raise ValueError(f'response body not consumed: {self._response_body!r}')
-        try:
-            early = self._early
-            if early is not None:
-                self._early = None
-                self._closing = 'the server answered before 100 Continue'
-                (response, version, kind) = early
-            else:
-                head = self._wrapper.read_response_head(method)
-                if head[0].status < 200:
-                    head = self._read_final(method, head)
-                (response, version, kind) = head
-        except BaseException as e:
-            self._raise(e)
+        early = self._early
+        if early is None:
+            try:
+                head = self._read_final(method)
+            except BaseException as e:
+                self._raise(e)
+        else:
+            self._early = None
+            head = early
         self._pending.popleft()
+        (response, version, kind) = head
         body = response.body
         headers = response.headers
         if kind == LENGTH and headers['content-length'] == 0:
             # Reading an empty body is optional: nothing of it is on the wire.
             body = None
         self._response_body = body
-        if self._closing is None:
-            if 'connection' in headers or version != 'HTTP/1.1' or kind == CLOSE:
-                self._closing = response_close_reason(version, headers, kind)
-            if self._closing is None and self._send_closed:
-                self._closing = 'the server closed it during the upload'
-        if self._closing is not None and body is None:
-            self._wrapper.close()
+        reason = None
+        if early is not None:
+            reason = 'the server answered before 100 Continue'
+        elif 'connection' in headers or version != 'HTTP/1.1' or kind == CLOSE:
+            reason = response_close_reason(version, headers, kind)
+        if reason is None and self._state is _SEND_CLOSED:
+            reason = 'the server closed it during the upload'
+        if reason is not None:
+            # OPEN or SEND_CLOSED -> CLOSING, and on to CLOSED at once
+            # when there is no body to read.
+            self._move(_CLOSING, reason)
+            if body is None:
+                self.close()
         return response
 
     def request(
@@ -765,7 +874,8 @@ class Connection:
         status that arrives instead is returned, the body is not sent, and
         the connection closes once that response's body is consumed.
         """
-        self._check_open()
+        if self._state is not _OPEN or self._wrapper.closed:
+            self._check_open()
         n = len(self._pending)
         if n:
             raise ValueError(f'cannot call request() with {n} pending response{"s" * (n != 1)}')
@@ -773,16 +883,18 @@ class Connection:
             self.close()
             raise ValueError(f'response body not consumed: {self._response_body!r}')
         try:
-            if self._closing is not None or self._send_closed:
+            if self._state is not _OPEN:
                 self.send_request(method, uri, headers, body, expect100=expect100)  # raises
             self._send_request(method, uri, headers, body, expect100)
         except ConnectionClosed as e:
-            if not self._send_closed or self._wrapper.closed:
+            if self._state is not _SEND_CLOSED:
                 raise
             try:
                 return self.read_response()
-            except ConnectionClosed:
+            except ConnectionClosed as read_error:
+                # SEND_CLOSED -> CLOSED: no early response either.
                 self.close()
+                e.response_started = read_error.response_started
                 raise e from e.__cause__
         with self._read_lock:
             return self._read_response()

@@ -558,7 +558,8 @@ def proxied(client, request, store=None):
 
 IDEMPOTENT = ('GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS')  # RFC 9110 section 9.2.2
 
-# Every ConnectionClosed but a timeout, whatever its message says
+# Every ConnectionClosed but a timeout whose response_started is False (the
+# default), whatever its message says: the rule reads the flag, not the text
 RETRIED_ERRORS = [
     EmptyPreambleError('response preamble is empty'),
     ConnectionClosed('reading response preamble: ConnectionResetError: x'),
@@ -629,6 +630,60 @@ def test_proxy_no_retry():
     (response, session) = proxied(client, mkreq('GET', '/'), {'conn': stale})
     assert response == (502, 'Bad Gateway', {}, None)
     assert client.made == [fresh] and fresh.closed
+
+
+# The response had started: the upstream had the request, so never a retry,
+# whatever the method (RFC 9110 section 9.2.2 covers only requests that may
+# not have been seen).
+STARTED_ERRORS = [
+    ConnectionClosed("response preamble truncated: b'HTTP/1.1 2'", response_started=True),
+    EmptyPreambleError('response preamble is empty', response_started=True),  # after a 1xx
+    ConnectionClosed('reading response preamble: ConnectionResetError: x',
+                     response_started=True),
+]
+
+
+@pytest.mark.parametrize('method', IDEMPOTENT)
+@pytest.mark.parametrize('error', STARTED_ERRORS, ids=repr)
+def test_proxy_no_retry_once_the_response_started(method, error):
+    stale = FakeConnection([error])
+    client = FakeClient()
+    (response, session) = proxied(client, mkreq(method, '/a'), {'conn': stale})
+    assert response == (502, 'Bad Gateway', {}, None)
+    assert client.made == [] and stale.closed and 'conn' not in session.store
+
+
+@pytest.mark.parametrize('first_byte', [False, True], ids=['before', 'after'])
+def test_proxy_upstream_closes_kept_alive_connection(first_byte):
+    """The upstream closes an idle kept-alive connection just as a request
+    arrives: before any byte of the response the request is sent once more
+    on a new connection; after a byte of it, the answer is 502."""
+
+    def script(sock, i):
+        request = read_request(sock)
+        sock.sendall(b'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n' + str(i).encode() + b'!')
+        if i == 0:
+            # The next request has arrived (so the proxy saw nothing stale);
+            # close, with or without a first byte of its response.
+            request = read_request(sock)
+            assert request.startswith(b'GET /two HTTP/1.1\r\n')
+            if first_byte:
+                sock.sendall(b'H')
+        else:
+            read_request(sock)  # wait for the proxy to close
+
+    upstream = RawUpstream(script, 1 if first_byte else 2)
+    app = Validator(ProxyApp(Client(upstream.address, timeout=10)))
+    with TempServer(('127.0.0.1', 0), app, thread=True) as proxy:
+        with Client(proxy.address, timeout=10).connect() as conn:
+            assert conn.get('/one', {}).body.read() == b'0!'
+            r = conn.get('/two', {})
+            if first_byte:
+                assert (r.status, r.body.read()) == (502, b'')
+            else:
+                assert (r.status, r.body.read()) == (200, b'1!')
+    upstream.close()
+    assert upstream.served == ([0] if first_byte else [0, 1])
 
 
 def test_proxy_untouched_body_is_resent():

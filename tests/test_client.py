@@ -9,6 +9,7 @@ test_client_live.py.
 """
 
 import errno
+import gc
 import os
 import random
 import socket
@@ -16,6 +17,7 @@ import ssl
 import tempfile
 import threading
 import time
+import weakref
 
 import pytest
 from helpers import MOVE_SIZES, FakeSocket, encode_chunks, random_chunks
@@ -1705,3 +1707,20 @@ def test_fake_socket_recv_reset_keeps_cause(n):
     )
     assert e.value.unanswered == (('GET', '/'),)
     assert conn.closed
+
+
+def test_a_failed_call_leaves_no_reference_cycle():
+    # The exception's traceback must not hold itself through a frame: the
+    # connection (and its caller's frames, say a ProxyApp's session) would
+    # then live until the garbage collector runs.
+    gc.disable()
+    try:
+        for data in (b'', b'HTTP/1.1 200 OK\r\nbad header\r\n\r\n', b'HTTP/1.1 999 X\r\n\r\n'):
+            conn = Connection(FakeSocket(data), None)
+            ref = weakref.ref(conn)
+            with pytest.raises(ValueError if data else ConnectionClosed):
+                conn.get('/', {})
+            del conn
+            assert ref() is None, data
+    finally:
+        gc.enable()
