@@ -5,7 +5,8 @@ socket and can be shared between threads.  ``Client.connect()`` gives a
 ``Connection``: one socket, one conversation, used by one thread (or, for
 pipelining, by exactly one sending and one reading thread).
 
-All IO goes through the shared engine in ``degu.base`` (``SocketWrapper``).
+All IO goes through the shared engine: a ``Transport`` per connection, and
+the message readers and writers of ``degu._io``.
 The client adds what ``http.client`` cannot do: pipelining
 (``send_request()`` / ``read_response()``), ``Expect: 100-continue``, one
 exception for every way a connection ends early (``ConnectionClosed``, with
@@ -68,7 +69,9 @@ from ._framing import (
     request_output,
     response_close_reason,
 )
+from ._io import read_response_head, write_message
 from ._parse import _TYPE_ERROR, _check_method, _set_default
+from ._transport import Transport
 from .base import (
     BODY_CONSUMED,
     IO_SIZE,
@@ -78,7 +81,6 @@ from .base import (
     ParseError,
     Range,
     Response,
-    SocketWrapper,
     UnsupportedResponse,
     address_family,
     api,
@@ -147,11 +149,13 @@ _CLOSING = _State.CLOSING
 _CLOSED_STATE = _State.CLOSED
 
 
-class _Wrapper(SocketWrapper):
-    """The client's ``SocketWrapper``: a response body that fails marks its error.
+class _Transport(Transport):
+    """The client's transport: a response body that fails closes it, and marks its error.
 
-    Response bodies report their errors here (``body_failed()``); a
-    ``ConnectionClosed`` from a body always comes after the response started.
+    Response bodies report their errors here (``body_failed()``): the
+    stream's position is lost, so the socket closes at once (the state
+    follows at the next call); a ``ConnectionClosed`` from a body always
+    comes after the response started.
     """
 
     __slots__ = ()
@@ -159,7 +163,7 @@ class _Wrapper(SocketWrapper):
     def body_failed(self, exc: BaseException) -> None:
         if isinstance(exc, ConnectionClosed):
             exc.response_started = True
-        super().body_failed(exc)
+        self.close()
 
 
 def _check_timeout(name, value, allow_none):
@@ -507,7 +511,7 @@ class Connection:
         for name in ('recv_into', 'send', 'close'):
             if not callable(getattr(sock, name)):
                 raise TypeError(f'sock.{name}() is not callable')
-        self._wrapper = _Wrapper(sock, close_on_error=True)
+        self._transport = _Transport(sock)
         self.sock = sock
         self.base_headers = base_headers
         self.max_pending = max_pending
@@ -551,9 +555,9 @@ class Connection:
         """
         state = self._state
         if state is _CLOSING:
-            return self._body_done() or self._wrapper.closed
+            return self._body_done() or self._transport.closed
         # A response body that failed closed the socket itself.
-        return state is _CLOSED_STATE or self._wrapper.closed
+        return state is _CLOSED_STATE or self._transport.closed
 
     @property
     def pending(self) -> tuple[tuple[str, str], ...]:
@@ -565,7 +569,7 @@ class Connection:
         """Close the socket; later calls do nothing and return ``None``."""
         with self._queue_lock:
             self._state = _CLOSED_STATE  # from any state, for good
-        return self._wrapper.close()  # what sock.close() returned, the first time
+        return self._transport.close()  # what sock.close() returned, the first time
 
     def _move(self, state, reason=None):
         """OPEN -> SEND_CLOSED, or OPEN or SEND_CLOSED -> CLOSING (*reason* why).
@@ -598,9 +602,9 @@ class Connection:
 
     def _check_open(self):
         """At the start of every call: make a due move to CLOSED; raise if CLOSED."""
-        if self._state is not _OPEN or self._wrapper.closed:
+        if self._state is not _OPEN or self._transport.closed:
             state = self._state
-            if state is _CLOSED_STATE or self._wrapper.closed or (
+            if state is _CLOSED_STATE or self._transport.closed or (
                 state is _CLOSING and self._body_done()
             ):
                 self.close()  # CLOSING -> CLOSED: the body was consumed (or failed)
@@ -715,10 +719,10 @@ class Connection:
 
     def _send(self, preamble, body, kind=LENGTH):
         try:
-            self._wrapper.write_message(preamble, body, kind)
+            write_message(self._transport, preamble, body, kind)
         except BaseException as e:
             if isinstance(e, ConnectionClosed) and not isinstance(e, ConnectionTimedOut):
-                if not self._wrapper.closed:
+                if not self._transport.closed:
                     # OPEN -> SEND_CLOSED: the peer closed or reset while we
                     # sent.  It may have answered already (413, 401...), so
                     # keep the read side.
@@ -762,24 +766,24 @@ class Connection:
         body is to be sent.  A ``ConnectionClosed`` gets ``response_started``:
         False only when not a byte of a response to this request arrived.
         """
-        wrapper = self._wrapper
+        transport = self._transport
         skipped = 0
         while True:
             if (
                 expect100
-                and not wrapper.buffered
+                and not transport.buffered
                 and not _wait_readable(self.sock, self.expect100_timeout)
             ):
                 self._continued = skipped > 0
                 return None
             try:
-                head = wrapper.read_response_head(method)
+                head = read_response_head(transport, method)
             except ConnectionClosed as e:
                 # Bytes of a truncated preamble are still buffered; interim
                 # responses may have come before (while waiting for 100).
                 e.response_started = (
                     skipped > 0
-                    or wrapper.buffered > 0
+                    or transport.buffered > 0
                     or (not expect100 and self._pending[0][2] and self._continued)
                 )
                 raise
@@ -808,7 +812,7 @@ class Connection:
             return self._read_response()
 
     def _read_response(self):
-        if self._state is not _OPEN or self._wrapper.closed:
+        if self._state is not _OPEN or self._transport.closed:
             self._check_open()
         # One reader at a time (the read lock): the oldest entry stays put
         # while the sender appends, and deque operations are atomic.
@@ -874,7 +878,7 @@ class Connection:
         status that arrives instead is returned, the body is not sent, and
         the connection closes once that response's body is consumed.
         """
-        if self._state is not _OPEN or self._wrapper.closed:
+        if self._state is not _OPEN or self._transport.closed:
             self._check_open()
         n = len(self._pending)
         if n:
