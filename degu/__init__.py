@@ -231,6 +231,28 @@ class _ProcessServer(_Stoppable):
             sslconfig, address, app, build_func, build_args, options
         )
 
+    def _build(
+        self,
+        sslconfig: 'dict[str, object] | None',
+        address: 'tuple | str | bytes',
+        build_func: 'Callable[..., Any]',
+        build_args: tuple,
+        options: 'dict[str, Any]',
+    ) -> None:
+        # EmbeddedServer and EmbeddedSSLServer: the app is built in the child.
+        if not callable(build_func):
+            raise TypeError(f'build_func: not callable: {build_func!r}')
+        self.address = address
+        self.build_func = build_func
+        self.build_args = build_args
+        self.options = options
+        self._start(sslconfig, address, None, build_func, build_args, options)
+
+    def __repr__(self) -> str:
+        from ._common import _callable_name
+
+        return f'{type(self).__name__}({self.address!r}, {_callable_name(self.build_func)})'
+
     def terminate(self) -> None:
         """Stop the server process and wait for it; calling it again does nothing."""
         import os
@@ -268,18 +290,7 @@ class EmbeddedServer(_ProcessServer):
         *build_args: object,
         **options: object,
     ) -> None:
-        if not callable(build_func):
-            raise TypeError(f'build_func: not callable: {build_func!r}')
-        self.address = address
-        self.build_func = build_func
-        self.build_args = build_args
-        self.options = options
-        self._start(None, address, None, build_func, build_args, options)
-
-    def __repr__(self) -> str:
-        from ._common import _callable_name
-
-        return f'{type(self).__name__}({self.address!r}, {_callable_name(self.build_func)})'
+        self._build(None, address, build_func, build_args, options)
 
 
 class EmbeddedSSLServer(_ProcessServer):
@@ -302,14 +313,8 @@ class EmbeddedSSLServer(_ProcessServer):
             from ._parse import _TYPE_ERROR
 
             raise TypeError(_TYPE_ERROR.format('sslconfig', dict, type(sslconfig), sslconfig))
-        if not callable(build_func):
-            raise TypeError(f'build_func: not callable: {build_func!r}')
         self.sslconfig = sslconfig
-        self.address = address
-        self.build_func = build_func
-        self.build_args = build_args
-        self.options = options
-        self._start(sslconfig, address, None, build_func, build_args, options)
+        self._build(sslconfig, address, build_func, build_args, options)
 
     def __repr__(self) -> str:
         from ._common import _callable_name

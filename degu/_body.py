@@ -131,11 +131,7 @@ class _FileReader:
         size = len(view)
         got = 0
         while got < size:
-            received = self._readinto(view[got:])
-            if type(received) is not int:
-                raise TypeError(_TYPE_ERROR.format('received', int, type(received), received))
-            if not (0 <= received <= size - got):
-                raise ValueError(f'need 0 <= received <= {size - got}; got {received}')
+            received = _count('received', self._readinto(view[got:]), size - got)
             if received == 0:
                 raise ValueError(f'expected to read {size} bytes, but received {got}')
             got += received
@@ -157,6 +153,15 @@ class _FileReader:
         pass
 
 
+def _count(name, count, most):
+    # What a file's readinto() or write() returned: an int from 0 to most.
+    if type(count) is not int:
+        raise TypeError(_TYPE_ERROR.format(name, int, type(count), count))
+    if not (0 <= count <= most):
+        raise ValueError(f'need 0 <= {name} <= {most}; got {count}')
+    return count
+
+
 def _reader_for(rfile, need_readline):
     if isinstance(rfile, ConnReader):
         return rfile
@@ -172,10 +177,7 @@ def _write_all(write, data):
     view = memoryview(data)
     total = 0
     while True:
-        if type(sent) is not int:
-            raise TypeError(_TYPE_ERROR.format('sent', int, type(sent), sent))
-        if not (0 <= sent <= size - total):
-            raise ValueError(f'need 0 <= sent <= {size - total}; got {sent}')
+        sent = _count('sent', sent, size - total)
         if sent == 0:
             raise ValueError(f'expected to write {size} bytes, but sent {total}')
         total += sent
@@ -215,6 +217,21 @@ class _BodyBase:
     @property
     def state(self) -> int:
         return self._state
+
+    def write_to(self, wfile: 'Any') -> int:
+        """Write the whole body to *wfile* (a chunked body re-encoded with its extensions).
+
+        Returns the number of bytes written.  Each piece is flushed (when
+        *wfile* has ``flush()``) before the next is asked for, unless the
+        next is at hand (see the module docstring).
+        """
+        return _write_body(self, wfile, self.chunked)
+
+    def _items(self):
+        # Checks the state now (an error here, not at the first next()),
+        # then the pieces come from the generator _pieces().
+        self._start_items()
+        return self._pieces()
 
     def _at_hand(self):
         return False
@@ -275,6 +292,9 @@ class _InBody(_BodyBase):
         if self._state not in allowed:
             raise _state_error(self)
         self._state = BODY_STARTED
+
+    def _start_items(self):
+        self._start(BODY_READY)
 
     def _fail(self, exc):
         self._state = BODY_ERROR
@@ -447,19 +467,10 @@ class Body(_InBody):
             yield data
         self._state = BODY_CONSUMED
 
-    def write_to(self, wfile: 'Any') -> int:
-        """Copy the whole body to *wfile*; returns the number of bytes written."""
-        return _write_body(self, wfile, False)
-
-    def _items(self):
+    def _pieces(self):
         # The data, in pieces: as it arrives from a connection, in IO_SIZE
         # pieces from a file.  A piece may be a view of a buffer reused for
-        # the next one: write it before asking for more.  The state is
-        # checked now, the pieces come from the generator.
-        self._start(BODY_READY)
-        return self._pieces()
-
-    def _pieces(self):
+        # the next one: write it before asking for more.
         reader = self._reader
         remaining = self._remaining
         try:
@@ -704,15 +715,7 @@ class ChunkedBody(_InBody):
         while self._state == BODY_STARTED:
             yield self._readchunk()
 
-    def write_to(self, wfile: 'Any') -> int:
-        """Copy every chunk to *wfile*, re-encoded with its extension; returns bytes written."""
-        return _write_body(self, wfile, True)
-
-    def _items(self):
-        self._start(BODY_READY)
-        return self._chunks()
-
-    def _chunks(self):
+    def _pieces(self):
         while self._state == BODY_STARTED:
             yield self._readchunk()
 
@@ -738,6 +741,26 @@ def _read_too_large(size, what='would exceed max read size'):
 
 
 _LAST_CHUNK = b'0\r\n\r\n'
+
+
+def check_chunk(chunk: object) -> bytes:
+    """The data of an outgoing *chunk*, after checking it is an ``(extension, data)`` tuple.
+
+    The extension is checked when it is rendered (``format_chunk()``).
+
+    >>> check_chunk((None, b'hi'))
+    b'hi'
+    """
+    if type(chunk) is not tuple:
+        raise TypeError(_TYPE_ERROR.format('chunk', tuple, type(chunk), chunk))
+    if len(chunk) != 2:
+        raise ValueError(f'chunk: need a 2-tuple; got a {len(chunk)}-tuple')
+    data = chunk[1]
+    if type(data) is not bytes:
+        raise TypeError(_TYPE_ERROR2.format('chunk data', bytes, type(data)))
+    if len(data) > MAX_IO_SIZE:
+        raise ValueError(f'need len(chunk data) <= {MAX_IO_SIZE}; got {len(data)}')
+    return data
 
 
 def _write_chunk(write, chunk):
@@ -799,6 +822,8 @@ class _OutBody(_BodyBase):
             raise _state_error(self)
         self._state = BODY_STARTED
 
+    _start_items = _start
+
     def _release(self):
         # The source of an iterator body is closed when it has a close():
         # a generator (its finally clauses run), a file, a WSGI result.
@@ -837,13 +862,6 @@ class BodyIter(_OutBody):
 
     def __repr__(self) -> str:
         return f'BodyIter({self._source!r}, {self._content_length})'
-
-    def write_to(self, wfile: 'Any') -> int:
-        return _write_body(self, wfile, False)
-
-    def _items(self):
-        self._start()
-        return self._pieces()
 
     def _pieces(self):
         total = 0
@@ -894,29 +912,13 @@ class ChunkedBodyIter(_OutBody):
     def __repr__(self) -> str:
         return f'ChunkedBodyIter({self._source!r})'
 
-    def write_to(self, wfile: 'Any') -> int:
-        return _write_body(self, wfile, True)
-
-    def _items(self):
-        self._start()
-        return self._chunks()
-
-    def _chunks(self):
+    def _pieces(self):
         done = False
         try:
             for chunk in self._source:
                 if done:
                     raise ValueError('additional chunk after empty chunk data')
-                if type(chunk) is not tuple:
-                    raise TypeError(_TYPE_ERROR.format('chunk', tuple, type(chunk), chunk))
-                if len(chunk) != 2:
-                    raise ValueError(f'chunk: need a 2-tuple; got a {len(chunk)}-tuple')
-                data = chunk[1]
-                if type(data) is not bytes:
-                    raise TypeError(_TYPE_ERROR2.format('chunk data', bytes, type(data)))
-                if len(data) > MAX_IO_SIZE:
-                    raise ValueError(f'need len(chunk data) <= {MAX_IO_SIZE}; got {len(data)}')
-                done = not data
+                done = not check_chunk(chunk)
                 yield chunk
             if not done:
                 raise ValueError('final chunk data was not empty')

@@ -33,9 +33,10 @@ from . import (
     _stop_server_process,
     _Stoppable,
 )
+from ._body import check_chunk
 from ._common import _callable_name, _remove_socket_file
 from ._parse import _TYPE_ERROR
-from .base import MAX_IO_SIZE, Request, format_chunk, parse_headers, parse_request_range
+from .base import Request, format_chunk, parse_headers, parse_request_range
 from .sslhelpers import PKI
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at run time
@@ -428,15 +429,7 @@ def write_chunk(wfile: _Writer, chunk: tuple[tuple[str, str] | None, bytes]) -> 
     >>> out.getvalue()
     b'5;k=v\\r\\nhello\\r\\n'
     """
-    if type(chunk) is not tuple:
-        raise TypeError(_TYPE_ERROR.format('chunk', tuple, type(chunk), chunk))
-    if len(chunk) != 2:
-        raise ValueError(f'chunk: need a 2-tuple; got a {len(chunk)}-tuple')
-    data = chunk[1]
-    if type(data) is not bytes:
-        raise TypeError(_TYPE_ERROR.format('chunk data', bytes, type(data), data[:32]))
-    if len(data) > MAX_IO_SIZE:
-        raise ValueError(f'need len(data) <= {MAX_IO_SIZE}; got {len(data)}')
+    data = check_chunk(chunk)
     src = b''.join((format_chunk(chunk), data, b'\r\n'))
     sent = wfile.write(src)
     if sent != len(src):
