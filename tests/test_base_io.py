@@ -1367,10 +1367,10 @@ def test_sendfile_short_file(tmp_path):
     ],
 )
 def test_sendfile_errors(tmp_path, monkeypatch, error, exc):
-    def sendfile(self, file, offset=0, count=None):
+    def sendfile(out_fd, in_fd, offset, count):
         raise error
 
-    monkeypatch.setattr(socket.socket, 'sendfile', sendfile)
+    monkeypatch.setattr(os, 'sendfile', sendfile)
     (e, body, received, _) = _send_file_body(tmp_path, b'x' * 70000)
     assert type(e) is exc
     if exc is ConnectionClosed:
@@ -1384,11 +1384,11 @@ def test_sendfile_errors(tmp_path, monkeypatch, error, exc):
 def test_no_sendfile(tmp_path, monkeypatch):
     calls = []
 
-    def sendfile(self, file, offset=0, count=None):  # pragma: no cover - must not run
+    def sendfile(out_fd, in_fd, offset, count):  # pragma: no cover - must not run
         calls.append(count)
         raise AssertionError('sendfile() used')
 
-    monkeypatch.setattr(socket.socket, 'sendfile', sendfile)
+    monkeypatch.setattr(os, 'sendfile', sendfile)
     data = b'y' * 70000
     path = tmp_path / 'small'
     path.write_bytes(data)
