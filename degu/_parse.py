@@ -534,6 +534,16 @@ def _parse_origin(src):
 # what the pure functions returned for small inputs only, are cleared when
 # full (so a peer sending endless variety costs an insert and a rare clear),
 # and never hold anything a caller can mutate.
+#
+# What each cache buys, in instructions per request of benchmarks/hotpath.py
+# under callgrind (server 64,000, client 66,000 with every cache on):
+#   _TARGETS       request-targets            server 13,900 (22 %)
+#   _BLOCKS        header blocks              server 32,900 (51 %), client 17,300 (26 %)
+#   _NAME_CACHE    header names, when a block misses: server 20,100 (21 %)
+#   _STATUS_LINE_CACHE  status lines parsed   client 9,400 (14 %)
+#   _LINES         rendered field lines       server 7,000 (11 %), client 17,700 (27 %)
+#   _GOOD_NAMES    checked names, when a line misses: server 2,400 (3 %)
+#   _STATUS_LINES  rendered status lines      server 5,800 (9 %)
 _CACHE_ENTRIES = 1024  # per cache
 _TARGET_CACHE_LEN = 256  # bytes: longer request-targets are parsed every time
 _BLOCK_CACHE_LEN = 1024  # bytes: longer header blocks are parsed every time
