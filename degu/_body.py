@@ -109,7 +109,7 @@ class ConnReader:
     A body over such a reader is *connection-backed*: its repr says
     ``<reader>`` and an error while reading it is reported to the reader.
     Subclasses provide ``read_exact(n)``, ``readinto_exact(view)``,
-    ``readinto_some(view)``, ``read_some(n)``, ``readline(limit)``,
+    ``readinto_some(view)``, ``read_some(n)``, ``readline(limit, what)``,
     ``body_failed(exc)`` and ``buffered`` (bytes received and not yet read).
     """
 
@@ -141,7 +141,7 @@ class _FileReader:
         self.readinto_exact(memoryview(buf))
         return bytes(buf)
 
-    def readline(self, limit):
+    def readline(self, limit, what='line'):
         line = self._readline(limit)
         if type(line) is not bytes:
             raise TypeError(f'need a {bytes!r}; readline() returned a {type(line)!r}')
@@ -606,7 +606,7 @@ class ChunkedBody(_InBody):
         # One chunk off the wire; moves to CONSUMED after the last one.
         reader = self._reader
         try:
-            line = reader.readline(MAX_LINE_LEN)
+            line = reader.readline(MAX_LINE_LEN, 'chunk line')
             (size, extension) = parse_chunk(line[:-2])
             if size:
                 if self._left is not None:
@@ -617,7 +617,7 @@ class ChunkedBody(_InBody):
                 end = reader.read_exact(2)
             else:
                 data = b''
-                end = reader.readline(MAX_LINE_LEN)
+                end = reader.readline(MAX_LINE_LEN, 'chunk line')
                 if end != b'\r\n':
                     self._read_trailer(end)
                     end = b'\r\n'
@@ -651,7 +651,7 @@ class ChunkedBody(_InBody):
                     'Request Header Fields Too Large',
                 )
             parse_trailer_line(line[:-2])
-            line = self._reader.readline(MAX_LINE_LEN)
+            line = self._reader.readline(MAX_LINE_LEN, 'chunk line')
             total += len(line)
 
     def readchunk(self) -> 'tuple[tuple[str, str] | None, bytes]':

@@ -434,11 +434,12 @@ class Transport(ConnReader):
             parts.append(bytes(self._view[self._start : self._stop]))
             self._start = self._stop
 
-    def readline(self, limit: int) -> bytes:
+    def readline(self, limit: int, what: str = 'line') -> bytes:
         """One line of at most *limit* bytes, its CRLF included.
 
         ``ValueError`` when no CRLF comes within *limit* bytes,
-        ``ConnectionClosed`` when the peer closes first.
+        ``ConnectionClosed`` (naming *what* was truncated) when the peer
+        closes first.
         """
         if self.send_before_read is not None:
             self._before_read()
@@ -454,9 +455,9 @@ class Transport(ConnReader):
                 if searched >= end:
                     found = _short(self._view[self._start : end])
                     raise ValueError(f"b'\\r\\n' not found in {found}")
-                if self._fill('chunk line') == 0:
+                if self._fill(what) == 0:
                     raise ConnectionClosed(
-                        f'chunk line truncated: {_short(self._view[self._start : self._stop])}'
+                        f'{what} truncated: {_short(self._view[self._start : self._stop])}'
                     )
                 idx = buf.find(_CRLF, max(self._start, searched - 1), min(self._stop, end))
                 if idx >= 0:

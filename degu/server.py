@@ -706,11 +706,11 @@ class Server:
         if isinstance(error, ConnectionClosed):
             # The peer vanished while the app read the body: nobody to answer.
             session._close('peer closed the connection')
-            log.info('- %s %s %s: %r', session, request._method, request._uri, error)
+            log.info('- %s %s %s: %r', session, request.method, request.uri, error)
         elif isinstance(error, ParseError):
             self._send_error(session, transport, error.status, error.reason, error)
         else:
-            log.error('- %s %s %s: app failed:', session, request._method, request._uri,
+            log.error('- %s %s %s: app failed:', session, request.method, request.uri,
                       exc_info=error or exc)
             self._send_error(session, transport, 500, 'Internal Server Error', error or exc)
         return False

@@ -70,7 +70,9 @@ def test_readline_and_exact_reads():
     assert t.readinto_some(memoryview(bytearray(10))) == 4
     assert t.read_some(10) == b''  # a clean EOF
     raises(ValueError, "b'\\r\\n' not found in b'abc'", MockTransport([b'abc\r\n']).readline, 3)
-    raises(ConnectionClosed, "chunk line truncated: b'ab'", MockTransport([b'ab']).readline, 9)
+    raises(ConnectionClosed, "line truncated: b'ab'", MockTransport([b'ab']).readline, 9)
+    raises(ConnectionClosed, "chunk line truncated: b'ab'",
+           MockTransport([b'ab']).readline, 9, 'chunk line')
     raises(ConnectionClosed, 'expected to read 5 bytes, but received 2',
            MockTransport([b'ab']).read_exact, 5)
 
