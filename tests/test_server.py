@@ -1380,3 +1380,53 @@ def test_app_framing_field_checked_for_http10_too():
             reply = exchange(server.address, b'GET / HTTP/%s\r\nHost: t\r\n\r\n' % version)
             assert status_line(reply) == b'HTTP/1.1 500 Internal Server Error'
             assert b'0123456789' not in reply
+
+
+def test_a_new_body_type_needs_only_the_body_protocol():
+    # doc/hacking.rst: a body type implements the protocol of degu._body and
+    # nothing else changes: the server frames, streams and releases it, the
+    # client sends it, http.client (a peer we did not write) reads it.
+    from degu._body import BODY_CONSUMED, BODY_READY, _OutBody
+    from degu.client import Client
+
+    released = []
+
+    class Repeat(_OutBody):
+        """*count* copies of *piece*, one at a time."""
+
+        __slots__ = ('_source', '_state', '_count')
+        chunked = False
+
+        def __init__(self, piece, count):
+            self._source = piece
+            self._count = count
+            self._state = BODY_READY
+
+        @property
+        def content_length(self):
+            return len(self._source) * self._count
+
+        def _pieces(self):
+            for _ in range(self._count):
+                yield self._source
+            self._state = BODY_CONSUMED
+
+        def _release(self):
+            released.append(self._count)
+
+    def app(session, request, api):
+        data = request.body.read() if request.body is not None else b''
+        return (200, 'OK', {'x-got': str(len(data))}, Repeat(b'ab', 3))
+
+    with serving(app) as server:
+        conn = http.client.HTTPConnection(*server.address, timeout=5)
+        conn.request('GET', '/')
+        r = conn.getresponse()
+        assert (r.status, r.getheader('content-length'), r.read()) == (200, '6', b'ababab')
+        conn.close()
+        conn = Client(server.address).connect()
+        r = conn.put('/', {}, Repeat(b'xyz', 2))
+        assert (r.headers['x-got'], r.body.read()) == ('6', b'ababab')
+        conn.close()
+    # the server releases the responses it sent; a request body stays the caller's
+    assert released == [3, 3]
