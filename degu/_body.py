@@ -602,12 +602,16 @@ class ChunkedBody(_InBody):
     def __repr__(self) -> str:
         return f'{type(self).__name__}({self._rfile_repr()})'
 
-    def _readchunk(self):
+    def _readchunk(self, most=None):
         # One chunk off the wire; moves to CONSUMED after the last one.
+        # With *most*: None, reading nothing more, when the chunk's data
+        # is larger (a drain stops at its limit inside a chunk).
         reader = self._reader
         try:
             line = reader.readline(MAX_LINE_LEN, 'chunk line')
             (size, extension) = parse_chunk(line[:-2])
+            if most is not None and size > most:
+                return None
             if size:
                 if self._left is not None:
                     self._left -= size
@@ -727,10 +731,12 @@ class ChunkedBody(_InBody):
         total = 0 if self._pending is None else len(self._pending[1])
         self._pending = None
         while total <= limit:
-            data = self._readchunk()[1]
-            if not data:
+            chunk = self._readchunk(limit - total)
+            if chunk is None:  # a chunk past the limit: its data is not read
+                return False
+            if not chunk[1]:
                 return True
-            total += len(data)
+            total += len(chunk[1])
         return False
 
 

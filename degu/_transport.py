@@ -46,6 +46,10 @@ __all__ = ('Transport', 'BlockTooLarge', 'map_socket_error', 'address_family')
 _CRLF = b'\r\n'
 _SMALL_READ = 4096  # reads this small go through the buffer, which may save a recv
 START_BUF_LEN = 8 * 1024  # 8 KiB: a new connection's read buffer, grown for big blocks
+# 256 KiB: the most a read of a declared size allocates before its bytes
+# arrive.  A peer that declares a 16 MiB chunk and sends nothing costs this,
+# not 16 MiB; larger reads grow piece by piece as the data comes.
+READ_PIECE = 256 * 1024
 
 
 def address_family(address: 'tuple | str | bytes') -> socket.AddressFamily:
@@ -359,9 +363,29 @@ class Transport(ConnReader):
                     raise self._eof(size, self._stop)
             self._start = size
             return bytes(self._view[:size])
-        buf = bytearray(size)
-        self.readinto_exact(memoryview(buf))
-        return bytes(buf)
+        if size <= READ_PIECE:
+            buf = bytearray(size)
+            self.readinto_exact(memoryview(buf))
+            return bytes(buf)
+        return self._read_pieces(size)
+
+    def _read_pieces(self, size):
+        # read_exact() of more than READ_PIECE bytes: one piece at a time,
+        # each allocated once the previous one is full, then joined (the
+        # one copy bytes(buf) made before).
+        pieces = []
+        got = 0
+        while got < size:
+            piece = memoryview(bytearray(min(size - got, READ_PIECE)))
+            filled = 0
+            while filled < len(piece):
+                received = self.readinto_some(piece[filled:])
+                if received == 0:
+                    raise self._eof(size, got + filled)
+                filled += received
+            pieces.append(piece)
+            got += filled
+        return b''.join(pieces)
 
     def readinto_exact(self, view: memoryview) -> int:
         """Fill all of *view*: buffered bytes first, then ``recv_into`` straight into it."""

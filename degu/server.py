@@ -549,6 +549,10 @@ class Server:
                     return
         finally:
             transport.close()
+            # A stored failure's traceback holds the frames that read the
+            # body, and so the transport and its buffers: let them go now,
+            # not when the garbage collector finds the cycle.
+            failures.clear()
 
     def _wait_for_request(self, conn, session, transport):
         """False when the connection should close instead of waiting for another request."""

@@ -218,3 +218,57 @@ def test_writers_frame_through_the_body_protocol():
 
 def test_socket_wrapper_is_a_transport_with_the_functions():
     assert issubclass(_io.SocketWrapper, Transport)
+
+
+# -------------------------------------------------------------------------
+# Memory bounded by what arrives, not by what the peer declares
+
+
+def _peak_allocation(func):
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        with pytest.raises(ConnectionClosed):
+            func()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_declared_chunk_costs_what_arrives():
+    # 'ffffff' declares 16 MiB; 1,000 bytes arrive, then the peer is gone.
+    t = MockTransport([b'ffffff\r\n', b'x' * 1000])
+    body = ChunkedBody(t)
+    peak = _peak_allocation(body.read)
+    assert peak < 1 << 20  # was 16 MiB, allocated before any data arrived
+    assert body.state == 3  # BODY_ERROR
+
+
+def test_a_declared_length_costs_what_arrives():
+    t = MockTransport([b'x' * 1000])
+    peak = _peak_allocation(lambda: t.read_exact(16 * 1024 * 1024))
+    assert peak < 1 << 20
+
+
+def test_large_reads_arrive_whole():
+    data = bytes(range(256)) * 4099  # over four pieces, not a multiple of one
+    t = MockTransport([data[:5], data[5:300000], data[300000:]])
+    assert t.read_exact(len(data)) == data
+    t = MockTransport([data[:100]])
+    raises(ConnectionClosed, f'expected to read {len(data)} bytes, but received 100',
+           t.read_exact, len(data))
+
+
+def test_a_drain_stops_inside_a_chunk():
+    # The drain limit holds inside a chunk: a chunk larger than what is left
+    # of it is not read at all, and the connection is given up.
+    from degu._body import drain_body
+
+    t = MockTransport([b'10\r\n', b'y' * 16 + b'\r\n', b'ffffff\r\n', b'x' * 1000])
+    body = ChunkedBody(t)
+    assert drain_body(body, 64 * 1024) is False
+    assert t.read_exact(1000) == b'x' * 1000  # the big chunk's data was left unread
+    t = MockTransport([b'10\r\n', b'y' * 16 + b'\r\n', b'0\r\n\r\n'])
+    assert drain_body(ChunkedBody(t), 64 * 1024) is True
