@@ -150,6 +150,8 @@ class Transport(ConnReader):
         'reset',
         'send_before_read',
         'on_failure',
+        '_left',
+        '_rate',
         '_native',
         '_wait',
         '__weakref__',
@@ -185,6 +187,8 @@ class Transport(ConnReader):
         self.reset = False
         self.send_before_read: bytes | None = None
         self.on_failure = on_failure
+        self._left: float | None = None  # see start_deadline()
+        self._rate = 0
         if timeout is None:
             timeout = getattr(sock, 'gettimeout', lambda: None)()
         self.timeout = timeout
@@ -253,15 +257,54 @@ class Transport(ConnReader):
             raise ConnectionClosed('Connection is closed')
         if wait is None:
             wait = self.timeout
+        left = self._left
+        if left is not None:
+            wait = self._deadline_wait(wait, f'reading {what}')
+            started = time.monotonic()
         if wait != self._wait:
             self._set_wait(wait)
         try:
-            return self._recv_into(view)
+            received = self._recv_into(view)
         except OSError as e:
             mapped = map_socket_error(e, f'reading {what}')
             if mapped is None:
                 raise
             raise mapped from e
+        finally:
+            if left is not None and self._left is not None:
+                self._left -= time.monotonic() - started
+        if left is not None and self._left is not None:
+            self._left += received / self._rate
+        return received
+
+    # ------------------------------------------------------------------
+    # Transfer deadlines: a whole transfer, not only each operation
+
+    def start_deadline(self, seconds: float, min_rate: int) -> None:
+        """Bound the time spent waiting on the peer from now on, until ``stop_deadline()``.
+
+        Reads and sends may block for *seconds* in all, plus one second for
+        every *min_rate* bytes they move: a peer that keeps each operation
+        within ``timeout`` but moves less than *min_rate* bytes per second
+        (one byte a second, say) runs out of time, a ``ConnectionTimedOut``.
+        Only the time blocked on the peer counts, never the time between
+        operations (a slow app, an event stream's pauses).  A receive waits
+        at most what is left; a send is checked before each ``send()``,
+        which may overrun by up to ``timeout``.
+        """
+        self._left = seconds
+        self._rate = min_rate
+
+    def stop_deadline(self) -> None:
+        """Back to the per-operation timeout alone."""
+        self._left = None
+
+    def _deadline_wait(self, wait, what):
+        left = self._left
+        if left <= 0:
+            self._left = None  # once: the error is final
+            raise ConnectionTimedOut(f'{what}: slower than {self._rate} bytes per second')
+        return left if wait is None or left < wait else wait
 
     def _fill(self, what, wait=None):
         """One ``recv_into`` into the free end of the buffer; returns the count."""
@@ -506,6 +549,9 @@ class Transport(ConnReader):
             size = len(data)
             if sent != size:
                 view = memoryview(data)
+                if self._left is not None:  # the peer is not keeping up: time it
+                    self._left += sent / self._rate
+                    return self._send_limited(view[sent:], what)
                 while sent < size:
                     n = send(view[sent:])
                     if not n:  # a real socket blocks or raises; this is a broken one
@@ -518,6 +564,21 @@ class Transport(ConnReader):
             if not isinstance(mapped, ConnectionTimedOut):
                 self.reset = True
             raise mapped from e
+
+    def _send_limited(self, view, what):
+        # The rest of a sendall() under start_deadline(), once a send() was
+        # partial: the time blocked in each send() is spent, the bytes it
+        # moved earn time back.  (A send() that does not block costs nothing.)
+        sent = 0
+        while sent < len(view):
+            self._deadline_wait(None, what)
+            started = time.monotonic()
+            n = self._send(view[sent:])
+            if self._left is not None:
+                self._left += n / self._rate - (time.monotonic() - started)
+            if not n:
+                raise ConnectionClosed(f'{what}: send() returned {n!r}')
+            sent += n
 
     def write(self, data: 'bytes | bytearray | memoryview') -> int:
         """Buffered write of *data*; returns ``len(data)``.  Call ``flush()`` to send."""

@@ -62,6 +62,7 @@ from .base import (
     MAX_HEADER_COUNT,
     MAX_PREAMBLE_LEN,
     ConnectionClosed,
+    ConnectionTimedOut,
     EmptyPreambleError,
     ParseError,
     Request,
@@ -98,6 +99,8 @@ _OPTIONS = {
     'max_header_bytes': (MAX_PREAMBLE_LEN, (int,), 1024, 1024 * 1024),
     'max_header_count': (MAX_HEADER_COUNT, (int,), 1, 10_000),
     'max_body': (None, (int, type(None)), 0, None),
+    'transfer_timeout': (20, _NUMBER, 0, None),
+    'min_rate': (500, (int,), 1, None),
 }
 
 LISTEN_BACKLOG = 128  # pending connections the kernel queues for accept()
@@ -241,7 +244,12 @@ class Server:
     whole preamble), ``idle_timeout`` (15 s, the wait for a request),
     ``max_header_bytes`` (32 KiB), ``max_header_count`` (100), ``max_body``
     (``None``: no limit; a request body over it gets ``413 Content Too
-    Large``, before the app runs when its ``content-length`` says so).
+    Large``, before the app runs when its ``content-length`` says so),
+    ``transfer_timeout`` (20 s) and ``min_rate`` (500 bytes per second):
+    while a request's body, trailers and response move, the time blocked
+    on the peer may total ``transfer_timeout`` plus a second per
+    ``min_rate`` bytes moved; a slower peer gets ``408 Request Timeout``
+    (while it sends) or is cut off (while it reads).
     """
 
     def __init__(
@@ -266,6 +274,8 @@ class Server:
         self.max_header_bytes: int = values['max_header_bytes']
         self.max_header_count: int = values['max_header_count']
         self.max_body: int | None = values['max_body']
+        self.transfer_timeout: float = values['transfer_timeout']
+        self.min_rate: int = values['min_rate']
         if isinstance(address, socket.socket):
             sock = address
         else:
@@ -594,6 +604,9 @@ class Server:
     def _serve(self, session, transport, request, failures):
         """Call the app and send its response; returns False when the connection must close."""
         started = time.monotonic() if access_log.isEnabledFor(logging.INFO) else 0.0
+        # The body, its trailers and the response as a whole: time blocked on
+        # a peer slower than min_rate runs out (doc/security.rst).
+        transport.start_deadline(self.transfer_timeout, self.min_rate)
         closing = request_close_reason(request._version, request._headers)
         expect100 = request._body is not None and self._arm_continue(transport, request)
         try:
@@ -619,6 +632,7 @@ class Server:
         finally:
             if body is not None and type(body) is not bytes:  # those hold nothing
                 _release(body)
+        transport.stop_deadline()
         session._requests += 1
         if started:
             access_log.info('%s "%s %s" %d %d %.1fms', session, request._method, request._uri,
@@ -707,7 +721,11 @@ class Server:
         error = failures[0] if failures else None
         if error is None and isinstance(exc, ParseError) and exc.status == 413:
             error = exc
-        if isinstance(error, ConnectionClosed):
+        if isinstance(error, ConnectionTimedOut):
+            # The body or its trailers came too slowly (timeout, or the
+            # transfer deadline): RFC 9110 section 15.5.9, then close.
+            self._send_error(session, transport, 408, 'Request Timeout', error)
+        elif isinstance(error, ConnectionClosed):
             # The peer vanished while the app read the body: nobody to answer.
             session._close('peer closed the connection')
             log.info('- %s %s %s: %r', session, request.method, request.uri, error)

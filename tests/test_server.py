@@ -1465,3 +1465,46 @@ def test_aborted_uploads_leave_no_memory_behind():
         finally:
             gc.enable()
     assert grown < 16 * 1024 * 1024, grown
+
+
+@pytest.mark.parametrize(
+    'head, trickle',
+    [
+        # a body, one byte at a time
+        (b'PUT / HTTP/1.1\r\nhost: x\r\ncontent-length: 200\r\n\r\n', b'x' * 200),
+        # the trailer of a chunked body, one byte at a time
+        (
+            b'PUT / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n',
+            b'x-trailer: ' + b'y' * 150 + b'\r\n\r\n',
+        ),
+    ],
+)
+def test_a_trickling_body_gets_408(head, trickle):
+    # Each byte comes well within the per-operation timeout, but the whole
+    # transfer is slower than min_rate: the deadline runs out.
+    def app(session, request, api):
+        return (200, 'OK', {}, request.body.read())
+
+    with serving(app, timeout=5, transfer_timeout=0.5, min_rate=1000) as server:
+        with connect(server.address) as sock:
+            sock.sendall(head)
+            started = time.monotonic()
+            reply = b''
+            for byte in trickle:
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    break
+                if select_readable(sock, 0.05):
+                    break
+            reply = recv_all(sock)
+            elapsed = time.monotonic() - started
+    assert reply.startswith(b'HTTP/1.1 408 Request Timeout\r\n'), reply[:80]
+    assert b'connection: close' in reply.split(b'\r\n')
+    assert elapsed < 3  # before: the per-operation timeout, refreshed by every byte
+
+
+def select_readable(sock, timeout):
+    import select
+
+    return bool(select.select([sock], [], [], timeout)[0])

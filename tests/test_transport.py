@@ -10,7 +10,7 @@ import socket
 import pytest
 from helpers import FakeSocket, MockTransport, raises
 
-from degu import _io
+from degu import _io, _transport
 from degu.base import (
     BODY_CONSUMED,
     CHUNKED,
@@ -272,3 +272,91 @@ def test_a_drain_stops_inside_a_chunk():
     assert t.read_exact(1000) == b'x' * 1000  # the big chunk's data was left unread
     t = MockTransport([b'10\r\n', b'y' * 16 + b'\r\n', b'0\r\n\r\n'])
     assert drain_body(ChunkedBody(t), 64 * 1024) is True
+
+
+# -------------------------------------------------------------------------
+# Transfer deadlines: time blocked on a slow peer runs out
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self):
+        return self.now
+
+
+class _SlowSocket:
+    """Moves *n* bytes per call, each call blocking *step* seconds of the clock."""
+
+    def __init__(self, clock, data=b'', n=1, step=1.0):
+        self.clock = clock
+        self.data = memoryview(data)
+        self.n = n
+        self.step = step
+        self.sent = bytearray()
+        self.timeouts = []
+
+    def settimeout(self, seconds):
+        self.timeouts.append(seconds)
+
+    def recv_into(self, buf):
+        self.clock.now += self.step
+        size = min(len(buf), self.n, len(self.data))
+        buf[:size] = self.data[:size]
+        self.data = self.data[size:]
+        return size
+
+    def send(self, data):
+        self.clock.now += self.step
+        self.sent += data[: self.n]
+        return min(len(data), self.n)
+
+    def close(self):
+        pass
+
+
+def test_a_trickling_peer_runs_out_of_time(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(_transport, 'time', clock)
+    # one byte a second against 100 bytes a second: 5 s, plus what it earns
+    t = Transport(_SlowSocket(clock, b'x' * 100))
+    t.start_deadline(5, 100)
+    e = raises(ConnectionTimedOut, 'reading body: slower than 100 bytes per second',
+               t.read_exact, 100)
+    assert 5 <= clock.now - 1000 <= 6
+    # each receive waited at most what was left
+    assert t.sock.timeouts == sorted(t.sock.timeouts, reverse=True)
+    assert 0 < t.sock.timeouts[-1] <= 1
+    # fast enough: 1,000 bytes a second
+    t = Transport(_SlowSocket(clock, b'x' * 20_000, n=1000))
+    t.start_deadline(5, 100)
+    assert t.read_exact(20_000) == b'x' * 20_000
+    # time between operations does not count, only time blocked on the peer
+    t = Transport(_SlowSocket(clock, b'x' * 10, n=1, step=0.1))
+    t.start_deadline(1, 100)
+    for _ in range(10):
+        clock.now += 60  # a slow app, an event stream's pause
+        assert t.read_exact(1) == b'x'
+    # stopped: the per-operation timeout alone
+    t = Transport(_SlowSocket(clock, b'x' * 30))
+    t.start_deadline(1, 100)
+    t.stop_deadline()
+    assert t.read_exact(30) == b'x' * 30
+    assert type(e) is ConnectionTimedOut
+
+
+def test_a_slow_reader_runs_out_of_time(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(_transport, 'time', clock)
+    sock = _SlowSocket(clock, n=1)
+    t = Transport(sock)
+    t.start_deadline(3, 100)
+    raises(ConnectionTimedOut, 'sending: slower than 100 bytes per second', t.sendall, b'y' * 50)
+    assert 3 <= len(sock.sent) <= 5
+    # a send that does not block costs nothing and needs no clock
+    t = Transport(_SlowSocket(clock, n=1 << 20))
+    t.start_deadline(0.001, 1)
+    now = clock.now
+    t.sendall(b'z' * 1000)
+    assert clock.now - now == 1.0  # the one send() call of the fake, nothing else
