@@ -24,6 +24,17 @@ Modes (``all`` runs each in turn):
 ``idle``
     1,000 idle keep-alive connections held by a degu server: memory per
     connection.
+``slowloris``
+    ``--attackers`` connections (default 2,000) dribble a request preamble
+    one byte every 2 s, reconnecting when cut, against a degu server at its
+    default options; beside the attack, a legitimate client makes requests
+    on new connections for ``--seconds``: its success rate and p50/p99
+    latency, and the server's threads.
+``slowbody``
+    50 connections send a request preamble and then trickle its body one
+    byte a second (half of them declare ``content-length``, half a
+    ``ffffff`` chunk), against a degu server at its default options: the
+    legitimate client's success rate and latency, and the server's RSS.
 
 Placement: on a 2-CPU VM a round trip between processes on different CPUs
 pays a cross-CPU wake-up that swamps the HTTP work, so ``roundtrip``,
@@ -884,8 +895,148 @@ def _serve_idle(queue, count):
     serve_degu(queue, ('127.0.0.1', 0), max_connections=count + 10, idle_timeout=60)
 
 
+# --------------------------------------------------------------------------
+# Attacks, and a legitimate client beside them
+
+
+def _attack(address, conns, scripts, interval, stop_at):
+    """*conns* connections, each sending a script's head at once, then its trickle a byte
+    per *interval* seconds; a connection the server cuts comes back.  Returns the reconnects.
+    """
+    socks = {}  # socket -> (trickle, next byte)
+
+    def open_one(i):
+        (head, trickle) = scripts[i % len(scripts)]
+        try:
+            sock = socket.create_connection(address, timeout=2)
+            if head:
+                sock.sendall(head)
+            sock.setblocking(False)
+        except OSError:
+            return
+        socks[sock] = (trickle, 0)
+
+    for i in range(conns):
+        open_one(i)
+    n = conns
+    while time.monotonic() < stop_at:
+        started = time.monotonic()
+        for sock in list(socks):
+            (trickle, pos) = socks[sock]
+            try:
+                sock.send(trickle[pos : pos + 1])
+                socks[sock] = (trickle, min(pos + 1, len(trickle) - 1))
+            except OSError:
+                del socks[sock]
+                sock.close()
+                open_one(n)  # cut: come back, as an attacker would
+                n += 1
+            if time.monotonic() >= stop_at:
+                break
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+    for sock in socks:
+        sock.close()
+    return n - conns
+
+
+def _legit(address, seconds):
+    """Requests on new connections for *seconds*: (successes, attempts, latencies in ms)."""
+    latencies = []
+    attempts = 0
+    stop_at = time.monotonic() + seconds
+    while time.monotonic() < stop_at:
+        attempts += 1
+        started = time.monotonic()
+        try:
+            with socket.create_connection(address, timeout=2) as sock:
+                sock.sendall(b'GET /hello HTTP/1.1\r\nHost: bench\r\n\r\n')
+                data = b''
+                while b'\r\n\r\n' not in data or not data.endswith(BODY12):
+                    received = sock.recv(4096)
+                    if not received:
+                        break
+                    data += received
+            if data.startswith(b'HTTP/1.1 200 '):
+                latencies.append(1000 * (time.monotonic() - started))
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return (len(latencies), attempts, latencies)
+
+
+def _percentile(values, p):
+    if not values:
+        return float('nan')
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+def _attack_mode(title, conns, scripts, interval, args):
+    import threading
+
+    table = Table(title)
+    (proc, address, _) = start(_serve_defaults, ('127.0.0.1', 0), cpu=0)
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if limit[0] < conns + 200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit[1], conns + 1000), limit[1]))
+    try:
+        rss0 = current_rss_kib(proc.pid)
+        seconds = args.seconds * 2
+        stop_at = time.monotonic() + seconds + 2
+        result = {}
+        attacker = threading.Thread(
+            target=lambda: result.setdefault(
+                'reconnects', _attack(address, conns, scripts, interval, stop_at)
+            ),
+            daemon=True,
+        )
+        attacker.start()
+        time.sleep(2)  # let the attack take hold
+        threads = int(open(f'/proc/{proc.pid}/status').read().split('Threads:')[1].split()[0])
+        (ok, attempts, latencies) = _legit(address, seconds)
+        rss1 = current_rss_kib(proc.pid)
+        attacker.join(seconds + 10)
+    finally:
+        stop(proc)
+    extra = {'attempts': attempts, 'server_threads': threads,
+             'server_rss_growth_mib': round((rss1 - rss0) / 1024, 1),
+             'reconnects': result.get('reconnects')}
+    table.add('legitimate client', 'served', [100 * ok / max(1, attempts)], '%', **extra)
+    table.add('legitimate client', 'p50 latency', [_percentile(latencies, 50)], 'ms',
+              better='low')
+    table.add('legitimate client', 'p99 latency', [_percentile(latencies, 99)], 'ms',
+              better='low')
+    table.show({})
+    return table
+
+
+def _serve_defaults(queue, address):
+    import logging
+
+    logging.getLogger('degu.server').setLevel(logging.ERROR)  # a 503 warning per attacker
+    serve_degu(queue, address, max_connections=50)  # the default, where serve_degu raises it
+
+
+def mode_slowloris(args, tmpdir):
+    preamble = b'GET / HTTP/1.1\r\nHost: bench\r\n' + b'x-a: b\r\n' * 1000
+    return _attack_mode(f'slowloris: {args.attackers} connections, a header byte every 2 s',
+                        args.attackers, [(b'', preamble)], 2.0, args)
+
+
+def mode_slowbody(args, tmpdir):
+    scripts = [
+        (b'PUT /hello HTTP/1.1\r\nHost: bench\r\ncontent-length: 1000000\r\n\r\n',
+         b'x' * 1000),
+        (b'PUT /hello HTTP/1.1\r\nHost: bench\r\ntransfer-encoding: chunked\r\n\r\n'
+         b'ffffff\r\n', b'x' * 1000),
+    ]
+    return _attack_mode('slowbody: 50 connections trickle a body, a byte a second', 50,
+                        scripts, 1.0, args)
+
+
 MODES = {'roundtrip': mode_roundtrip, 'server': mode_server, 'client': mode_client,
-         'bodies': mode_bodies, 'idle': mode_idle}
+         'bodies': mode_bodies, 'idle': mode_idle, 'slowloris': mode_slowloris,
+         'slowbody': mode_slowbody}
 
 
 def main(argv=None):
@@ -900,6 +1051,8 @@ def main(argv=None):
                         default=[1, 16, 64], help='server mode: connection counts')
     parser.add_argument('--size', type=int, default=64, help='bodies mode: MiB')
     parser.add_argument('--idle', type=int, default=1000, help='idle mode: connections')
+    parser.add_argument('--attackers', type=int, default=2000,
+                        help='slowloris mode: attacking connections')
     parser.add_argument('--pin', choices=('split', 'none'), default='split')
     parser.add_argument('--no-wrk', action='store_true', help='use the Python load generator')
     parser.add_argument('--no-nginx', action='store_true', help='client mode: degu as server')
@@ -914,6 +1067,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         (args.count, args.reps, args.seconds, args.size, args.idle) = (200, 1, 1, 4, 50)
+        args.attackers = 60
         args.conns = [1, 4]
     if args.pin == 'split' and (os.cpu_count() or 1) < 2:
         args.pin = 'none'
