@@ -1032,7 +1032,10 @@ def _new_request(method, uri, headers, body, path, query, version):
 
 
 MAX_SESSION_REQUESTS = 75000  # the largest max_requests (Session and Server)
-DEFAULT_MAX_REQUESTS = 1000  # requests per connection, unless told: Session and Server
+DEFAULT_MAX_REQUESTS = 1000  # requests per connection: the server's default
+# A Session built without max_requests (an app's tests, say): Degu's 500.  The
+# server always passes its own option, so this never applies to a served connection.
+SESSION_MAX_REQUESTS = 500
 
 
 class Session:
@@ -1040,7 +1043,7 @@ class Session:
 
     >>> s = Session(('127.0.0.1', 5000))
     >>> (s.requests, s.max_requests, s.closed, s.message)
-    (0, 1000, False, None)
+    (0, 500, False, None)
     >>> str(s)
     "('127.0.0.1', 5000)"
     """
@@ -1059,7 +1062,7 @@ class Session:
             if len(credentials) != 3:
                 raise ValueError(f'credentials: need a 3-tuple; got a {len(credentials)}-tuple')
         if max_requests is None:
-            max_requests = DEFAULT_MAX_REQUESTS
+            max_requests = SESSION_MAX_REQUESTS
         elif type(max_requests) is not int:
             raise TypeError(
                 _TYPE_ERROR.format('max_requests', int, type(max_requests), max_requests)

@@ -1054,7 +1054,7 @@ def test_session():
     assert s.address == ('127.0.0.1', 5000)
     assert (s.credentials, s.max_requests, s.requests, s.closed, s.message) == (
         None,
-        1000,
+        500,
         0,
         False,
         None,
@@ -1087,11 +1087,12 @@ def test_session():
 
 
 def test_session_and_server_share_max_requests():
-    # One default and one maximum, for a Session built by hand and for a Server.
+    # One maximum for both; the server's default is 1000, a Session built by
+    # hand keeps Degu's 500 (the server always passes its own).
     from degu import _body, server
 
     assert _body.DEFAULT_MAX_REQUESTS == 1000 and _body.MAX_SESSION_REQUESTS == 75000
-    assert Session('x').max_requests == _body.DEFAULT_MAX_REQUESTS
+    assert Session('x').max_requests == _body.SESSION_MAX_REQUESTS == 500
     (default, types, low, high) = server._OPTIONS['max_requests']
     assert (default, types, low, high) == (1000, (int,), 1, 75000)
     assert default is _body.DEFAULT_MAX_REQUESTS and high is _body.MAX_SESSION_REQUESTS
