@@ -73,12 +73,12 @@ def _check_abspath(label: str, path: object) -> str:
     >>> _check_abspath('ssldir', '/tmp/../ssl')
     Traceback (most recent call last):
       ...
-    ValueError: ssldir: not an absolute, normalized path: '/tmp/../ssl'
+    ValueError: ssldir: not absolute, normalized path: '/tmp/../ssl'
     """
     if type(path) is not str:
         raise TypeError(_TYPE_ERROR.format(label, str, type(path), path))
     if os.path.abspath(path) != path:
-        raise ValueError(f'{label}: not an absolute, normalized path: {path!r}')
+        raise ValueError(f'{label}: not absolute, normalized path: {path!r}')
     return path
 
 

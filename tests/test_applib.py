@@ -777,7 +777,7 @@ def test_files_init(root):
     for bad in ('www', root + '/', root + '/../www', root + '/./sub'):
         with pytest.raises(ValueError) as e:
             FilesApp(bad)
-        assert str(e.value) == f'dir_name: not an absolute, normalized path: {bad!r}'
+        assert str(e.value) == f'dir_name: not absolute, normalized path: {bad!r}'
     with pytest.raises(FileNotFoundError):
         FilesApp(root + '/missing')
     with pytest.raises(NotADirectoryError):

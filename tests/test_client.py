@@ -436,17 +436,17 @@ def test_build_client_sslctx_defaults():
         (
             {'ca_file': 'ca.pem'},
             ValueError,
-            "sslconfig['ca_file']: not an absolute, normalized path: 'ca.pem'",
+            "sslconfig['ca_file']: not absolute, normalized path: 'ca.pem'",
         ),
         (
             {'ca_path': '/a/../b'},
             ValueError,
-            "sslconfig['ca_path']: not an absolute, normalized path: '/a/../b'",
+            "sslconfig['ca_path']: not absolute, normalized path: '/a/../b'",
         ),
         (
             {'cert_file': 'c.pem'},
             ValueError,
-            "sslconfig['cert_file']: not an absolute, normalized path: 'c.pem'",
+            "sslconfig['cert_file']: not absolute, normalized path: 'c.pem'",
         ),
         ({'bogus': 1, 'ca': 2}, ValueError, "unsupported sslconfig keys: 'bogus', 'ca'"),
     ],

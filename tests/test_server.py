@@ -1261,7 +1261,7 @@ def test_build_server_sslctx_errors(certs):
     with pytest.raises(ValueError) as e:
         build_server_sslctx(dict(base, cert_file='relative.pem', ca_file=certs['ca.pem']))
     assert str(e.value) == (
-        "sslconfig['cert_file']: not an absolute, normalized path: 'relative.pem'")
+        "sslconfig['cert_file']: not absolute, normalized path: 'relative.pem'")
     ctx = build_server_sslctx(dict(base, ca_file=certs['ca.pem']))
     assert ctx.verify_mode == ssl.CERT_REQUIRED
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
@@ -1279,7 +1279,7 @@ def test_build_server_sslctx_paths(certs):
         with pytest.raises(ValueError) as e:
             build_server_sslctx(dict(base, **{key: '/tmp/../x.pem'}))
         assert str(e.value) == (
-            f"sslconfig[{key!r}]: not an absolute, normalized path: '/tmp/../x.pem'")
+            f"sslconfig[{key!r}]: not absolute, normalized path: '/tmp/../x.pem'")
 
 
 def test_sslserver_validation(certs, caplog):

@@ -157,9 +157,9 @@ def test_create_key_and_pubkeys():
     [
         (b'/tmp/a.key', TypeError,
          "key_file: need a <class 'str'>; got a <class 'bytes'>: b'/tmp/a.key'"),
-        ('a.key', ValueError, "key_file: not an absolute, normalized path: 'a.key'"),
+        ('a.key', ValueError, "key_file: not absolute, normalized path: 'a.key'"),
         ('/tmp/../tmp/a.key', ValueError,
-         "key_file: not an absolute, normalized path: '/tmp/../tmp/a.key'"),
+         "key_file: not absolute, normalized path: '/tmp/../tmp/a.key'"),
     ],
 )  # fmt: skip
 def test_path_errors(func, key_file, error, message):
@@ -175,7 +175,7 @@ def test_issue_cert_path_errors(tmp_path):
         args[index] = 'relative'
         with pytest.raises(ValueError) as e:
             issue_cert(*args)
-        assert str(e.value) == f"{name}: not an absolute, normalized path: 'relative'"
+        assert str(e.value) == f"{name}: not absolute, normalized path: 'relative'"
 
 
 def test_openssl_failure_is_reported(tmp_path):
@@ -242,7 +242,7 @@ def test_pki_path_and_repr(tmp_path):
     assert repr(pki) == f'PKI({str(tmp_path)!r})'
     with pytest.raises(ValueError) as e:
         PKI('relative/dir')
-    assert str(e.value) == "ssldir: not an absolute, normalized path: 'relative/dir'"
+    assert str(e.value) == "ssldir: not absolute, normalized path: 'relative/dir'"
 
 
 def test_pki_sslconfigs():
