@@ -104,6 +104,16 @@ LISTEN_BACKLOG = 128  # pending connections the kernel queues for accept()
 LINGER_TIME = 2.0  # seconds: how long a closing connection drains what the peer still sends
 LINGER_BYTES = 256 * 1024  # 256 KiB: and how much of it, at most
 MAX_LINGERING = 1024  # rejected (503) sockets drained by the accept loop at once
+# When accept() fails (EMFILE, ENFILE, ENOBUFS...), the listening socket stays
+# readable: retrying at once spins at full CPU and logs a line per try.  The
+# accept loop stops watching it for ACCEPT_PAUSE_MIN, doubled after each
+# failure in a row up to ACCEPT_PAUSE_MAX (25, 50, 100... 800 ms, then 1 s:
+# 7 tries in the first 2 s, then one a second), and starts again at
+# ACCEPT_PAUSE_MIN after an accept() that works.  25 ms is short enough that a
+# passing shortage is hardly noticed; 1 s bounds how long a freed descriptor
+# waits unused.  Everything else (lingering sockets, shutdown) goes on.
+ACCEPT_PAUSE_MIN = 0.025  # seconds
+ACCEPT_PAUSE_MAX = 1.0  # seconds
 
 
 def _check_options(cls, options):
@@ -227,6 +237,18 @@ class _Connection:
         self.thread = None
 
 
+class _AcceptPause:
+    """The accept loop's back-off after failed ``accept()`` calls."""
+
+    __slots__ = ('failures', 'delay', 'until', 'since')
+
+    def __init__(self):
+        self.failures = 0  # failed accept() calls in a row
+        self.delay = ACCEPT_PAUSE_MIN  # the next pause
+        self.until = 0.0  # while paused: when to watch the listening socket again
+        self.since = 0.0  # when the first failure of the burst happened
+
+
 class Server:
     """An HTTP/1.1 server calling an RGI *app* (doc/degu.server.rst).
 
@@ -330,20 +352,27 @@ class Server:
     def _accept_loop(self):
         sel = selectors.DefaultSelector()
         lingering = {}  # socket -> deadline, for rejected connections
+        pause = _AcceptPause()
         try:
             self.sock.setblocking(False)
             sel.register(self.sock, selectors.EVENT_READ, None)
             sel.register(self._wake_r, selectors.EVENT_READ, None)
             while not self._stopping:
                 timeout = None
-                if lingering:
-                    timeout = max(0.0, min(lingering.values()) - time.monotonic())
+                if lingering or pause.until:
+                    wake = min(lingering.values()) if lingering else pause.until
+                    if pause.until:
+                        wake = min(wake, pause.until)
+                    timeout = max(0.0, wake - time.monotonic())
                 for key, _ in sel.select(timeout):
                     sock = key.fileobj
                     if sock is self.sock:
-                        self._accept(sel, lingering)
+                        self._accept(sel, lingering, pause)
                     elif sock is not self._wake_r:
                         self._linger_read(sel, lingering, sock)
+                if pause.until and pause.until <= time.monotonic():
+                    pause.until = 0.0  # try accept() again
+                    sel.register(self.sock, selectors.EVENT_READ, None)
                 if lingering:
                     now = time.monotonic()
                     for sock in [s for s, t in lingering.items() if t <= now]:
@@ -353,14 +382,19 @@ class Server:
                 self._linger_end(sel, lingering, sock)
             sel.close()
 
-    def _accept(self, sel, lingering):
+    def _accept(self, sel, lingering, pause):
         try:
             (sock, address) = self.sock.accept()
         except (BlockingIOError, InterruptedError):
             return
-        except OSError as e:  # EMFILE and friends: log, keep serving
-            log.warning('accept() failed: %r', e)
+        except OSError as e:  # EMFILE and friends: pause accepting, keep serving
+            self._accept_failed(sel, pause, e)
             return
+        if pause.failures:
+            log.info('accept() works again, after %d failed attempts in %.1f s',
+                     pause.failures, time.monotonic() - pause.since)
+            pause.failures = 0
+            pause.delay = ACCEPT_PAUSE_MIN
         with self._lock:
             full = len(self._conns) >= self.max_connections
             if not full:
@@ -386,6 +420,19 @@ class Server:
                 self._conns.discard(conn)
             sock.close()
             raise
+
+    def _accept_failed(self, sel, pause, error):
+        # One warning when a burst of failures starts, one info line when it
+        # ends (above); in between the listening socket is not watched.
+        now = time.monotonic()
+        if not pause.failures:
+            pause.since = now
+            log.warning('accept() failed: %r; accepting paused, retried after %.3f s '
+                        'and at most every %.1f s', error, pause.delay, ACCEPT_PAUSE_MAX)
+        pause.failures += 1
+        pause.until = now + pause.delay
+        pause.delay = min(2 * pause.delay, ACCEPT_PAUSE_MAX)
+        sel.unregister(self.sock)
 
     def _reject(self, sel, lingering, sock):
         # An immediate 503, never a stalled accept loop.  The socket is
