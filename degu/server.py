@@ -114,6 +114,11 @@ MAX_LINGERING = 1024  # rejected (503) sockets drained by the accept loop at onc
 # waits unused.  Everything else (lingering sockets, shutdown) goes on.
 ACCEPT_PAUSE_MIN = 0.025  # seconds
 ACCEPT_PAUSE_MAX = 1.0  # seconds
+# After shutdown(timeout) cut off the busy connections, their threads get one
+# shared SHUTDOWN_GRACE to end (a thread sending its response fails at once);
+# a thread still in the app after it is left running, a daemon thread.  So
+# shutdown(timeout) and serve_forever() return within timeout + 0.5 s.
+SHUTDOWN_GRACE = 0.5  # seconds
 
 
 def _check_options(cls, options):
@@ -310,8 +315,9 @@ class Server:
         self._threads: list[threading.Thread] = []  # connection threads that may still be alive
         self._stopping = False
         self._serving = False
-        self._stopped = threading.Event()
-        self._shutdown_timeout = 5.0
+        self._stopped = threading.Event()  # set when the connections are finished or cut off
+        self._shutdown_deadline: float | None = None  # when busy connections are cut off
+        self._finished_in_time = False  # whether none had to be, once _stopped is set
         (self._wake_r, self._wake_w) = socket.socketpair()
 
     def __repr__(self) -> str:
@@ -330,7 +336,8 @@ class Server:
         """Accept and serve connections until ``shutdown()``; then return.
 
         Returns once the listening socket is closed and every connection
-        thread has finished (or was cut off after the shutdown timeout).
+        thread has finished, or was cut off after the shutdown timeout (see
+        ``shutdown()``).
         """
         with self._lock:
             if self._serving:
@@ -346,7 +353,10 @@ class Server:
             self._accept_loop()
         finally:
             self._close_listener()
-            self._finish(self._shutdown_timeout)
+            deadline = self._shutdown_deadline
+            if deadline is None:  # the accept loop failed: no shutdown() to say when
+                deadline = time.monotonic() + 5.0
+            self._finished_in_time = self._finish(deadline)
             self._stopped.set()
 
     def _accept_loop(self):
@@ -483,42 +493,66 @@ class Server:
         """Stop accepting, let in-flight requests finish, close idle connections.
 
         Makes ``serve_forever()`` return.  Connections still busy after
-        *timeout* seconds are cut off.  Returns ``True`` when every
-        connection finished in time.  Call it from another thread than the
-        one in ``serve_forever()``; calling it again does nothing.
+        *timeout* seconds are cut off (their sockets shut down), and their
+        threads get 0.5 s more, all together, to end; a thread still in the
+        app after that is left running (connection threads are daemon
+        threads) and logged in one warning.  So this returns, and so does
+        ``serve_forever()``, within *timeout* + 0.5 s.  Returns ``True``
+        when every connection finished in time.  Call it from another
+        thread than the one in ``serve_forever()``; calling it again waits
+        for the first call and returns its result.
         """
         with self._lock:
             first = not self._stopping
             self._stopping = True
             serving = self._serving
             if first:
-                self._shutdown_timeout = timeout
+                self._shutdown_deadline = time.monotonic() + timeout
                 if self._wake_w.fileno() >= 0:
                     try:
                         self._wake_w.send(b'x')
                     except OSError:  # pragma: no cover - a full wake-up pipe is awake enough
                         pass
-        if serving:
-            self._stopped.wait(timeout + 5.0)
-            return not self._conns
-        if first:
+            deadline = self._shutdown_deadline
+            assert deadline is not None  # set by the first call
+        if first and not serving:
             self._close_listener()
-            return self._finish(timeout)
-        return not self._conns
+            self._finished_in_time = self._finish(deadline)
+            self._stopped.set()
+        else:
+            # serve_forever() (or the first call) finishes by deadline + SHUTDOWN_GRACE;
+            # 0.5 s more for its last steps, in case its thread is slow to run.
+            left = deadline - time.monotonic()
+            self._stopped.wait(max(0.0, left) + SHUTDOWN_GRACE + 0.5)
+        if self._stopped.is_set():
+            return self._finished_in_time
+        return not self._conns  # pragma: no cover - serve_forever() did not get to run
 
-    def _finish(self, timeout):
-        deadline = time.monotonic() + timeout
+    def _finish(self, deadline):
+        """Wait for the connections until *deadline*, then cut off the busy ones.
+
+        Returns ``True`` when none was busy.
+        """
         self._close_idle()
         for conn in self._snapshot():
             left = deadline - time.monotonic()
-            if left > 0 and conn.thread is not None:
+            if left <= 0:
+                break
+            if conn.thread is not None:
                 conn.thread.join(left)
         busy = self._snapshot()
         for conn in busy:
             log.warning('Shutdown timeout: closing busy connection %r', conn.sock)
             _shutdown_socket(conn.sock, socket.SHUT_RDWR)
+        # One grace period shared by all the threads, not one per thread.
+        grace = time.monotonic() + SHUTDOWN_GRACE
+        stuck = 0
         for thread in list(self._threads):
-            thread.join(1.0)
+            thread.join(max(0.0, grace - time.monotonic()))
+            stuck += thread.is_alive()
+        if stuck:
+            log.warning('Shutdown: %d connection threads still running (in the app) %.1f s '
+                        'after the cut-off; left behind as daemon threads', stuck, SHUTDOWN_GRACE)
         return not busy
 
     def _snapshot(self):

@@ -1286,6 +1286,50 @@ def test_shutdown_cuts_off_after_timeout():
     assert not thread.is_alive()
 
 
+def test_shutdown_with_apps_that_never_return(caplog):
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+
+    def app(session, request, api):
+        entered.release()
+        release.wait(30)  # far longer than the shutdown timeout
+        return (200, 'OK', {}, b'late')
+
+    server = Server(('127.0.0.1', 0), app)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    socks = []
+    try:
+        for _ in range(4):
+            sock = connect(server.address)
+            socks.append(sock)
+            sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+        for _ in range(4):
+            assert entered.acquire(timeout=TIMEOUT)
+        start = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger='degu.server'):
+            assert server.shutdown(0.5) is False
+            elapsed = time.monotonic() - start
+            # One grace period for all four threads, not a second each.
+            thread.join(0.5 + 1.5 - elapsed)
+            assert not thread.is_alive()  # serve_forever() returned with shutdown()
+        assert time.monotonic() - start < 0.5 + 1.5
+        assert 0.4 < elapsed < 0.5 + 1.5
+        stuck = [r.getMessage() for r in caplog.records if 'left behind' in r.getMessage()]
+        assert len(stuck) == 1
+        assert stuck[0].startswith('Shutdown: 4 connection threads still running')
+        assert server.shutdown() is False  # again: the first call's result
+    finally:
+        release.set()
+        for sock in socks:
+            sock.close()
+        thread.join(TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while any(t.name.startswith('degu connection') for t in threading.enumerate()):
+            assert time.monotonic() < deadline  # the apps return once released
+            time.sleep(0.01)
+
+
 def test_context_manager_without_serving():
     with Server(('127.0.0.1', 0), hello_app) as server:
         address = server.address
