@@ -8,7 +8,7 @@ their RFC sections, are in doc/decisions.rst.
 
 Connection life cycle::
 
-    accept --(over max_connections)--> 503 + retry-after, lingering close
+    accept --(over max_connections)--> 503 + retry-after (TLS: nothing), lingering close
        |
     thread: [TLS handshake] -> app.on_connect() -> request loop -> close
                                                       |
@@ -450,7 +450,9 @@ class Server:
         # turn our close into a reset that destroys the 503 in flight.
         try:
             sock.setblocking(False)
-            sock.send(_error_preamble(503, 'Service Unavailable', 'retry-after: 1\r\n'))
+            answer = self._rejection()
+            if answer:
+                sock.send(answer)
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             sock.close()
@@ -460,6 +462,9 @@ class Server:
             return
         lingering[sock] = time.monotonic() + LINGER_TIME
         sel.register(sock, selectors.EVENT_READ, None)
+
+    def _rejection(self):
+        return _error_preamble(503, 'Service Unavailable', 'retry-after: 1\r\n')
 
     def _linger_read(self, sel, lingering, sock):
         try:
@@ -943,6 +948,15 @@ class SSLServer(Server):
 
     def __repr__(self) -> str:
         return f'SSLServer({self.sslctx!r}, {self.address!r}, {_callable_name(self.app)})'
+
+    def _rejection(self):
+        # Over max_connections a TLS peer gets a close (a FIN, then its
+        # ClientHello drained and dropped), never a plaintext 503 it would
+        # read as a broken record.  A 503 inside TLS needs the handshake,
+        # which the accept loop must not run (a slow or silent client would
+        # stall it, and every rejected client would cost a key exchange
+        # just when the server is busiest) and no free thread may run.
+        return b''
 
     def _wrap(self, sock):
         # The handshake runs here, in the connection's thread, bounded by timeout.

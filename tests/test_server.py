@@ -1537,6 +1537,36 @@ def test_tls_error_answer_survives_an_unread_upload(certs):
     assert status_line(reply) == b'HTTP/1.1 413 Content Too Large'
 
 
+def test_full_sslserver_closes_without_plaintext(certs):
+    # A plaintext 503 before the handshake reads as a broken TLS record
+    # (WRONG_VERSION_NUMBER): a full SSLServer just closes.
+    sslconfig = {'cert_file': certs['server.pem'], 'key_file': certs['server.key'],
+                 'ca_file': certs['ca.pem']}
+    with serving(hello_app, ('127.0.0.1', 0), SSLServer, sslconfig,
+                 max_connections=1) as server:
+        with socket.create_connection(server.address, timeout=TIMEOUT) as raw:
+            with _client_ctx(certs, True).wrap_socket(raw) as held:
+                held.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                assert status_line(read_response(held)[0]) == b'HTTP/1.1 200 OK'
+                # Nothing sent yet: whatever comes is the server's own.
+                with socket.create_connection(server.address, timeout=TIMEOUT) as second:
+                    assert recv_all(second) == b''
+                # A TLS client sees the close, not a plaintext record.
+                with socket.create_connection(server.address, timeout=TIMEOUT) as second:
+                    with pytest.raises(OSError) as e:
+                        _client_ctx(certs, True).wrap_socket(second)
+                    assert 'WRONG_VERSION_NUMBER' not in str(e.value)
+                    assert isinstance(e.value, (ssl.SSLEOFError, ConnectionResetError))
+                held.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')  # still served
+                assert read_response(held)[1] == b'hello '
+    with serving(hello_app, max_connections=1) as server:  # plain HTTP: still a 503
+        with connect(server.address) as held:
+            held.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+            read_response(held)
+            with connect(server.address) as second:
+                assert status_line(recv_all(second)) == b'HTTP/1.1 503 Service Unavailable'
+
+
 def test_app_framing_field_checked_for_http10_too():
     # An HTTP/1.0 peer gets a chunked body's data close-delimited, but the
     # app's framing field is checked all the same: never 10 bytes under a
