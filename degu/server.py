@@ -8,7 +8,7 @@ their RFC sections, are in doc/decisions.rst.
 
 Connection life cycle::
 
-    accept --(over max_connections)--> 503 + retry-after, lingering close
+    accept --(over max_connections)--> 503 + retry-after (TLS: nothing), lingering close
        |
     thread: [TLS handshake] -> app.on_connect() -> request loop -> close
                                                       |
@@ -107,6 +107,21 @@ LISTEN_BACKLOG = 128  # pending connections the kernel queues for accept()
 LINGER_TIME = 2.0  # seconds: how long a closing connection drains what the peer still sends
 LINGER_BYTES = 256 * 1024  # 256 KiB: and how much of it, at most
 MAX_LINGERING = 1024  # rejected (503) sockets drained by the accept loop at once
+# When accept() fails (EMFILE, ENFILE, ENOBUFS...), the listening socket stays
+# readable: retrying at once spins at full CPU and logs a line per try.  The
+# accept loop stops watching it for ACCEPT_PAUSE_MIN, doubled after each
+# failure in a row up to ACCEPT_PAUSE_MAX (25, 50, 100... 800 ms, then 1 s:
+# 7 tries in the first 2 s, then one a second), and starts again at
+# ACCEPT_PAUSE_MIN after an accept() that works.  25 ms is short enough that a
+# passing shortage is hardly noticed; 1 s bounds how long a freed descriptor
+# waits unused.  Everything else (lingering sockets, shutdown) goes on.
+ACCEPT_PAUSE_MIN = 0.025  # seconds
+ACCEPT_PAUSE_MAX = 1.0  # seconds
+# After shutdown(timeout) cut off the busy connections, their threads get one
+# shared SHUTDOWN_GRACE to end (a thread sending its response fails at once);
+# a thread still in the app after it is left running, a daemon thread.  So
+# shutdown(timeout) and serve_forever() return within timeout + 0.5 s.
+SHUTDOWN_GRACE = 0.5  # seconds
 
 
 def _check_options(cls, options):
@@ -230,6 +245,18 @@ class _Connection:
         self.thread = None
 
 
+class _AcceptPause:
+    """The accept loop's back-off after failed ``accept()`` calls."""
+
+    __slots__ = ('failures', 'delay', 'until', 'since')
+
+    def __init__(self):
+        self.failures = 0  # failed accept() calls in a row
+        self.delay = ACCEPT_PAUSE_MIN  # the next pause
+        self.until = 0.0  # while paused: when to watch the listening socket again
+        self.since = 0.0  # when the first failure of the burst happened
+
+
 class Server:
     """An HTTP/1.1 server calling an RGI *app* (doc/degu.server.rst).
 
@@ -298,8 +325,9 @@ class Server:
         self._threads: list[threading.Thread] = []  # connection threads that may still be alive
         self._stopping = False
         self._serving = False
-        self._stopped = threading.Event()
-        self._shutdown_timeout = 5.0
+        self._stopped = threading.Event()  # set when the connections are finished or cut off
+        self._shutdown_deadline: float | None = None  # when busy connections are cut off
+        self._finished_in_time = False  # whether none had to be, once _stopped is set
         (self._wake_r, self._wake_w) = socket.socketpair()
 
     def __repr__(self) -> str:
@@ -318,7 +346,8 @@ class Server:
         """Accept and serve connections until ``shutdown()``; then return.
 
         Returns once the listening socket is closed and every connection
-        thread has finished (or was cut off after the shutdown timeout).
+        thread has finished, or was cut off after the shutdown timeout (see
+        ``shutdown()``).
         """
         with self._lock:
             if self._serving:
@@ -334,26 +363,36 @@ class Server:
             self._accept_loop()
         finally:
             self._close_listener()
-            self._finish(self._shutdown_timeout)
+            deadline = self._shutdown_deadline
+            if deadline is None:  # the accept loop failed: no shutdown() to say when
+                deadline = time.monotonic() + 5.0
+            self._finished_in_time = self._finish(deadline)
             self._stopped.set()
 
     def _accept_loop(self):
         sel = selectors.DefaultSelector()
         lingering = {}  # socket -> deadline, for rejected connections
+        pause = _AcceptPause()
         try:
             self.sock.setblocking(False)
             sel.register(self.sock, selectors.EVENT_READ, None)
             sel.register(self._wake_r, selectors.EVENT_READ, None)
             while not self._stopping:
                 timeout = None
-                if lingering:
-                    timeout = max(0.0, min(lingering.values()) - time.monotonic())
+                if lingering or pause.until:
+                    wake = min(lingering.values()) if lingering else pause.until
+                    if pause.until:
+                        wake = min(wake, pause.until)
+                    timeout = max(0.0, wake - time.monotonic())
                 for key, _ in sel.select(timeout):
                     sock = key.fileobj
                     if sock is self.sock:
-                        self._accept(sel, lingering)
+                        self._accept(sel, lingering, pause)
                     elif sock is not self._wake_r:
                         self._linger_read(sel, lingering, sock)
+                if pause.until and pause.until <= time.monotonic():
+                    pause.until = 0.0  # try accept() again
+                    sel.register(self.sock, selectors.EVENT_READ, None)
                 if lingering:
                     now = time.monotonic()
                     for sock in [s for s, t in lingering.items() if t <= now]:
@@ -363,14 +402,19 @@ class Server:
                 self._linger_end(sel, lingering, sock)
             sel.close()
 
-    def _accept(self, sel, lingering):
+    def _accept(self, sel, lingering, pause):
         try:
             (sock, address) = self.sock.accept()
         except (BlockingIOError, InterruptedError):
             return
-        except OSError as e:  # EMFILE and friends: log, keep serving
-            log.warning('accept() failed: %r', e)
+        except OSError as e:  # EMFILE and friends: pause accepting, keep serving
+            self._accept_failed(sel, pause, e)
             return
+        if pause.failures:
+            log.info('accept() works again, after %d failed attempts in %.1f s',
+                     pause.failures, time.monotonic() - pause.since)
+            pause.failures = 0
+            pause.delay = ACCEPT_PAUSE_MIN
         with self._lock:
             full = len(self._conns) >= self.max_connections
             if not full:
@@ -397,13 +441,28 @@ class Server:
             sock.close()
             raise
 
+    def _accept_failed(self, sel, pause, error):
+        # One warning when a burst of failures starts, one info line when it
+        # ends (above); in between the listening socket is not watched.
+        now = time.monotonic()
+        if not pause.failures:
+            pause.since = now
+            log.warning('accept() failed: %r; accepting paused, retried after %.3f s '
+                        'and at most every %.1f s', error, pause.delay, ACCEPT_PAUSE_MAX)
+        pause.failures += 1
+        pause.until = now + pause.delay
+        pause.delay = min(2 * pause.delay, ACCEPT_PAUSE_MAX)
+        sel.unregister(self.sock)
+
     def _reject(self, sel, lingering, sock):
         # An immediate 503, never a stalled accept loop.  The socket is
         # then drained for a moment, so that unread request bytes do not
         # turn our close into a reset that destroys the 503 in flight.
         try:
             sock.setblocking(False)
-            sock.send(_error_preamble(503, 'Service Unavailable', 'retry-after: 1\r\n'))
+            answer = self._rejection()
+            if answer:
+                sock.send(answer)
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             sock.close()
@@ -413,6 +472,9 @@ class Server:
             return
         lingering[sock] = time.monotonic() + LINGER_TIME
         sel.register(sock, selectors.EVENT_READ, None)
+
+    def _rejection(self):
+        return _error_preamble(503, 'Service Unavailable', 'retry-after: 1\r\n')
 
     def _linger_read(self, sel, lingering, sock):
         try:
@@ -446,42 +508,66 @@ class Server:
         """Stop accepting, let in-flight requests finish, close idle connections.
 
         Makes ``serve_forever()`` return.  Connections still busy after
-        *timeout* seconds are cut off.  Returns ``True`` when every
-        connection finished in time.  Call it from another thread than the
-        one in ``serve_forever()``; calling it again does nothing.
+        *timeout* seconds are cut off (their sockets shut down), and their
+        threads get 0.5 s more, all together, to end; a thread still in the
+        app after that is left running (connection threads are daemon
+        threads) and logged in one warning.  So this returns, and so does
+        ``serve_forever()``, within *timeout* + 0.5 s.  Returns ``True``
+        when every connection finished in time.  Call it from another
+        thread than the one in ``serve_forever()``; calling it again waits
+        for the first call and returns its result.
         """
         with self._lock:
             first = not self._stopping
             self._stopping = True
             serving = self._serving
             if first:
-                self._shutdown_timeout = timeout
+                self._shutdown_deadline = time.monotonic() + timeout
                 if self._wake_w.fileno() >= 0:
                     try:
                         self._wake_w.send(b'x')
                     except OSError:  # pragma: no cover - a full wake-up pipe is awake enough
                         pass
-        if serving:
-            self._stopped.wait(timeout + 5.0)
-            return not self._conns
-        if first:
+            deadline = self._shutdown_deadline
+            assert deadline is not None  # set by the first call
+        if first and not serving:
             self._close_listener()
-            return self._finish(timeout)
-        return not self._conns
+            self._finished_in_time = self._finish(deadline)
+            self._stopped.set()
+        else:
+            # serve_forever() (or the first call) finishes by deadline + SHUTDOWN_GRACE;
+            # 0.5 s more for its last steps, in case its thread is slow to run.
+            left = deadline - time.monotonic()
+            self._stopped.wait(max(0.0, left) + SHUTDOWN_GRACE + 0.5)
+        if self._stopped.is_set():
+            return self._finished_in_time
+        return not self._conns  # pragma: no cover - serve_forever() did not get to run
 
-    def _finish(self, timeout):
-        deadline = time.monotonic() + timeout
+    def _finish(self, deadline):
+        """Wait for the connections until *deadline*, then cut off the busy ones.
+
+        Returns ``True`` when none was busy.
+        """
         self._close_idle()
         for conn in self._snapshot():
             left = deadline - time.monotonic()
-            if left > 0 and conn.thread is not None:
+            if left <= 0:
+                break
+            if conn.thread is not None:
                 conn.thread.join(left)
         busy = self._snapshot()
         for conn in busy:
             log.warning('Shutdown timeout: closing busy connection %r', conn.sock)
             _shutdown_socket(conn.sock, socket.SHUT_RDWR)
+        # One grace period shared by all the threads, not one per thread.
+        grace = time.monotonic() + SHUTDOWN_GRACE
+        stuck = 0
         for thread in list(self._threads):
-            thread.join(1.0)
+            thread.join(max(0.0, grace - time.monotonic()))
+            stuck += thread.is_alive()
+        if stuck:
+            log.warning('Shutdown: %d connection threads still running (in the app) %.1f s '
+                        'after the cut-off; left behind as daemon threads', stuck, SHUTDOWN_GRACE)
         return not busy
 
     def _snapshot(self):
@@ -884,6 +970,15 @@ class SSLServer(Server):
 
     def __repr__(self) -> str:
         return f'SSLServer({self.sslctx!r}, {self.address!r}, {_callable_name(self.app)})'
+
+    def _rejection(self):
+        # Over max_connections a TLS peer gets a close (a FIN, then its
+        # ClientHello drained and dropped), never a plaintext 503 it would
+        # read as a broken record.  A 503 inside TLS needs the handshake,
+        # which the accept loop must not run (a slow or silent client would
+        # stall it, and every rejected client would cost a key exchange
+        # just when the server is busiest) and no free thread may run.
+        return b''
 
     def _wrap(self, sock):
         # The handshake runs here, in the connection's thread, bounded by timeout.

@@ -2,6 +2,7 @@
 raw-socket error and smuggling cases, limits, timeouts and shutdown."""
 
 import contextlib
+import errno
 import http.client
 import logging
 import os
@@ -9,6 +10,7 @@ import re
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -16,6 +18,7 @@ import warnings
 
 import pytest
 
+import degu.server
 from degu.base import MAX_IO_SIZE, Range
 from degu.server import Server, SSLServer, build_server_sslctx, http_date
 
@@ -1093,6 +1096,129 @@ def test_slowloris_whole_preamble_deadline():
             assert time.monotonic() - start < 3
 
 
+class FailingListener(socket.socket):
+    """A listening socket whose accept() fails with EMFILE while ``failing()`` says so."""
+
+    def __init__(self, failing):
+        super().__init__(socket.AF_INET, socket.SOCK_STREAM)
+        self.bind(('127.0.0.1', 0))
+        self.listen(16)
+        self.failing = failing
+        self.failures = 0
+
+    def accept(self):
+        if self.failing():
+            self.failures += 1
+            raise OSError(errno.EMFILE, 'Too many open files')
+        return super().accept()
+
+
+def test_accept_failures_pause_accepting(caplog):
+    until = time.monotonic() + 0.5
+    listener = FailingListener(lambda: time.monotonic() < until)
+    with caplog.at_level(logging.INFO, logger='degu.server'):
+        with serving(hello_app, listener) as server:
+            with connect(server.address) as sock:  # pending: accept() is tried at once
+                sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                (head, body, _) = read_response(sock)
+                assert body == b'hello '  # served once accept() works again
+            assert time.monotonic() >= until
+            # 25, 50, 100, 200 ms... pauses: about 6 tries in 0.5 s, where a
+            # retry at once made many thousands.
+            assert 2 <= listener.failures <= 30
+    records = [r for r in caplog.records if r.name == 'degu.server']
+    warnings = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1  # one per burst
+    assert warnings[0].startswith("accept() failed: OSError(24, 'Too many open files')")
+    infos = [r.getMessage() for r in records if 'works again' in r.getMessage()]
+    assert len(infos) == 1
+    assert f'after {listener.failures} failed attempts' in infos[0]
+
+
+def test_shutdown_during_an_accept_pause(monkeypatch):
+    monkeypatch.setattr(degu.server, 'ACCEPT_PAUSE_MIN', 30.0, raising=False)
+    monkeypatch.setattr(degu.server, 'ACCEPT_PAUSE_MAX', 30.0, raising=False)
+    listener = FailingListener(lambda: True)
+    with serving(hello_app, listener) as server:
+        with connect(server.address):
+            deadline = time.monotonic() + TIMEOUT
+            while listener.failures == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert listener.failures == 1  # and now paused for 30 s
+            start = time.monotonic()
+            assert server.shutdown(5) is True
+            assert time.monotonic() - start < 2
+    assert listener.failures == 1
+
+
+_EMFILE_CHILD = """
+import logging, resource, sys, threading
+from degu.server import Server
+def app(session, request, api):
+    return (200, 'OK', {}, b'ok')
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+server = Server(('127.0.0.1', 0), app, max_connections=1000, idle_timeout=60)
+resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+threading.Thread(target=server.serve_forever, daemon=True).start()
+print(server.address[1], flush=True)
+sys.stdin.read()  # until the parent closes it
+server.shutdown(1)
+"""
+
+
+def _cpu_seconds(pid):
+    with open(f'/proc/{pid}/stat') as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/self/stat'), reason='needs /proc')
+def test_out_of_file_descriptors_does_not_spin(tmp_path):
+    log_file = open(tmp_path / 'child.log', 'w+')  # not a pipe: a full one would stall the child
+    child = subprocess.Popen(
+        [sys.executable, '-c', _EMFILE_CHILD], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=log_file, text=True,
+    )
+    socks = []
+    try:
+        port = int(child.stdout.readline())
+        for _ in range(60):  # more than the child's 48 descriptors
+            socks.append(socket.create_connection(('127.0.0.1', port), timeout=TIMEOUT))
+        time.sleep(0.3)  # the child is out of descriptors by now
+        before = _cpu_seconds(child.pid)
+        time.sleep(1.0)
+        used = _cpu_seconds(child.pid) - before
+        assert used < 0.3  # a retry at once keeps a core busy: about 1.0
+        for sock in socks:
+            sock.close()
+        socks = []
+        deadline = time.monotonic() + TIMEOUT
+        while True:  # served again once descriptors are free
+            try:
+                with socket.create_connection(('127.0.0.1', port), timeout=TIMEOUT) as sock:
+                    sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                    (head, body, _) = read_response(sock)
+                    break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert body == b'ok'
+        child.communicate('', timeout=TIMEOUT)
+    finally:
+        for sock in socks:
+            sock.close()
+        if child.poll() is None:
+            child.kill()
+            child.communicate(timeout=TIMEOUT)
+        log_file.seek(0)
+        err = log_file.read()
+        log_file.close()
+    warnings = [line for line in err.splitlines() if line.startswith('WARNING')]
+    assert 1 <= len(warnings) <= 3, err  # one per burst of failures
+    assert all('accept() failed: OSError(24' in line for line in warnings), err
+    assert 'accept() works again' in err
+
+
 # --------------------------------------------------------------------------
 # Shutdown
 
@@ -1158,6 +1284,50 @@ def test_shutdown_cuts_off_after_timeout():
         release.set()
     thread.join(TIMEOUT)
     assert not thread.is_alive()
+
+
+def test_shutdown_with_apps_that_never_return(caplog):
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+
+    def app(session, request, api):
+        entered.release()
+        release.wait(30)  # far longer than the shutdown timeout
+        return (200, 'OK', {}, b'late')
+
+    server = Server(('127.0.0.1', 0), app)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    socks = []
+    try:
+        for _ in range(4):
+            sock = connect(server.address)
+            socks.append(sock)
+            sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+        for _ in range(4):
+            assert entered.acquire(timeout=TIMEOUT)
+        start = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger='degu.server'):
+            assert server.shutdown(0.5) is False
+            elapsed = time.monotonic() - start
+            # One grace period for all four threads, not a second each.
+            thread.join(0.5 + 1.5 - elapsed)
+            assert not thread.is_alive()  # serve_forever() returned with shutdown()
+        assert time.monotonic() - start < 0.5 + 1.5
+        assert 0.4 < elapsed < 0.5 + 1.5
+        stuck = [r.getMessage() for r in caplog.records if 'left behind' in r.getMessage()]
+        assert len(stuck) == 1
+        assert stuck[0].startswith('Shutdown: 4 connection threads still running')
+        assert server.shutdown() is False  # again: the first call's result
+    finally:
+        release.set()
+        for sock in socks:
+            sock.close()
+        thread.join(TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while any(t.name.startswith('degu connection') for t in threading.enumerate()):
+            assert time.monotonic() < deadline  # the apps return once released
+            time.sleep(0.01)
 
 
 def test_context_manager_without_serving():
@@ -1365,6 +1535,36 @@ def test_tls_error_answer_survives_an_unread_upload(certs):
                         assert data, reply
                         reply += data
     assert status_line(reply) == b'HTTP/1.1 413 Content Too Large'
+
+
+def test_full_sslserver_closes_without_plaintext(certs):
+    # A plaintext 503 before the handshake reads as a broken TLS record
+    # (WRONG_VERSION_NUMBER): a full SSLServer just closes.
+    sslconfig = {'cert_file': certs['server.pem'], 'key_file': certs['server.key'],
+                 'ca_file': certs['ca.pem']}
+    with serving(hello_app, ('127.0.0.1', 0), SSLServer, sslconfig,
+                 max_connections=1) as server:
+        with socket.create_connection(server.address, timeout=TIMEOUT) as raw:
+            with _client_ctx(certs, True).wrap_socket(raw) as held:
+                held.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                assert status_line(read_response(held)[0]) == b'HTTP/1.1 200 OK'
+                # Nothing sent yet: whatever comes is the server's own.
+                with socket.create_connection(server.address, timeout=TIMEOUT) as second:
+                    assert recv_all(second) == b''
+                # A TLS client sees the close, not a plaintext record.
+                with socket.create_connection(server.address, timeout=TIMEOUT) as second:
+                    with pytest.raises(OSError) as e:
+                        _client_ctx(certs, True).wrap_socket(second)
+                    assert 'WRONG_VERSION_NUMBER' not in str(e.value)
+                    assert isinstance(e.value, (ssl.SSLEOFError, ConnectionResetError))
+                held.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')  # still served
+                assert read_response(held)[1] == b'hello '
+    with serving(hello_app, max_connections=1) as server:  # plain HTTP: still a 503
+        with connect(server.address) as held:
+            held.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+            read_response(held)
+            with connect(server.address) as second:
+                assert status_line(recv_all(second)) == b'HTTP/1.1 503 Service Unavailable'
 
 
 def test_app_framing_field_checked_for_http10_too():
