@@ -323,6 +323,7 @@ class Server:
         self._lock = threading.Lock()
         self._conns: set[_Connection] = set()  # the live _Connection records
         self._threads: list[threading.Thread] = []  # connection threads that may still be alive
+        self._prune_at = 64  # len(self._threads) at which the dead ones are dropped
         self._stopping = False
         self._serving = False
         self._stopped = threading.Event()  # set when the connections are finished or cut off
@@ -432,9 +433,13 @@ class Server:
             conn.thread = thread
             thread.start()
             # Every thread is joined at shutdown, even one that already left
-            # _conns: it may still be on its way out.
-            self._threads = [t for t in self._threads if t.is_alive()]
+            # _conns: it may still be on its way out.  Dead ones are dropped
+            # when the list has doubled, not on every accept, which would
+            # cost a scan of every live connection per new one.
             self._threads.append(thread)
+            if len(self._threads) >= self._prune_at:
+                self._threads = [t for t in self._threads if t.is_alive()]
+                self._prune_at = 2 * len(self._threads) + 64
         except BaseException:
             with self._lock:
                 self._conns.discard(conn)

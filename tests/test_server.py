@@ -1708,3 +1708,17 @@ def select_readable(sock, timeout):
     import select
 
     return bool(select.select([sock], [], [], timeout)[0])
+
+
+def test_the_thread_list_stays_bounded():
+    # Finished connection threads are dropped in batches (when the list has
+    # doubled), not by a scan of every thread on every accept.
+    def app(session, request, api):
+        return (200, 'OK', {}, b'ok')
+
+    with serving(app) as server:
+        for _ in range(300):
+            with connect(server.address) as sock:
+                sock.sendall(b'GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')
+                assert recv_all(sock).endswith(b'ok')
+        assert len(server._threads) <= 2 * 64 + 64
