@@ -259,7 +259,7 @@ class Transport(ConnReader):
             wait = self.timeout
         left = self._left
         if left is not None:
-            wait = self._deadline_wait(wait, f'reading {what}')
+            self._check_deadline(f'reading {what}')
             started = time.monotonic()
         if wait != self._wait:
             self._set_wait(wait)
@@ -288,9 +288,10 @@ class Transport(ConnReader):
         within ``timeout`` but moves less than *min_rate* bytes per second
         (one byte a second, say) runs out of time, a ``ConnectionTimedOut``.
         Only the time blocked on the peer counts, never the time between
-        operations (a slow app, an event stream's pauses).  A receive waits
-        at most what is left; a send is checked before each ``send()``,
-        which may overrun by up to ``timeout``.
+        operations (a slow app, an event stream's pauses).  The check comes
+        before each ``recv()`` and ``send()``, which keep their own
+        ``timeout``: a silent peer overruns by up to ``timeout``, and no
+        socket option changes on the way (no syscall).
         """
         self._left = seconds
         self._rate = min_rate
@@ -299,12 +300,10 @@ class Transport(ConnReader):
         """Back to the per-operation timeout alone."""
         self._left = None
 
-    def _deadline_wait(self, wait, what):
-        left = self._left
-        if left <= 0:
+    def _check_deadline(self, what):
+        if self._left <= 0:
             self._left = None  # once: the error is final
             raise ConnectionTimedOut(f'{what}: slower than {self._rate} bytes per second')
-        return left if wait is None or left < wait else wait
 
     def _fill(self, what, wait=None):
         """One ``recv_into`` into the free end of the buffer; returns the count."""
@@ -571,7 +570,7 @@ class Transport(ConnReader):
         # moved earn time back.  (A send() that does not block costs nothing.)
         sent = 0
         while sent < len(view):
-            self._deadline_wait(None, what)
+            self._check_deadline(what)
             started = time.monotonic()
             n = self._send(view[sent:])
             if self._left is not None:

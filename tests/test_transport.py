@@ -325,9 +325,7 @@ def test_a_trickling_peer_runs_out_of_time(monkeypatch):
     e = raises(ConnectionTimedOut, 'reading body: slower than 100 bytes per second',
                t.read_exact, 100)
     assert 5 <= clock.now - 1000 <= 6
-    # each receive waited at most what was left
-    assert t.sock.timeouts == sorted(t.sock.timeouts, reverse=True)
-    assert 0 < t.sock.timeouts[-1] <= 1
+    assert t.sock.timeouts == []  # no socket option changes on the way
     # fast enough: 1,000 bytes a second
     t = Transport(_SlowSocket(clock, b'x' * 20_000, n=1000))
     t.start_deadline(5, 100)
