@@ -242,6 +242,19 @@ class Transport(ConnReader):
         else:
             self.close()
 
+    def put_back(self, data: bytes) -> None:
+        """Take *data* as received, ahead of what comes next from the socket.
+
+        For bytes an owner read before the transport existed (the server's
+        accept loop reads a new connection's first preamble).
+        """
+        self._compact()
+        stop = self._stop + len(data)
+        if stop > len(self._buf):
+            self._grow(stop)
+        self._buf[self._stop : stop] = data
+        self._stop = stop
+
     @property
     def buffered(self) -> int:
         """Bytes received but not yet read (a pipelined request, say)."""

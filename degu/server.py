@@ -122,6 +122,14 @@ ACCEPT_PAUSE_MAX = 1.0  # seconds
 # a thread still in the app after it is left running, a daemon thread.  So
 # shutdown(timeout) and serve_forever() return within timeout + 0.5 s.
 SHUTDOWN_GRACE = 0.5  # seconds
+# A new plain-HTTP connection waits in the accept loop's selector, costing no
+# thread, until its first request preamble is complete (or over the limit):
+# a client dribbling a preamble a byte at a time (slowloris) holds a socket
+# and a small buffer, never one of the max_connections threads.  At most
+# MAX_PREREADING such connections wait at once (more get 503), and their
+# first-byte and whole-preamble deadlines are checked every PREREAD_SWEEP s.
+MAX_PREREADING = 10_000
+PREREAD_SWEEP = 0.25  # seconds
 
 
 def _check_options(cls, options):
@@ -245,6 +253,19 @@ class _Connection:
         self.thread = None
 
 
+class _Preread:
+    """A new connection whose first request preamble the accept loop is reading."""
+
+    __slots__ = ('sock', 'address', 'data', 'deadline', 'started')
+
+    def __init__(self, sock, address, deadline):
+        self.sock = sock
+        self.address = address
+        self.data = bytearray()
+        self.deadline = deadline  # idle_timeout for the first byte, then timeout
+        self.started = False  # a byte arrived
+
+
 class _AcceptPause:
     """The accept loop's back-off after failed ``accept()`` calls."""
 
@@ -278,6 +299,10 @@ class Server:
     ``min_rate`` bytes moved; a slower peer gets ``408 Request Timeout``
     (while it sends) or is cut off (while it reads).
     """
+
+    # New connections wait in the accept loop until their first preamble is
+    # complete (see MAX_PREREADING); SSLServer's need their handshake first.
+    _PREREAD = True
 
     def __init__(
         self,
@@ -373,37 +398,49 @@ class Server:
     def _accept_loop(self):
         sel = selectors.DefaultSelector()
         lingering = {}  # socket -> deadline, for rejected connections
+        prereading = {}  # socket -> _Preread, for new connections without a request yet
         pause = _AcceptPause()
+        sweep = 0.0  # when the prereading deadlines are checked next
         try:
             self.sock.setblocking(False)
             sel.register(self.sock, selectors.EVENT_READ, None)
             sel.register(self._wake_r, selectors.EVENT_READ, None)
             while not self._stopping:
                 timeout = None
-                if lingering or pause.until:
-                    wake = min(lingering.values()) if lingering else pause.until
-                    if pause.until:
-                        wake = min(wake, pause.until)
-                    timeout = max(0.0, wake - time.monotonic())
+                if lingering or pause.until or prereading:
+                    wakes = [pause.until] if pause.until else []
+                    if lingering:
+                        wakes.append(min(lingering.values()))
+                    if prereading:
+                        wakes.append(sweep)
+                    timeout = max(0.0, min(wakes) - time.monotonic())
                 for key, _ in sel.select(timeout):
                     sock = key.fileobj
                     if sock is self.sock:
-                        self._accept(sel, lingering, pause)
+                        self._accept(sel, lingering, prereading, pause)
+                    elif key.data is not None:
+                        self._preread(sel, lingering, prereading, key.data)
                     elif sock is not self._wake_r:
                         self._linger_read(sel, lingering, sock)
-                if pause.until and pause.until <= time.monotonic():
+                now = time.monotonic()
+                if pause.until and pause.until <= now:
                     pause.until = 0.0  # try accept() again
                     sel.register(self.sock, selectors.EVENT_READ, None)
                 if lingering:
-                    now = time.monotonic()
                     for sock in [s for s, t in lingering.items() if t <= now]:
                         self._linger_end(sel, lingering, sock)
+                if prereading and sweep <= now:
+                    sweep = now + PREREAD_SWEEP
+                    for pre in [p for p in prereading.values() if p.deadline <= now]:
+                        self._preread_end(sel, prereading, pre)  # too slow: closed, no reply
         finally:
             for sock in list(lingering):
                 self._linger_end(sel, lingering, sock)
+            for pre in list(prereading.values()):
+                self._preread_end(sel, prereading, pre)
             sel.close()
 
-    def _accept(self, sel, lingering, pause):
+    def _accept(self, sel, lingering, prereading, pause):
         try:
             (sock, address) = self.sock.accept()
         except (BlockingIOError, InterruptedError):
@@ -416,6 +453,50 @@ class Server:
                      pause.failures, time.monotonic() - pause.since)
             pause.failures = 0
             pause.delay = ACCEPT_PAUSE_MIN
+        if not self._PREREAD:
+            self._start_connection(sel, lingering, sock, address, b'')
+            return
+        with self._lock:
+            full = len(self._conns) >= self.max_connections
+        if full or len(prereading) >= MAX_PREREADING:
+            log.warning('Too many connections, rejecting %r', address)
+            self._reject(sel, lingering, sock)
+            return
+        pre = _Preread(sock, address, time.monotonic() + self.idle_timeout)
+        prereading[sock] = pre
+        sel.register(sock, selectors.EVENT_READ, pre)
+
+    def _preread(self, sel, lingering, prereading, pre):
+        """Read what a new connection sent; hand it to a thread once a preamble is complete."""
+        sock = pre.sock
+        try:
+            data = sock.recv(65536, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b''
+        if not data:  # gone before a request: nothing to answer
+            self._preread_end(sel, prereading, pre)
+            return
+        if not pre.started:
+            pre.started = True
+            pre.deadline = time.monotonic() + self.timeout  # the whole preamble
+        searched = max(0, len(pre.data) - 3)
+        pre.data += data
+        if pre.data.find(b'\r\n\r\n', searched) < 0 and len(pre.data) < self.max_header_bytes:
+            return
+        # Complete, or over the limit (the thread answers 431 or 414).
+        del prereading[sock]
+        sel.unregister(sock)
+        self._start_connection(sel, lingering, sock, pre.address, bytes(pre.data))
+
+    def _preread_end(self, sel, prereading, pre):
+        del prereading[pre.sock]
+        sel.unregister(pre.sock)
+        pre.sock.close()
+
+    def _start_connection(self, sel, lingering, sock, address, preread):
+        """A thread for the connection, or a 503 when ``max_connections`` are busy."""
         with self._lock:
             full = len(self._conns) >= self.max_connections
             if not full:
@@ -427,7 +508,7 @@ class Server:
             return
         try:
             thread = threading.Thread(
-                target=self._run_connection, args=(conn, address), daemon=True,
+                target=self._run_connection, args=(conn, address, preread), daemon=True,
                 name=f'degu connection {address!r}',
             )
             conn.thread = thread
@@ -590,7 +671,7 @@ class Server:
     # ------------------------------------------------------------------
     # One connection, in its own thread
 
-    def _run_connection(self, conn, address):
+    def _run_connection(self, conn, address, preread=b''):
         sock = conn.sock
         session = None
         try:
@@ -607,7 +688,7 @@ class Server:
             if self.on_connect is not None and self.on_connect(session, sock) is not True:
                 log.warning('- %s Rejected by app.on_connect()', session)
                 return
-            self._handle_requests(conn, session, sock)
+            self._handle_requests(conn, session, sock, preread)
             log.info('- %s Handled %d requests: %s', session, session.requests, session.message)
         except OSError as e:
             # Resets, timeouts, failed TLS handshakes: the peer's doing, no traceback.
@@ -630,8 +711,11 @@ class Server:
     # cost (callgrind over benchmarks/hotpath.py).  The server makes both
     # objects; nothing else reads their slots.
 
-    def _handle_requests(self, conn, session, sock):
-        """The request loop: read a request, call the app, respond, keep alive or close."""
+    def _handle_requests(self, conn, session, sock, preread=b''):
+        """The request loop: read a request, call the app, respond, keep alive or close.
+
+        *preread*: what the accept loop received before this thread began.
+        """
         failures = []  # why a request body failed, as the transport reports it
         transport = Transport(
             sock,
@@ -640,6 +724,8 @@ class Server:
             on_failure=failures.append,
             buffer_size=min(START_BUF_LEN, max(BUF_LEN, self.max_header_bytes)),
         )
+        if preread:
+            transport.put_back(preread)
         try:
             while self._wait_for_request(conn, session, transport):
                 request = self._read_request(session, transport)
@@ -962,6 +1048,10 @@ def _check_server_sslctx(sslctx: ssl.SSLContext | dict[str, object]) -> ssl.SSLC
 
 class SSLServer(Server):
     """A ``Server`` speaking TLS: *sslctx* is an ``ssl.SSLContext`` or an sslconfig dict."""
+
+    # The TLS handshake runs in the connection's thread, before any byte of
+    # a request: a new TLS connection takes a thread at once.
+    _PREREAD = False
 
     def __init__(
         self,

@@ -1722,3 +1722,66 @@ def test_the_thread_list_stays_bounded():
                 sock.sendall(b'GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')
                 assert recv_all(sock).endswith(b'ok')
         assert len(server._threads) <= 2 * 64 + 64
+
+
+def test_slowloris_costs_no_thread():
+    # 200 connections dribble a request preamble.  They wait in the accept
+    # loop, costing no thread, so the 50 (default) slots stay free: a
+    # legitimate request is served at once.  Before, the first 50 took every
+    # thread and everyone else got 503.
+    before = threading.active_count()
+    with serving(hello_app) as server:
+        attackers = [connect(server.address) for _ in range(200)]
+        try:
+            for sock in attackers:
+                sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\nx-a: ')
+            time.sleep(0.2)
+            assert threading.active_count() <= before + 3  # serve_forever() and one more
+            started = time.monotonic()
+            reply = exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+            assert status_line(reply) == b'HTTP/1.1 200 OK'
+            assert time.monotonic() - started < 1
+            # an attacker that finishes its preamble is served like anyone
+            attackers[0].sendall(b'b\r\n\r\n')
+            assert read_response(attackers[0])[1] == b'hello '
+        finally:
+            for sock in attackers:
+                sock.close()
+
+
+def test_a_dribbled_preamble_runs_out_of_time():
+    # The whole preamble must arrive within timeout of its first byte, and
+    # the first byte within idle_timeout; then the connection closes, no reply.
+    with serving(hello_app, timeout=0.5, idle_timeout=0.5) as server:
+        with connect(server.address) as sock:
+            started = time.monotonic()
+            closed = False
+            for byte in b'GET / HTTP/1.1\r\nHost: t\r\n' + b'x' * 100:
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:
+                    closed = True
+                    break
+                if select_readable(sock, 0.05):
+                    closed = sock.recv(1) == b''
+                    break
+            assert closed and time.monotonic() - started < 2
+        with connect(server.address) as sock:  # silent: idle_timeout
+            started = time.monotonic()
+            assert recv_all(sock) == b''
+            assert time.monotonic() - started < 2
+
+
+def test_too_many_prereading_connections_get_503(monkeypatch):
+    import degu.server
+
+    monkeypatch.setattr(degu.server, 'MAX_PREREADING', 2)
+    with serving(hello_app) as server:
+        waiting = [connect(server.address) for _ in range(2)]
+        try:
+            time.sleep(0.1)
+            with connect(server.address) as third:
+                assert status_line(recv_all(third)) == b'HTTP/1.1 503 Service Unavailable'
+        finally:
+            for sock in waiting:
+                sock.close()
