@@ -10,6 +10,9 @@ Connection life cycle::
 
     accept --(over max_connections)--> 503 + retry-after (TLS: nothing), lingering close
        |
+    [plain HTTP: the accept loop's selector reads the first request preamble,
+     no thread yet; too slow: closed]
+       |
     thread: [TLS handshake] -> app.on_connect() -> request loop -> close
                                                       |
         idle --first byte--> preamble --> app --> response --+
