@@ -878,6 +878,7 @@ def mode_idle(args, tmpdir):
                 if not received:
                     raise ConnectionError(f'server closed an idle connection: {data[:80]!r}')
                 data += received
+        time.sleep(2.0)  # idle for longer than the server's PARK_AFTER (1 s): parked
         rss1 = current_rss_kib(proc.pid)
         threads = int(open(f'/proc/{proc.pid}/status').read().split('Threads:')[1].split()[0])
     finally:

@@ -242,6 +242,34 @@ class Transport(ConnReader):
         else:
             self.close()
 
+    def receive_available(self) -> int | None:
+        """One receive of what has arrived already, without waiting for more.
+
+        Into the buffer, like any read: returns the byte count, 0 at EOF (or
+        a socket error), ``None`` when nothing has arrived.  For an owner
+        that waits with a selector (the server's accept loop).
+        """
+        stop = self._stop
+        if self._start == stop:
+            self._start = self._stop = stop = 0
+        elif stop == len(self._buf):
+            self._compact()
+            stop = self._stop
+        try:
+            received = self.sock.recv_into(self._view[stop:], 0, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            return 0
+        self._stop = stop + received
+        return received
+
+    def holds_block(self, end: bytes, limit: int) -> bool:
+        """True when the buffer holds a whole *end*-delimited block, or is full (*limit*)."""
+        if self._buf.find(end, self._start, self._stop) >= 0:
+            return True
+        return self._stop - self._start >= min(limit, len(self._buf))
+
     def put_back(self, data: bytes) -> None:
         """Take *data* as received, ahead of what comes next from the socket.
 

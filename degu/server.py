@@ -133,6 +133,13 @@ SHUTDOWN_GRACE = 0.5  # seconds
 # first-byte and whole-preamble deadlines are checked every PREREAD_SWEEP s.
 MAX_PREREADING = 10_000
 PREREAD_SWEEP = 0.25  # seconds
+# A kept-alive plain-HTTP connection waits PARK_AFTER seconds for its next
+# request in its thread (a client's next request usually comes sooner: no
+# hand-off); then the thread ends and the connection is parked in the accept
+# loop's selector until a preamble is complete, for the rest of idle_timeout.
+# The wait costs nothing more than before: it is the first-byte wait the
+# transport always had, shorter.
+PARK_AFTER = 1.0  # seconds
 
 
 def _check_options(cls, options):
@@ -269,6 +276,27 @@ class _Preread:
         self.started = False  # a byte arrived
 
 
+_PARK = object()  # _read_request(): the connection is idle, park it
+
+
+class _Parked:
+    """A kept-alive connection waiting in the accept loop for its next request."""
+
+    __slots__ = ('conn', 'session', 'transport', 'failures', 'deadline', 'started')
+
+    def __init__(self, conn, session, transport, failures, deadline):
+        self.conn = conn
+        self.session = session
+        self.transport = transport
+        self.failures = failures
+        self.deadline = deadline  # the rest of idle_timeout, then timeout once a byte came
+        self.started = False
+
+    @property
+    def sock(self):
+        return self.transport.sock
+
+
 class _AcceptPause:
     """The accept loop's back-off after failed ``accept()`` calls."""
 
@@ -358,6 +386,9 @@ class Server:
         self._shutdown_deadline: float | None = None  # when busy connections are cut off
         self._finished_in_time = False  # whether none had to be, once _stopped is set
         (self._wake_r, self._wake_w) = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._parking: list[_Parked] = []  # handed over by threads, for the accept loop
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}({self.address!r}, {_callable_name(self.app)})'
@@ -421,9 +452,13 @@ class Server:
                     sock = key.fileobj
                     if sock is self.sock:
                         self._accept(sel, lingering, prereading, pause)
-                    elif key.data is not None:
+                    elif type(key.data) is _Preread:
                         self._preread(sel, lingering, prereading, key.data)
-                    elif sock is not self._wake_r:
+                    elif type(key.data) is _Parked:
+                        self._parked_read(sel, prereading, key.data)
+                    elif sock is self._wake_r:
+                        self._adopt_parked(sel, prereading)
+                    else:
                         self._linger_read(sel, lingering, sock)
                 now = time.monotonic()
                 if pause.until and pause.until <= now:
@@ -441,6 +476,10 @@ class Server:
                 self._linger_end(sel, lingering, sock)
             for pre in list(prereading.values()):
                 self._preread_end(sel, prereading, pre)
+            with self._lock:
+                (leftover, self._parking) = (self._parking, [])
+            for rec in leftover:
+                self._parked_end(rec)
             sel.close()
 
     def _accept(self, sel, lingering, prereading, pause):
@@ -496,7 +535,69 @@ class Server:
     def _preread_end(self, sel, prereading, pre):
         del prereading[pre.sock]
         sel.unregister(pre.sock)
-        pre.sock.close()
+        if type(pre) is _Parked:
+            self._parked_end(pre)
+        else:
+            pre.sock.close()
+
+    # Parked connections share ``prereading`` (socket -> record) and its
+    # sweep: a _Parked's deadline is its idle_timeout, then timeout.
+
+    def _adopt_parked(self, sel, prereading):
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        with self._lock:
+            (adopted, self._parking) = (self._parking, [])
+        for rec in adopted:
+            sock = rec.sock
+            prereading[sock] = rec
+            sel.register(sock, selectors.EVENT_READ, rec)
+
+    def _parked_read(self, sel, prereading, rec):
+        transport = rec.transport
+        received = transport.receive_available()
+        if received is None:
+            return
+        if not received:  # gone while idle
+            self._preread_end(sel, prereading, rec)
+            return
+        if not rec.started:
+            rec.started = True
+            rec.deadline = time.monotonic() + self.timeout  # the whole preamble
+        if transport.holds_block(b'\r\n\r\n', self.max_header_bytes):
+            sock = rec.sock
+            del prereading[sock]
+            sel.unregister(sock)
+            self._spawn(rec.conn, self._run_parked, (rec,), rec.session)
+
+    def _parked_end(self, rec):
+        # A parked connection that ends: the peer closed, idle_timeout, shutdown.
+        with self._lock:
+            self._conns.discard(rec.conn)
+        rec.session._close('idle connection closed')
+        rec.transport.close()
+        rec.failures.clear()
+
+    def _run_parked(self, rec):
+        self._run_requests(rec.conn, rec.session, rec.transport, rec.failures)
+
+    def _park(self, conn, session, transport, failures):
+        """Hand an idle kept-alive connection to the accept loop; False when shutting down."""
+        deadline = time.monotonic() + self.idle_timeout - PARK_AFTER
+        with self._lock:
+            if self._stopping:
+                return False
+            conn.thread = None
+            conn.idle = True
+            self._parking.append(_Parked(conn, session, transport, failures, deadline))
+            try:
+                self._wake_w.send(b'p')
+            except OSError:  # full: the accept loop has a wake-up pending anyway
+                pass
+        return True
 
     def _start_connection(self, sel, lingering, sock, address, preread):
         """A thread for the connection, or a 503 when ``max_connections`` are busy."""
@@ -510,25 +611,27 @@ class Server:
             self._reject(sel, lingering, sock)
             return
         try:
-            thread = threading.Thread(
-                target=self._run_connection, args=(conn, address, preread), daemon=True,
-                name=f'degu connection {address!r}',
-            )
-            conn.thread = thread
-            thread.start()
-            # Every thread is joined at shutdown, even one that already left
-            # _conns: it may still be on its way out.  Dead ones are dropped
-            # when the list has doubled, not on every accept, which would
-            # cost a scan of every live connection per new one.
-            self._threads.append(thread)
-            if len(self._threads) >= self._prune_at:
-                self._threads = [t for t in self._threads if t.is_alive()]
-                self._prune_at = 2 * len(self._threads) + 64
+            self._spawn(conn, self._run_connection, (conn, address, preread), address)
         except BaseException:
             with self._lock:
                 self._conns.discard(conn)
             sock.close()
             raise
+
+    def _spawn(self, conn, target, args, name):
+        thread = threading.Thread(
+            target=target, args=args, daemon=True, name=f'degu connection {name}'
+        )
+        conn.thread = thread
+        thread.start()
+        # Every thread is joined at shutdown, even one that already left
+        # _conns: it may still be on its way out.  Dead ones are dropped
+        # when the list has doubled, not on every accept, which would
+        # cost a scan of every live connection per new one.
+        self._threads.append(thread)
+        if len(self._threads) >= self._prune_at:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._prune_at = 2 * len(self._threads) + 64
 
     def _accept_failed(self, sel, pause, error):
         # One warning when a burst of failures starts, one info line when it
@@ -688,22 +791,58 @@ class Server:
             log.info('+ %s New connection', session)
             sock = self._wrap(sock)
             conn.sock = sock
-            if self.on_connect is not None and self.on_connect(session, sock) is not True:
+            accepted = self.on_connect is None or self.on_connect(session, sock) is True
+            if not accepted:
                 log.warning('- %s Rejected by app.on_connect()', session)
-                return
-            self._handle_requests(conn, session, sock, preread)
-            log.info('- %s Handled %d requests: %s', session, session.requests, session.message)
         except OSError as e:
             # Resets, timeouts, failed TLS handshakes: the peer's doing, no traceback.
-            log.info('- %s Connection lost after %d requests: %r', session or address,
-                     session.requests if session else 0, e)
+            log.info('- %s Connection lost: %r', session or address, e)
+            accepted = False
         except Exception:
-            log.exception('- %s Error after handling %d requests:', session or address,
-                          session.requests if session else 0)
-        finally:
+            log.exception('- %s Error before the first request:', session or address)
+            accepted = False
+        if not accepted:
             with self._lock:
                 self._conns.discard(conn)
             sock.close()
+            return
+        failures = []  # why a request body failed, as the transport reports it
+        transport = Transport(
+            sock,
+            timeout=self.timeout,
+            idle_timeout=self._first_byte_wait(),
+            on_failure=failures.append,
+            buffer_size=min(START_BUF_LEN, max(BUF_LEN, self.max_header_bytes)),
+        )
+        if preread:  # what the accept loop received before this thread began
+            transport.put_back(preread)
+        self._run_requests(conn, session, transport, failures)
+
+    def _first_byte_wait(self):
+        # How long a thread waits for the next request before the connection
+        # is parked (plain HTTP), or closed (TLS, or idle_timeout is short).
+        if self._PREREAD and self.idle_timeout > PARK_AFTER:
+            return PARK_AFTER
+        return self.idle_timeout
+
+    def _run_requests(self, conn, session, transport, failures):
+        """Serve requests in this thread until the connection closes or is parked."""
+        parked = False
+        try:
+            parked = self._handle_requests(conn, session, transport, failures)
+            if not parked:
+                log.info('- %s Handled %d requests: %s', session, session.requests,
+                         session.message)
+        except OSError as e:
+            log.info('- %s Connection lost after %d requests: %r', session,
+                     session.requests, e)
+        except Exception:
+            log.exception('- %s Error after handling %d requests:', session, session.requests)
+        finally:
+            if not parked:
+                with self._lock:
+                    self._conns.discard(conn)
+                transport.close()
 
     def _wrap(self, sock):
         return sock
@@ -714,35 +853,34 @@ class Server:
     # cost (callgrind over benchmarks/hotpath.py).  The server makes both
     # objects; nothing else reads their slots.
 
-    def _handle_requests(self, conn, session, sock, preread=b''):
+    def _handle_requests(self, conn, session, transport, failures):
         """The request loop: read a request, call the app, respond, keep alive or close.
 
-        *preread*: what the accept loop received before this thread began.
+        Returns True when the connection was parked (an idle keep-alive
+        connection waits in the accept loop for its next request).
         """
-        failures = []  # why a request body failed, as the transport reports it
-        transport = Transport(
-            sock,
-            timeout=self.timeout,
-            idle_timeout=self.idle_timeout,
-            on_failure=failures.append,
-            buffer_size=min(START_BUF_LEN, max(BUF_LEN, self.max_header_bytes)),
-        )
-        if preread:
-            transport.put_back(preread)
+        parked = False
         try:
             while self._wait_for_request(conn, session, transport):
                 request = self._read_request(session, transport)
+                if request is _PARK:
+                    parked = self._park(conn, session, transport, failures)
+                    if not parked:
+                        session._close('shutdown')
+                    return parked
                 if request is None:
-                    return
+                    return False
                 conn.idle = False
                 if not self._serve(session, transport, request, failures):
-                    return
+                    return False
+            return False
         finally:
-            transport.close()
-            # A stored failure's traceback holds the frames that read the
-            # body, and so the transport and its buffers: let them go now,
-            # not when the garbage collector finds the cycle.
-            failures.clear()
+            if not parked:
+                transport.close()
+                # A stored failure's traceback holds the frames that read the
+                # body, and so the transport and its buffers: let them go now,
+                # not when the garbage collector finds the cycle.
+                failures.clear()
 
     def _wait_for_request(self, conn, session, transport):
         """False when the connection should close instead of waiting for another request."""
@@ -761,6 +899,11 @@ class Server:
             )
         except EmptyPreambleError:
             session._close('peer closed the connection')
+            return None
+        except ConnectionTimedOut as e:
+            if not transport.buffered and transport.idle_timeout != self.idle_timeout:
+                return _PARK  # the short first-byte wait ran out: idle, not gone
+            session._close(f'{e}')
             return None
         except ConnectionClosed as e:
             session._close(f'{e}')

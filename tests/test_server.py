@@ -1785,3 +1785,57 @@ def test_too_many_prereading_connections_get_503(monkeypatch):
         finally:
             for sock in waiting:
                 sock.close()
+
+
+def test_idle_keep_alive_connections_are_parked(monkeypatch):
+    # A kept-alive connection idle for PARK_AFTER gives its thread back and
+    # waits in the accept loop; its next request resumes it (same session),
+    # it closes at idle_timeout, and shutdown closes the parked ones.
+    import degu.server
+
+    monkeypatch.setattr(degu.server, 'PARK_AFTER', 0.1)
+
+    def app(session, request, api):
+        session.store['n'] = session.store.get('n', 0) + 1
+        return (200, 'OK', {}, b'%d' % session.store['n'])
+
+    before = threading.active_count()
+    with serving(app, idle_timeout=3) as server:
+        socks = [connect(server.address) for _ in range(20)]
+        try:
+            for sock in socks:
+                sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                assert read_response(sock)[1] == b'1'
+            deadline = time.monotonic() + 5
+            while threading.active_count() > before + 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert threading.active_count() <= before + 1  # serve_forever() alone
+            assert len(server._conns) == 20
+            for sock in socks:  # resumed: the same session, one thread again
+                sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                assert read_response(sock)[1] == b'2'
+            socks[0].close()  # a parked connection whose peer leaves is let go
+            deadline = time.monotonic() + 5
+            while len(server._conns) > 19 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert len(server._conns) == 19
+        finally:
+            for sock in socks:
+                sock.close()
+    with serving(app, idle_timeout=0.5) as server:
+        with connect(server.address) as sock:
+            sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+            assert read_response(sock)[1] == b'1'
+            started = time.monotonic()
+            assert recv_all(sock) == b''  # idle_timeout, parked or not: no reply
+            assert time.monotonic() - started < 2
+    with serving(app) as server:
+        sock = connect(server.address)
+        sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+        read_response(sock)
+        time.sleep(0.3)  # parked now
+        started = time.monotonic()
+        assert server.shutdown(5) is True
+        assert time.monotonic() - started < 1
+        assert recv_all(sock) == b''
+        sock.close()
