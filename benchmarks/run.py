@@ -23,7 +23,7 @@ Modes (``all`` runs each in turn):
     RSS of both processes, next to a raw-socket transfer of the same size.
 ``idle``
     1,000 idle keep-alive connections held by a degu server: memory per
-    connection.
+    connection, and the server's threads, once they were idle for 2 s.
 ``slowloris``
     ``--attackers`` connections (default 2,000) dribble a request preamble
     one byte every 2 s, reconnecting when cut, against a degu server at its
