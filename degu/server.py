@@ -577,7 +577,9 @@ class Server:
         # A parked connection that ends: the peer closed, idle_timeout, shutdown.
         with self._lock:
             self._conns.discard(rec.conn)
-        rec.session._close('idle connection closed')
+        session = rec.session
+        session._close('idle connection closed')
+        log.info('- %s Handled %d requests: %s', session, session.requests, session.message)
         rec.transport.close()
         rec.failures.clear()
 
