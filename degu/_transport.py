@@ -249,12 +249,8 @@ class Transport(ConnReader):
         a socket error), ``None`` when nothing has arrived.  For an owner
         that waits with a selector (the server's accept loop).
         """
+        self._compact()  # off the hot path: a partial preamble moves to the front
         stop = self._stop
-        if self._start == stop:
-            self._start = self._stop = stop = 0
-        elif stop == len(self._buf):
-            self._compact()
-            stop = self._stop
         try:
             received = self.sock.recv_into(self._view[stop:], 0, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
