@@ -358,3 +358,28 @@ def test_a_slow_reader_runs_out_of_time(monkeypatch):
     now = clock.now
     t.sendall(b'z' * 1000)
     assert clock.now - now == 1.0  # the one send() call of the fake, nothing else
+
+
+def test_receive_available_and_put_back():
+    # What the server's accept loop uses: a receive that never waits, a check
+    # for a whole block, and bytes read before the transport existed.
+    a, b = socket.socketpair()
+    with a, b:
+        t = Transport(a, timeout=5)
+        assert t.receive_available() is None  # nothing yet: no wait
+        b.sendall(b'GET / HTTP/1.1\r\n')
+        assert t.receive_available() == 16
+        assert not t.holds_block(b'\r\n\r\n', 1024)
+        b.sendall(b'\r\n')
+        assert t.receive_available() == 2
+        assert t.holds_block(b'\r\n\r\n', 1024)
+        assert t.read_block(b'\r\n\r\n', 1024, 'block') == b'GET / HTTP/1.1'
+        b.close()
+        assert t.receive_available() == 0  # EOF
+    t = MockTransport([b' world||'])
+    t.put_back(b'hello')
+    assert t.read_block(b'||', 100, 'block') == b'hello world'
+    t = MockTransport([b'x' * 10])
+    assert t.holds_block(b'||', 8) is False  # nothing buffered yet
+    t.put_back(b'y' * 8)
+    assert t.holds_block(b'||', 8) is True  # full up to its limit: hand it on
