@@ -433,6 +433,7 @@ class Server:
         sel = selectors.DefaultSelector()
         lingering = {}  # socket -> deadline, for rejected connections
         prereading = {}  # socket -> _Preread, for new connections without a request yet
+        parked = {}  # socket -> _Parked, for idle kept-alive connections
         pause = _AcceptPause()
         sweep = 0.0  # when the prereading deadlines are checked next
         try:
@@ -441,11 +442,11 @@ class Server:
             sel.register(self._wake_r, selectors.EVENT_READ, None)
             while not self._stopping:
                 timeout = None
-                if lingering or pause.until or prereading:
+                if lingering or pause.until or prereading or parked:
                     wakes = [pause.until] if pause.until else []
                     if lingering:
                         wakes.append(min(lingering.values()))
-                    if prereading:
+                    if prereading or parked:
                         wakes.append(sweep)
                     timeout = max(0.0, min(wakes) - time.monotonic())
                 for key, _ in sel.select(timeout):
@@ -455,9 +456,9 @@ class Server:
                     elif type(key.data) is _Preread:
                         self._preread(sel, lingering, prereading, key.data)
                     elif type(key.data) is _Parked:
-                        self._parked_read(sel, prereading, key.data)
+                        self._parked_read(sel, parked, key.data)
                     elif sock is self._wake_r:
-                        self._adopt_parked(sel, prereading)
+                        self._adopt_parked(sel, parked)
                     else:
                         self._linger_read(sel, lingering, sock)
                 now = time.monotonic()
@@ -467,15 +468,17 @@ class Server:
                 if lingering:
                     for sock in [s for s, t in lingering.items() if t <= now]:
                         self._linger_end(sel, lingering, sock)
-                if prereading and sweep <= now:
+                if (prereading or parked) and sweep <= now:
                     sweep = now + PREREAD_SWEEP
-                    for pre in [p for p in prereading.values() if p.deadline <= now]:
-                        self._preread_end(sel, prereading, pre)  # too slow: closed, no reply
+                    for table in (prereading, parked):
+                        for rec in [r for r in table.values() if r.deadline <= now]:
+                            self._drop(sel, table, rec)  # too slow, or idle: closed, no reply
         finally:
             for sock in list(lingering):
                 self._linger_end(sel, lingering, sock)
-            for pre in list(prereading.values()):
-                self._preread_end(sel, prereading, pre)
+            for table in (prereading, parked):
+                for rec in list(table.values()):
+                    self._drop(sel, table, rec)
             with self._lock:
                 (leftover, self._parking) = (self._parking, [])
             for rec in leftover:
@@ -518,7 +521,7 @@ class Server:
         except OSError:
             data = b''
         if not data:  # gone before a request: nothing to answer
-            self._preread_end(sel, prereading, pre)
+            self._drop(sel, prereading, pre)
             return
         if not pre.started:
             pre.started = True
@@ -532,18 +535,20 @@ class Server:
         sel.unregister(sock)
         self._start_connection(sel, lingering, sock, pre.address, bytes(pre.data))
 
-    def _preread_end(self, sel, prereading, pre):
-        del prereading[pre.sock]
-        sel.unregister(pre.sock)
-        if type(pre) is _Parked:
-            self._parked_end(pre)
+    def _drop(self, sel, table, rec):
+        # A connection waiting in the selector ends: too slow, gone, shutdown.
+        del table[rec.sock]
+        sel.unregister(rec.sock)
+        if type(rec) is _Parked:
+            self._parked_end(rec)
         else:
-            pre.sock.close()
+            rec.sock.close()
 
-    # Parked connections share ``prereading`` (socket -> record) and its
-    # sweep: a _Parked's deadline is its idle_timeout, then timeout.
+    # Parked connections work like prereading ones, in their own table (they
+    # do not count toward MAX_PREREADING): a _Parked's deadline is the rest
+    # of its idle_timeout, then timeout once a byte came.
 
-    def _adopt_parked(self, sel, prereading):
+    def _adopt_parked(self, sel, parked):
         try:
             while self._wake_r.recv(4096):
                 pass
@@ -553,25 +558,29 @@ class Server:
             (adopted, self._parking) = (self._parking, [])
         for rec in adopted:
             sock = rec.sock
-            prereading[sock] = rec
+            parked[sock] = rec
             sel.register(sock, selectors.EVENT_READ, rec)
 
-    def _parked_read(self, sel, prereading, rec):
+    def _parked_read(self, sel, parked, rec):
         transport = rec.transport
         received = transport.receive_available()
         if received is None:
             return
         if not received:  # gone while idle
-            self._preread_end(sel, prereading, rec)
+            self._drop(sel, parked, rec)
             return
         if not rec.started:
             rec.started = True
             rec.deadline = time.monotonic() + self.timeout  # the whole preamble
         if transport.holds_block(b'\r\n\r\n', self.max_header_bytes):
             sock = rec.sock
-            del prereading[sock]
+            del parked[sock]
             sel.unregister(sock)
-            self._spawn(rec.conn, self._run_parked, (rec,), rec.session)
+            try:
+                self._spawn(rec.conn, self._run_parked, (rec,), rec.session)
+            except RuntimeError as e:  # no thread to be had: the connection goes
+                log.warning('- %s cannot resume: %r', rec.session, e)
+                self._parked_end(rec)
 
     def _parked_end(self, rec):
         # A parked connection that ends: the peer closed, idle_timeout, shutdown.

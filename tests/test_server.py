@@ -1839,3 +1839,23 @@ def test_idle_keep_alive_connections_are_parked(monkeypatch):
         assert time.monotonic() - started < 1
         assert recv_all(sock) == b''
         sock.close()
+
+
+def test_parked_connections_leave_room_for_new_ones(monkeypatch):
+    import degu.server
+
+    monkeypatch.setattr(degu.server, 'PARK_AFTER', 0.1)
+    monkeypatch.setattr(degu.server, 'MAX_PREREADING', 2)
+    with serving(hello_app) as server:
+        idle = [connect(server.address) for _ in range(5)]
+        try:
+            for sock in idle:
+                sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                read_response(sock)
+            time.sleep(0.4)  # all five parked
+            for _ in range(3):  # parked ones are not prereading ones: no 503
+                reply = exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                assert status_line(reply) == b'HTTP/1.1 200 OK'
+        finally:
+            for sock in idle:
+                sock.close()
