@@ -1,6 +1,7 @@
 """The degu server: ``Server``, ``SSLServer`` and the RGI request loop.
 
-A blocking, thread-per-connection HTTP/1.1 server that calls an RGI app,
+A blocking HTTP/1.1 server, a thread per connection while it is served,
+that calls an RGI app,
 ``app(session, request, api) -> (status, reason, headers, body)``, once per
 request.  It binds in the constructor, serves in ``serve_forever()`` (in any
 thread) and stops gracefully in ``shutdown()``.  The rules it follows, with
@@ -18,6 +19,9 @@ Connection life cycle::
         idle --first byte--> preamble --> app --> response --+
          ^                                                   |
          +------------- keep-alive --------------------------+
+         |
+    [plain HTTP: idle for PARK_AFTER -> parked in the accept loop, no
+     thread; its next preamble -> a new thread, same session]
 
 Every response says where it ends (content-length, chunked, or a close to an
 HTTP/1.0 peer), and the server renders its date, framing and connection
