@@ -1076,6 +1076,41 @@ def parse_chunk(line: bytes) -> 'tuple[int, tuple[str, str] | None]':
     return (parse_chunk_size(line[:i].rstrip(b' \t')), parse_chunk_extension(line[i:]))
 
 
+def chunk_end(buf: 'bytes | bytearray', pos: int, stop: int) -> 'int | None':
+    """Where the chunk at ``buf[pos]`` ends, or ``None`` if ``buf[:stop]`` lacks some of it.
+
+    A data chunk ends after the CRLF that follows its data; the last chunk
+    after its trailer section.  Only the chunk line is parsed (a
+    ``ParseError`` when it is bad, or longer than ``MAX_LINE_LEN``, or when
+    the data's CRLF is missing); nothing is copied.  For a reader deciding
+    whether a chunk has arrived before it reads it.
+
+    >>> chunk_end(b'5\\r\\nhello\\r\\n0\\r\\n\\r\\n', 0, 15)
+    10
+    >>> chunk_end(b'5\\r\\nhello\\r\\n0\\r\\n\\r\\n', 10, 15)
+    15
+    >>> chunk_end(b'5\\r\\nhel', 0, 6) is None
+    True
+    """
+    eol = buf.find(b'\r\n', pos, stop)
+    if eol < 0:
+        if stop - pos >= MAX_LINE_LEN:
+            raise ParseError(f'chunk line too long: {_short(buf[pos:pos + MAX_LINE_LEN])}')
+        return None
+    (size, _) = parse_chunk(bytes(buf[pos:eol]))
+    if not size:
+        # The trailer section ends with an empty line: CRLF CRLF, counting
+        # the chunk line's own CRLF when there are no trailer fields.
+        end = buf.find(b'\r\n\r\n', eol, stop)
+        return None if end < 0 else end + 4
+    end = eol + size + 4
+    if end > stop:
+        return None
+    if buf[end - 2 : end] != b'\r\n':
+        raise ParseError(f'bad chunk data termination: {bytes(buf[end - 2 : end])!r}')
+    return end
+
+
 # --------------------------------------------------------------------------
 # Renderers.  Everything we send stays strict and canonical: names are
 # lower-case tokens, values hold no control byte but HTAB and no leading or

@@ -246,11 +246,14 @@ class Transport(ConnReader):
         """One receive of what has arrived already, without waiting for more.
 
         Into the buffer, like any read: returns the byte count, 0 at EOF (or
-        a socket error), ``None`` when nothing has arrived.  For an owner
-        that waits with a selector (the server's accept loop).
+        a socket error), ``None`` when nothing has arrived or the buffer is
+        full.  For an owner that waits with a selector (the server's accept
+        loop).
         """
         self._compact()  # off the hot path: a partial preamble moves to the front
         stop = self._stop
+        if stop == len(self._buf):
+            return None  # full: nothing can be received before someone reads
         try:
             received = self.sock.recv_into(self._view[stop:], 0, socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
@@ -259,6 +262,35 @@ class Transport(ConnReader):
             return 0
         self._stop = stop + received
         return received
+
+    def receive_more(self, wait: float, what: str) -> int:
+        """One receive into the buffer, waiting at most *wait* seconds; 0 at EOF.
+
+        Nothing is consumed: the bytes stay buffered for the next read.  For
+        an owner that waits a little for more of a message before deciding
+        what to do with it (the server, for a request body).  Nothing
+        arriving in time is a ``ConnectionTimedOut``.  The buffer must have
+        room (``holds()`` is False).
+        """
+        return self._fill(what, wait)
+
+    def holds(self, count: int) -> bool:
+        """True when *count* bytes are buffered, or as many as the buffer can hold."""
+        return self._stop - self._start >= min(count, len(self._buf))
+
+    def scan(self, scanner: 'Callable[[bytearray, int, int], Any]') -> 'Any':
+        """``scanner(buf, start, stop)`` over the bytes buffered, consuming nothing.
+
+        For an owner that looks at what arrived before reading it (the
+        server, to see whether a request body's first chunk is there).
+        """
+        return scanner(self._buf, self._start, self._stop)
+
+    def detach(self) -> 'Any':
+        """The socket, which this transport no longer closes; the transport is closed."""
+        self._closed = True
+        self._wparts = []
+        return self.sock
 
     def holds_block(self, end: bytes, limit: int) -> bool:
         """True when the buffer holds a whole *end*-delimited block, or is full (*limit*)."""

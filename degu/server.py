@@ -16,12 +16,13 @@ Connection life cycle::
        |
     thread: [TLS handshake] -> app.on_connect() -> request loop -> close
                                                       |
-        idle --first byte--> preamble --> app --> response --+
-         ^                                                   |
-         +------------- keep-alive --------------------------+
+        idle --first byte--> preamble --> [body] --> app --> response --+
+         ^                                                              |
+         +------------- keep-alive -------------------------------------+
          |
     [plain HTTP: idle for PARK_AFTER -> parked in the accept loop, no
-     thread; its next preamble -> a new thread, same session]
+     thread; its next preamble -> a new thread, same session.  A request
+     whose body is not at hand (BODY_WAIT) is parked too, until it is.]
 
 Every response says where it ends (content-length, chunked, or a close to an
 HTTP/1.0 peer), and the server renders its date, framing and connection
@@ -61,7 +62,7 @@ from ._framing import (
     response_output,
 )
 from ._io import CONTINUE, read_request, write_message
-from ._parse import _TYPE_ERROR, _TYPE_ERROR2
+from ._parse import _TYPE_ERROR, _TYPE_ERROR2, chunk_end
 from ._transport import START_BUF_LEN, Transport
 from .base import (
     BUF_LEN,
@@ -144,6 +145,23 @@ PREREAD_SWEEP = 0.25  # seconds
 # The wait costs nothing more than before: it is the first-byte wait the
 # transport always had, shorter.
 PARK_AFTER = 1.0  # seconds
+# At most MAX_PARKED connections are parked at once; past that an idle
+# connection closes (no reply, as at idle_timeout) and a request whose body
+# is on its way is served in its thread.
+MAX_PARKED = 10_000
+# The app gets a request once its body is at hand: all of it, or its first
+# BODY_AT_HAND bytes, or for a chunked body its first whole chunk (an event
+# stream's first event).  Its thread waits BODY_WAIT seconds for that (the rest of a body
+# sent in pieces comes within a round trip); then the connection is parked
+# with its request until the bytes are there, so that a body trickled by a
+# slow peer holds no thread.  A connection's first request does not wait:
+# a burst of new connections with slow bodies would take every thread for
+# BODY_WAIT, and make everyone else wait or get 503.  The transfer deadline (transfer_timeout,
+# min_rate) bounds the wait in the accept loop too, and ends it with 408.  A
+# request with "expect: 100-continue" goes to the app at once: its client
+# waits for the app's decision before it sends the body.
+BODY_WAIT = 0.05  # seconds
+BODY_AT_HAND = START_BUF_LEN  # 8 KiB: what a new connection's read buffer holds
 
 
 def _check_options(cls, options):
@@ -284,17 +302,22 @@ _PARK = object()  # _read_request(): the connection is idle, park it
 
 
 class _Parked:
-    """A kept-alive connection waiting in the accept loop for its next request."""
+    """A connection waiting in the accept loop: idle, or for its request's body."""
 
-    __slots__ = ('conn', 'session', 'transport', 'failures', 'deadline', 'started')
+    __slots__ = ('conn', 'session', 'transport', 'failures', 'deadline', 'started',
+                 'request', 'budget')
 
-    def __init__(self, conn, session, transport, failures, deadline):
+    def __init__(self, conn, session, transport, failures, deadline, request):
         self.conn = conn
         self.session = session
         self.transport = transport
         self.failures = failures
-        self.deadline = deadline  # the rest of idle_timeout, then timeout once a byte came
+        # Idle: the rest of idle_timeout, then timeout once a byte came.  With a
+        # request: the transfer budget, or timeout after the last byte if sooner.
+        self.deadline = deadline
         self.started = False
+        self.request = request  # None while idle
+        self.budget = deadline  # with a request: the transfer deadline
 
     @property
     def sock(self):
@@ -336,7 +359,9 @@ class Server:
     """
 
     # New connections wait in the accept loop until their first preamble is
-    # complete (see MAX_PREREADING); SSLServer's need their handshake first.
+    # complete (see MAX_PREREADING), and connections are parked there (see
+    # PARK_AFTER, BODY_WAIT); SSLServer's are not (their handshake, and the
+    # data TLS buffers, need their thread).
     _PREREAD = True
 
     def __init__(
@@ -393,6 +418,8 @@ class Server:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._parking: list[_Parked] = []  # handed over by threads, for the accept loop
+        self._busy = 0  # connections with a thread: at most max_connections
+        self._parked = 0  # connections parked or on their way: at most MAX_PARKED
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}({self.address!r}, {_callable_name(self.app)})'
@@ -460,7 +487,7 @@ class Server:
                     elif type(key.data) is _Preread:
                         self._preread(sel, lingering, prereading, key.data)
                     elif type(key.data) is _Parked:
-                        self._parked_read(sel, parked, key.data)
+                        self._parked_read(sel, lingering, parked, key.data)
                     elif sock is self._wake_r:
                         self._adopt_parked(sel, parked)
                     else:
@@ -476,17 +503,21 @@ class Server:
                     sweep = now + PREREAD_SWEEP
                     for table in (prereading, parked):
                         for rec in [r for r in table.values() if r.deadline <= now]:
-                            self._drop(sel, table, rec)  # too slow, or idle: closed, no reply
+                            self._expire(sel, lingering, table, rec)
         finally:
             for sock in list(lingering):
                 self._linger_end(sel, lingering, sock)
-            for table in (prereading, parked):
-                for rec in list(table.values()):
-                    self._drop(sel, table, rec)
             with self._lock:
                 (leftover, self._parking) = (self._parking, [])
             for rec in leftover:
-                self._parked_end(rec)
+                parked[rec.sock] = rec
+                sel.register(rec.sock, selectors.EVENT_READ, rec)
+            for table in (prereading, parked):
+                for rec in list(table.values()):
+                    if type(rec) is _Parked and rec.request is not None:
+                        self._resume(sel, table, rec)  # in flight: served, then closed
+                    else:
+                        self._drop(sel, table, rec)
             sel.close()
 
     def _accept(self, sel, lingering, prereading, pause):
@@ -506,7 +537,7 @@ class Server:
             self._start_connection(sel, lingering, sock, address, b'')
             return
         with self._lock:
-            full = len(self._conns) >= self.max_connections
+            full = self._busy >= self.max_connections
         if full or len(prereading) >= MAX_PREREADING:
             log.warning('Too many connections, rejecting %r', address)
             self._reject(sel, lingering, sock)
@@ -544,13 +575,29 @@ class Server:
         del table[rec.sock]
         sel.unregister(rec.sock)
         if type(rec) is _Parked:
-            self._parked_end(rec)
+            gone = 'peer closed the connection' if rec.request else 'idle connection closed'
+            self._parked_end(rec, gone)
         else:
             rec.sock.close()
 
+    def _expire(self, sel, lingering, table, rec):
+        # A deadline passed: closed with no reply (idle, or a preamble too
+        # slow), or 408 when a request's body came too slowly.
+        if type(rec) is not _Parked or rec.request is None:
+            self._drop(sel, table, rec)
+            return
+        del table[rec.sock]
+        sel.unregister(rec.sock)
+        rate = self.min_rate
+        log.info('- %s %s %s: 408 Request Timeout: body slower than %d bytes per second',
+                 rec.session, rec.request._method, rec.request._uri, rate)
+        sock = self._parked_end(rec, '408 Request Timeout', detach=True)
+        self._reject(sel, lingering, sock, _error_preamble(408, 'Request Timeout'))
+
     # Parked connections work like prereading ones, in their own table (they
     # do not count toward MAX_PREREADING): a _Parked's deadline is the rest
-    # of its idle_timeout, then timeout once a byte came.
+    # of its idle_timeout, then timeout once a byte came; with a request, the
+    # transfer deadline.
 
     def _adopt_parked(self, sel, parked):
         try:
@@ -565,49 +612,96 @@ class Server:
             parked[sock] = rec
             sel.register(sock, selectors.EVENT_READ, rec)
 
-    def _parked_read(self, sel, parked, rec):
+    def _parked_read(self, sel, lingering, parked, rec):
         transport = rec.transport
         received = transport.receive_available()
         if received is None:
             return
-        if not received:  # gone while idle
+        if not received:  # gone while idle, or before its body came
             self._drop(sel, parked, rec)
             return
-        if not rec.started:
-            rec.started = True
-            rec.deadline = time.monotonic() + self.timeout  # the whole preamble
-        if transport.holds_block(b'\r\n\r\n', self.max_header_bytes):
-            sock = rec.sock
-            del parked[sock]
-            sel.unregister(sock)
-            try:
-                self._spawn(rec.conn, self._run_parked, (rec,), rec.session)
-            except RuntimeError as e:  # no thread to be had: the connection goes
-                log.warning('- %s cannot resume: %r', rec.session, e)
-                self._parked_end(rec)
+        request = rec.request
+        now = time.monotonic()
+        if request is None:
+            if not rec.started:
+                rec.started = True
+                rec.deadline = now + self.timeout  # the whole preamble
+            if not transport.holds_block(b'\r\n\r\n', self.max_header_bytes):
+                return
+        else:
+            rec.budget += received / self.min_rate
+            rec.deadline = min(rec.budget, now + self.timeout)
+            if not _body_at_hand(transport, request):
+                return
+        with self._lock:
+            full = self._busy >= self.max_connections
+        if full:
+            log.warning('- %s Too many connections, rejecting its request', rec.session)
+            del parked[rec.sock]
+            sel.unregister(rec.sock)
+            sock = self._parked_end(rec, '503 Service Unavailable', detach=True)
+            self._reject(sel, lingering, sock)
+            return
+        self._resume(sel, parked, rec)
 
-    def _parked_end(self, rec):
-        # A parked connection that ends: the peer closed, idle_timeout, shutdown.
+    def _resume(self, sel, parked, rec):
+        # A thread serves the parked connection's request (at shutdown, the
+        # last in-flight ones too, whatever max_connections says).
+        sock = rec.sock
+        del parked[sock]
+        sel.unregister(sock)
+        with self._lock:
+            self._parked -= 1
+            self._busy += 1
+        try:
+            self._spawn(rec.conn, self._run_parked, (rec,), rec.session)
+        except RuntimeError as e:  # no thread to be had: the connection goes
+            log.warning('- %s cannot resume: %r', rec.session, e)
+            with self._lock:
+                self._busy -= 1
+                self._parked += 1  # _parked_end() counts it out
+            self._parked_end(rec, 'no thread to resume')
+
+    def _parked_end(self, rec, message, detach=False):
+        # A parked connection that ends: the peer closed, idle_timeout,
+        # shutdown, a 408 or a 503 (*detach*: the socket is returned, open).
         with self._lock:
             self._conns.discard(rec.conn)
+            self._parked -= 1
         session = rec.session
-        session._close('idle connection closed')
+        session._close(message)
         log.info('- %s Handled %d requests: %s', session, session.requests, session.message)
-        rec.transport.close()
         rec.failures.clear()
+        if detach:
+            return rec.transport.detach()
+        rec.transport.close()
+        return None
 
     def _run_parked(self, rec):
-        self._run_requests(rec.conn, rec.session, rec.transport, rec.failures)
+        self._run_requests(rec.conn, rec.session, rec.transport, rec.failures, rec.request)
 
-    def _park(self, conn, session, transport, failures):
-        """Hand an idle kept-alive connection to the accept loop; False when shutting down."""
-        deadline = time.monotonic() + self.idle_timeout - PARK_AFTER
+    def _park(self, conn, session, transport, failures, request=None):
+        """Hand a connection to the accept loop; False when shutting down or too many are.
+
+        Idle (no *request*): it waits for its next request.  With a
+        *request*: for the request's body (see BODY_WAIT).
+        """
+        now = time.monotonic()
+        if request is None:
+            deadline = now + self.idle_timeout - PARK_AFTER
+        else:
+            deadline = now + self.transfer_timeout
         with self._lock:
-            if self._stopping:
+            if self._stopping or self._parked >= MAX_PARKED:
                 return False
+            self._parked += 1
+            self._busy -= 1
             conn.thread = None
-            conn.idle = True
-            self._parking.append(_Parked(conn, session, transport, failures, deadline))
+            conn.idle = request is None
+            rec = _Parked(conn, session, transport, failures, deadline, request)
+            if request is not None:
+                rec.deadline = min(deadline, now + self.timeout)
+            self._parking.append(rec)
             try:
                 self._wake_w.send(b'p')
             except OSError:  # full: the accept loop has a wake-up pending anyway
@@ -617,10 +711,11 @@ class Server:
     def _start_connection(self, sel, lingering, sock, address, preread):
         """A thread for the connection, or a 503 when ``max_connections`` are busy."""
         with self._lock:
-            full = len(self._conns) >= self.max_connections
+            full = self._busy >= self.max_connections
             if not full:
                 conn = _Connection(sock)
                 self._conns.add(conn)
+                self._busy += 1
         if full:
             log.warning('Too many connections, rejecting %r', address)
             self._reject(sel, lingering, sock)
@@ -630,6 +725,7 @@ class Server:
         except BaseException:
             with self._lock:
                 self._conns.discard(conn)
+                self._busy -= 1
             sock.close()
             raise
 
@@ -661,13 +757,14 @@ class Server:
         pause.delay = min(2 * pause.delay, ACCEPT_PAUSE_MAX)
         sel.unregister(self.sock)
 
-    def _reject(self, sel, lingering, sock):
-        # An immediate 503, never a stalled accept loop.  The socket is
-        # then drained for a moment, so that unread request bytes do not
-        # turn our close into a reset that destroys the 503 in flight.
+    def _reject(self, sel, lingering, sock, answer=None):
+        # An immediate 503 (or *answer*), never a stalled accept loop.  The
+        # socket is then drained for a moment, so that unread request bytes
+        # do not turn our close into a reset that destroys the answer in flight.
         try:
             sock.setblocking(False)
-            answer = self._rejection()
+            if answer is None:
+                answer = self._rejection()
             if answer:
                 sock.send(answer)
             sock.shutdown(socket.SHUT_WR)
@@ -819,6 +916,7 @@ class Server:
         if not accepted:
             with self._lock:
                 self._conns.discard(conn)
+                self._busy -= 1
             sock.close()
             return
         failures = []  # why a request body failed, as the transport reports it
@@ -840,11 +938,14 @@ class Server:
             return PARK_AFTER
         return self.idle_timeout
 
-    def _run_requests(self, conn, session, transport, failures):
-        """Serve requests in this thread until the connection closes or is parked."""
+    def _run_requests(self, conn, session, transport, failures, request=None):
+        """Serve requests in this thread until the connection closes or is parked.
+
+        *request*: one read already, whose body the accept loop waited for.
+        """
         parked = False
         try:
-            parked = self._handle_requests(conn, session, transport, failures)
+            parked = self._handle_requests(conn, session, transport, failures, request)
             if not parked:
                 log.info('- %s Handled %d requests: %s', session, session.requests,
                          session.message)
@@ -857,6 +958,7 @@ class Server:
             if not parked:
                 with self._lock:
                     self._conns.discard(conn)
+                    self._busy -= 1
                 transport.close()
 
     def _wrap(self, sock):
@@ -868,27 +970,40 @@ class Server:
     # cost (callgrind over benchmarks/hotpath.py).  The server makes both
     # objects; nothing else reads their slots.
 
-    def _handle_requests(self, conn, session, transport, failures):
+    def _handle_requests(self, conn, session, transport, failures, request=None):
         """The request loop: read a request, call the app, respond, keep alive or close.
 
-        Returns True when the connection was parked (an idle keep-alive
-        connection waits in the accept loop for its next request).
+        Returns True when the connection was parked: an idle keep-alive
+        connection waits in the accept loop for its next request, and a
+        request whose body is slow to come for its body (*request* is then
+        the one to serve first when it resumes).
         """
         parked = False
         try:
-            while self._wait_for_request(conn, session, transport):
-                request = self._read_request(session, transport)
-                if request is _PARK:
-                    parked = self._park(conn, session, transport, failures)
-                    if not parked:
-                        session._close('shutdown')
-                    return parked
+            while True:
                 if request is None:
-                    return False
-                conn.idle = False
+                    if not self._wait_for_request(conn, session, transport):
+                        return False
+                    request = self._read_request(session, transport)
+                    if request is _PARK:
+                        parked = self._park(conn, session, transport, failures)
+                        if not parked:
+                            session._close('shutdown' if self._stopping else 'too many idle')
+                        return parked
+                    if request is None:
+                        return False
+                    conn.idle = False
+                    if request._body is not None:
+                        at_hand = self._wait_for_body(session, transport, request)
+                        if at_hand is None:
+                            return False  # the peer left before its body came
+                        if not at_hand and self._park(conn, session, transport, failures,
+                                                      request):
+                            parked = True
+                            return True
                 if not self._serve(session, transport, request, failures):
                     return False
-            return False
+                request = None
         finally:
             if not parked:
                 transport.close()
@@ -905,6 +1020,31 @@ class Server:
                 session._close('shutdown')
                 return False
         return True
+
+    def _wait_for_body(self, session, transport, request):
+        """Wait up to BODY_WAIT for the request's body to be at hand (see there).
+
+        True when it is (or the app must see the request now), False when
+        the connection is to be parked until it is, ``None`` when the peer
+        left first (the app is not called).
+        """
+        if not self._PREREAD or _expects_continue(request) or _body_at_hand(transport, request):
+            return True  # TLS connections are never parked: their thread reads the body
+        if not session._requests:
+            return False  # see BODY_WAIT
+        deadline = time.monotonic() + BODY_WAIT
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                if not transport.receive_more(left, 'body'):
+                    session._close('peer closed the connection')
+                    return None
+            except ConnectionTimedOut:
+                return False
+            if _body_at_hand(transport, request):
+                return True
 
     def _read_request(self, session, transport):
         """The next request, or ``None`` when the connection ends (answered when it must be)."""
@@ -984,11 +1124,9 @@ class Server:
     def _arm_continue(transport, request):
         # RFC 9110 section 10.1.1: 100 Continue goes out when the app first
         # reads the body, and never if it answers without reading it.
-        if request._version == 'HTTP/1.1':
-            expect = request._headers.get('expect')
-            if expect is not None and expect.lower() == '100-continue':
-                transport.send_before_read = CONTINUE
-                return True
+        if _expects_continue(request):
+            transport.send_before_read = CONTINUE
+            return True
         return False
 
     @staticmethod
@@ -1084,6 +1222,31 @@ class Server:
         except OSError:
             return
         _linger(transport)
+
+
+def _body_at_hand(transport, request):
+    # See BODY_WAIT: all of the body buffered, or BODY_AT_HAND bytes of it,
+    # or a whole first chunk (a malformed one too: the app's read will say
+    # what is wrong).
+    body = request._body
+    if body.chunked:
+        try:
+            return transport.holds(BODY_AT_HAND) or transport.scan(_first_chunk)
+        except ValueError:
+            return True
+    return transport.holds(min(body._remaining, BODY_AT_HAND))
+
+
+def _first_chunk(buf, start, stop):
+    return chunk_end(buf, start, stop) is not None
+
+
+def _expects_continue(request):
+    # RFC 9110 section 10.1.1: only an HTTP/1.1 request can ask for 100 Continue.
+    if request._version == 'HTTP/1.1':
+        expect = request._headers.get('expect')
+        return expect is not None and expect.lower() == '100-continue'
+    return False
 
 
 def _release(body: object) -> None:

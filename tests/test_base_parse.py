@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from degu import base
+from degu._parse import chunk_end
 from degu.base import (
     ConnectionClosed,
     ConnectionTimedOut,
@@ -1386,6 +1387,48 @@ PARSE_CHUNK_BAD = [
 @pytest.mark.parametrize('line, message', PARSE_CHUNK_BAD)
 def test_parse_chunk_bad(line, message):
     refused(400, message, parse_chunk, line)
+
+
+BODY = b'5\r\nhello\r\n3;k=v\r\nabc\r\n0\r\nx-t: 1\r\n\r\nGET /next'
+# (pos, stop, end): where the chunk at BODY[pos] ends when BODY[:stop] arrived
+CHUNK_END = [
+    (0, 0, None),
+    (0, 2, None),  # '5\r' : the line is not complete
+    (0, 3, None),  # '5\r\n': the line, no data
+    (0, 8, None),  # 'hello' without its CRLF
+    (0, 9, None),  # the CR of its CRLF alone
+    (0, 10, 10),
+    (0, 11, 10),
+    (0, len(BODY), 10),
+    (10, 21, None),
+    (10, 22, 22),  # a chunk with an extension
+    (22, 25, None),  # the last chunk, its trailer section not there
+    (22, 33, None),  # the trailer field, not the empty line after it
+    (22, 34, None),
+    (22, 35, 35),  # the last chunk ends after its trailer section
+    (22, len(BODY), 35),  # a pipelined request after it is not its business
+]
+
+
+@pytest.mark.parametrize('pos, stop, end', CHUNK_END)
+def test_chunk_end(pos, stop, end):
+    assert chunk_end(BODY, pos, stop) == end
+    assert chunk_end(bytearray(BODY), pos, stop) == end
+
+
+@pytest.mark.parametrize('src, message', [
+    (b'x\r\n', "bad chunk_size: b'x'"),
+    (b'1\r\nabc', "bad chunk data termination: b'bc'"),
+    (b'1' * 4096, f"chunk line too long: {b'1' * 32!r}..."),
+])
+def test_chunk_end_bad(src, message):
+    refused(400, message, chunk_end, src, 0, len(src))
+
+
+def test_chunk_end_of_the_last_chunk_without_trailers():
+    assert chunk_end(b'0\r\n\r\n', 0, 5) == 5
+    assert chunk_end(b'0\r\n\r\n', 0, 4) is None
+    assert chunk_end(b'0;x\r\n\r\n', 0, 7) == 7
 
 
 # -------------------------------------------------------------------------

@@ -735,7 +735,9 @@ def test_sizeless_read_over_the_read_limit_is_413():
     big = MAX_IO_SIZE + 1
     with serving(app) as server:
         with connect(server.address) as sock:
-            sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n' % big)
+            # The app is called once the read buffer (8 KiB) is full.
+            sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n' % big
+                         + b'x' * (16 * 1024))
             (head, body, _) = read_response(sock)
     assert status_line(head) == b'HTTP/1.1 413 Content Too Large'
     assert b'connection: close' in head
@@ -913,11 +915,36 @@ def test_peer_vanishing_mid_body_gets_nothing(caplog):
     with caplog.at_level(logging.INFO, logger='degu.server'):
         with serving(app) as server:
             with connect(server.address) as sock:
-                sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\npartial')
+                # More than the read buffer: the app is called, and its read fails.
+                sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n'
+                             + b'x' * 20000)
                 sock.shutdown(socket.SHUT_WR)
                 assert recv_all(sock) == b''
             assert done.wait(TIMEOUT)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize('body', [
+    b'Content-Length: 100\r\n\r\npartial',
+    b'Transfer-Encoding: chunked\r\n\r\n64\r\npartial',
+])
+def test_peer_vanishing_before_its_body_came_is_never_served(caplog, body):
+    """A request whose body the peer never finished sending never reaches the app."""
+    calls = []
+
+    def app(session, request, api):
+        calls.append(request)  # pragma: no cover
+        return (200, 'OK', {}, None)  # pragma: no cover
+
+    with caplog.at_level(logging.INFO, logger='degu.server'):
+        with serving(app) as server:
+            with connect(server.address) as sock:
+                sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\n' + body)
+                time.sleep(0.2)  # parked: the thread waited BODY_WAIT and left
+                sock.shutdown(socket.SHUT_WR)
+                assert recv_all(sock) == b''
+    assert calls == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 # --------------------------------------------------------------------------
@@ -952,7 +979,7 @@ def test_large_unread_body_closes():
     with serving(app) as server:
         with connect(server.address) as sock:
             sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n'
-                         b'' + b'z' * 1000)
+                         b'' + b'z' * 10000)
             (head, body, rest) = read_response(sock)
             assert b'connection: close' in head
             assert body == b'ignored'
@@ -1859,3 +1886,156 @@ def test_parked_connections_leave_room_for_new_ones(monkeypatch):
         finally:
             for sock in idle:
                 sock.close()
+
+
+def wait_for_threads(count, seconds=5):
+    deadline = time.monotonic() + seconds
+    while threading.active_count() > count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return threading.active_count()
+
+
+def test_a_trickled_body_costs_no_thread(address):
+    # Requests whose bodies trickle in (a declared length, a 16 MiB chunk)
+    # wait in the accept loop until the body is at hand: the max_connections
+    # threads stay free for everyone else.  Before, each held a thread while
+    # its body came, and max_connections of them locked everyone out.
+    before = threading.active_count()
+    with serving(hello_app, address, max_connections=3) as server:
+        attackers = [connect(server.address) for _ in range(6)]
+        try:
+            for (i, sock) in enumerate(attackers):
+                if i % 2:
+                    sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\ncontent-length: 1000000\r\n\r\nx')
+                else:
+                    sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\ntransfer-encoding: chunked\r\n'
+                                 b'\r\nffffff\r\nx')
+            assert wait_for_threads(before + 1) == before + 1  # serve_forever() alone
+            for sock in attackers:
+                sock.sendall(b'x')
+            for _ in range(3):
+                reply = exchange(server.address, b'PUT / HTTP/1.1\r\nHost: t\r\n'
+                                 b'content-length: 2\r\n\r\nhi')
+                assert status_line(reply) == b'HTTP/1.1 200 OK'
+                assert reply.endswith(b'hello hi')
+            deadline = time.monotonic() + 5
+            while len(server._conns) > 6 and time.monotonic() < deadline:
+                time.sleep(0.02)  # the legitimate ones' threads end
+            assert len(server._conns) == 6  # no attacker was turned away
+        finally:
+            for sock in attackers:
+                sock.close()
+
+
+@pytest.mark.parametrize('head, pieces, echoed', [
+    (b'content-length: 11', [b'hello', b' world'], b'hello world'),
+    (b'transfer-encoding: chunked', [b'5\r\nhel', b'lo\r\n0\r\n\r\n'], b'hello'),
+    (b'transfer-encoding: chunked', [b'5\r\nhello\r\n0\r', b'\n\r\n'], b'hello'),
+    (b'transfer-encoding: chunked', [b'0\r\nx-t: 1\r\n', b'\r\n'], b''),
+])
+def test_a_body_that_comes_in_pieces_is_served_after_the_wait(address, head, pieces,
+                                                              echoed):
+    # The body is not at hand after BODY_WAIT: the connection is parked with
+    # its request, and a thread serves it, in the same session, when the
+    # rest came.
+    def app(session, request, api):
+        session.store['n'] = session.store.get('n', 0) + 1
+        body = request.body.read() if request.body is not None else b''
+        return (200, 'OK', {'x-n': str(session.store['n'])}, body)
+
+    with serving(app, address) as server:
+        with connect(server.address) as sock:
+            for n in (1, 2):
+                sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\n' + head + b'\r\n\r\n' + pieces[0])
+                time.sleep(0.2)
+                sock.sendall(pieces[1])
+                (headers, body, rest) = read_response(sock)
+                assert (status_line(headers), body, rest) == (b'HTTP/1.1 200 OK', echoed, b'')
+                assert b'x-n: %d' % n in headers.split(b'\r\n')
+
+
+def test_a_chunked_body_goes_to_the_app_with_its_first_chunk():
+    # An event stream uploaded as a chunked body: the app has the first
+    # event at once, not when the buffer fills or the stream ends.
+    events = []
+
+    def app(session, request, api):
+        for (_, data) in request.body:
+            events.append(data)
+        return (200, 'OK', {}, b'%d events' % (len(events) - 1))
+
+    with serving(app) as server:
+        with connect(server.address) as sock:
+            sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\ntransfer-encoding: chunked\r\n\r\n'
+                         b'7\r\nevent 1\r\n')
+            deadline = time.monotonic() + TIMEOUT
+            while not events and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert events == [b'event 1']
+            sock.sendall(b'7\r\nevent 2\r\n0\r\n\r\n')
+            assert read_response(sock)[1] == b'2 events'
+
+
+def test_parked_connections_do_not_count_toward_max_connections(monkeypatch):
+    # max_connections bounds the connections being served (a thread each);
+    # idle ones wait in the accept loop, bounded by MAX_PARKED.
+    monkeypatch.setattr(degu.server, 'PARK_AFTER', 0.1)
+    monkeypatch.setattr(degu.server, 'MAX_PARKED', 3)
+    with serving(hello_app, max_connections=1) as server:
+        socks = []
+        try:
+            for _ in range(4):
+                sock = connect(server.address)
+                socks.append(sock)
+                sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                assert read_response(sock)[1] == b'hello '
+                time.sleep(0.3)  # parked: the one thread is free again
+            # The fourth found MAX_PARKED parked already: closed when idle.
+            assert recv_all(socks[3]) == b''
+            for sock in socks[:3]:
+                sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                assert read_response(sock)[1] == b'hello '
+                time.sleep(0.3)  # parked again: its thread kept the one slot meanwhile
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+def test_a_parked_request_finding_the_server_full_gets_503():
+    release = threading.Event()
+
+    def app(session, request, api):
+        if request.uri == '/block':
+            release.wait(TIMEOUT)
+        body = request.body.read() if request.body is not None else b''
+        return (200, 'OK', {}, body)
+
+    with serving(app, max_connections=1) as server:
+        with connect(server.address) as waiting, connect(server.address) as busy:
+            waiting.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\ncontent-length: 4\r\n\r\nab')
+            time.sleep(0.3)  # parked, its thread gone
+            busy.sendall(b'GET /block HTTP/1.1\r\nHost: t\r\n\r\n')
+            time.sleep(0.2)  # the one thread is in the app
+            waiting.sendall(b'cd')
+            reply = recv_all(waiting)
+            assert status_line(reply) == b'HTTP/1.1 503 Service Unavailable'
+            assert b'retry-after: 1' in reply.split(b'\r\n')
+            release.set()
+            assert status_line(read_response(busy)[0]) == b'HTTP/1.1 200 OK'
+
+
+def test_shutdown_serves_a_request_whose_body_is_on_its_way():
+    with serving(hello_app) as server:
+        with connect(server.address) as sock:
+            sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\ncontent-length: 4\r\n\r\nab')
+            time.sleep(0.3)  # parked with its request
+            result = []
+            stopper = threading.Thread(target=lambda: result.append(server.shutdown(5)))
+            stopper.start()
+            time.sleep(0.3)
+            sock.sendall(b'cd')
+            (head, body, _) = read_response(sock)
+            stopper.join(TIMEOUT)
+            assert (status_line(head), body) == (b'HTTP/1.1 200 OK', b'hello abcd')
+            assert b'connection: close' in head.split(b'\r\n')
+            assert result == [True]

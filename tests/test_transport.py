@@ -5,6 +5,7 @@ readers and writers run over ``MockTransport``, whose peer sends scripted
 chunks, one per ``recv_into``.
 """
 
+import gc
 import socket
 
 import pytest
@@ -383,3 +384,39 @@ def test_receive_available_and_put_back():
     assert t.holds_block(b'||', 8) is False  # nothing buffered yet
     t.put_back(b'y' * 8)
     assert t.holds_block(b'||', 8) is True  # full up to its limit: hand it on
+
+
+def test_looking_at_what_arrived_before_reading_it():
+    # What the server uses to decide whether a request body is at hand:
+    # holds(), scan() and receive_more() consume nothing.
+    a, b = socket.socketpair()
+    with a, b:
+        t = Transport(a, timeout=5, buffer_size=16)
+        b.sendall(b'0123456789')
+        assert t.receive_more(1, 'body') == 10
+        assert t.holds(10) and not t.holds(11)
+        assert t.holds(10**9) is False  # more than the buffer holds: only when full
+        assert t.scan(lambda buf, start, stop: bytes(buf[start:stop])) == b'0123456789'
+        raises(ConnectionTimedOut, 'reading body timed out', t.receive_more, 0.05, 'body')
+        b.sendall(b'abcdefgh')
+        assert t.receive_more(1, 'body') == 6  # up to the end of the buffer
+        assert t.holds(10**9) is True  # full: nothing more can arrive before a read
+        assert t.receive_available() is None  # full: no receive, not an EOF
+        assert t.read_exact(16) == b'0123456789abcdef'
+        assert t.receive_available() == 2
+        assert t.read_exact(2) == b'gh'
+        b.close()
+        assert t.receive_more(1, 'body') == 0  # EOF
+
+
+def test_detach_leaves_the_socket_open():
+    a, b = socket.socketpair()
+    with a, b:
+        t = Transport(a, timeout=5)
+        t.write(b'unsent')
+        assert t.detach() is a
+        assert t.closed
+        del t
+        gc.collect()  # nor does the transport's finalizer close it
+        a.sendall(b'still open')
+        assert b.recv(100) == b'still open'

@@ -51,3 +51,36 @@ def test_408_for_a_slow_body_parses_under_h11():
     assert response.status == 408
     assert response.headers['connection'] == 'close'
     assert exchange.closed
+
+
+def echo_length(session, request, api):
+    total = 0
+    if request.body is not None:
+        if request.body.chunked:
+            for (_, data) in request.body:
+                total += len(data)
+        else:
+            total = len(request.body.read())
+    return (200, 'OK', {'content-type': 'text/plain'}, b'%d' % total)
+
+
+@pytest.mark.parametrize('family', ['ipv4', 'unix'])
+def test_http_client_uploads_a_body_that_comes_slowly(family):
+    # http.client sends an iterable body chunk-encoded, each piece as it
+    # comes, after the preamble: the body is not at hand when the request is
+    # read, the connection waits in the accept loop, and the request is
+    # served when its first chunk came; again on the kept-alive connection.
+    def pieces():
+        for _ in range(3):
+            time.sleep(0.15)  # longer than the server's BODY_WAIT
+            yield b'x' * 1000
+
+    with serve(echo_length, family) as served:
+        conn = served.http_client()
+        try:
+            for _ in range(2):
+                conn.request('PUT', '/', body=pieces(), encode_chunked=True)
+                response = conn.getresponse()
+                assert (response.status, response.read()) == (200, b'3000')
+        finally:
+            conn.close()
