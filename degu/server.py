@@ -993,7 +993,7 @@ class Server:
                     if request is None:
                         return False
                     conn.idle = False
-                    if request._body is not None:
+                    if request._body is not None and not _body_at_hand(transport, request):
                         at_hand = self._wait_for_body(session, transport, request)
                         if at_hand is None:
                             return False  # the peer left before its body came
@@ -1022,13 +1022,13 @@ class Server:
         return True
 
     def _wait_for_body(self, session, transport, request):
-        """Wait up to BODY_WAIT for the request's body to be at hand (see there).
+        """Wait up to BODY_WAIT for a request body that is not at hand yet (see there).
 
         True when it is (or the app must see the request now), False when
         the connection is to be parked until it is, ``None`` when the peer
         left first (the app is not called).
         """
-        if not self._PREREAD or _expects_continue(request) or _body_at_hand(transport, request):
+        if not self._PREREAD or _expects_continue(request):
             return True  # TLS connections are never parked: their thread reads the body
         if not session._requests:
             return False  # see BODY_WAIT
@@ -1234,7 +1234,8 @@ def _body_at_hand(transport, request):
             return transport.holds(BODY_AT_HAND) or transport.scan(_first_chunk)
         except ValueError:
             return True
-    return transport.holds(min(body._remaining, BODY_AT_HAND))
+    remaining = body._remaining
+    return transport.holds(remaining if remaining < BODY_AT_HAND else BODY_AT_HAND)
 
 
 def _first_chunk(buf, start, stop):
