@@ -5,8 +5,10 @@ rule.  ``import degu`` must stay cheap, so ``degu/__init__.py`` imports this
 module only inside the functions that need it.
 """
 
+import errno
 import os
 import select
+import socket
 import stat
 
 from ._parse import _TYPE_ERROR
@@ -63,6 +65,36 @@ def _remove_socket_file(address: object) -> None:
                 os.unlink(address)
         except OSError:
             pass
+
+
+def _stale_socket_file(path: str, error: OSError) -> bool:
+    """True if binding *path* failed (*error*) only because of a socket file nobody listens on.
+
+    A server that was killed leaves its socket file behind, and the next
+    bind() at that path fails with ``EADDRINUSE``.  The file may be removed
+    when connecting to it is refused: no server owns it any more.  False
+    when a server answers there, or for any other error: the caller raises
+    *error*.  A path that is not a socket (a regular file, a folder) is
+    never taken: that raises ``FileExistsError`` naming it.
+    """
+    if error.errno != errno.EADDRINUSE:
+        return False
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:  # gone meanwhile, or unreadable: report the bind error
+        return False
+    if not stat.S_ISSOCK(mode):
+        raise FileExistsError(errno.EEXIST, 'exists and is not a socket, so it is left alone',
+                              path)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            return True
+        except OSError:  # a full backlog, no permission...: someone may own it
+            return False
+    return False
 
 
 def _check_abspath(label: str, path: object) -> str:
