@@ -75,7 +75,8 @@ def _stale_socket_file(path: str, error: OSError) -> bool:
     when connecting to it is refused: no server owns it any more.  False
     when a server answers there, or for any other error: the caller raises
     *error*.  A path that is not a socket (a regular file, a folder) is
-    never taken: that raises ``FileExistsError`` naming it.
+    never taken: that raises an ``OSError`` (``EADDRINUSE``, as bind()
+    does) that names it and says it is not a socket.
     """
     if error.errno != errno.EADDRINUSE:
         return False
@@ -84,8 +85,8 @@ def _stale_socket_file(path: str, error: OSError) -> bool:
     except OSError:  # gone meanwhile, or unreadable: report the bind error
         return False
     if not stat.S_ISSOCK(mode):
-        raise FileExistsError(errno.EEXIST, 'exists and is not a socket, so it is left alone',
-                              path)
+        raise OSError(errno.EADDRINUSE, 'Address already in use by a file that is not a '
+                      'socket (left alone)', path)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         probe.settimeout(1.0)
         try:

@@ -1917,16 +1917,17 @@ def test_unix_socket_file_of_a_live_server_is_not_taken(tmp_path):
 def test_unix_path_that_is_not_a_socket_is_left_alone(tmp_path):
     path = tmp_path / 'data.sock'
     path.write_bytes(b'precious')
-    with pytest.raises(FileExistsError) as e:
+    with pytest.raises(OSError) as e:
         Server(str(path), hello_app)
-    assert e.value.errno == errno.EEXIST
+    assert e.value.errno == errno.EADDRINUSE
     assert str(e.value) == (
-        f"[Errno 17] exists and is not a socket, so it is left alone: '{path}'"
+        f'[Errno {errno.EADDRINUSE}] Address already in use by a file that is not a socket '
+        f"(left alone): '{path}'"
     )
     assert path.read_bytes() == b'precious'
     folder = tmp_path / 'folder.sock'
     folder.mkdir()
-    with pytest.raises(FileExistsError) as e:
+    with pytest.raises(OSError) as e:
         Server(str(folder), hello_app)
-    assert e.value.filename == str(folder)
+    assert (e.value.errno, e.value.filename) == (errno.EADDRINUSE, str(folder))
     assert folder.is_dir()
