@@ -106,9 +106,10 @@ def parse_address(text: str, port: int | None = None) -> tuple | str | bytes:
             except OSError:
                 raise CommandError(f'bad address: unknown interface {name!r}', 2) from None
         return (host, _with_port(rest[1:] if rest else None, text, port), 0, scope)
-    (host, sep, port_text) = text.rpartition(':')
+    (host, sep, port_part) = text.rpartition(':')
+    port_text = port_part if sep else None
     if not sep:
-        (host, port_text) = (text, None)
+        host = text
     if ':' in host:
         raise CommandError(f'bad address: {text!r} (an IPv6 address goes in brackets: '
                            '[IPV6]:PORT)', 2)
@@ -317,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=('debug', 'info', 'warning', 'error'),
                        help='level of the degu.server log, in any case (default: warning)')
         p.add_argument('--quiet', action='store_true', help='no access log line per request')
-    parser.subparsers = {'files': files, 'serve': serve}
+    for p in (files, serve):
+        p.set_defaults(command_parser=p)
     return parser
 
 
@@ -326,7 +328,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     (args, extra) = parser.parse_known_args(argv)
     if extra:
-        parser.subparsers[args.command].error(f'unrecognized arguments: {" ".join(extra)}')
+        args.command_parser.error(f'unrecognized arguments: {" ".join(extra)}')
     return args
 
 
@@ -334,7 +336,7 @@ def server_options(args: argparse.Namespace) -> dict[str, int | float | None]:
     """The Server options given on the command line, checked as ``Server()`` checks them."""
     from .server import _NUMBER, _OPTIONS, Server, _check_options
 
-    options = {}
+    options: dict[str, int | float | None] = {}
     for name, (_, types, _, _) in _OPTIONS.items():
         text = getattr(args, name)
         if text is None:
@@ -502,7 +504,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f'cannot listen on {format_address(address)}: {e.strerror or e}') \
             from None
     wake = threading.Event()
-    received = []  # the signals, in order; the main loop reads them
+    received: list[int] = []  # the signals, in order; the main loop reads them
     stopping = (signal.SIGINT, signal.SIGTERM)
 
     def on_signal(signum, frame):

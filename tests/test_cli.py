@@ -642,3 +642,27 @@ def test_tls_file_errors_name_the_flag_and_the_file(appdir, pki):
     for (args, message) in cases:
         result = run_degu('serve', 'cliapp:app', '-p', '0', *args, cwd=appdir)
         assert (result.returncode, result.stderr) == (1, f'degu: error: {message}\n')
+
+
+def test_unix_socket_file_left_behind(appdir):
+    path = str(appdir / 'app.sock')
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(path)
+    stale.close()  # as a killed server leaves it: the file stays
+    with Degu('serve', 'cliapp:app', '--address', path, cwd=appdir) as degu:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(TIMEOUT)
+            sock.connect(path)
+            sock.sendall(b'GET /unix HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
+            assert sock.recv(4096).endswith(b'rgi /unix')
+        assert degu.stop()[0] == 0
+    assert not os.path.exists(path)
+    with open(path, 'w') as f:
+        f.write('not a socket')
+    result = run_degu('serve', 'cliapp:app', '--address', path, cwd=appdir)
+    assert (result.returncode, result.stderr) == (1, (
+        f'degu: error: cannot listen on {path}: Address already in use by a file that is not '
+        'a socket (left alone)\n'
+    ))
+    with open(path) as f:
+        assert f.read() == 'not a socket'
