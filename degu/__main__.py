@@ -362,7 +362,7 @@ def resolve_address(args: argparse.Namespace) -> tuple | str | bytes:
     port_text = args.port
     if args.command == 'files':
         if (args.directory is not None and args.directory.isdigit()
-                and not os.path.isdir(args.directory)):
+                and args.port_argument is None and not os.path.isdir(args.directory)):
             (args.directory, args.port_argument) = (None, args.directory)
         if args.port_argument is not None:
             if port_text is not None:

@@ -261,6 +261,7 @@ def test_serve_nested_and_wsgi_over_unix(appdir):
      "degu: error: bad address: 'localhost:8080' has a port already; --port 9000 too"),
     (['files', '8080', '-p', '9000'], 2,
      'degu: error: the port is given twice: 8080 and --port 9000'),
+    (['files', '8080', '9090'], 1, "degu: error: not a folder: '8080'"),
     (['files', 'a', '-d', 'b'], 2, "degu: error: the folder is given twice: 'a' and "
      "--directory 'b'"),
     (['serve', 'cliapp:wsgi'], 2, "degu: error: 'cliapp:wsgi' takes (environ, start_response), "
