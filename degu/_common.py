@@ -67,11 +67,18 @@ def _remove_socket_file(address: object) -> None:
             pass
 
 
-def _stale_socket_file(path: str, error: OSError) -> bool:
-    """True if binding *path* failed (*error*) only because of a socket file nobody listens on.
+# A live server accepts a connect() at once (the kernel queues it); a full
+# backlog makes it wait, and then the file is not ours to take anyway.
+STALE_PROBE_TIMEOUT = 1.0  # seconds
+
+
+def _remove_stale_socket(path: str, error: OSError) -> bool:
+    """Remove the socket file at *path* that made bind() fail if nobody listens on it.
+
+    True if it was removed (the caller binds again), after *error* from bind().
 
     A server that was killed leaves its socket file behind, and the next
-    bind() at that path fails with ``EADDRINUSE``.  The file may be removed
+    bind() at that path fails with ``EADDRINUSE``.  The file is removed
     when connecting to it is refused: no server owns it any more.  False
     when a server answers there, or for any other error: the caller raises
     *error*.  A path that is not a socket (a regular file, a folder) is
@@ -88,10 +95,11 @@ def _stale_socket_file(path: str, error: OSError) -> bool:
         raise OSError(errno.EADDRINUSE, 'Address already in use by a file that is not a '
                       'socket (left alone)', path)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
+        probe.settimeout(STALE_PROBE_TIMEOUT)
         try:
             probe.connect(path)
         except ConnectionRefusedError:
+            os.unlink(path)
             return True
         except OSError:  # a full backlog, no permission...: someone may own it
             return False

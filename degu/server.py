@@ -38,7 +38,6 @@ the request and no traceback ever goes on the wire; tracebacks go to the
 from __future__ import annotations
 
 import logging
-import os
 import selectors
 import socket
 import struct
@@ -52,7 +51,7 @@ from ._body import (
     drain_body,
     release_body,
 )
-from ._common import _callable_name, _check_abspath, _remove_socket_file, _stale_socket_file
+from ._common import _callable_name, _check_abspath, _remove_socket_file, _remove_stale_socket
 from ._framing import (
     CLOSE,
     NO_BODY,
@@ -377,9 +376,8 @@ class Server:
                 except OSError as e:
                     # A socket file left by a server that was killed (it could not
                     # remove it) blocks the path; if nobody listens on it, take it.
-                    if type(address) is not str or not _stale_socket_file(address, e):
+                    if type(address) is not str or not _remove_stale_socket(address, e):
                         raise
-                    os.unlink(address)
                     sock.bind(address)
                 sock.listen(LISTEN_BACKLOG)
             except BaseException:
