@@ -1,15 +1,17 @@
 """The degu command line: ``python3 -m degu`` (also installed as ``degu``).
 
-    python3 -m degu files [DIR]           serve a folder (default: the current one)
-    python3 -m degu serve MODULE:APP      serve an RGI app
+    python3 -m degu files [DIR] [PORT]    serve a folder (default: the current one)
+    python3 -m degu serve MODULE:APP      serve an RGI app (MODULE:FACTORY() calls a factory)
     python3 -m degu serve --wsgi MODULE:APP   serve a WSGI app
 
-Common options: ``--address`` (``HOST:PORT``, ``[IPV6]:PORT``, ``PORT``,
-``/path/to.sock`` or ``@abstract``; default ``127.0.0.1:8000``),
-``--ssl-cert``/``--ssl-key``/``--ssl-ca``, ``--max-connections``,
-``--timeout``, ``--log-level``.  Each response is logged on stderr (peer,
-request line, status, bytes, duration) unless ``--quiet``.  SIGINT and
-SIGTERM stop the server gracefully: in-flight requests finish.
+Common options: ``--address``/``-b``/``--bind`` (``HOST:PORT``, ``HOST``,
+``:PORT``, ``[IPV6]:PORT``, ``PORT``, ``/path/to.sock`` or ``@abstract``;
+default ``127.0.0.1:8000``), ``-p``/``--port``,
+``--ssl-cert``/``--ssl-key``/``--ssl-ca``, the server limits
+(``--max-connections``, ``--timeout``, ``--idle-timeout``...), ``--log-level``.
+Each response is logged on stderr (peer, request line, status, bytes,
+duration) unless ``--quiet``.  SIGINT and SIGTERM stop the server
+gracefully: in-flight requests finish.  SIGHUP is logged and ignored.
 
 Exit status: 0 after a clean shutdown, 1 when the server cannot start (a
 port in use, a missing module, bad TLS files), 2 for bad arguments.
@@ -20,7 +22,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import os
+import re
 import signal
 import socket
 import sys
@@ -34,8 +38,20 @@ if TYPE_CHECKING:
 
     from .server import Server
 
-DEFAULT_ADDRESS = '127.0.0.1:8000'
+DEFAULT_HOST = '127.0.0.1'
+DEFAULT_PORT = 8000
+DEFAULT_ADDRESS = f'{DEFAULT_HOST}:{DEFAULT_PORT}'
 SHUTDOWN_TIMEOUT = 10.0  # seconds in-flight requests get after SIGINT/SIGTERM
+MAX_PEM_SIZE = 1024 * 1024  # 1 MiB: more than any certificate chain a server presents
+
+# A host name or an IPv4 address, as the command line takes it without a port.
+_HOST = re.compile(r'[A-Za-z0-9_.-]+')
+# MODULE:FACTORY(): a factory called with no arguments, as gunicorn and uvicorn take it.
+_CALL = re.compile(r'(.*)\((.*)\)')
+
+# The Server options the command line offers, each as --name-with-dashes.
+_SECONDS = ('timeout', 'idle_timeout', 'transfer_timeout')
+_METAVARS = {'max_body': 'BYTES', 'max_header_bytes': 'BYTES', 'min_rate': 'BYTES_PER_S'}
 
 
 class CommandError(Exception):
@@ -46,8 +62,11 @@ class CommandError(Exception):
         self.code = code
 
 
-def parse_address(text: str) -> tuple | str | bytes:
+def parse_address(text: str, port: int | None = None) -> tuple | str | bytes:
     """Turn a command-line address into a degu *address* value.
+
+    A host alone listens on port 8000 (or *port*, from ``--port``), a port
+    alone on 127.0.0.1:
 
     >>> parse_address('127.0.0.1:8080')
     ('127.0.0.1', 8080)
@@ -55,20 +74,29 @@ def parse_address(text: str) -> tuple | str | bytes:
     ('::1', 8080, 0, 0)
     >>> parse_address('9000')
     ('127.0.0.1', 9000)
+    >>> parse_address(':9000')
+    ('127.0.0.1', 9000)
+    >>> parse_address('localhost')
+    ('localhost', 8000)
+    >>> parse_address('0.0.0.0', port=8080)
+    ('0.0.0.0', 8080)
     >>> parse_address('@degu')
     b'\\x00degu'
     >>> parse_address('/run/app.sock')
     '/run/app.sock'
     """
-    if text.startswith('@'):
-        return b'\x00' + text[1:].encode() if len(text) > 1 else b''
-    if text.startswith(('/', './', '../')) or text.endswith('.sock'):
+    if text.startswith('@') or text.startswith(('/', './', '../')) or text.endswith('.sock'):
+        if port is not None:
+            raise CommandError(f'bad address: {text!r} is an AF_UNIX socket; it takes no --port',
+                               2)
+        if text.startswith('@'):
+            return b'\x00' + text[1:].encode() if len(text) > 1 else b''
         return os.path.abspath(text)
     if text.isdigit():
-        return ('127.0.0.1', _port(text, text))
+        return (DEFAULT_HOST, _with_port(text, text, port))
     if text.startswith('['):
         (host, sep, rest) = text[1:].partition(']')
-        if not sep or not rest.startswith(':'):
+        if not sep or (rest and not rest.startswith(':')):
             raise CommandError(f'bad address: {text!r} (expected [IPV6]:PORT)', 2)
         scope = 0
         if '%' in host:
@@ -77,13 +105,30 @@ def parse_address(text: str) -> tuple | str | bytes:
                 scope = int(name) if name.isdigit() else socket.if_nametoindex(name)
             except OSError:
                 raise CommandError(f'bad address: unknown interface {name!r}', 2) from None
-        return (host, _port(rest[1:], text), 0, scope)
-    (host, sep, port) = text.rpartition(':')
-    if not sep or not host or ':' in host:
+        return (host, _with_port(rest[1:] if rest else None, text, port), 0, scope)
+    (host, sep, port_part) = text.rpartition(':')
+    port_text = port_part if sep else None
+    if not sep:
+        host = text
+    if ':' in host:
+        raise CommandError(f'bad address: {text!r} (an IPv6 address goes in brackets: '
+                           '[IPV6]:PORT)', 2)
+    if not host and sep:
+        host = DEFAULT_HOST
+    if not _HOST.fullmatch(host):
         raise CommandError(
-            f'bad address: {text!r} (expected HOST:PORT, [IPV6]:PORT, PORT, a path or @name)', 2
+            f'bad address: {text!r} (expected HOST:PORT, HOST, :PORT, [IPV6]:PORT, PORT, '
+            'a path or @name)', 2
         )
-    return (host, _port(port, text))
+    return (host, _with_port(port_text, text, port))
+
+
+def _with_port(text: str | None, whole: str, port: int | None) -> int:
+    if text is None:
+        return DEFAULT_PORT if port is None else port
+    if port is not None:
+        raise CommandError(f'bad address: {whole!r} has a port already; --port {port} too', 2)
+    return _port(text, whole)
 
 
 def _port(text: str, whole: str) -> int:
@@ -92,30 +137,81 @@ def _port(text: str, whole: str) -> int:
     return int(text)
 
 
+def format_address(address: tuple | str | bytes) -> str:
+    """*address* as the command line writes it, for error messages.
+
+    >>> format_address(('::1', 8000, 0, 0))
+    '[::1]:8000'
+    """
+    if isinstance(address, tuple):
+        host = f'[{address[0]}]' if ':' in address[0] else address[0]
+        return f'{host}:{address[1]}'
+    if isinstance(address, bytes):
+        return f'@{address[1:].decode(errors="replace")}'
+    return address
+
+
 def format_url(address: tuple | str | bytes, tls: bool = False) -> str:
     """How to reach *address*, for the start-up line."""
     scheme = 'https' if tls else 'http'
     if isinstance(address, tuple):
-        host = f'[{address[0]}]' if ':' in address[0] else address[0]
-        return f'{scheme}://{host}:{address[1]}/'
-    if isinstance(address, bytes):
-        return f'{scheme} over AF_UNIX @{address[1:].decode(errors="replace")}'
-    return f'{scheme} over AF_UNIX {address}'
+        return f'{scheme}://{format_address(address)}/'
+    return f'{scheme} over AF_UNIX {format_address(address)}'
+
+
+def _user_frames(what: str, exc: BaseException) -> str:
+    """*what*, the error, then where it happened in the user's code (not in degu's).
+
+    The first line is the error; the frames under it are those of the
+    user's own files (the module that failed, a factory), most recent last.
+    importlib's and degu's frames say nothing about the user's mistake.
+    """
+    import traceback
+
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    machinery = os.path.dirname(os.path.abspath(importlib.__file__)) + os.sep
+    if isinstance(exc, SyntaxError):
+        lines = [f'{what}: {type(exc).__name__}: {exc.msg}']
+    else:
+        lines = [f'{what}: {type(exc).__name__}: {exc}']
+    frames = [
+        frame for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith(('<', here, machinery))
+    ]
+    lines.extend(line.rstrip('\n') for line in traceback.format_list(frames))
+    if isinstance(exc, SyntaxError) and exc.filename:
+        lines.append(f'  File "{exc.filename}", line {exc.lineno}')
+        if exc.text:
+            lines.append(f'    {exc.text.strip()}')
+    return '\n'.join(lines)
 
 
 def load_app(spec: str) -> Callable[..., Any]:
-    """Import ``MODULE:APP`` (``APP`` may be dotted; default ``app``) from the current folder."""
+    """Import ``MODULE:APP`` from the current folder and return the app.
+
+    ``APP`` may be dotted and defaults to ``app``; ``MODULE:FACTORY()``
+    calls ``FACTORY`` with no arguments and serves what it returns.
+    """
     (module_name, _, attr) = spec.partition(':')
-    if not module_name:
-        raise CommandError(f'bad app: {spec!r} (expected MODULE:APP)', 2)
+    call = _CALL.fullmatch(attr)
+    if call is not None:
+        if call.group(2).strip():
+            raise CommandError(f'bad app: {spec!r} (a factory is called with no arguments: '
+                               'MODULE:FACTORY())', 2)
+        attr = call.group(1)
+    if not module_name or (call is not None and not attr):
+        raise CommandError(f'bad app: {spec!r} (expected MODULE:APP or MODULE:FACTORY())', 2)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    what = f'cannot import module {module_name!r}'
     try:
         module = importlib.import_module(module_name)
-    except ImportError as e:
-        if getattr(e, 'name', None) == module_name or module_name.startswith(f'{e.name}.'):
-            raise CommandError(f'cannot import module {module_name!r}: {e}') from None
-        raise
+    except ModuleNotFoundError as e:
+        if e.name == module_name or module_name.startswith(f'{e.name}.'):
+            raise CommandError(f'{what}: {e}') from None
+        raise CommandError(_user_frames(what, e)) from None
+    except Exception as e:
+        raise CommandError(_user_frames(what, e)) from None
     obj = module
     for part in (attr or 'app').split('.'):
         try:
@@ -125,80 +221,264 @@ def load_app(spec: str) -> Callable[..., Any]:
                 from None
     if not callable(obj):
         raise CommandError(f'{spec!r} is not callable: {obj!r}')
+    if call is not None:
+        try:
+            obj = obj()
+        except Exception as e:
+            raise CommandError(_user_frames(f'{spec!r} failed', e)) from None
+        if not callable(obj):
+            raise CommandError(f'{spec!r} returned {obj!r}, which is not callable')
     return obj
 
 
+def looks_like_wsgi(app: Callable[..., Any]) -> bool:
+    """True if *app* takes ``(environ, start_response)``: two positional arguments, not three.
+
+    An RGI app takes ``(session, request, api)``.
+
+    >>> looks_like_wsgi(lambda environ, start_response: [])
+    True
+    >>> looks_like_wsgi(lambda session, request, api: None)
+    False
+    """
+    import inspect
+
+    try:
+        signature = inspect.signature(app)
+    except (TypeError, ValueError):  # a builtin without a signature: cannot tell
+        return False
+
+    def takes(count):
+        try:
+            signature.bind(*range(count))
+        except TypeError:
+            return False
+        return True
+
+    return takes(2) and not takes(3)
+
+
+def _program_name() -> str:
+    """``degu`` for the console script, ``python3 -m degu`` for the module."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ''
+    if not name or name == '-c' or name.endswith('.py'):
+        return 'python3 -m degu'
+    return name
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f'degu {__version__} (Python {sys.version.split()[0]})'
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .server import _OPTIONS
+
     parser = argparse.ArgumentParser(
-        prog='python3 -m degu',
+        prog=_program_name(),
         description='Serve a folder or an app with degu, an HTTP/1.1 server.',
     )
+    parser.add_argument('--version', action='version', version=_version(),
+                        help='print the degu and Python versions and exit')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     files = sub.add_parser('files', help='serve the files of a folder')
-    files.add_argument('directory', nargs='?', default='.', metavar='DIR',
-                       help='folder to serve (default: the current one)')
+    files.add_argument('directory', nargs='?', metavar='DIR',
+                       help='folder to serve (default: the current one); a number that '
+                            'is not a folder is the PORT, as with python3 -m http.server')
+    files.add_argument('port_argument', nargs='?', metavar='PORT',
+                       help='port to listen on (as --port)')
+    files.add_argument('-d', '--directory', dest='directory_option', metavar='DIR',
+                       help='folder to serve, as the DIR argument')
     files.add_argument('--no-listing', action='store_true',
                        help='a folder without index.html is a 404, not a list of its files')
     serve = sub.add_parser('serve', help='serve an RGI (or, with --wsgi, a WSGI) app')
-    serve.add_argument('app', metavar='MODULE:APP', help='the app to import, e.g. myapi:app')
+    serve.add_argument('app', metavar='MODULE:APP',
+                       help='the app to import, e.g. myapi:app, or a factory to call with '
+                            'no arguments, e.g. myapi:create_app()')
     serve.add_argument('--wsgi', action='store_true', help='APP is a WSGI application')
     for p in (files, serve):
-        p.add_argument('--address', default=DEFAULT_ADDRESS,
-                       help='HOST:PORT, [IPV6]:PORT, PORT, /path/to.sock or @abstract '
-                            f'(default: {DEFAULT_ADDRESS})')
-        p.add_argument('--ssl-cert', metavar='FILE', help='serve TLS with this certificate')
-        p.add_argument('--ssl-key', metavar='FILE', help='the private key of --ssl-cert')
+        p.add_argument('-b', '--bind', '--address', dest='address', metavar='ADDRESS',
+                       help='HOST:PORT, HOST, :PORT, [IPV6]:PORT, PORT, /path/to.sock or '
+                            f'@abstract (default: {DEFAULT_ADDRESS})')
+        p.add_argument('-p', '--port', metavar='PORT',
+                       help=f'port to listen on (default: {DEFAULT_PORT})')
+        p.add_argument('--ssl-cert', metavar='FILE',
+                       help='serve TLS with this certificate (PEM; it may hold the key too)')
+        p.add_argument('--ssl-key', metavar='FILE', help='the private key of --ssl-cert (PEM)')
         p.add_argument('--ssl-ca', metavar='FILE',
                        help='require client certificates signed by this CA')
-        p.add_argument('--max-connections', type=int, default=50, metavar='N',
-                       help='concurrent connections (default: 50)')
-        p.add_argument('--timeout', type=float, default=30.0, metavar='SECONDS',
-                       help='socket timeout (default: 30)')
-        p.add_argument('--log-level', default='warning',
+        for name, (default, types, _, _) in _OPTIONS.items():
+            unit = ' s' if name in _SECONDS else ''
+            shown = 'no limit' if default is None else f'{default}{unit}'
+            p.add_argument(f'--{name.replace("_", "-")}', dest=name,
+                           metavar=_METAVARS.get(name, 'SECONDS' if name in _SECONDS else 'N'),
+                           help=f'Server option {name} (default: {shown})')
+        p.add_argument('--log-level', default='warning', type=str.lower,
                        choices=('debug', 'info', 'warning', 'error'),
-                       help='level of the degu.server log (default: warning)')
+                       help='level of the degu.server log, in any case (default: warning)')
         p.add_argument('--quiet', action='store_true', help='no access log line per request')
+    for p in (files, serve):
+        p.set_defaults(command_parser=p)
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse *argv*; an unknown option is reported with the usage of its command."""
+    parser = build_parser()
+    (args, extra) = parser.parse_known_args(argv)
+    if extra:
+        args.command_parser.error(f'unrecognized arguments: {" ".join(extra)}')
+    return args
+
+
+def server_options(args: argparse.Namespace) -> dict[str, int | float | None]:
+    """The Server options given on the command line, checked as ``Server()`` checks them."""
+    from .server import _NUMBER, _OPTIONS, Server, _check_options
+
+    options: dict[str, int | float | None] = {}
+    for name, (_, types, _, _) in _OPTIONS.items():
+        text = getattr(args, name)
+        if text is None:
+            continue
+        flag = f'--{name.replace("_", "-")}'
+        try:
+            value = int(text) if types is not _NUMBER or text.isdigit() else float(text)
+        except ValueError:
+            kind = 'a number' if types is _NUMBER else 'an integer'
+            raise CommandError(f'{flag}: need {kind}; got {text!r}', 2) from None
+        if not math.isfinite(value):
+            raise CommandError(f'{flag}: need a finite number; got {text!r}', 2)
+        try:
+            _check_options(Server, {name: value})
+        except (TypeError, ValueError) as e:
+            raise CommandError(f'{flag}: {e}', 2) from None
+        options[name] = value
+    return options
+
+
+def resolve_address(args: argparse.Namespace) -> tuple | str | bytes:
+    """The address to listen on, from ``--address``/``--bind``, ``--port`` and ``files PORT``."""
+    port_text = args.port
+    if args.command == 'files':
+        if (args.directory is not None and args.directory.isdigit()
+                and args.port_argument is None and not os.path.isdir(args.directory)):
+            (args.directory, args.port_argument) = (None, args.directory)
+        if args.port_argument is not None:
+            if port_text is not None:
+                raise CommandError(f'the port is given twice: {args.port_argument} and '
+                                   f'--port {port_text}', 2)
+            port_text = args.port_argument
+    port = None
+    if port_text is not None:
+        if not port_text.isdigit() or int(port_text) > 65535:
+            raise CommandError(f'bad port: {port_text!r} (need 0 to 65535)', 2)
+        port = int(port_text)
+    return parse_address(args.address or DEFAULT_HOST, port)
+
+
+def _folder(args: argparse.Namespace) -> str:
+    if args.directory is not None and args.directory_option is not None:
+        raise CommandError(f'the folder is given twice: {args.directory!r} and '
+                           f'--directory {args.directory_option!r}', 2)
+    return args.directory_option or args.directory or '.'
 
 
 def build_app(args: argparse.Namespace) -> Callable[..., Any]:
     if args.command == 'files':
         from .applib import FilesApp
 
-        directory = os.path.abspath(args.directory)
+        folder = _folder(args)
+        directory = os.path.abspath(folder)
         if not os.path.isdir(directory):
-            raise CommandError(f'not a folder: {args.directory!r}')
+            raise CommandError(f'not a folder: {folder!r}')
         return FilesApp(directory, listing=not args.no_listing)
     app = load_app(args.app)
     if args.wsgi:
         from .wsgi import WSGIApp
 
         return WSGIApp(app)
+    if looks_like_wsgi(app):
+        raise CommandError(f'{args.app!r} takes (environ, start_response), a WSGI '
+                           'application: serve it with --wsgi', 2)
     return app
 
 
-def build_server(args: argparse.Namespace, app: Callable[..., Any]) -> Server:
+def _read_pem(flag: str, path: str) -> bytes:
+    if not os.path.exists(path):
+        raise CommandError(f'{flag}: no such file: {path!r}')
+    if not os.path.isfile(path):
+        raise CommandError(f'{flag}: not a file: {path!r}')
+    try:
+        with open(path, 'rb') as f:
+            return f.read(MAX_PEM_SIZE)
+    except OSError as e:
+        raise CommandError(f'{flag}: cannot read {path!r}: {e.strerror or e}') from None
+
+
+def tls_config(args: argparse.Namespace) -> dict[str, object]:
+    """The sslconfig of ``--ssl-cert``/``--ssl-key``/``--ssl-ca``, each file checked.
+
+    A mistake is reported with the flag and the file it names, never as a
+    failure to listen.  Without ``--ssl-key`` the key is read from the
+    ``--ssl-cert`` file (a PEM file holding both).
+    """
+    import ssl
+
+    if not args.ssl_cert:
+        flag = '--ssl-key' if args.ssl_key else '--ssl-ca'
+        raise CommandError(f'{flag} needs --ssl-cert', 2)
+    cert = os.path.abspath(args.ssl_cert)
+    key = os.path.abspath(args.ssl_key) if args.ssl_key else cert
+    key_flag = '--ssl-key' if args.ssl_key else '--ssl-cert'
+    cert_data = _read_pem('--ssl-cert', cert)
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=cert)
+    except ssl.SSLError:
+        raise CommandError(f'--ssl-cert: no PEM certificate in {cert!r}') from None
+    key_data = _read_pem('--ssl-key', key) if args.ssl_key else cert_data
+    if b'PRIVATE KEY-----' not in key_data:
+        if args.ssl_key:
+            raise CommandError(f'--ssl-key: no PEM private key in {key!r}')
+        raise CommandError(f'--ssl-cert: no private key in {cert!r} (give it with --ssl-key)')
+
+    def no_passphrase():
+        raise CommandError(f'{key_flag}: the private key in {key!r} is encrypted; degu needs '
+                           'it without a passphrase')
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key, no_passphrase)
+    except ssl.SSLError as e:
+        if e.reason == 'KEY_VALUES_MISMATCH':
+            raise CommandError(f'{key_flag}: the private key in {key!r} does not match the '
+                               f'certificate in {cert!r}') from None
+        raise CommandError(f'{key_flag}: cannot load the private key in {key!r}: '
+                           f'{e.reason or e}') from None
+    sslconfig: dict[str, object] = {'cert_file': cert, 'key_file': key}
+    if args.ssl_ca:
+        ca = os.path.abspath(args.ssl_ca)
+        _read_pem('--ssl-ca', ca)
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=ca)
+        except ssl.SSLError:
+            raise CommandError(f'--ssl-ca: no PEM certificate in {ca!r}') from None
+        sslconfig['ca_file'] = ca
+    else:
+        sslconfig['allow_unauthenticated_clients'] = True
+    return sslconfig
+
+
+def build_server(args: argparse.Namespace, app: Callable[..., Any],
+                 address: tuple | str | bytes, options: dict[str, Any]) -> Server:
     from . import server as server_module
 
-    address = parse_address(args.address)
-    options = {'max_connections': args.max_connections, 'timeout': args.timeout}
     if args.ssl_cert or args.ssl_key or args.ssl_ca:
-        if not (args.ssl_cert and args.ssl_key):
-            raise CommandError('--ssl-cert and --ssl-key go together', 2)
-        sslconfig = {
-            'cert_file': os.path.abspath(args.ssl_cert),
-            'key_file': os.path.abspath(args.ssl_key),
-        }
-        if args.ssl_ca:
-            sslconfig['ca_file'] = os.path.abspath(args.ssl_ca)
-        else:
-            sslconfig['allow_unauthenticated_clients'] = True
+        sslconfig = tls_config(args)
         try:
-            return server_module.SSLServer(sslconfig, address, app, **options)
-        except (OSError, ValueError) as e:
-            if isinstance(e, OSError) and e.errno is not None:
-                raise
+            sslctx = server_module.build_server_sslctx(sslconfig)
+        except (OSError, ValueError) as e:  # pragma: no cover - tls_config() checked the files
             raise CommandError(f'cannot set up TLS: {e}') from None
+        return server_module.SSLServer(sslctx, address, app, **options)
     return server_module.Server(address, app, **options)
 
 
@@ -214,37 +494,55 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    options = server_options(args)
+    address = resolve_address(args)
     _setup_logging(args)
     app = build_app(args)
     try:
-        server = build_server(args, app)
+        server = build_server(args, app, address, options)
     except OSError as e:
-        raise CommandError(f'cannot listen on {args.address}: {e.strerror or e}') from None
-    except (TypeError, ValueError) as e:
-        raise CommandError(f'bad option: {e}', 2) from None
-    what = f'folder {os.path.abspath(args.directory)}' if args.command == 'files' else args.app
-    print(f'Serving {what} on {format_url(server.address, hasattr(server, "sslctx"))} '
-          f'(Ctrl-C to stop)', file=sys.stderr, flush=True)
-    stop = threading.Event()
-    received = []
+        raise CommandError(f'cannot listen on {format_address(address)}: {e.strerror or e}') \
+            from None
+    wake = threading.Event()
+    received: list[int] = []  # the signals, in order; the main loop reads them
+    stopping = (signal.SIGINT, signal.SIGTERM)
 
     def on_signal(signum, frame):
-        received.append(signum)
-        if stop.is_set():  # a second signal: stop waiting for in-flight requests
+        if signum in stopping and any(s in stopping for s in received):
+            # A second stop signal: stop waiting for in-flight requests.
             print('degu: error: second signal, exiting at once', file=sys.stderr, flush=True)
             os._exit(1)
-        stop.set()
+        received.append(signum)
+        wake.set()
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP asks daemons to reload; degu has nothing to reload, and its
+    # default action (terminate) would drop the in-flight requests.
+    previous = {s: signal.signal(s, on_signal) for s in (*stopping, signal.SIGHUP)}
     thread = threading.Thread(target=server.serve_forever, name='degu serve_forever')
     thread.start()
+    # Announced once the signal handlers are in place: a script that waits for
+    # this line may signal the server at once.
+    what = (f'folder {os.path.abspath(_folder(args))}' if args.command == 'files'
+            else args.app)
+    print(f'Serving {what} on {format_url(server.address, hasattr(server, "sslctx"))} '
+          f'(Ctrl-C to stop)', file=sys.stderr, flush=True)
+    log = logging.getLogger('degu.server')
+    seen = 0
     try:
-        while not stop.wait(0.5):
+        while True:
+            wake.wait(0.5)
+            wake.clear()
+            (new, seen) = (received[seen:], len(received))
+            for signum in new:
+                if signum == signal.SIGHUP:
+                    log.info('SIGHUP received: nothing to reload, still serving')
+            if any(s in stopping for s in new):
+                break
             if not thread.is_alive():  # pragma: no cover - serve_forever() failed
                 raise CommandError('the server stopped unexpectedly')
     finally:
-        stop.set()
-        name = signal.Signals(received[0]).name if received else 'exit'
+        stops = [s for s in received if s in stopping]
+        name = signal.Signals(stops[0]).name if stops else 'exit'
         print(f'Stopping ({name}): finishing in-flight requests...', file=sys.stderr, flush=True)
         clean = server.shutdown(SHUTDOWN_TIMEOUT)
         thread.join(SHUTDOWN_TIMEOUT + 5)
@@ -254,7 +552,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return run(args)
     except CommandError as e:

@@ -5,8 +5,10 @@ rule.  ``import degu`` must stay cheap, so ``degu/__init__.py`` imports this
 module only inside the functions that need it.
 """
 
+import errno
 import os
 import select
+import socket
 import stat
 
 from ._parse import _TYPE_ERROR
@@ -63,6 +65,45 @@ def _remove_socket_file(address: object) -> None:
                 os.unlink(address)
         except OSError:
             pass
+
+
+# A live server accepts a connect() at once (the kernel queues it); a full
+# backlog makes it wait, and then the file is not ours to take anyway.
+STALE_PROBE_TIMEOUT = 1.0  # seconds
+
+
+def _remove_stale_socket(path: str, error: OSError) -> bool:
+    """Remove the socket file at *path* that made bind() fail if nobody listens on it.
+
+    True if it was removed (the caller binds again), after *error* from bind().
+
+    A server that was killed leaves its socket file behind, and the next
+    bind() at that path fails with ``EADDRINUSE``.  The file is removed
+    when connecting to it is refused: no server owns it any more.  False
+    when a server answers there, or for any other error: the caller raises
+    *error*.  A path that is not a socket (a regular file, a folder) is
+    never taken: that raises an ``OSError`` (``EADDRINUSE``, as bind()
+    does) that names it and says it is not a socket.
+    """
+    if error.errno != errno.EADDRINUSE:
+        return False
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:  # gone meanwhile, or unreadable: report the bind error
+        return False
+    if not stat.S_ISSOCK(mode):
+        raise OSError(errno.EADDRINUSE, 'Address already in use by a file that is not a '
+                      'socket (left alone)', path)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(STALE_PROBE_TIMEOUT)
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            os.unlink(path)
+            return True
+        except OSError:  # a full backlog, no permission...: someone may own it
+            return False
+    return False
 
 
 def _check_abspath(label: str, path: object) -> str:

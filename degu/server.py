@@ -52,7 +52,7 @@ from ._body import (
     drain_body,
     release_body,
 )
-from ._common import _callable_name, _check_abspath, _remove_socket_file
+from ._common import _callable_name, _check_abspath, _remove_socket_file, _remove_stale_socket
 from ._framing import (
     CLOSE,
     NO_BODY,
@@ -396,7 +396,14 @@ class Server:
             try:
                 if family != socket.AF_UNIX:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind(address)
+                try:
+                    sock.bind(address)
+                except OSError as e:
+                    # A socket file left by a server that was killed (it could not
+                    # remove it) blocks the path; if nobody listens on it, take it.
+                    if type(address) is not str or not _remove_stale_socket(address, e):
+                        raise
+                    sock.bind(address)
                 sock.listen(LISTEN_BACKLOG)
             except BaseException:
                 sock.close()
@@ -446,11 +453,17 @@ class Server:
             if self._stopping:
                 raise RuntimeError('server was shut down')
             self._serving = True
-        log.info(
-            'Starting degu %s @ %r (max_connections=%d, max_requests=%d, timeout=%r)',
-            _version(), self.address, self.max_connections, self.max_requests, self.timeout,
-        )
+        # From here on, every way out must close the listener and set _stopped, or
+        # shutdown() waits in vain and the port stays taken: the log line is in the try.
         try:
+            try:
+                version = _version()
+            except Exception:  # a broken install (a stray degu/ folder) must not stop a server
+                version = '(unknown version)'
+            log.info(
+                'Starting degu %s @ %r (max_connections=%d, max_requests=%d, timeout=%r)',
+                version, self.address, self.max_connections, self.max_requests, self.timeout,
+            )
             self._accept_loop()
         finally:
             self._close_listener()

@@ -2039,3 +2039,75 @@ def test_shutdown_serves_a_request_whose_body_is_on_its_way():
             assert (status_line(head), body) == (b'HTTP/1.1 200 OK', b'hello abcd')
             assert b'connection: close' in head.split(b'\r\n')
             assert result == [True]
+
+
+def test_serve_forever_survives_a_failing_start_up_line(monkeypatch, caplog):
+    # A stray degu/ folder shadowing the package made _version() fail: the server
+    # must still serve, and shutdown() must still return at once and close the listener.
+    def broken_version():
+        raise ImportError('cannot import name __version__')
+
+    monkeypatch.setattr(degu.server, '_version', broken_version)
+    server = Server(('127.0.0.1', 0), hello_app)
+    thread = threading.Thread(target=server.serve_forever, name='test serve_forever')
+    with caplog.at_level(logging.INFO, logger='degu.server'):
+        thread.start()
+        try:
+            reply = exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+            assert status_line(reply) == b'HTTP/1.1 200 OK'
+        finally:
+            started = time.monotonic()
+            assert server.shutdown(5) is True
+            assert time.monotonic() - started < 1
+            thread.join(TIMEOUT)
+    assert not thread.is_alive()
+    assert server.sock.fileno() == -1
+    assert 'Starting degu (unknown version) @ ' in caplog.text
+
+
+def _stale_socket(path):
+    # What a killed server leaves: a socket file with nobody listening on it.
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(path)
+    sock.listen(1)
+    sock.close()
+    assert os.path.exists(path)
+
+
+def test_unix_socket_file_left_by_a_killed_server_is_replaced(tmp_path):
+    path = str(tmp_path / 'stale.sock')
+    _stale_socket(path)
+    with serving(hello_app, path) as server:
+        assert server.address == path
+        reply = exchange(path, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+        assert status_line(reply) == b'HTTP/1.1 200 OK'
+    assert not os.path.exists(path)  # removed on shutdown, as ever
+
+
+def test_unix_socket_file_of_a_live_server_is_not_taken(tmp_path):
+    path = str(tmp_path / 'live.sock')
+    with serving(hello_app, path):
+        with pytest.raises(OSError) as e:
+            Server(path, hello_app)
+        assert e.value.errno == errno.EADDRINUSE
+        reply = exchange(path, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+        assert status_line(reply) == b'HTTP/1.1 200 OK'  # the first server still owns it
+
+
+def test_unix_path_that_is_not_a_socket_is_left_alone(tmp_path):
+    path = tmp_path / 'data.sock'
+    path.write_bytes(b'precious')
+    with pytest.raises(OSError) as e:
+        Server(str(path), hello_app)
+    assert e.value.errno == errno.EADDRINUSE
+    assert str(e.value) == (
+        f'[Errno {errno.EADDRINUSE}] Address already in use by a file that is not a socket '
+        f"(left alone): '{path}'"
+    )
+    assert path.read_bytes() == b'precious'
+    folder = tmp_path / 'folder.sock'
+    folder.mkdir()
+    with pytest.raises(OSError) as e:
+        Server(str(folder), hello_app)
+    assert (e.value.errno, e.value.filename) == (errno.EADDRINUSE, str(folder))
+    assert folder.is_dir()
