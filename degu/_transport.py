@@ -100,6 +100,47 @@ def map_socket_error(exc: BaseException, what: str) -> 'ConnectionClosed | None'
     return None
 
 
+def receive_nowait(sock: 'Any', view: memoryview) -> int | None:
+    """Receive into *view* what arrived already, without waiting.
+
+    Returns the byte count, 0 at EOF (or a socket error), ``None`` when
+    nothing has arrived.  A TLS socket has no ``MSG_DONTWAIT``: it is made
+    non-blocking for the call (unless it is already), and it also gives
+    what its TLS layer decrypted already (``pending()``), which a selector
+    cannot see.
+    """
+    pending = getattr(sock, 'pending', None)
+    if pending is None:
+        try:
+            return sock.recv_into(view, 0, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError:
+            return 0
+    import ssl  # loaded already: the socket is an SSLSocket
+
+    timeout = sock.gettimeout()
+    if timeout != 0.0:
+        sock.settimeout(0.0)
+    got = 0
+    try:
+        while got < len(view):
+            received = sock.recv_into(view[got:])
+            if not received:
+                return got
+            got += received
+            if not pending():
+                break
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, InterruptedError):
+        return got or None
+    except OSError:
+        return got
+    finally:
+        if timeout != 0.0:
+            sock.settimeout(timeout)
+    return got
+
+
 class BlockTooLarge(ValueError):
     """``read_block()`` found no delimiter within its limit.
 
@@ -254,14 +295,15 @@ class Transport(ConnReader):
         stop = self._stop
         if stop == len(self._buf):
             return None  # full: nothing can be received before someone reads
-        try:
-            received = self.sock.recv_into(self._view[stop:], 0, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            return None
-        except OSError:
-            return 0
-        self._stop = stop + received
+        received = receive_nowait(self.sock, self._view[stop:])
+        if received:
+            self._stop = stop + received
         return received
+
+    def has_pending(self) -> bool:
+        """True when a TLS socket holds bytes it decrypted already, which no selector sees."""
+        pending = getattr(self.sock, 'pending', None)
+        return pending is not None and pending() > 0
 
     def receive_more(self, wait: float, what: str) -> int:
         """One receive into the buffer, waiting at most *wait* seconds; 0 at EOF.

@@ -1594,6 +1594,138 @@ def test_full_sslserver_closes_without_plaintext(certs):
                 assert status_line(recv_all(second)) == b'HTTP/1.1 503 Service Unavailable'
 
 
+def _sslconfig(certs):
+    return {'cert_file': certs['server.pem'], 'key_file': certs['server.key'],
+            'ca_file': certs['ca.pem']}
+
+
+def _tls_connect(certs, address):
+    raw = socket.create_connection(address, timeout=TIMEOUT)
+    return _client_ctx(certs, True).wrap_socket(raw)
+
+
+def _client_hello(certs):
+    # The first flight of a real TLS client, without a socket.
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = _client_ctx(certs, True).wrap_bio(incoming, outgoing)
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    return outgoing.read()
+
+
+def test_tls_slowloris_costs_no_thread(certs):
+    # The handshake and the first preamble happen in the accept loop: silent
+    # connections, half a ClientHello, and a preamble dribbled after the
+    # handshake cost no thread, so max_connections stay free.  Before, each
+    # took a thread for its handshake, bounded only by timeout.
+    hello = _client_hello(certs)
+    before = threading.active_count()
+    with serving(hello_app, ('127.0.0.1', 0), SSLServer, _sslconfig(certs),
+                 max_connections=3) as server:
+        attackers = []
+        try:
+            for i in range(12):
+                sock = socket.create_connection(server.address, timeout=TIMEOUT)
+                attackers.append(sock)
+                if i % 3 == 1:
+                    sock.sendall(hello[: len(hello) // 2])
+                elif i % 3 == 2:
+                    tls = _client_ctx(certs, True).wrap_socket(sock)
+                    tls.sendall(b'GET / HTTP/1.1\r\nHost: t\r\nx-a: ')
+                    attackers[-1] = tls
+            assert wait_for_threads(before + 1) == before + 1  # serve_forever() alone
+            for _ in range(3):
+                conn = http.client.HTTPSConnection(*server.address, timeout=TIMEOUT,
+                                                   context=_client_ctx(certs, True))
+                conn.request('PUT', '/', body=b'tls')
+                response = conn.getresponse()
+                assert (response.status, response.read()) == (200, b'hello tls')
+                conn.close()
+        finally:
+            for sock in attackers:
+                sock.close()
+
+
+def test_tls_handshake_runs_out_of_time(certs):
+    with serving(hello_app, ('127.0.0.1', 0), SSLServer, _sslconfig(certs),
+                 timeout=0.3) as server:
+        with socket.create_connection(server.address, timeout=TIMEOUT) as sock:
+            started = time.monotonic()
+            sock.sendall(_client_hello(certs)[:20])
+            assert recv_all(sock) == b''
+            assert time.monotonic() - started < 2
+
+
+def test_tls_idle_connections_are_parked(certs, monkeypatch):
+    monkeypatch.setattr(degu.server, 'PARK_AFTER', 0.1)
+
+    def app(session, request, api):
+        session.store['n'] = session.store.get('n', 0) + 1
+        body = request.body.read() if request.body is not None else b''
+        return (200, 'OK', {'x-n': str(session.store['n'])}, body)
+
+    before = threading.active_count()
+    big = b'b' * 12000  # with its preamble, one TLS record over the 8 KiB read buffer
+    with serving(app, ('127.0.0.1', 0), SSLServer, _sslconfig(certs)) as server:
+        socks = [_tls_connect(certs, server.address) for _ in range(5)]
+        try:
+            for sock in socks:
+                sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                assert b'x-n: 1' in read_response(sock)[0].split(b'\r\n')
+            assert wait_for_threads(before + 1) == before + 1  # all parked
+            for sock in socks:  # resumed: the same session
+                sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\ncontent-length: 12000\r\n\r\n'
+                             + big)
+                (head, body, _) = read_response(sock)
+                assert b'x-n: 2' in head.split(b'\r\n')
+                assert body == big
+            assert wait_for_threads(before + 1) == before + 1
+            for sock in socks:  # a body that comes later: parked with its request
+                sock.sendall(b'PUT / HTTP/1.1\r\nHost: t\r\ncontent-length: 4\r\n\r\nab')
+                time.sleep(0.2)
+                sock.sendall(b'cd')
+                (head, body, _) = read_response(sock)
+                assert (body, b'x-n: 3' in head.split(b'\r\n')) == (b'abcd', True)
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+def test_tls_503_inside_tls_once_the_handshake_is_done(certs):
+    release = threading.Event()
+
+    def app(session, request, api):
+        if request.uri == '/block':
+            release.wait(TIMEOUT)
+        return (200, 'OK', {}, b'ok')
+
+    with serving(app, ('127.0.0.1', 0), SSLServer, _sslconfig(certs),
+                 max_connections=1) as server:
+        with _tls_connect(certs, server.address) as waiting:
+            waiting.sendall(b'GET / HTTP/1.1\r\n')  # handshake done, preamble not
+            with _tls_connect(certs, server.address) as busy:
+                busy.sendall(b'GET /block HTTP/1.1\r\nHost: t\r\n\r\n')
+                time.sleep(0.2)  # the one thread is in the app
+                waiting.sendall(b'Host: t\r\n\r\n')
+                (head, body, _) = read_response(waiting)
+                assert status_line(head) == b'HTTP/1.1 503 Service Unavailable'
+                assert b'retry-after: 1' in head.split(b'\r\n')
+                release.set()
+                assert read_response(busy)[1] == b'ok'
+
+
+def test_plain_http_to_a_tls_port_gets_400(certs, caplog):
+    with caplog.at_level(logging.INFO, logger='degu.server'):
+        with serving(hello_app, ('127.0.0.1', 0), SSLServer, _sslconfig(certs)) as server:
+            reply = exchange(server.address, b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+            assert status_line(reply) == b'HTTP/1.1 400 Bad Request'
+            assert b'connection: close' in reply.split(b'\r\n')
+            with _tls_connect(certs, server.address) as sock:  # still serving TLS
+                sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                assert read_response(sock)[1] == b'hello '
+    assert 'plain HTTP sent to a TLS port: 400' in caplog.text
+
+
 def test_app_framing_field_checked_for_http10_too():
     # An HTTP/1.0 peer gets a chunked body's data close-delimited, but the
     # app's framing field is checked all the same: never 10 bytes under a
