@@ -234,6 +234,11 @@ def _error_preamble(status: int, reason: str, extra: str = '') -> bytes:
     ).encode('ascii')
 
 
+def _service_unavailable() -> bytes:
+    # RFC 9110 section 15.6.4; retry-after (section 10.2.3): in a second.
+    return _error_preamble(503, 'Service Unavailable', 'retry-after: 1\r\n')
+
+
 def _check_response(response, request):
     """The app's response as a 4-tuple, after the RGI checks (doc/rgi.rst)."""
     if type(response) is not tuple:
@@ -704,7 +709,7 @@ class Server:
             del parked[rec.sock]
             sel.unregister(rec.sock)
             sock = self._parked_end(rec, '503 Service Unavailable', detach=True)
-            self._reject(sel, lingering, sock)
+            self._reject(sel, lingering, sock, _service_unavailable())  # inside TLS too
             return
         self._resume(sel, parked, rec)
 
@@ -782,8 +787,7 @@ class Server:
                 self._busy += 1
         if full:  # a 503 over TLS too: the handshake is done
             log.warning('Too many connections, rejecting %r', address)
-            self._reject(sel, lingering, sock, _error_preamble(503, 'Service Unavailable',
-                                                               'retry-after: 1\r\n'))
+            self._reject(sel, lingering, sock, _service_unavailable())
             return
         try:
             self._spawn(conn, self._run_connection, (conn, address, preread), address)
@@ -844,7 +848,7 @@ class Server:
 
     def _rejection(self):
         # What a new connection gets when max_connections are busy.
-        return _error_preamble(503, 'Service Unavailable', 'retry-after: 1\r\n')
+        return _service_unavailable()
 
     def _linger_read(self, sel, lingering, sock):
         try:

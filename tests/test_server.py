@@ -1714,6 +1714,32 @@ def test_tls_503_inside_tls_once_the_handshake_is_done(certs):
                 assert read_response(busy)[1] == b'ok'
 
 
+def test_tls_parked_request_finding_the_server_full_gets_503_inside_tls(certs, monkeypatch):
+    monkeypatch.setattr(degu.server, 'PARK_AFTER', 0.1)
+    release = threading.Event()
+
+    def app(session, request, api):
+        if request.uri == '/block':
+            release.wait(TIMEOUT)
+        return (200, 'OK', {}, b'ok')
+
+    with serving(app, ('127.0.0.1', 0), SSLServer, _sslconfig(certs),
+                 max_connections=1) as server:
+        with _tls_connect(certs, server.address) as waiting:
+            waiting.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+            assert read_response(waiting)[1] == b'ok'
+            time.sleep(0.4)  # parked, its thread gone
+            with _tls_connect(certs, server.address) as busy:
+                busy.sendall(b'GET /block HTTP/1.1\r\nHost: t\r\n\r\n')
+                time.sleep(0.2)  # the one thread is in the app
+                waiting.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                (head, body, _) = read_response(waiting)
+                assert status_line(head) == b'HTTP/1.1 503 Service Unavailable'
+                assert b'retry-after: 1' in head.split(b'\r\n')
+                release.set()
+                assert read_response(busy)[1] == b'ok'
+
+
 def test_plain_http_to_a_tls_port_gets_400(certs, caplog):
     with caplog.at_level(logging.INFO, logger='degu.server'):
         with serving(hello_app, ('127.0.0.1', 0), SSLServer, _sslconfig(certs)) as server:
