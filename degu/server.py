@@ -145,6 +145,12 @@ PREREAD_SWEEP = 0.25  # seconds
 # The wait costs nothing more than before: it is the first-byte wait the
 # transport always had, shorter.
 PARK_AFTER = 1.0  # seconds
+# When three quarters of max_connections have a thread, a thread waits only
+# CROWDED_WAIT for its connection's next request before parking it: a burst
+# of clients that each make a request and stay connected would otherwise
+# hold every thread for PARK_AFTER, and newcomers would get 503.  (Not 0: a
+# receive timeout of 0 means none at all.)
+CROWDED_WAIT = 0.001  # seconds
 # At most MAX_PARKED connections are parked at once; past that an idle
 # connection closes (no reply, as at idle_timeout) and a request whose body
 # is on its way is served in its thread.
@@ -432,6 +438,7 @@ class Server:
         self._wake_w.setblocking(False)
         self._parking: list[_Parked] = []  # handed over by threads, for the accept loop
         self._busy = 0  # connections with a thread: at most max_connections
+        self._crowded = max(1, 3 * self.max_connections // 4)  # see CROWDED_WAIT
         self._parked = 0  # connections parked or on their way: at most MAX_PARKED
 
     def __repr__(self) -> str:
@@ -1084,6 +1091,9 @@ class Server:
             if self._stopping:
                 session._close('shutdown')
                 return False
+            if transport.idle_timeout != self.idle_timeout:  # parked when idle: how soon
+                crowded = self._busy >= self._crowded
+                transport.idle_timeout = CROWDED_WAIT if crowded else PARK_AFTER
         return True
 
     def _wait_for_body(self, session, transport, request):

@@ -2159,6 +2159,34 @@ def test_parked_connections_do_not_count_toward_max_connections(monkeypatch):
                 sock.close()
 
 
+def test_a_crowded_server_parks_idle_connections_at_once():
+    # With three quarters of max_connections busy, a thread parks its idle
+    # connection after CROWDED_WAIT instead of PARK_AFTER (1 s): 30 clients
+    # that each make a request and stay connected, one after another within
+    # a second, are all served by 4 threads.  Before, the fifth got 503.
+    before = threading.active_count()
+    with serving(hello_app, max_connections=4) as server:
+        socks = []
+        try:
+            started = time.monotonic()
+            for _ in range(30):
+                sock = connect(server.address)
+                socks.append(sock)
+                sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                (head, body, _) = read_response(sock)
+                assert status_line(head) == b'HTTP/1.1 200 OK'
+                time.sleep(0.01)
+            assert time.monotonic() - started < 1
+            assert threading.active_count() <= before + 1 + 4
+            for sock in socks:  # every one still open, resumed when it speaks
+                sock.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                assert read_response(sock)[1] == b'hello '
+                time.sleep(0.01)
+        finally:
+            for sock in socks:
+                sock.close()
+
+
 def test_a_parked_request_finding_the_server_full_gets_503():
     release = threading.Event()
 
