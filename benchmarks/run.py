@@ -22,8 +22,10 @@ Modes (``all`` runs each in turn):
     64 MiB upload and download, content-length and chunked: MB/s and peak
     RSS of both processes, next to a raw-socket transfer of the same size.
 ``idle``
-    1,000 idle keep-alive connections held by a degu server: memory per
-    connection, and the server's threads, once they were idle for 2 s.
+    ``--idle`` (default 1,000) idle keep-alive connections held by a degu
+    server at its default options: memory per connection and the server's
+    threads once they were idle for 2 s, and a new connection's request
+    latency with them held, beside the same on an idle server.
 ``slowloris``
     ``--attackers`` connections (default 2,000) dribble a request preamble
     one byte every 2 s, reconnecting when cut, against a degu server at its
@@ -859,28 +861,36 @@ def mode_bodies(args, tmpdir):
 
 def mode_idle(args, tmpdir):
     count = args.idle
-    table = Table(f'idle: {count} idle keep-alive connections on a degu server')
+    table = Table(f'idle: {count} idle keep-alive connections on a degu server at its '
+                  'default options')
     (proc, address, _) = start(_serve_idle, count)
     socks = []
     try:
+        quiet = _new_connection_latencies(address, 200)
         rss0 = current_rss_kib(proc.pid)
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)
         if limit[0] < count + 100:
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit[1], count + 1000), limit[1]))
-        for _ in range(count):
-            sock = connect(address)
-            sock.sendall(b'GET /hello HTTP/1.1\r\nHost: bench\r\n\r\n')
-            socks.append(sock)
-        for sock in socks:
-            data = b''
-            while not data.endswith(BODY12):
-                received = sock.recv(4096)
-                if not received:
-                    raise ConnectionError(f'server closed an idle connection: {data[:80]!r}')
-                data += received
-        time.sleep(2.0)  # idle for longer than the server's PARK_AFTER (1 s): parked
+        # In batches well under max_connections (50), a little apart: each
+        # request takes a thread until its connection is parked, 0.1 s after
+        # (1 ms when the server is crowded).
+        for first in range(0, count, IDLE_BATCH):
+            time.sleep(0.01)
+            batch = [connect(address) for _ in range(min(IDLE_BATCH, count - first))]
+            socks.extend(batch)
+            for sock in batch:
+                sock.sendall(b'GET /hello HTTP/1.1\r\nHost: bench\r\n\r\n')
+            for sock in batch:
+                data = b''
+                while not data.endswith(BODY12):
+                    received = sock.recv(4096)
+                    if not received or data.startswith(b'HTTP/1.1 503'):
+                        raise ConnectionError(f'server closed a connection: {data[:80]!r}')
+                    data += received
+        time.sleep(2.0)  # idle for longer than the server's PARK_AFTER (0.1 s): parked
         rss1 = current_rss_kib(proc.pid)
         threads = int(open(f'/proc/{proc.pid}/status').read().split('Threads:')[1].split()[0])
+        crowded = _new_connection_latencies(address, 200)
     finally:
         for sock in socks:
             sock.close()
@@ -888,12 +898,25 @@ def mode_idle(args, tmpdir):
     per = (rss1 - rss0) / count
     table.add('memory', 'RSS per idle connection', [per], 'KiB', better='low',
               threads=threads, held=len(socks))
+    for (label, latencies) in (('an idle server', quiet), (f'{count} idle held', crowded)):
+        table.add('new connection, one request', f'p50 with {label}',
+                  [_percentile(latencies, 50)], 'ms', better='low',
+                  p99=round(_percentile(latencies, 99), 2))
     table.show({})
     return table
 
 
+IDLE_BATCH = 10  # connections opened at once by the idle mode
+
+
 def _serve_idle(queue, count):
-    serve_degu(queue, ('127.0.0.1', 0), max_connections=count + 10, idle_timeout=60)
+    serve_degu(queue, ('127.0.0.1', 0), max_connections=50, idle_timeout=60)
+
+
+def _new_connection_latencies(address, count):
+    """*count* requests, each on a new connection: their latencies in ms."""
+    latencies = [_new_connection_request(address) for _ in range(count)]
+    return [latency for latency in latencies if latency is not None]
 
 
 # --------------------------------------------------------------------------
@@ -947,22 +970,30 @@ def _legit(address, seconds):
     stop_at = time.monotonic() + seconds
     while time.monotonic() < stop_at:
         attempts += 1
-        started = time.monotonic()
-        try:
-            with socket.create_connection(address, timeout=2) as sock:
-                sock.sendall(b'GET /hello HTTP/1.1\r\nHost: bench\r\n\r\n')
-                data = b''
-                while b'\r\n\r\n' not in data or not data.endswith(BODY12):
-                    received = sock.recv(4096)
-                    if not received:
-                        break
-                    data += received
-            if data.startswith(b'HTTP/1.1 200 '):
-                latencies.append(1000 * (time.monotonic() - started))
-        except OSError:
-            pass
+        latency = _new_connection_request(address)
+        if latency is not None:
+            latencies.append(latency)
         time.sleep(0.05)
     return (len(latencies), attempts, latencies)
+
+
+def _new_connection_request(address):
+    """A GET on a new connection: its latency in ms, or ``None`` if it failed."""
+    started = time.monotonic()
+    try:
+        with socket.create_connection(address, timeout=2) as sock:
+            sock.sendall(b'GET /hello HTTP/1.1\r\nHost: bench\r\n\r\n')
+            data = b''
+            while b'\r\n\r\n' not in data or not data.endswith(BODY12):
+                received = sock.recv(4096)
+                if not received:
+                    break
+                data += received
+    except OSError:
+        return None
+    if data.startswith(b'HTTP/1.1 200 '):
+        return 1000 * (time.monotonic() - started)
+    return None
 
 
 def _percentile(values, p):

@@ -195,6 +195,7 @@ class Transport(ConnReader):
         '_rate',
         '_native',
         '_wait',
+        '_size',
         '__weakref__',
     )
 
@@ -213,6 +214,7 @@ class Transport(ConnReader):
         self.sock = sock
         # Small at first (what an idle connection costs), grown when a
         # block does not fit.
+        self._size = buffer_size
         self._buf = bytearray(buffer_size)
         self._view = memoryview(self._buf)
         self._start = 0
@@ -291,6 +293,9 @@ class Transport(ConnReader):
         full.  For an owner that waits with a selector (the server's accept
         loop).
         """
+        if not self._buf:  # released while idle: a new one for what comes
+            self._buf = bytearray(self._size)
+            self._view = memoryview(self._buf)
         self._compact()  # off the hot path: a partial preamble moves to the front
         stop = self._stop
         if stop == len(self._buf):
@@ -299,6 +304,20 @@ class Transport(ConnReader):
         if received:
             self._stop = stop + received
         return received
+
+    def release_buffer(self) -> bool:
+        """Let the read buffer go while nothing is buffered; True if it went.
+
+        For a connection that waits idle in a selector: the buffer is most of
+        what it costs (8 KiB of 9.6).  The next ``receive_available()`` makes
+        a new one; nothing else may read before it.
+        """
+        if self._start != self._stop:
+            return False
+        self._buf = bytearray()
+        self._view = memoryview(self._buf)
+        self._start = self._stop = 0
+        return True
 
     def has_pending(self) -> bool:
         """True when a TLS socket holds bytes it decrypted already, which no selector sees."""

@@ -2161,7 +2161,7 @@ def test_parked_connections_do_not_count_toward_max_connections(monkeypatch):
 
 def test_a_crowded_server_parks_idle_connections_at_once():
     # With three quarters of max_connections busy, a thread parks its idle
-    # connection after CROWDED_WAIT instead of PARK_AFTER (1 s): 30 clients
+    # connection after CROWDED_WAIT instead of PARK_AFTER: 30 clients
     # that each make a request and stay connected, one after another within
     # a second, are all served by 4 threads.  Before, the fifth got 503.
     before = threading.active_count()

@@ -420,3 +420,23 @@ def test_detach_leaves_the_socket_open():
         gc.collect()  # nor does the transport's finalizer close it
         a.sendall(b'still open')
         assert b.recv(100) == b'still open'
+
+
+def test_an_idle_transport_lets_its_buffer_go():
+    # A parked connection costs little more than its socket: the 8 KiB read
+    # buffer goes while nothing is buffered, and comes back with the next bytes.
+    a, b = socket.socketpair()
+    with a, b:
+        t = Transport(a, timeout=5, buffer_size=64)
+        b.sendall(b'GET / HTTP/1.1\r\n\r\nGET')
+        assert t.receive_available() == 21
+        assert t.read_block(b'\r\n\r\n', 64, 'preamble') == b'GET / HTTP/1.1'
+        assert t.release_buffer() is False  # 'GET' is buffered: kept
+        assert t.read_exact(3) == b'GET'
+        assert t.release_buffer() is True
+        assert len(t._buf) == 0
+        assert t.receive_available() is None  # nothing came: a new buffer, empty
+        assert len(t._buf) == 64
+        b.sendall(b' /next HTTP/1.1\r\n\r\n')
+        assert t.receive_available() == 19
+        assert t.read_block(b'\r\n\r\n', 64, 'preamble') == b' /next HTTP/1.1'
