@@ -632,13 +632,14 @@ class Server:
         prereading[sock] = pre
         sel.register(sock, selectors.EVENT_READ, pre)
 
-    def _read_proxy_header(self, sel, prereading, pre):
+    def _read_proxy_header(self, sel, lingering, prereading, pre):
         """Read a PROXY protocol header (doc/degu.server.rst, 'Behind a proxy'), no byte more.
 
         The bytes are peeked first and only those of the header are taken
         (``proxy_header_end()`` says how many), so that what follows stays
         in the socket for the TLS handshake.  A bad header closes the
-        connection without a word: its peer is not speaking HTTP (yet).
+        connection without a word (its peer is not speaking HTTP yet), with
+        a lingering close: a reset could leave the peer guessing.
         """
         sock = pre.sock
         have = len(pre.data)
@@ -655,9 +656,15 @@ class Server:
             client = parse_proxy_header(bytes(pre.data))
         except (BlockingIOError, InterruptedError):
             return
-        except (OSError, ValueError) as e:
-            log.info('%r bad PROXY protocol header, connection closed: %s', pre.address, e)
+        except OSError as e:
+            log.info('%r PROXY protocol header not read: %r', pre.address, e)
             self._drop(sel, prereading, pre)
+            return
+        except ValueError as e:
+            log.info('%r bad PROXY protocol header, connection closed: %s', pre.address, e)
+            del prereading[sock]
+            sel.unregister(sock)
+            self._reject(sel, lingering, sock, b'')
             return
         del prereading[sock]
         sel.unregister(sock)
@@ -670,7 +677,7 @@ class Server:
         """Read what a new connection sent; hand it to a thread once a preamble is complete."""
         sock = pre.sock
         if pre.proxied:
-            self._read_proxy_header(sel, prereading, pre)
+            self._read_proxy_header(sel, lingering, prereading, pre)
             return
         if pre.handshaking and not self._handshake(sel, lingering, prereading, pre, events):
             return
