@@ -413,6 +413,15 @@ class Server:
     on the peer may total ``transfer_timeout`` plus a second per
     ``min_rate`` bytes moved; a slower peer gets ``408 Request Timeout``
     (while it sends) or is cut off (while it reads).
+
+    Behind a load balancer (doc/degu.server.rst, 'Behind a proxy'):
+    ``forwarded_allow_ips`` (``None``: nobody; addresses and networks,
+    ``'unix'``, ``'*'``) whose ``X-Forwarded-For``/``Forwarded`` and
+    ``X-Forwarded-Proto`` give ``request.client`` and ``request.scheme``;
+    ``proxy_protocol`` (``False``) to read a PROXY protocol header, version
+    1 or 2, at the start of each connection (``session.client``);
+    ``root_path`` (``''``) for an app mounted under a prefix, which then
+    starts ``request.mount``.
     """
 
     def __init__(

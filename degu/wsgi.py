@@ -329,8 +329,8 @@ class WSGIApp:
         # The scheme and client address the server found, behind trusted proxies too
         # (doc/degu.server.rst, 'Behind a proxy').
         scheme = request.scheme
-        if scheme == 'http':  # a Request made by hand, served over TLS
-            scheme = session.store.get('_wsgi_url_scheme', 'http')
+        if request.client is None:  # a Request made by hand: the connection says
+            scheme = session.store.get('_wsgi_url_scheme', scheme)
         (name, port) = _server_name_port(headers.get('host'), '443' if scheme == 'https'
                                          else '80')
         environ = {

@@ -763,3 +763,16 @@ def test_no_stray_files(tmp_path):
                     forwarded_allow_ips='unix', root_path='/x'):
         assert os.path.exists(path)
     assert not os.path.exists(path)
+
+
+def test_wsgi_scheme_from_the_request():
+    # Served by degu, request.scheme decides, over TLS too; a Request made by hand
+    # falls back on what on_connect saw.
+    app = WSGIApp(wsgi_echo)
+    session = Session(('127.0.0.1', 1))
+    session.store['_wsgi_url_scheme'] = 'https'
+    by_hand = Request('GET', '/', {'host': 'h'}, None, [], [], None)
+    assert app.environ(session, by_hand)['wsgi.url_scheme'] == 'https'
+    served = Request('GET', '/', {'host': 'h'}, None, [], [], None, client=('192.0.2.1', 0))
+    assert app.environ(session, served)['wsgi.url_scheme'] == 'http'
+    assert app.environ(session, served)['REMOTE_ADDR'] == '192.0.2.1'
