@@ -17,6 +17,7 @@ form, *port* an ``int`` (0 when the header does not say).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -166,6 +167,9 @@ def _parse_proxy_v2(data):
 # Trusted proxies
 
 
+MAX_SEEN = 4096  # addresses whose trust is remembered, and forwarding nodes parsed
+
+
 class TrustedProxies:
     """The ``forwarded_allow_ips`` server option: whose forwarding headers are believed.
 
@@ -178,7 +182,7 @@ class TrustedProxies:
     (True, False, False)
     """
 
-    __slots__ = ('entries', 'anyone', 'unix', 'networks')
+    __slots__ = ('entries', 'anyone', 'unix', 'networks', '_seen')
 
     def __init__(self, allow: str | list[str] | tuple[str, ...]) -> None:
         if type(allow) is str:
@@ -202,6 +206,7 @@ class TrustedProxies:
         self.anyone = '*' in entries
         self.unix = self.anyone or 'unix' in entries
         self.networks = tuple(networks)
+        self._seen: dict[str, bool] = {}  # host -> trusted, see trusts()
 
     def __repr__(self) -> str:
         return f'TrustedProxies({list(self.entries)!r})'
@@ -219,6 +224,18 @@ class TrustedProxies:
         """Whether the IP address *host* (text) is trusted."""
         if self.anyone:
             return True
+        # The same few proxies and clients come again and again, and parsing an
+        # address with ipaddress costs 1-2 us: the answers are kept, at most
+        # MAX_SEEN of them (then forgotten at once: a peer sending random
+        # addresses gets no more than the cost without the cache).
+        seen = self._seen.get(host)
+        if seen is None:
+            if len(self._seen) >= MAX_SEEN:
+                self._seen.clear()
+            seen = self._seen[host] = self._trusts(host)
+        return seen
+
+    def _trusts(self, host):
         try:
             ip = ipaddress.ip_address(host.split('%', 1)[0])  # no IPv6 zone
         except ValueError:
@@ -252,6 +269,7 @@ _PAIR_RE = re.compile(rf'[ \t]*({_TOKEN})=({_TOKEN}|"(?:[^"\\]|\\.)*")[ \t]*')
 _SCHEMES = ('http', 'https')
 
 
+@functools.lru_cache(maxsize=MAX_SEEN)  # as TrustedProxies.trusts(): a value is parsed once
 def parse_forwarded_node(text: str) -> tuple[str, int]:
     """``(host, port)`` of one address of X-Forwarded-For or of ``for=`` (port 0 when absent).
 

@@ -776,3 +776,15 @@ def test_wsgi_scheme_from_the_request():
     served = Request('GET', '/', {'host': 'h'}, None, [], [], None, client=('192.0.2.1', 0))
     assert app.environ(session, served)['wsgi.url_scheme'] == 'http'
     assert app.environ(session, served)['REMOTE_ADDR'] == '192.0.2.1'
+
+
+def test_trusted_proxies_cache_bounded():
+    from degu._forwarded import MAX_SEEN
+
+    proxies = TrustedProxies('10.0.0.0/8')
+    for i in range(MAX_SEEN + 10):
+        host = str(ipaddress.IPv4Address(0x0A000000 + i if i % 2 else 0xC0000200 + i))
+        assert proxies.trusts(host) is bool(i % 2)
+        assert proxies.trusts(host) is bool(i % 2)  # remembered: the same answer
+    assert len(proxies._seen) <= MAX_SEEN
+    assert parse_forwarded_node.cache_info().maxsize == MAX_SEEN
