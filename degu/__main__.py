@@ -318,9 +318,25 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=('debug', 'info', 'warning', 'error'),
                        help='level of the degu.server log, in any case (default: warning)')
         p.add_argument('--quiet', action='store_true', help='no access log line per request')
+        _add_proxy_options(p)
     for p in (files, serve):
         p.set_defaults(command_parser=p)
     return parser
+
+
+def _add_proxy_options(p: argparse.ArgumentParser) -> None:
+    # The Server options for running behind a load balancer (doc/cli.rst); they
+    # are not numbers, so the loop over _OPTIONS above leaves them out.
+    p.add_argument('--forwarded-allow-ips', dest='forwarded_allow_ips', metavar='IPS',
+                   help='trust X-Forwarded-For, X-Forwarded-Proto and Forwarded from these '
+                        "proxies: addresses or networks separated by commas, 'unix' for "
+                        "AF_UNIX peers, '*' for anyone (default: nobody)")
+    p.add_argument('--proxy-protocol', dest='proxy_protocol', action='store_true', default=None,
+                   help='every connection starts with a PROXY protocol header, version 1 or '
+                        '2 (HAProxy send-proxy, send-proxy-v2); one without is closed')
+    p.add_argument('--root-path', dest='root_path', metavar='PREFIX',
+                   help='the app is mounted under PREFIX, e.g. /api: request.mount and '
+                        'SCRIPT_NAME get it for requests under it')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -332,11 +348,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def server_options(args: argparse.Namespace) -> dict[str, int | float | None]:
+def server_options(args: argparse.Namespace) -> dict[str, Any]:
     """The Server options given on the command line, checked as ``Server()`` checks them."""
-    from .server import _NUMBER, _OPTIONS, Server, _check_options
+    from .server import _NUMBER, _OPTIONS, _PROXY_OPTIONS, Server, _check_options
 
-    options: dict[str, int | float | None] = {}
+    options: dict[str, Any] = {}
     for name, (_, types, _, _) in _OPTIONS.items():
         text = getattr(args, name)
         if text is None:
@@ -353,6 +369,15 @@ def server_options(args: argparse.Namespace) -> dict[str, int | float | None]:
             _check_options(Server, {name: value})
         except (TypeError, ValueError) as e:
             raise CommandError(f'{flag}: {e}', 2) from None
+        options[name] = value
+    for name in _PROXY_OPTIONS:
+        value = getattr(args, name)
+        if value is None:
+            continue
+        try:
+            _check_options(Server, {name: value})
+        except (TypeError, ValueError) as e:
+            raise CommandError(f'--{name.replace("_", "-")}: {e}', 2) from None
         options[name] = value
     return options
 

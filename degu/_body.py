@@ -955,9 +955,20 @@ class Request:
     (['foo'], ['bar'])
     >>> r.build_proxy_uri()
     '/bar?x'
+
+    ``client`` and ``scheme`` say who sent the request and how, as the
+    server found out: the connection's client (``Session.client``) and the
+    listener's scheme, or what trusted proxies said (doc/degu.server.rst,
+    'Behind a proxy').
+
+    >>> (r.client, r.scheme)
+    (None, 'http')
     """
 
-    __slots__ = ('_method', '_uri', '_headers', '_body', '_mount', '_path', '_query', '_version')
+    __slots__ = (
+        '_method', '_uri', '_headers', '_body', '_mount', '_path', '_query', '_version',
+        '_origin',
+    )
 
     def __init__(
         self,
@@ -970,8 +981,12 @@ class Request:
         query: str | None,
         *,
         version: str = 'HTTP/1.1',
+        client: object = None,
+        scheme: str = 'http',
     ) -> None:
         _check_method(method)
+        if scheme not in ('http', 'https'):
+            raise ValueError(f"scheme: need 'http' or 'https'; got {scheme!r}")
         if type(mount) is not list:
             raise TypeError(_TYPE_ERROR2.format('mount', list, type(mount)))
         if type(path) is not list:
@@ -984,6 +999,7 @@ class Request:
         self._path = path
         self._query = query
         self._version = version
+        self._origin = (client, scheme)
 
     method = property(lambda self: self._method, doc='One of the seven methods (METHODS).')
     uri = property(lambda self: self._uri, doc="The raw request-target, e.g. '/a/b?c'.")
@@ -993,6 +1009,11 @@ class Request:
     path = property(lambda self: self._path, doc='Path components not yet routed.')
     query = property(lambda self: self._query, doc="None (no '?') or the text after '?'.")
     version = property(lambda self: self._version, doc="'HTTP/1.1' or 'HTTP/1.0'.")
+    client = property(
+        lambda self: self._origin[0],
+        doc='The client address: (host, port), an AF_UNIX address, or None when unknown.',
+    )
+    scheme = property(lambda self: self._origin[1], doc="'http' or 'https', as the client used.")
 
     def __repr__(self) -> str:
         return (
@@ -1028,7 +1049,11 @@ def _new_request(method, uri, headers, body, path, query, version):
     request._path = path
     request._query = query
     request._version = version
+    request._origin = _NO_ORIGIN  # the server puts the connection's in
     return request
+
+
+_NO_ORIGIN = (None, 'http')
 
 
 MAX_SESSION_REQUESTS = 75000  # the largest max_requests (Session and Server)
@@ -1046,15 +1071,28 @@ class Session:
     (0, 500, False, None)
     >>> str(s)
     "('127.0.0.1', 5000)"
+
+    ``client`` is the client's address: the one a PROXY protocol header
+    gave (the server's ``proxy_protocol`` option), else the socket peer's
+    ``(host, port)``, or its AF_UNIX address.
+
+    >>> Session(('::1', 5000, 0, 0)).client
+    ('::1', 5000)
     """
 
-    __slots__ = ('_address', '_credentials', '_max_requests', '_requests', '_store', '_message')
+    __slots__ = (
+        '_address', '_credentials', '_max_requests', '_requests', '_store', '_message',
+        '_client', '_origin', '_proxied', '_rewrite',
+    )
 
     def __init__(
         self,
         address: object,
         credentials: 'tuple[int, int, int] | None' = None,
         max_requests: int | None = None,
+        *,
+        client: object = None,
+        scheme: str = 'http',
     ) -> None:
         if credentials is not None:
             if type(credentials) is not tuple:
@@ -1077,9 +1115,23 @@ class Session:
         self._requests = 0
         self._store: 'dict[str, Any]' = {}
         self._message = None
+        if client is None:
+            client = address[:2] if type(address) is tuple else address
+        elif type(client) is not tuple or len(client) != 2:
+            raise TypeError(f'client: need a (host, port) tuple; got {client!r}')
+        if scheme not in ('http', 'https'):
+            raise ValueError(f"scheme: need 'http' or 'https'; got {scheme!r}")
+        self._client = client
+        self._origin = (client, scheme)  # what each request gets, without trusted proxies
+        self._proxied = False  # the client is a trusted proxy: requests are looked at
+        self._rewrite = False  # each request is looked at (trusted proxy, or a root path)
 
     address = property(lambda self: self._address, doc='The peer address from accept().')
     credentials = property(lambda self: self._credentials, doc='(pid, uid, gid) or None.')
+    client = property(
+        lambda self: self._client,
+        doc='The client: a PROXY protocol source address, else the socket peer.',
+    )
     max_requests = property(lambda self: self._max_requests)
     requests = property(lambda self: self._requests, doc='Requests completely handled.')
     store = property(lambda self: self._store, doc='A dict for app use on this connection.')

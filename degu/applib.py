@@ -218,6 +218,35 @@ def _end_to_end(headers: dict[str, object]) -> dict[str, object]:
     return {name: value for (name, value) in headers.items() if name not in drop}
 
 
+def _add_forwarding(session: Session, request: Request, headers: dict[str, object]) -> None:
+    """Say upstream who the client is and how it came (doc/degu.applib.rst, ProxyApp).
+
+    ``x-forwarded-for`` gets the address of this proxy's peer,
+    ``session.client``, appended to the list it came with when that peer
+    is a trusted proxy (the server's ``forwarded_allow_ips``); from anyone
+    else the list is dropped, and so is ``forwarded``, which a client may
+    have written to pose as someone else.  ``x-forwarded-proto`` is the
+    scheme the client used, ``request.scheme``.  ``via`` gets this hop
+    appended (RFC 9110 section 7.6.3): the version of the request received
+    and ``degu`` as the pseudonym.
+    """
+    client = session.client
+    forwarded_for = headers.pop('x-forwarded-for', None)
+    if not session._proxied:
+        forwarded_for = None
+        headers.pop('forwarded', None)
+    if type(client) is tuple:
+        host = client[0]
+        node = f'[{host}]' if ':' in host else host
+        forwarded_for = node if forwarded_for is None else f'{forwarded_for}, {node}'
+    if forwarded_for is not None:
+        headers['x-forwarded-for'] = forwarded_for
+    headers['x-forwarded-proto'] = request.scheme
+    hop = f'{request.version[5:]} degu'
+    via = headers.get('via')
+    headers['via'] = hop if via is None else f'{via}, {hop}'
+
+
 # RFC 9110 section 9.2.2: a request whose effect is the same however often it
 # is made may be sent again after the connection failed; POST and PATCH may not.
 IDEMPOTENT = frozenset(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS'])
@@ -309,6 +338,7 @@ class ProxyApp:
             raise TypeError(_TYPE_ERROR2.format('request', Request, type(request)))
         store = session.store
         headers = _end_to_end(request.headers)
+        _add_forwarding(session, request, headers)
         uri = request.build_proxy_uri()
         body = request.body
         try:

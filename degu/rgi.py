@@ -136,13 +136,21 @@ def _body_kind(label, body):
 # Session, api and request
 
 
-def _check_session(session):
-    address = _attr(session, 'address', 'session')
+def _check_address(label, address):
+    # An address as degu gives it: (host, port), (host, port, flowinfo, scopeid), or an
+    # AF_UNIX path (str) or abstract name (bytes).
     if type(address) is tuple:
         if len(address) not in (2, 4):
-            raise ValueError(f'session.address: need a 2-tuple or 4-tuple; got {address!r}')
+            raise ValueError(f'{label}: need a 2-tuple or 4-tuple; got {address!r}')
     elif type(address) not in (str, bytes):
-        raise _type_error('session.address', (tuple, str, bytes), address)
+        raise _type_error(label, (tuple, str, bytes), address)
+
+
+def _check_session(session):
+    _check_address('session.address', _attr(session, 'address', 'session'))
+    client = getattr(session, 'client', None)  # degu's extra attribute
+    if client is not None:
+        _check_address('session.client', client)
     credentials = _attr(session, 'credentials', 'session')
     if credentials is not None:
         if type(credentials) is not tuple:
@@ -323,6 +331,12 @@ def _check_request(request):
     version = getattr(request, 'version', 'HTTP/1.1')  # degu's extra attribute
     if version not in ('HTTP/1.1', 'HTTP/1.0'):
         raise ValueError(f"request.version: need 'HTTP/1.1' or 'HTTP/1.0'; got {version!r}")
+    client = getattr(request, 'client', None)  # degu's extra attributes, like version
+    if client is not None:
+        _check_address('request.client', client)
+    scheme = getattr(request, 'scheme', 'http')
+    if scheme not in ('http', 'https'):
+        raise ValueError(f"request.scheme: need 'http' or 'https'; got {scheme!r}")
     headers = _attr(request, 'headers', 'request')
     _check_request_headers(headers)
     _check_request_body(_attr(request, 'body', 'request'), headers)

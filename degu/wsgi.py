@@ -326,7 +326,11 @@ class WSGIApp:
     def environ(self, session: Session, request: Request) -> Environ:
         """The PEP 3333 environ for *request* on *session*."""
         headers = request.headers
-        scheme = session.store.get('_wsgi_url_scheme', 'http')
+        # The scheme and client address the server found, behind trusted proxies too
+        # (doc/degu.server.rst, 'Behind a proxy').
+        scheme = request.scheme
+        if request.client is None:  # a Request made by hand: the connection says
+            scheme = session.store.get('_wsgi_url_scheme', scheme)
         (name, port) = _server_name_port(headers.get('host'), '443' if scheme == 'https'
                                          else '80')
         environ = {
@@ -349,7 +353,9 @@ class WSGIApp:
         }
         if request.mount and not request.path and request.uri.split('?')[0].endswith('/'):
             environ['PATH_INFO'] = '/'
-        address = session.address
+        address = request.client
+        if address is None:
+            address = session.address
         if type(address) is tuple:
             environ['REMOTE_ADDR'] = address[0]
             environ['REMOTE_PORT'] = str(address[1])

@@ -667,3 +667,40 @@ def test_unix_socket_file_left_behind(appdir):
     ))
     with open(path) as f:
         assert f.read() == 'not a socket'
+
+
+def test_proxy_options_parsed():
+    from degu.__main__ import parse_args, server_options
+
+    args = parse_args(['serve', 'm:app', '--forwarded-allow-ips', '127.0.0.1, unix',
+                       '--proxy-protocol', '--root-path', '/api'])
+    assert server_options(args) == {'forwarded_allow_ips': '127.0.0.1, unix',
+                                    'proxy_protocol': True, 'root_path': '/api'}
+    assert server_options(parse_args(['files'])) == {}
+    for (flag, value, message) in [
+        ('--forwarded-allow-ips', 'localhost', "--forwarded-allow-ips: forwarded_allow_ips: bad "
+         "entry: 'localhost' (need an IP address, a network, 'unix' or '*')"),
+        ('--root-path', 'api', "--root-path: root_path: need '/' and path segments, as "
+         "'/api'; got 'api'"),
+    ]:
+        with pytest.raises(CommandError) as e:
+            server_options(parse_args(['serve', 'm:app', flag, value]))
+        assert str(e.value) == message
+
+
+def test_serve_behind_proxy(appdir):
+    port = free_port()
+    with Degu('serve', '--wsgi', 'cliapp:wsgi', '--address', f'127.0.0.1:{port}',
+              '--proxy-protocol', '--root-path', '/r', '--log-level', 'info',
+              cwd=appdir) as degu:
+        with socket.create_connection(('127.0.0.1', port), timeout=TIMEOUT) as sock:
+            sock.sendall(b'PROXY TCP4 192.0.2.1 127.0.0.1 5000 80\r\n'
+                         b'GET /r/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
+            assert sock.recv(4096).endswith(b'wsgi /x')
+        with socket.create_connection(('127.0.0.1', port), timeout=TIMEOUT) as sock:
+            sock.sendall(b'GET /r/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n')
+            assert sock.recv(4096) == b''  # no PROXY header: closed without a word
+        (code, err) = degu.stop()
+    assert code == 0
+    assert 'Traceback' not in err
+    assert 'bad PROXY protocol header, connection closed' in err
