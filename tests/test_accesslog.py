@@ -166,6 +166,18 @@ def test_combined_and_common(access):
     assert CLF.fullmatch(str(e))
 
 
+@pytest.mark.parametrize('kw', [
+    {},
+    {'request_line': None, 'duration': None, 'connection': '-', 'status': 503},
+    {'ident': 1000, 'host': 'unix:pid=5', 'port': None},
+    {'referer': 'a"b', 'user_agent': '\\\t\xff', 'request_line': ('GET', '/"', 'HTTP/1.0')},
+])
+def test_combined_written_out_agrees_with_its_template(access, kw):
+    e = entry(**kw)
+    assert str(e) == _accesslog.COMBINED.format_map({n: get(e) for (n, get) in FIELDS.items()})
+    assert CLF.fullmatch(str(e))
+
+
 def test_every_field(access):
     template = ' '.join(f'{{{name}}}' for name in FIELDS)
     e = entry(host='unix:pid=7', port=None, ident=1000, user_agent='a b', duration=0.0025)
