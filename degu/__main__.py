@@ -9,9 +9,10 @@ Common options: ``--address``/``-b``/``--bind`` (``HOST:PORT``, ``HOST``,
 default ``127.0.0.1:8000``), ``-p``/``--port``,
 ``--ssl-cert``/``--ssl-key``/``--ssl-ca``, the server limits
 (``--max-connections``, ``--timeout``, ``--idle-timeout``...), ``--log-level``.
-Each response is logged on stderr (peer, request line, status, bytes,
-duration) unless ``--quiet``.  SIGINT and SIGTERM stop the server
-gracefully: in-flight requests finish.  SIGHUP is logged and ignored.
+Each response is logged on stderr in the Combined Log Format unless
+``--quiet`` (``--access-log FILE``, ``--access-log-format``).  SIGINT and
+SIGTERM stop the server gracefully: in-flight requests finish.  SIGHUP
+reopens the ``--access-log`` file (after logrotate moved it).
 
 Exit status: 0 after a clean shutdown, 1 when the server cannot start (a
 port in use, a missing module, bad TLS files), 2 for bad arguments.
@@ -319,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help='level of the degu.server log, in any case (default: warning)')
         p.add_argument('--quiet', action='store_true', help='no access log line per request')
         _add_proxy_options(p)
+        _add_access_log_options(p)
     for p in (files, serve):
         p.set_defaults(command_parser=p)
     return parser
@@ -337,6 +339,70 @@ def _add_proxy_options(p: argparse.ArgumentParser) -> None:
     p.add_argument('--root-path', dest='root_path', metavar='PREFIX',
                    help='the app is mounted under PREFIX, e.g. /api: request.mount and '
                         'SCRIPT_NAME get it for requests under it')
+
+
+def _add_access_log_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--access-log', metavar='FILE',
+                   help="append the access log to FILE ('-': stderr, the default); "
+                        'SIGHUP reopens it')
+    p.add_argument('--access-log-format', metavar='FORMAT', default='combined',
+                   help="'combined' (default), 'common', or a template of {field} names, "
+                        'e.g. \'{host} "{request}" {status} {duration_ms}\'')
+
+
+class _AccessLogFile(logging.FileHandler):
+    """The ``--access-log`` file: appended to, and reopened on SIGHUP."""
+
+    def reopen(self) -> None:
+        # The new file is opened before the old one is closed: no line is lost,
+        # and a file that cannot be opened any more leaves the old one in use.
+        stream = self._open()
+        self.acquire()
+        try:
+            (old, self.stream) = (self.stream, stream)
+        finally:
+            self.release()
+        if old is not None:
+            old.close()
+
+
+def _access_log_handler(args: argparse.Namespace) -> logging.Handler | None:
+    """The handler of ``--access-log`` and ``--access-log-format``; ``None`` with ``--quiet``."""
+    from .server import AccessFormatter
+
+    try:
+        formatter = AccessFormatter(args.access_log_format)
+    except ValueError as e:
+        raise CommandError(f'--access-log-format: {str(e).removeprefix("access log format: ")}',
+                           2) from None
+    if args.quiet:
+        if args.access_log is not None:
+            raise CommandError('--quiet turns the access log off; --access-log turns it on', 2)
+        return None
+    handler: logging.Handler
+    if args.access_log in (None, '-'):
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        path = os.path.abspath(args.access_log)
+        try:
+            handler = _AccessLogFile(path, mode='a', encoding='utf-8')
+        except OSError as e:
+            raise CommandError(f'--access-log: cannot open {path!r}: {e.strerror or e}') \
+                from None
+    handler.setFormatter(formatter)
+    return handler
+
+
+def _reopen_access_log() -> str:
+    """What SIGHUP did: reopened the ``--access-log`` file, or nothing."""
+    for handler in logging.getLogger('degu.access').handlers:
+        if isinstance(handler, _AccessLogFile):
+            try:
+                handler.reopen()
+            except OSError as e:
+                return f'cannot reopen the access log {handler.baseFilename!r}: {e}'
+            return f'access log {handler.baseFilename!r} reopened'
+    return 'nothing to reload, still serving'
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -510,11 +576,13 @@ def build_server(args: argparse.Namespace, app: Callable[..., Any],
 def _setup_logging(args: argparse.Namespace) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter('%(asctime)s %(message)s', '%Y-%m-%d %H:%M:%S'))
-    for name, level in (('degu.server', args.log_level.upper()),
-                        ('degu.access', 'WARNING' if args.quiet else 'INFO')):
+    access = _access_log_handler(args)
+    for name, level, out in (('degu.server', args.log_level.upper(), handler),
+                             ('degu.access', 'WARNING' if access is None else 'INFO', access)):
         logger = logging.getLogger(name)
         logger.setLevel(level)
-        logger.addHandler(handler)
+        if out is not None:
+            logger.addHandler(out)
         logger.propagate = False
 
 
@@ -540,8 +608,9 @@ def run(args: argparse.Namespace) -> int:
         received.append(signum)
         wake.set()
 
-    # SIGHUP asks daemons to reload; degu has nothing to reload, and its
-    # default action (terminate) would drop the in-flight requests.
+    # SIGHUP asks daemons to reload; degu reopens its access log file (as
+    # logrotate expects), and its default action (terminate) would drop the
+    # in-flight requests.
     previous = {s: signal.signal(s, on_signal) for s in (*stopping, signal.SIGHUP)}
     thread = threading.Thread(target=server.serve_forever, name='degu serve_forever')
     thread.start()
@@ -560,7 +629,7 @@ def run(args: argparse.Namespace) -> int:
             (new, seen) = (received[seen:], len(received))
             for signum in new:
                 if signum == signal.SIGHUP:
-                    log.info('SIGHUP received: nothing to reload, still serving')
+                    log.info('SIGHUP received: %s', _reopen_access_log())
             if any(s in stopping for s in new):
                 break
             if not thread.is_alive():  # pragma: no cover - serve_forever() failed

@@ -45,6 +45,16 @@ import struct
 import threading
 import time
 
+from ._accesslog import (
+    CLIENT_GONE,
+    CLOSED,
+    CUT_OFF,
+    KEPT,
+    AccessFormatter,
+    CountingTransport,
+    access_log,
+    log_access,
+)
 from ._body import (
     BODY_CONSUMED,
     DEFAULT_MAX_REQUESTS,
@@ -96,12 +106,12 @@ if TYPE_CHECKING:
 
     _S = TypeVar('_S', bound='Server')
 
-__all__ = ('Server', 'SSLServer', 'build_server_sslctx', 'Session', 'Request')
+__all__ = ('Server', 'SSLServer', 'build_server_sslctx', 'Session', 'Request', 'AccessFormatter')
 
 log = logging.getLogger('degu.server')
-# One line per response at INFO (peer, request line, status, bytes, duration);
-# silent unless the embedding program enables it, as ``python3 -m degu`` does.
-access_log = logging.getLogger('degu.access')
+# access_log ('degu.access'): one line per response at INFO, in the Combined
+# Log Format (degu._accesslog); silent unless the embedding program enables
+# it, as ``python3 -m degu`` does.
 
 _NUMBER = (int, float)
 
@@ -633,7 +643,7 @@ class Server:
             full = self._busy >= self.max_connections
         if full or len(prereading) >= MAX_PREREADING:
             log.warning('Too many connections, rejecting %r', address)
-            self._reject(sel, lingering, sock)
+            self._reject(sel, lingering, sock, peer=address)
             return
         if self.proxy_protocol:  # its header first, in clear, within timeout
             pre = _Preread(sock, address, time.monotonic() + self.timeout, False, True)
@@ -749,7 +759,8 @@ class Server:
                 # so in plain HTTP, as a reset would tell the user nothing.
                 log.info('%r plain HTTP sent to a TLS port: 400', pre.address)
                 raw = socket.socket(sock.family, sock.type, fileno=sock.detach())
-                self._reject(sel, lingering, raw, _error_preamble(400, 'Bad Request'))
+                self._reject(sel, lingering, raw, _error_preamble(400, 'Bad Request'),
+                             peer=pre.address)
             else:
                 log.info('%r TLS handshake failed: %r', pre.address, e)
                 sock.close()
@@ -786,7 +797,8 @@ class Server:
         log.info('- %s %s %s: 408 Request Timeout: body slower than %d bytes per second',
                  rec.session, rec.request._method, rec.request._uri, rate)
         sock = self._parked_end(rec, '408 Request Timeout', detach=True)
-        self._reject(sel, lingering, sock, _error_preamble(408, 'Request Timeout'))
+        self._reject(sel, lingering, sock, _error_preamble(408, 'Request Timeout'),
+                     peer=rec.session, request=rec.request)
 
     # Parked connections work like prereading ones, in their own table (they
     # do not count toward MAX_PREREADING): a _Parked's deadline is the rest
@@ -836,7 +848,8 @@ class Server:
             del parked[rec.sock]
             sel.unregister(rec.sock)
             sock = self._parked_end(rec, '503 Service Unavailable', detach=True)
-            self._reject(sel, lingering, sock, _service_unavailable())  # inside TLS too
+            self._reject(sel, lingering, sock, _service_unavailable(),  # inside TLS too
+                         peer=rec.session, request=rec.request)
             return
         self._resume(sel, parked, rec)
 
@@ -916,7 +929,7 @@ class Server:
                 self._busy += 1
         if full:  # a 503 over TLS too: the handshake is done
             log.warning('Too many connections, rejecting %r', address)
-            self._reject(sel, lingering, sock, _service_unavailable())
+            self._reject(sel, lingering, sock, _service_unavailable(), peer=address)
             return
         try:
             self._spawn(conn, self._run_connection, (conn, address, preread, client), address)
@@ -955,25 +968,41 @@ class Server:
         pause.delay = min(2 * pause.delay, ACCEPT_PAUSE_MAX)
         sel.unregister(self.sock)
 
-    def _reject(self, sel, lingering, sock, answer=None):
+    def _reject(self, sel, lingering, sock, answer=None, peer=None, request=None):
         # An immediate 503 (or *answer*), never a stalled accept loop.  The
         # socket is then drained for a moment, so that unread request bytes
         # do not turn our close into a reset that destroys the answer in flight.
+        # *peer* (a Session, or the address from accept()) and *request* (if
+        # one was read) are for the access log.
+        sent = 0
         try:
             sock.setblocking(False)
             if answer is None:
                 answer = self._rejection()
             if answer:
-                sock.send(answer)
+                sent = sock.send(answer)
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             sock.close()
             return
+        finally:
+            if answer and access_log.isEnabledFor(logging.INFO):
+                self._log_rejected(sock, peer, request, answer, sent)
         if len(lingering) >= MAX_LINGERING:
             sock.close()
             return
         lingering[sock] = time.monotonic() + LINGER_TIME
         sel.register(sock, selectors.EVENT_READ, None)
+
+    @staticmethod
+    def _log_rejected(sock, peer, request, answer, sent):
+        if type(peer) is not Session:
+            credentials = None
+            if sock.fileno() >= 0 and sock.family == socket.AF_UNIX:
+                credentials = _peer_credentials(sock)
+            peer = Session(peer, credentials)
+        status = int(answer[9:12])  # our own 'HTTP/1.1 503 ...'
+        log_access(peer, request, status, 0, 0.0, CLOSED if sent == len(answer) else CUT_OFF)
 
     def _rejection(self):
         # What a new connection gets when max_connections are busy.
@@ -1121,7 +1150,10 @@ class Server:
             sock.close()
             return
         failures = []  # why a request body failed, as the transport reports it
-        transport = Transport(
+        # Counting what it sends, while the access log is on: a response cut
+        # off midway is logged with the bytes that went out.
+        counting = access_log.isEnabledFor(logging.INFO)
+        transport = (CountingTransport if counting else Transport)(
             sock,
             timeout=self.timeout,
             idle_timeout=self._first_byte_wait(),
@@ -1276,7 +1308,7 @@ class Server:
         if request._version == 'HTTP/1.1' and 'host' not in request._headers:
             # RFC 9112 section 3.2: a server MUST answer 400.
             missing = ParseError('HTTP/1.1 request without host')
-            self._send_error(session, transport, 400, 'Bad Request', missing)
+            self._send_error(session, transport, 400, 'Bad Request', missing, request)
             return None
         # Without trusted proxies or root_path: one check and one store, 300 instructions
         # of 65,600 per request (callgrind over benchmarks/hotpath.py).
@@ -1314,26 +1346,31 @@ class Server:
                 closing = self._finish_body(transport, request, response[3], expect100, closing)
             (preamble, kind, closing) = self._response_head(session, request, closing, response)
         except Exception as e:
-            return self._app_failed(session, transport, request, e, failures)
+            return self._app_failed(session, transport, request, e, failures, started)
         body = response[3]
         sends = transport.sends
+        before = getattr(transport, 'sent', None) if started else None
         try:
             sent = write_message(transport, preamble, body, kind)
         except Exception as e:
             if transport.sends != sends or transport.closed:
-                raise  # the response started: closing is all that is left
+                # The response started: closing is all that is left.
+                if started:
+                    _log_cut_off(session, request, response[0], transport, before,
+                                 len(preamble), started)
+                raise
             # Nothing reached the wire (a body that failed before the first
             # flush): the client can still get a proper answer.
             transport.discard_writes()
-            return self._app_failed(session, transport, request, e, failures)
+            return self._app_failed(session, transport, request, e, failures, started)
         finally:
             if body is not None and type(body) is not bytes:  # those hold nothing
                 _release(body)
         transport.stop_deadline()
         session._requests += 1
         if started:
-            access_log.info('%s "%s %s" %d %d %.1fms', session, request._method, request._uri,
-                            response[0], sent, 1000 * (time.monotonic() - started))
+            log_access(session, request, response[0], sent - len(preamble), started,
+                       KEPT if session._message is None else CLOSED)
         if session._message is not None:
             _linger(transport)
             return False
@@ -1404,7 +1441,7 @@ class Server:
             extra += '\r\ndate: ' + _current_date()
         return (render_response(status, reason, headers, extra), kind, closing)
 
-    def _app_failed(self, session, transport, request, exc, failures):
+    def _app_failed(self, session, transport, request, exc, failures, started=0.0):
         """Answer a request whose app, request body or response failed; returns False.
 
         A request body that failed decides: the peer vanished (close), or it
@@ -1419,27 +1456,37 @@ class Server:
         if isinstance(error, ConnectionTimedOut):
             # The body or its trailers came too slowly (timeout, or the
             # transfer deadline): RFC 9110 section 15.5.9, then close.
-            self._send_error(session, transport, 408, 'Request Timeout', error)
+            self._send_error(session, transport, 408, 'Request Timeout', error, request,
+                             started)
         elif isinstance(error, ConnectionClosed):
             # The peer vanished while the app read the body: nobody to answer.
             session._close('peer closed the connection')
             log.info('- %s %s %s: %r', session, request.method, request.uri, error)
+            if access_log.isEnabledFor(logging.INFO):
+                log_access(session, request, CLIENT_GONE, 0, started, CUT_OFF)
         elif isinstance(error, ParseError):
-            self._send_error(session, transport, error.status, error.reason, error)
+            self._send_error(session, transport, error.status, error.reason, error, request,
+                             started)
         else:
             log.error('- %s %s %s: app failed:', session, request.method, request.uri,
                       exc_info=error or exc)
-            self._send_error(session, transport, 500, 'Internal Server Error', error or exc)
+            self._send_error(session, transport, 500, 'Internal Server Error', error or exc,
+                             request, started)
         return False
 
-    def _send_error(self, session, transport, status, reason, exc):
+    def _send_error(self, session, transport, status, reason, exc, request=None, started=0.0):
         session._close(f'{status} {reason}')
         log.info('- %s %d %s: %s', session, status, reason, exc)
+        logging_on = access_log.isEnabledFor(logging.INFO)
         try:
             transport.discard_writes()
             transport.sock.sendall(_error_preamble(status, reason))
         except OSError:
+            if logging_on:
+                log_access(session, request, status, 0, started, CUT_OFF)
             return
+        if logging_on:
+            log_access(session, request, status, 0, started, CLOSED)
         _linger(transport)
 
 
@@ -1455,6 +1502,13 @@ def _body_at_hand(transport, request):
             return True
     remaining = body._remaining
     return transport.holds(remaining if remaining < BODY_AT_HAND else BODY_AT_HAND)
+
+
+def _log_cut_off(session, request, status, transport, before, head, started):
+    # The bytes of the body that went out: what the transport counted since
+    # the response began, less its head (0 when it could not count).
+    sent = 0 if before is None else max(0, transport.sent - before - head)
+    log_access(session, request, status, sent, started, CUT_OFF)
 
 
 def _first_chunk(buf, start, stop):

@@ -200,7 +200,7 @@ def test_serve_rgi_app_and_sigterm(appdir):
         (code, err) = degu.stop()
     assert code == 0
     assert 'Stopping (SIGTERM)' in err
-    assert '"GET /hello" 200' in err  # the access log
+    assert '"GET /hello HTTP/1.1" 200 10 ' in err  # the access log
     assert 'Traceback' not in err
 
 
@@ -704,3 +704,102 @@ def test_serve_behind_proxy(appdir):
     assert code == 0
     assert 'Traceback' not in err
     assert 'bad PROXY protocol header, connection closed' in err
+
+
+# --------------------------------------------------------------------------
+# The access log: --access-log, --access-log-format, SIGHUP
+
+ACCESS_TIME = r'\[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000\]'
+
+
+def _access_lines(path):
+    with open(path, encoding='ascii') as f:
+        return f.read().splitlines()
+
+
+@pytest.mark.skipif(shutil.which('curl') is None, reason='curl is not installed')
+def test_access_log_file_with_curl(folder, tmp_path, monkeypatch):
+    import re
+
+    monkeypatch.setenv('TZ', 'UTC')
+    log = tmp_path / 'logs' / 'access.log'
+    log.parent.mkdir()
+    log.write_text('an earlier line\n')  # appended to, never truncated
+    port = free_port()
+    with Degu('files', str(folder), '--address', str(port), '--access-log', str(log)) as degu:
+        url = f'http://127.0.0.1:{port}/index.html?x=1'
+        out = subprocess.run(['curl', '-sS', '--max-time', '10', '-A', 'tester "1.0"\\',
+                              '-e', 'http://example.com/from', url],
+                             capture_output=True, timeout=TIMEOUT)
+        assert (out.returncode, out.stdout) == (0, b'<h1>index</h1>')
+        (code, err) = degu.stop()
+    assert code == 0
+    lines = _access_lines(log)
+    assert lines[0] == 'an earlier line'
+    assert len(lines) == 2
+    assert re.fullmatch(
+        r'127\.0\.0\.1 - - ' + ACCESS_TIME + r' "GET /index\.html\?x=1 HTTP/1\.1" 200 14 '
+        r'"http://example\.com/from" "tester \\x221\.0\\x22\\x5C" \d+\.\d{3} \+', lines[1]
+    ), lines[1]
+    assert 'GET /index.html' not in err  # the file, not stderr
+
+
+def test_access_log_formats_and_stderr(appdir, monkeypatch):
+    import re
+
+    monkeypatch.setenv('TZ', 'UTC')
+    port = free_port()
+    with Degu('serve', 'cliapp:app', '-p', str(port), '--access-log', '-',
+              '--access-log-format', 'common', cwd=appdir) as degu:
+        fetch(f'http://127.0.0.1:{port}/c')
+        (code, err) = degu.stop()
+    assert code == 0
+    assert re.search(r'^127\.0\.0\.1 - - ' + ACCESS_TIME + r' "GET /c HTTP/1\.1" 200 6$',
+                     err, re.MULTILINE), err
+    template = '{method} {target} -> {status} {bytes} {connection} {{{user_agent}}}'
+    with Degu('serve', 'cliapp:app', '-p', str(port), '--access-log-format', template,
+              cwd=appdir) as degu:
+        fetch(f'http://127.0.0.1:{port}/t')
+        (code, err) = degu.stop()
+    assert code == 0
+    assert re.search(r'^GET /t -> 200 6 - \{Python-urllib/[\d.]+\}$', err, re.MULTILINE), err
+
+
+def test_access_log_reopened_on_sighup(appdir, tmp_path):
+    log = tmp_path / 'access.log'
+    port = free_port()
+    with Degu('serve', 'cliapp:app', '-p', str(port), '--access-log', str(log),
+              '--log-level', 'info', cwd=appdir) as degu:
+        fetch(f'http://127.0.0.1:{port}/before')
+        os.rename(log, tmp_path / 'access.log.1')  # as logrotate does
+        fetch(f'http://127.0.0.1:{port}/moved')  # still written to the moved file
+        degu.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + TIMEOUT
+        while not log.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert log.exists()
+        fetch(f'http://127.0.0.1:{port}/after')
+        (code, err) = degu.stop()
+    assert code == 0
+    rotated = _access_lines(tmp_path / 'access.log.1')
+    assert ['"GET /before ' in rotated[0], '"GET /moved ' in rotated[1]] == [True, True]
+    assert len(rotated) == 2
+    current = _access_lines(log)
+    assert len(current) == 1 and '"GET /after HTTP/1.1" 200 ' in current[0]
+    assert f"SIGHUP received: access log {str(log)!r} reopened" in ''.join(degu.lines) + err
+
+
+@pytest.mark.parametrize('args, code, message', [
+    (['--access-log', '/no/such/folder/access.log'], 1,
+     "--access-log: cannot open '/no/such/folder/access.log': No such file or directory"),
+    (['--access-log', '/'], 1, "--access-log: cannot open '/': Is a directory"),
+    (['--access-log-format', '{host} {nope}'], 2,
+     "--access-log-format: unknown field 'nope' in '{host} {nope}'"),
+    (['--access-log-format', '{status'], 2,
+     "--access-log-format: expected '}' before end of string in '{status'"),
+    (['--quiet', '--access-log', 'x.log'], 2,
+     '--quiet turns the access log off; --access-log turns it on'),
+])
+def test_access_log_errors_are_one_line(appdir, args, code, message):
+    result = run_degu('serve', 'cliapp:app', '-p', str(free_port()), *args, cwd=appdir)
+    assert (result.returncode, result.stderr) == (code, f'degu: error: {message}\n')
