@@ -373,6 +373,7 @@ class Workers:
         self._stopping = False
         self._unclean = 0  # workers that stopped with an error, or had to be killed
         self._notify = False
+        self._on_ready: Callable[[], object] | None = None
         self._failure: str | None = None  # why the parent gave up
         self._ready = threading.Event()  # set once the first workers all reported ready
         self._stopped = threading.Event()  # set when serve_forever() is over
@@ -448,7 +449,13 @@ class Workers:
     # ------------------------------------------------------------------
     # Supervising
 
-    def serve_forever(self, *, signals: bool = False, notify: bool = False) -> bool:
+    def serve_forever(
+        self,
+        *,
+        signals: bool = False,
+        notify: bool = False,
+        on_ready: Callable[[], object] | None = None,
+    ) -> bool:
         """Start the workers and supervise them until ``shutdown()``.
 
         Returns ``True`` when every worker stopped by itself, in time (none
@@ -458,7 +465,8 @@ class Workers:
         (a second one kills the workers at once), SIGHUP reloads, SIGTTIN adds
         a worker and SIGTTOU removes one, until this returns.  With
         *notify*, the service manager is told ``READY=1`` once the workers
-        serve and ``STOPPING=1`` when they stop (``notify()``).
+        serve and ``STOPPING=1`` when they stop (``notify()``).  *on_ready*
+        is called (in this thread) once the first workers serve.
 
         Raises ``RuntimeError`` when the first workers cannot start, or when
         workers keep exiting (more than ``MAX_RESTARTS`` in
@@ -472,6 +480,7 @@ class Workers:
             self._serving = True
         previous = self._install_signals() if signals else {}
         self._notify = notify
+        self._on_ready = on_ready
         try:
             self._supervise()
         finally:
@@ -601,6 +610,8 @@ class Workers:
                 log.info('%d workers serving on %r', self.workers, self.address)
                 if self._notify:
                     notify(f'READY=1\nMAINPID={os.getpid()}')
+                if self._on_ready is not None:
+                    self._on_ready()
         elif what == 'error':
             w.error = detail
 
