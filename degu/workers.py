@@ -53,6 +53,7 @@ from . import _mp_context
 from ._common import _callable_name, _remove_socket_file, _remove_stale_socket
 from ._parse import _TYPE_ERROR
 from .base import address_family
+from .server import Server, SSLServer, _check_options, _check_server_sslctx
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (doc/decisions.rst)
 if TYPE_CHECKING:
@@ -81,6 +82,9 @@ PARENT_CHECK = 1.0  # seconds between a worker's checks that its parent is alive
 # The signals the parent handles with serve_forever(signals=True).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 CONTROL_SIGNALS = {signal.SIGHUP: 'reload', signal.SIGTTIN: 'add', signal.SIGTTOU: 'remove'}
+
+# Blocked while a worker is forked, until it has handlers of its own.
+_FORK_BLOCKED = {*STOP_SIGNALS, *CONTROL_SIGNALS}
 
 SD_LISTEN_FDS_START = 3  # systemd passes its sockets from fd 3 on (sd_listen_fds(3))
 
@@ -209,6 +213,9 @@ def _build_app(app, factory):
 
 def _run_worker(sock, conn, app, factory, sslconfig, options, stop_timeout, parent):
     """A worker: build the app and the server on the shared socket, report, serve."""
+    # The parent blocked these signals around the fork (see _start_worker()),
+    # so that none reaches the handlers inherited from it; they are set here,
+    # then unblocked: one sent meanwhile is delivered now, to the right handler.
     for signum in (signal.SIGINT, *CONTROL_SIGNALS):
         # Ctrl-C reaches the whole process group; the parent turns it into a
         # graceful stop.  The control signals are the parent's business.
@@ -224,16 +231,13 @@ def _run_worker(sock, conn, app, factory, sslconfig, options, stop_timeout, pare
                              name='degu worker shutdown', daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_BLOCKED)
     try:
         built = _build_app(app, factory)
         if sslconfig is None:
-            from .server import Server
-
-            server = Server(sock, built, **options)
+            server = _WorkerServer(sock, built, **options)
         else:
-            from .server import SSLServer
-
-            server = SSLServer(sslconfig, sock, built, **options)
+            server = _WorkerSSLServer(sslconfig, sock, built, **options)
     except BaseException as e:  # reported to the parent, which decides
         conn.send(('error', _one_line(e)))
         conn.close()
@@ -247,12 +251,57 @@ def _run_worker(sock, conn, app, factory, sslconfig, options, stop_timeout, pare
     watch = threading.Thread(target=_watch_parent, args=(parent, stop), daemon=True,
                              name='degu worker watchdog')
     watch.start()
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    except RuntimeError:
+        if not state['stop']:
+            raise
+        # SIGTERM came between the two steps above: shut down before serving.
     sys.exit(0 if state['clean'] else 1)
 
 
+class _StopsAccepting:
+    """A Server that can stop accepting before it shuts down, for a worker that stops.
+
+    ``Server.shutdown()`` closes the connections that were accepted but have
+    not sent a whole request preamble yet: right when the server goes away,
+    but a worker replaced by a reload must not do it, since the other
+    workers serve on.  So a stopping worker first stops taking connections
+    from the shared accept queue (the others take them), lets the ones it
+    took send their requests (up to ``ACCEPTED_WAIT`` s), and then shuts
+    down, which serves those requests to the end.
+    """
+
+    _accepting = True
+    _prereading: dict = {}  # the accept loop's connections without a whole preamble yet
+
+    def _accept(self, sel, lingering, prereading, pause):
+        self._prereading = prereading
+        if self._accepting:
+            super()._accept(sel, lingering, prereading, pause)
+        else:
+            sel.unregister(self.sock)
+
+
+class _WorkerServer(_StopsAccepting, Server):
+    pass
+
+
+class _WorkerSSLServer(_StopsAccepting, SSLServer):
+    pass
+
+
+ACCEPTED_WAIT = 1.0  # seconds: see _StopsAccepting
+
+
 def _stop_server(server, timeout, state):
-    state['clean'] = server.shutdown(timeout)
+    server._accepting = False
+    start = time.monotonic()
+    deadline = start + min(timeout, ACCEPTED_WAIT)
+    # A poll, as the accept loop cannot say when its table empties; bounded.
+    while server._prereading and time.monotonic() < deadline:
+        time.sleep(0.01)
+    state['clean'] = server.shutdown(max(0.0, timeout - (time.monotonic() - start)))
 
 
 def _watch_parent(parent, stop):
@@ -327,8 +376,6 @@ class Workers:
         stop_timeout: float = STOP_TIMEOUT,
         **options: int | float,
     ) -> None:
-        from .server import Server, _check_options
-
         if not callable(app):
             raise TypeError(f'app: not callable: {app!r}')
         if type(workers) is not int:
@@ -344,8 +391,6 @@ class Workers:
             raise ValueError(f'stop_timeout must be >= 0; got {stop_timeout!r}')
         _check_options(Server, options)
         if sslconfig is not None:
-            from .server import _check_server_sslctx
-
             _check_server_sslctx(sslconfig)  # a mistake is raised here, not in every worker
         self.app = app
         self.factory = factory
@@ -473,10 +518,10 @@ class Workers:
         ``RESTART_WINDOW`` seconds); the other workers are stopped first.
         """
         with self._lock:
-            if self._serving:
-                raise RuntimeError('serve_forever() is already running')
             if self._stopping:
                 raise RuntimeError('Workers were shut down')
+            if self._serving:
+                raise RuntimeError('serve_forever() is already running')
             self._serving = True
         previous = self._install_signals() if signals else {}
         self._notify = notify
@@ -486,6 +531,7 @@ class Workers:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            self._stopping = True
             self._kill_all()
             self._close()
             self._stopped.set()
@@ -587,9 +633,11 @@ class Workers:
             name='degu worker',
             daemon=False,  # so that it may start processes of its own
         )
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _FORK_BLOCKED)
         try:
             process.start()
         finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             writer.close()
         self._running[process.pid] = _Worker(process, reader, self._generation)
         log.debug('Started worker %d', process.pid)
