@@ -159,6 +159,14 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
+def machine_cpu():
+    """(busy, total) jiffies of the whole machine, every CPU, from /proc/stat."""
+    with open('/proc/stat') as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle, sum(fields))
+
+
 def peak_rss_kib(pid):
     with open(f'/proc/{pid}/status') as f:
         for line in f:
@@ -754,11 +762,16 @@ def mode_workers(args, tmpdir):
         def run():
             (proc, address, _) = start(impl, ('127.0.0.1', 0), *extra)
             try:
+                before = machine_cpu()
                 if use_wrk:
-                    return _wrk(address, conns, seconds, None)
-                return _pyload(address, conns, seconds, None)
+                    result = _wrk(address, conns, seconds, None)
+                else:
+                    result = _pyload(address, conns, seconds, None)
+                after = machine_cpu()
             finally:
                 stop(proc)
+            busy = (after[0] - before[0]) / max(1, after[1] - before[1])
+            return result + (100 * busy,)
         return run
 
     results = interleave(args.reps, {name: runner(*impl) for name, impl in impls.items()})
@@ -767,6 +780,7 @@ def mode_workers(args, tmpdir):
         table.add(group, name, [v[0] for v in values], 'req/s',
                   p50_ms=round(statistics.median(v[1] for v in values), 3),
                   p99_ms=round(statistics.median(v[2] for v in values), 3),
+                  machine_busy_pct=round(statistics.median(v[4] for v in values)),
                   **({'errors': values[0][3]} if values[0][3] else {}))
     table.show({group: 'Workers, 1 worker'})
     return table

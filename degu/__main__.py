@@ -11,7 +11,8 @@ default ``127.0.0.1:8000``), ``-p``/``--port``,
 (``--max-connections``, ``--timeout``, ``--idle-timeout``...), ``--log-level``.
 Each response is logged on stderr (peer, request line, status, bytes,
 duration) unless ``--quiet``.  SIGINT and SIGTERM stop the server
-gracefully: in-flight requests finish.  SIGHUP is logged and ignored.
+gracefully: in-flight requests finish.  SIGHUP is logged and ignored, but
+with ``--workers N`` it replaces the workers (doc/cli.rst).
 
 Exit status: 0 after a clean shutdown, 1 when the server cannot start (a
 port in use, a missing module, bad TLS files), 2 for bad arguments.
