@@ -763,15 +763,20 @@ def mode_workers(args, tmpdir):
             (proc, address, _) = start(impl, ('127.0.0.1', 0), *extra)
             try:
                 before = machine_cpu()
+                load_before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 if use_wrk:
                     result = _wrk(address, conns, seconds, None)
                 else:
                     result = _pyload(address, conns, seconds, None)
+                load_after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 after = machine_cpu()
             finally:
                 stop(proc)
             busy = (after[0] - before[0]) / max(1, after[1] - before[1])
-            return result + (100 * busy,)
+            # The load generator's CPU (wrk, or the Python one in a child), in CPUs.
+            load_cpu = sum(getattr(load_after, f) - getattr(load_before, f)
+                           for f in ('ru_utime', 'ru_stime')) / seconds
+            return result + (100 * busy, load_cpu)
         return run
 
     results = interleave(args.reps, {name: runner(*impl) for name, impl in impls.items()})
@@ -781,6 +786,7 @@ def mode_workers(args, tmpdir):
                   p50_ms=round(statistics.median(v[1] for v in values), 3),
                   p99_ms=round(statistics.median(v[2] for v in values), 3),
                   machine_busy_pct=round(statistics.median(v[4] for v in values)),
+                  load_cpus=round(statistics.median(v[5] for v in values), 2),
                   **({'errors': values[0][3]} if values[0][3] else {}))
     table.show({group: 'Workers, 1 worker'})
     return table
