@@ -138,18 +138,20 @@ def _port(text: str, whole: str) -> int:
     return int(text)
 
 
-def format_address(address: tuple | str | bytes) -> str:
+def format_address(address: tuple | str | bytes | socket.socket) -> str:
     """*address* as the command line writes it, for error messages.
 
     >>> format_address(('::1', 8000, 0, 0))
     '[::1]:8000'
     """
+    if isinstance(address, socket.socket):  # inherited (--fd, socket activation)
+        address = address.getsockname()
     if isinstance(address, tuple):
         host = f'[{address[0]}]' if ':' in address[0] else address[0]
         return f'{host}:{address[1]}'
     if isinstance(address, bytes):
         return f'@{address[1:].decode(errors="replace")}'
-    return address
+    return str(address)
 
 
 def format_url(address: tuple | str | bytes, tls: bool = False) -> str:
@@ -471,7 +473,8 @@ def tls_config(args: argparse.Namespace) -> dict[str, object]:
 
 
 def build_server(args: argparse.Namespace, app: Callable[..., Any],
-                 address: tuple | str | bytes, options: dict[str, Any]) -> Server:
+                 address: tuple | str | bytes | socket.socket,
+                 options: dict[str, Any]) -> Server:
     from . import server as server_module
 
     if args.ssl_cert or args.ssl_key or args.ssl_ca:
@@ -571,12 +574,10 @@ def _add_process_options(p: argparse.ArgumentParser) -> None:
                         'or the name of a socket passed by systemd (LISTEN_FDNAMES)')
 
 
-def _workers_count(args: argparse.Namespace) -> int | None:
+def _workers_count(args: argparse.Namespace) -> int:
     from .workers import MAX_WORKERS
 
     text = args.workers
-    if text is None:
-        return None
     if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
         raise CommandError(f'--workers: need 1 <= N <= {MAX_WORKERS}; got {text!r}', 2)
     return int(text)

@@ -389,11 +389,11 @@ def test_unknown_option_shows_the_usage_of_its_command():
     assert result.stderr.endswith(
         'python3 -m degu files: error: unrecognized arguments: --bogus\n'
     )
-    result = run_degu('serve', 'cliapp:app', '--workers', '4')
+    result = run_degu('serve', 'cliapp:app', '--threads', '4')
     assert result.returncode == 2
     assert result.stderr.startswith('usage: python3 -m degu serve [-h]')
     assert result.stderr.endswith(
-        'python3 -m degu serve: error: unrecognized arguments: --workers 4\n'
+        'python3 -m degu serve: error: unrecognized arguments: --threads 4\n'
     )
 
 

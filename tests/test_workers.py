@@ -7,6 +7,7 @@ which is how a test tells workers (and reloads) apart.
 
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -150,6 +151,17 @@ def children(ppid):
     return sorted(found)
 
 
+@pytest.fixture
+def our_children():
+    """The live child processes of this process started since the test began.
+
+    Other tests' servers may still be children of the test process (module
+    fixtures); they are not counted.
+    """
+    before = set(children(os.getpid()))
+    return lambda: sorted(set(children(os.getpid())) - before)
+
+
 class Running:
     """``Workers.serve_forever()`` in a thread of the test, stopped on exit."""
 
@@ -200,18 +212,18 @@ def test_workers_app_must_be_callable():
     assert str(info.value) == "app: not callable: 'app'"
 
 
-def test_workers_serve_and_the_parent_never_does():
+def test_workers_serve_and_the_parent_never_does(our_children):
     with Running(('127.0.0.1', 0), pid_app, 2) as w:
         assert w.wait_ready(TIMEOUT)
         assert repr(w) == f"Workers({w.address!r}, test_workers.pid_app, workers=2)"
         pids = w.pids
         assert len(pids) == 2 and os.getpid() not in pids
-        assert sorted(children(os.getpid())) == sorted(pids)
+        assert our_children() == sorted(pids)
         answers = [request(w.address) for _ in range(20)]
         assert {status for (status, _) in answers} == {200}
         assert {int(body) for (_, body) in answers} <= set(pids)
     assert w.pids == []
-    assert children(os.getpid()) == []
+    assert our_children() == []
 
 
 def test_workers_on_an_af_unix_path_remove_it(tmp_path):
@@ -231,6 +243,25 @@ def test_workers_on_a_socket_of_the_caller():
         assert w.address == sock.getsockname()
         assert request(w.address)[0] == 200
     assert sock.fileno() == -1  # closed with the Workers, as Server closes its own
+
+
+@pytest.mark.skipif(shutil.which('openssl') is None, reason='needs the openssl command')
+def test_workers_serve_tls():
+    from degu.client import SSLClient
+    from degu.misc import TempPKI
+
+    with TempPKI(client_pki=False) as pki:
+        with Running(('127.0.0.1', 0), pid_app, 2,
+                     sslconfig=pki.anonymous_server_sslconfig) as w:
+            assert w.wait_ready(TIMEOUT)
+            client = SSLClient(pki.anonymous_client_sslconfig, w.address, timeout=TIMEOUT)
+            conn = client.connect()
+            try:
+                response = conn.get('/', {})
+                assert response.status == 200
+                assert int(response.body.read()) in w.pids
+            finally:
+                conn.close()
 
 
 def test_factory_is_called_in_each_worker():
@@ -295,7 +326,7 @@ def test_add_and_remove_a_worker():
         assert request(w.address)[0] == 200
 
 
-def test_shutdown_lets_an_in_flight_request_finish(tmp_path):
+def test_shutdown_lets_an_in_flight_request_finish(tmp_path, our_children):
     marker = tmp_path / 'started'
     with Running(('127.0.0.1', 0), pid_app, 2) as w:
         assert w.wait_ready(TIMEOUT)
@@ -309,10 +340,10 @@ def test_shutdown_lets_an_in_flight_request_finish(tmp_path):
         assert time.monotonic() - start < 5
         client.join(TIMEOUT)
         assert result['answer'][0] == 200
-        assert w.pids == [] and children(os.getpid()) == []
+        assert w.pids == [] and our_children() == []
 
 
-def test_shutdown_kills_a_worker_that_does_not_stop(monkeypatch):
+def test_shutdown_kills_a_worker_that_does_not_stop(monkeypatch, our_children):
     monkeypatch.setattr(workers_module, 'KILL_GRACE', 0.3)
     running = Running(('127.0.0.1', 0), deaf_factory, 1, factory=True, stop_timeout=0.2)
     w = running.workers
@@ -323,19 +354,19 @@ def test_shutdown_kills_a_worker_that_does_not_stop(monkeypatch):
     assert time.monotonic() - start < 0.2 + 0.3 + 2
     running.thread.join(TIMEOUT)
     assert running.result is False and running.error is None
-    assert children(os.getpid()) == []
+    assert our_children() == []
 
 
-def test_first_workers_that_cannot_start_are_an_error():
+def test_first_workers_that_cannot_start_are_an_error(our_children):
     w = Workers(('127.0.0.1', 0), failing_factory, 2, factory=True)
     with pytest.raises(RuntimeError) as info:
         w.serve_forever()
     assert str(info.value).endswith(' failed to start: RuntimeError: no database today')
     assert str(info.value).startswith('worker ')
-    assert w.sock.fileno() == -1 and children(os.getpid()) == []
+    assert w.sock.fileno() == -1 and our_children() == []
 
 
-def test_workers_that_keep_exiting_make_the_parent_give_up(monkeypatch, tmp_path):
+def test_workers_that_keep_exiting_make_the_parent_give_up(monkeypatch, tmp_path, our_children):
     monkeypatch.setattr(workers_module, 'MAX_RESTARTS', 3)
     monkeypatch.setitem(FLAG, 'path', str(tmp_path / 'flag'))
     running = Running(('127.0.0.1', 0), flag_factory, 2, factory=True)
@@ -347,7 +378,7 @@ def test_workers_that_keep_exiting_make_the_parent_give_up(monkeypatch, tmp_path
     assert not running.thread.is_alive()
     assert str(running.error) == ('workers exited 4 times in 10 s (the last: RuntimeError: '
                                   'no database today); giving up')
-    assert children(os.getpid()) == [] and w.sock.fileno() == -1
+    assert our_children() == [] and w.sock.fileno() == -1
 
 
 def test_serve_forever_twice_and_after_shutdown():
