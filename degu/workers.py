@@ -40,6 +40,7 @@ from __future__ import annotations
 import collections
 import errno
 import logging
+import math
 import os
 import signal
 import socket
@@ -225,10 +226,11 @@ def _run_worker(sock, conn, app, factory, sslconfig, options, stop_timeout, pare
     def stop(*_):
         server = state['server']
         state['stop'] = True
-        if server is not None:
-            # shutdown() waits for serve_forever(), which runs in this (the main) thread.
-            threading.Thread(target=_stop_server, args=(server, stop_timeout, state),
-                             name='degu worker shutdown', daemon=True).start()
+        if server is None:  # still building the app: nothing in flight, end now
+            raise SystemExit(0)
+        # shutdown() waits for serve_forever(), which runs in this (the main) thread.
+        threading.Thread(target=_stop_server, args=(server, stop_timeout, state),
+                         name='degu worker shutdown', daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_BLOCKED)
@@ -238,25 +240,22 @@ def _run_worker(sock, conn, app, factory, sslconfig, options, stop_timeout, pare
             server = _WorkerServer(sock, built, **options)
         else:
             server = _WorkerSSLServer(sslconfig, sock, built, **options)
-    except BaseException as e:  # reported to the parent, which decides
+    except Exception as e:  # reported to the parent, which decides
         conn.send(('error', _one_line(e)))
         conn.close()
         sys.exit(1)
     state['server'] = server
     conn.send(('ready', None))
     conn.close()
-    if state['stop']:  # SIGTERM came while the app was being built
-        server.shutdown(0)
-        sys.exit(0)
     watch = threading.Thread(target=_watch_parent, args=(parent, stop), daemon=True,
                              name='degu worker watchdog')
     watch.start()
     try:
         server.serve_forever()
-    except RuntimeError:
+    except RuntimeError:  # 'server was shut down'
         if not state['stop']:
             raise
-        # SIGTERM came between the two steps above: shut down before serving.
+        # SIGTERM came once the server was built, before serve_forever() began.
     sys.exit(0 if state['clean'] else 1)
 
 
@@ -273,7 +272,9 @@ class _StopsAccepting:
     """
 
     _accepting = True
-    _prereading: dict = {}  # the accept loop's connections without a whole preamble yet
+    # The accept loop's connections without a whole request preamble yet
+    # (a dict it hands to _accept(); empty until the first connection).
+    _prereading: dict | tuple = ()
 
     def _accept(self, sel, lingering, prereading, pause):
         self._prereading = prereading
@@ -334,7 +335,8 @@ def _exit_status(code: int | None) -> str:
 
 
 class _Worker:
-    __slots__ = ('process', 'pid', 'conn', 'generation', 'started', 'ready', 'kill_at', 'error')
+    __slots__ = ('process', 'pid', 'conn', 'generation', 'started', 'ready', 'stopping',
+                 'kill_at', 'error')
 
     def __init__(self, process, conn, generation):
         self.process = process
@@ -343,7 +345,8 @@ class _Worker:
         self.conn = conn  # the worker's 'ready' (or 'error') arrives here, once
         self.generation = generation
         self.ready = False
-        self.kill_at: float | None = None  # set once the worker was told to stop
+        self.stopping = False  # told to stop (SIGTERM): its exit is expected
+        self.kill_at: float | None = None  # when it gets SIGKILL, if still alive
         self.error: str | None = None  # what it reported before it could serve
 
 
@@ -597,6 +600,7 @@ class Workers:
             elif command == 'kill':
                 self._stopping = True
                 for w in self._running.values():
+                    w.stopping = True
                     w.kill_at = time.monotonic()
             elif self._stopping or self._failure is not None:
                 continue
@@ -618,7 +622,7 @@ class Workers:
     def _current(self):
         """The workers of the current generation that are not stopping, oldest first."""
         return [w for w in self._running.values()
-                if w.generation == self._generation and w.kill_at is None]
+                if w.generation == self._generation and not w.stopping]
 
     def _start_missing(self):
         for _ in range(self.workers - len(self._current())):
@@ -671,7 +675,7 @@ class Workers:
         del self._running[w.pid]
         w.process.close()
         what = w.error or _exit_status(code)
-        if w.kill_at is not None and w.error is None:
+        if w.stopping:
             log.debug('Worker %d stopped (%s)', w.pid, what)
             self._unclean += code != 0
             return
@@ -704,7 +708,7 @@ class Workers:
     def _retire_old(self):
         """Once the current generation serves, the workers of older ones stop (a reload)."""
         old = [w for w in self._running.values()
-               if w.generation != self._generation and w.kill_at is None]
+               if w.generation != self._generation and not w.stopping]
         if old and len([w for w in self._current() if w.ready]) >= self.workers:
             log.info('Reload: %d new workers serving; stopping %d old ones', self.workers,
                      len(old))
@@ -720,12 +724,13 @@ class Workers:
 
     def _stop_all(self, timeout):
         for w in self._running.values():
-            if w.kill_at is None:
+            if not w.stopping:
                 self._stop_worker(w, timeout)
             else:
-                w.kill_at = min(w.kill_at, time.monotonic() + timeout + KILL_GRACE)
+                w.kill_at = min(w.kill_at or math.inf, time.monotonic() + timeout + KILL_GRACE)
 
     def _stop_worker(self, w, timeout):
+        w.stopping = True
         w.kill_at = time.monotonic() + timeout + KILL_GRACE
         _signal(w.pid, signal.SIGTERM)
 

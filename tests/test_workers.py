@@ -55,6 +55,11 @@ def flag_factory():
     return pid_app
 
 
+def slow_factory():
+    time.sleep(TIMEOUT)
+    return pid_app
+
+
 def failing_factory():
     raise RuntimeError('no database today')
 
@@ -366,6 +371,17 @@ def test_first_workers_that_cannot_start_are_an_error(our_children):
     assert w.sock.fileno() == -1 and our_children() == []
 
 
+def test_a_worker_that_is_not_ready_in_time_is_killed(monkeypatch, our_children):
+    monkeypatch.setattr(workers_module, 'READY_TIMEOUT', 0.3)
+    w = Workers(('127.0.0.1', 0), slow_factory, 1, factory=True)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError) as info:
+        w.serve_forever()
+    assert str(info.value).endswith(' failed to start: not ready after 0.3 s')
+    assert time.monotonic() - start < 0.3 + 5
+    assert our_children() == []
+
+
 def test_workers_that_keep_exiting_make_the_parent_give_up(monkeypatch, tmp_path, our_children):
     monkeypatch.setattr(workers_module, 'MAX_RESTARTS', 3)
     monkeypatch.setitem(FLAG, 'path', str(tmp_path / 'flag'))
@@ -596,6 +612,30 @@ def test_cli_workers_sigkill_sigttin_sigttou_sigterm(tmp_path):
     assert result['answer'][0] == 200
     assert code == 0, err
     assert f'Worker {first[0]} exited unexpectedly (killed by SIGKILL)' in err
+
+
+def _alive(pid):
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except FileNotFoundError:
+        return False
+
+
+def test_cli_workers_stop_when_the_parent_is_killed(tmp_path):
+    port = free_port()
+    with Command(tmp_path, 'serve', 'wapp:app', '--workers', '2', '-p', str(port),
+                 '--quiet') as cmd:
+        pids = children(cmd.proc.pid)
+        assert len(pids) == 2
+        cmd.proc.kill()  # SIGKILL: the parent cannot stop them
+        cmd.proc.communicate(timeout=TIMEOUT)
+        try:
+            wait_until(lambda: not any(_alive(pid) for pid in pids), 'orphaned workers to stop')
+        finally:
+            for pid in pids:
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def test_cli_workers_factory_that_fails(tmp_path):
