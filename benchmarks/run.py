@@ -32,6 +32,12 @@ Modes (``all`` runs each in turn):
     default options; beside the attack, a legitimate client makes requests
     on new connections for ``--seconds``: its success rate and p50/p99
     latency, and the server's threads.
+``workers``
+    The ``server`` load (wrk, keep-alive GETs of a 12-byte body, the largest
+    ``--conns``) against one degu ``Server`` and against ``degu.workers.Workers``
+    with 1, 2 and 4 worker processes, side by side: how req/s scales with
+    processes.  Nothing is pinned here: the workers need every CPU, and wrk
+    shares them.
 ``slowbody``
     50 connections send a request preamble and then trickle its body one
     byte a second (half of them declare ``content-length``, half a
@@ -155,6 +161,14 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf('SC_CLK_TCK')
 
 
+def machine_cpu():
+    """(busy, total) jiffies of the whole machine, every CPU, from /proc/stat."""
+    with open('/proc/stat') as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle, sum(fields))
+
+
 def peak_rss_kib(pid):
     with open(f'/proc/{pid}/status') as f:
         for line in f:
@@ -238,6 +252,20 @@ def serve_degu(queue, address, app=degu_app, **options):
         return
     queue.put(server.address)
     server.serve_forever()
+
+
+def serve_workers(queue, address, count):
+    try:
+        from degu.workers import Workers
+
+        # start() makes daemonic processes, which multiprocessing forbids to
+        # have children; this one stops its workers itself (SIGTERM).
+        multiprocessing.current_process().daemon = False
+        workers = Workers(address, degu_app, count, max_connections=1000, max_requests=75000)
+    except BaseException as e:
+        queue.put(e)
+        return
+    workers.serve_forever(signals=True, on_ready=lambda: queue.put(workers.address))
 
 
 def serve_stdlib(queue, address):
@@ -721,6 +749,51 @@ def mode_server(args, tmpdir):
     return table
 
 
+def mode_workers(args, tmpdir):
+    seconds = args.seconds
+    conns = max(args.conns)
+    use_wrk = shutil.which('wrk') is not None and not args.no_wrk
+    loader = 'wrk' if use_wrk else 'python load generator'
+    table = Table(f'workers: keep-alive GETs of a 12-byte body, {conns} connections, '
+                  f'{seconds}s ({loader}, {os.cpu_count()} CPUs, nothing pinned)')
+    impls = {'degu Server (one process)': (serve_degu, ())}
+    for count in (1, 2, 4):
+        impls[f'Workers, {count} worker{"s" if count > 1 else ""}'] = (serve_workers, (count,))
+
+    def runner(impl, extra):
+        def run():
+            (proc, address, _) = start(impl, ('127.0.0.1', 0), *extra)
+            try:
+                before = machine_cpu()
+                load_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                if use_wrk:
+                    result = _wrk(address, conns, seconds, None)
+                else:
+                    result = _pyload(address, conns, seconds, None)
+                load_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                after = machine_cpu()
+            finally:
+                stop(proc)
+            busy = (after[0] - before[0]) / max(1, after[1] - before[1])
+            # The load generator's CPU (wrk, or the Python one in a child), in CPUs.
+            load_cpu = sum(getattr(load_after, f) - getattr(load_before, f)
+                           for f in ('ru_utime', 'ru_stime')) / seconds
+            return result + (100 * busy, load_cpu)
+        return run
+
+    results = interleave(args.reps, {name: runner(*impl) for name, impl in impls.items()})
+    group = f'{conns} connections'
+    for name, values in results.items():
+        table.add(group, name, [v[0] for v in values], 'req/s',
+                  p50_ms=round(statistics.median(v[1] for v in values), 3),
+                  p99_ms=round(statistics.median(v[2] for v in values), 3),
+                  machine_busy_pct=round(statistics.median(v[4] for v in values)),
+                  load_cpus=round(statistics.median(v[5] for v in values), 2),
+                  **({'errors': values[0][3]} if values[0][3] else {}))
+    table.show({group: 'Workers, 1 worker'})
+    return table
+
+
 def mode_client(args, tmpdir):
     cpu = 0 if args.pin == 'split' else None
     count = args.count
@@ -1068,7 +1141,7 @@ def mode_slowbody(args, tmpdir):
 
 MODES = {'roundtrip': mode_roundtrip, 'server': mode_server, 'client': mode_client,
          'bodies': mode_bodies, 'idle': mode_idle, 'slowloris': mode_slowloris,
-         'slowbody': mode_slowbody}
+         'slowbody': mode_slowbody, 'workers': mode_workers}
 
 
 def main(argv=None):

@@ -12,7 +12,8 @@ default ``127.0.0.1:8000``), ``-p``/``--port``,
 Each response is logged on stderr in the Combined Log Format unless
 ``--quiet`` (``--access-log FILE``, ``--access-log-format``).  SIGINT and
 SIGTERM stop the server gracefully: in-flight requests finish.  SIGHUP
-reopens the ``--access-log`` file (after logrotate moved it).
+reopens the ``--access-log`` file (after logrotate moved it), and with
+``--workers N`` also replaces the workers (doc/cli.rst).
 
 Exit status: 0 after a clean shutdown, 1 when the server cannot start (a
 port in use, a missing module, bad TLS files), 2 for bad arguments.
@@ -138,18 +139,20 @@ def _port(text: str, whole: str) -> int:
     return int(text)
 
 
-def format_address(address: tuple | str | bytes) -> str:
+def format_address(address: tuple | str | bytes | socket.socket) -> str:
     """*address* as the command line writes it, for error messages.
 
     >>> format_address(('::1', 8000, 0, 0))
     '[::1]:8000'
     """
+    if isinstance(address, socket.socket):  # inherited (--fd, socket activation)
+        address = address.getsockname()
     if isinstance(address, tuple):
         host = f'[{address[0]}]' if ':' in address[0] else address[0]
         return f'{host}:{address[1]}'
     if isinstance(address, bytes):
         return f'@{address[1:].decode(errors="replace")}'
-    return address
+    return str(address)
 
 
 def format_url(address: tuple | str | bytes, tls: bool = False) -> str:
@@ -321,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument('--quiet', action='store_true', help='no access log line per request')
         _add_proxy_options(p)
         _add_access_log_options(p)
+        _add_process_options(p)
     for p in (files, serve):
         p.set_defaults(command_parser=p)
     return parser
@@ -560,7 +564,8 @@ def tls_config(args: argparse.Namespace) -> dict[str, object]:
 
 
 def build_server(args: argparse.Namespace, app: Callable[..., Any],
-                 address: tuple | str | bytes, options: dict[str, Any]) -> Server:
+                 address: tuple | str | bytes | socket.socket,
+                 options: dict[str, Any]) -> Server:
     from . import server as server_module
 
     if args.ssl_cert or args.ssl_key or args.ssl_ca:
@@ -588,8 +593,10 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options = server_options(args)
-    address = resolve_address(args)
+    address = listen_address(args)
     _setup_logging(args)
+    if args.workers is not None:
+        return run_workers(args, address, options)
     app = build_app(args)
     try:
         server = build_server(args, app, address, options)
@@ -620,6 +627,7 @@ def run(args: argparse.Namespace) -> int:
             else args.app)
     print(f'Serving {what} on {format_url(server.address, hasattr(server, "sslctx"))} '
           f'(Ctrl-C to stop)', file=sys.stderr, flush=True)
+    _notify_service_manager(f'READY=1\nMAINPID={os.getpid()}')
     log = logging.getLogger('degu.server')
     seen = 0
     try:
@@ -638,10 +646,161 @@ def run(args: argparse.Namespace) -> int:
         stops = [s for s in received if s in stopping]
         name = signal.Signals(stops[0]).name if stops else 'exit'
         print(f'Stopping ({name}): finishing in-flight requests...', file=sys.stderr, flush=True)
+        _notify_service_manager('STOPPING=1')
         clean = server.shutdown(SHUTDOWN_TIMEOUT)
         thread.join(SHUTDOWN_TIMEOUT + 5)
         for s, handler in previous.items():
             signal.signal(s, handler)
+    return 0 if clean else 1
+
+
+# --------------------------------------------------------------------------
+# Processes: --workers, inherited sockets (--fd, systemd socket activation),
+# readiness (NOTIFY_SOCKET).  See doc/cli.rst and doc/degu.workers.rst.
+
+
+def _add_process_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--workers', metavar='N',
+                   help='serve from N worker processes under a supervising parent (SIGHUP '
+                        'replaces them, SIGTTIN/SIGTTOU add or remove one)')
+    p.add_argument('--fd', metavar='FD|NAME',
+                   help='serve on an inherited listening socket: a file descriptor number, '
+                        'or the name of a socket passed by systemd (LISTEN_FDNAMES)')
+
+
+def _workers_count(args: argparse.Namespace) -> int:
+    from .workers import MAX_WORKERS
+
+    text = args.workers
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise CommandError(f'--workers: need 1 <= N <= {MAX_WORKERS}; got {text!r}', 2)
+    return int(text)
+
+
+def listen_address(args: argparse.Namespace) -> tuple | str | bytes | socket.socket:
+    """The address to bind (``resolve_address()``), or an inherited listening socket.
+
+    The socket comes from ``--fd`` or, without it, from systemd socket
+    activation (``LISTEN_FDS``), which must then pass exactly one socket.
+    The ``LISTEN_*`` variables are removed from the environment either way,
+    so that nothing this process starts takes them for its own.
+    """
+    from .workers import listening_socket, systemd_sockets
+
+    try:
+        inherited = systemd_sockets()
+    except ValueError as e:
+        raise CommandError(f'socket activation: {e}') from None
+    choice = args.fd
+    if choice is None and not inherited:
+        return resolve_address(args)
+    given = [flag for (flag, value) in (('--address', args.address), ('--port', args.port),
+                                        ('PORT', getattr(args, 'port_argument', None)))
+             if value is not None]
+    source = f'--fd {choice}' if choice is not None else 'the socket systemd passed'
+    if given:
+        for (_, sock) in inherited:
+            sock.close()
+        raise CommandError(f'{given[0]} and {source}: give one or the other', 2)
+    names = [f'{name} (fd {sock.fileno()})' for (name, sock) in inherited]
+    if choice is None:
+        if len(inherited) > 1:
+            for (_, sock) in inherited:
+                sock.close()
+            raise CommandError(f'systemd passed {len(inherited)} sockets, {", ".join(names)}: '
+                               'choose one with --fd', 2)
+        return inherited[0][1]
+    chosen = [sock for (name, sock) in inherited
+              if (str(sock.fileno()) if choice.isdigit() else name) == choice]
+    for (_, sock) in inherited:
+        if sock not in chosen[:1]:
+            sock.close()
+    if chosen:
+        return chosen[0]
+    if not choice.isdigit():
+        known = f'; systemd passed {", ".join(names)}' if names else ' (no LISTEN_FDS)'
+        raise CommandError(f'--fd {choice}: no socket of that name{known}', 2)
+    try:
+        return listening_socket(int(choice))
+    except ValueError as e:
+        raise CommandError(f'--fd {choice}: {str(e).partition(": ")[2]}', 2) from None
+
+
+def _notify_service_manager(state: str) -> None:
+    from .workers import notify
+
+    notify(state)
+
+
+class _AppFactory:
+    """Builds the app in each worker from ``MODULE:FACTORY()`` (a module-level object)."""
+
+    def __init__(self, spec: str, factory: Callable[..., Any], wsgi: bool) -> None:
+        self.spec = spec
+        self.factory = factory
+        self.wsgi = wsgi
+
+    def __call__(self) -> Callable[..., Any]:
+        app = self.factory()
+        if not callable(app):
+            raise TypeError(f'{self.spec!r} returned {app!r}, which is not callable')
+        if self.wsgi:
+            from .wsgi import WSGIApp
+
+            return WSGIApp(app)
+        if looks_like_wsgi(app):
+            raise TypeError(f'{self.spec!r} takes (environ, start_response), a WSGI '
+                            'application: serve it with --wsgi')
+        return app
+
+
+def run_workers(args: argparse.Namespace, address: tuple | str | bytes | socket.socket,
+                options: dict[str, Any]) -> int:
+    """Serve with ``--workers N``: a parent supervising N worker processes."""
+    from .workers import Workers
+
+    count = _workers_count(args)
+    server_log = logging.getLogger('degu.server')
+    workers_log = logging.getLogger('degu.workers')
+    workers_log.setLevel(server_log.level)
+    for handler in server_log.handlers:
+        workers_log.addHandler(handler)
+    workers_log.propagate = False
+    factory = False
+    spec = getattr(args, 'app', '') or ''
+    call = _CALL.fullmatch(spec.partition(':')[2])
+    if args.command == 'serve' and call is not None and not call.group(2).strip():
+        # Each worker calls the factory, so that what it opens (files,
+        # connections) is its own; the module is imported once, here.
+        app: Callable[..., Any] = _AppFactory(spec, load_app(spec.rpartition('(')[0]),
+                                              args.wsgi)
+        factory = True
+    else:
+        app = build_app(args)
+    sslconfig = tls_config(args) if (args.ssl_cert or args.ssl_key or args.ssl_ca) else None
+    try:
+        workers = Workers(address, app, count, factory=factory, sslconfig=sslconfig,
+                          stop_timeout=SHUTDOWN_TIMEOUT, **options)
+    except OSError as e:
+        raise CommandError(f'cannot listen on {format_address(address)}: {e.strerror or e}') \
+            from None
+    what = (f'folder {os.path.abspath(_folder(args))}' if args.command == 'files'
+            else args.app)
+    url = format_url(workers.address, sslconfig is not None)
+
+    def serving():
+        print(f'Serving {what} on {url} with {count} workers (Ctrl-C to stop)',
+              file=sys.stderr, flush=True)
+
+    try:
+        # SIGHUP: the access log file is reopened before the new workers are
+        # forked, so that they write to the file logrotate left in its place.
+        clean = workers.serve_forever(
+            signals=True, notify=True, on_ready=serving,
+            on_reload=lambda: server_log.info('SIGHUP received: %s', _reopen_access_log()),
+        )
+    except RuntimeError as e:
+        raise CommandError(str(e)) from None
     return 0 if clean else 1
 
 

@@ -389,11 +389,11 @@ def test_unknown_option_shows_the_usage_of_its_command():
     assert result.stderr.endswith(
         'python3 -m degu files: error: unrecognized arguments: --bogus\n'
     )
-    result = run_degu('serve', 'cliapp:app', '--workers', '4')
+    result = run_degu('serve', 'cliapp:app', '--threads', '4')
     assert result.returncode == 2
     assert result.stderr.startswith('usage: python3 -m degu serve [-h]')
     assert result.stderr.endswith(
-        'python3 -m degu serve: error: unrecognized arguments: --workers 4\n'
+        'python3 -m degu serve: error: unrecognized arguments: --threads 4\n'
     )
 
 
@@ -803,3 +803,80 @@ def test_access_log_reopened_on_sighup(appdir, tmp_path):
 def test_access_log_errors_are_one_line(appdir, args, code, message):
     result = run_degu('serve', 'cliapp:app', '-p', str(free_port()), *args, cwd=appdir)
     assert (result.returncode, result.stderr) == (code, f'degu: error: {message}\n')
+
+
+# --------------------------------------------------------------------------
+# --workers, --fd and socket activation (more in tests/test_workers.py)
+
+
+def test_process_option_errors(appdir):
+    cases = [
+        (['--workers', '0'], 2, '--workers: need 1 <= N <= 1024; got \'0\''),
+        (['--workers', 'two'], 2, '--workers: need 1 <= N <= 1024; got \'two\''),
+        (['--fd', '99'], 2, '--fd 99: Bad file descriptor'),
+        (['--fd', 'web'], 2, '--fd web: no socket of that name (no LISTEN_FDS)'),
+        (['--fd', '3', '-p', '8000'], 2, '--port and --fd 3: give one or the other'),
+        (['--fd', '3', '--address', '/x.sock'], 2, '--address and --fd 3: give one or the other'),
+    ]
+    for (args, code, message) in cases:
+        result = run_degu('serve', 'cliapp:app', *args, cwd=appdir)
+        assert (result.returncode, result.stderr) == (code, f'degu: error: {message}\n')
+
+
+def test_fd_not_listening(appdir):
+    with socket.socket() as sock:
+        fd = sock.fileno()
+        result = subprocess.run(
+            [sys.executable, '-m', 'degu', 'serve', 'cliapp:app', '--fd', str(fd)],
+            cwd=appdir, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
+            timeout=TIMEOUT, pass_fds=[fd],
+        )
+    assert (result.returncode, result.stderr) == (
+        2, f'degu: error: --fd {fd}: not a listening stream socket\n')
+
+
+def test_fd_from_any_supervisor(appdir):
+    listener = socket.create_server(('127.0.0.1', 0))
+    port = listener.getsockname()[1]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, '-m', 'degu', 'serve', 'cliapp:app', '--fd', str(listener.fileno())],
+        cwd=appdir, env=env, stderr=subprocess.PIPE, text=True, pass_fds=[listener.fileno()],
+    )
+    try:
+        listener.close()  # the server's copy is the only one left
+        line = proc.stderr.readline()
+        assert line.startswith(f'Serving cliapp:app on http://127.0.0.1:{port}/ ')
+        with urllib.request.urlopen(f'http://127.0.0.1:{port}/fd', timeout=TIMEOUT) as r:
+            assert r.read() == b'rgi /fd'
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(TIMEOUT) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
+@pytest.mark.skipif(not os.path.exists('/usr/bin/systemd-socket-activate'),
+                    reason='needs systemd-socket-activate')
+def test_socket_activation_with_two_sockets_needs_fd(appdir):
+    (port1, port2) = (free_port(), free_port())
+    proc = subprocess.Popen(
+        ['/usr/bin/systemd-socket-activate', '-l', f'127.0.0.1:{port1}', '-l',
+         f'127.0.0.1:{port2}', '--fdname=web:admin', '-E', 'PYTHONPATH',
+         sys.executable, '-m', 'degu', 'serve', 'cliapp:app'],
+        cwd=appdir, env=dict(os.environ, PYTHONPATH=ROOT), stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        for _ in range(2):
+            assert proc.stderr.readline().startswith('Listening on ')
+        # It starts degu at the first connection.
+        with socket.create_connection(('127.0.0.1', port1), timeout=TIMEOUT):
+            assert proc.wait(TIMEOUT) == 2
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert err.endswith('degu: error: systemd passed 2 sockets, web (fd 3), admin (fd 4): '
+                        'choose one with --fd\n')
