@@ -154,6 +154,9 @@ ACCEPT_PAUSE_MAX = 1.0  # seconds
 # a thread still in the app after it is left running, a daemon thread.  So
 # shutdown(timeout) and serve_forever() return within timeout + 0.5 s.
 SHUTDOWN_GRACE = 0.5  # seconds
+# Connections accepted but without a whole request yet get this much of the
+# shutdown timeout to send it; then it is served (see _stop_accepting()).
+SHUTDOWN_PREREAD = 1.0  # seconds
 # A new connection waits in the accept loop's selector (its TLS handshake too), costing no
 # thread, until its first request preamble is complete (or over the limit):
 # a client dribbling a preamble a byte at a time (slowloris) holds a socket
@@ -577,14 +580,22 @@ class Server:
             self.sock.setblocking(False)
             sel.register(self.sock, selectors.EVENT_READ, None)
             sel.register(self._wake_r, selectors.EVENT_READ, None)
-            while not self._stopping:
+            draining = 0.0  # once stopping: until when accepted connections may finish
+            while True:
+                if self._stopping:
+                    if not draining:
+                        draining = self._stop_accepting(sel, pause)
+                    if not prereading or time.monotonic() >= draining:
+                        break
                 timeout = None
-                if lingering or pause.until or prereading or parked:
+                if lingering or pause.until or prereading or parked or draining:
                     wakes = [pause.until] if pause.until else []
                     if lingering:
                         wakes.append(min(lingering.values()))
                     if prereading or parked:
                         wakes.append(sweep)
+                    if draining:
+                        wakes.append(draining)
                     timeout = max(0.0, min(wakes) - time.monotonic())
                 for key, _ in sel.select(timeout):
                     sock = key.fileobj
@@ -625,6 +636,23 @@ class Server:
                     else:
                         self._drop(sel, table, rec)
             sel.close()
+
+    def _stop_accepting(self, sel, pause):
+        """Stop taking connections; returns until when the accepted ones may finish.
+
+        A connection accepted but without a whole request yet is a client
+        about to be served: it gets SHUTDOWN_PREREAD (within the shutdown
+        timeout) to send its request, which is then served, answered with
+        ``connection: close``.  With several processes on one listening
+        socket (degu.workers), the connections still queued go to the others.
+        """
+        if pause.until:
+            pause.until = 0.0  # unwatched already, and not to be watched again
+        else:
+            sel.unregister(self.sock)
+        now = time.monotonic()
+        deadline = self._shutdown_deadline
+        return min(now + SHUTDOWN_PREREAD, now if deadline is None else deadline)
 
     def _accept(self, sel, lingering, prereading, pause):
         try:
@@ -1039,7 +1067,9 @@ class Server:
     def shutdown(self, timeout: float = 5.0) -> bool:
         """Stop accepting, let in-flight requests finish, close idle connections.
 
-        Makes ``serve_forever()`` return.  Connections still busy after
+        A connection accepted but without a whole request yet gets up to
+        1 s (``SHUTDOWN_PREREAD``) to send it, and is then served.  Makes
+        ``serve_forever()`` return.  Connections still busy after
         *timeout* seconds are cut off (their sockets shut down), and their
         threads get 0.5 s more, all together, to end; a thread still in the
         app after that is left running (connection threads are daemon

@@ -237,9 +237,9 @@ def _run_worker(sock, conn, app, factory, sslconfig, options, stop_timeout, pare
     try:
         built = _build_app(app, factory)
         if sslconfig is None:
-            server = _WorkerServer(sock, built, **options)
+            server = Server(sock, built, **options)
         else:
-            server = _WorkerSSLServer(sslconfig, sock, built, **options)
+            server = SSLServer(sslconfig, sock, built, **options)
     except Exception as e:  # reported to the parent, which decides
         conn.send(('error', _one_line(e)))
         conn.close()
@@ -259,50 +259,11 @@ def _run_worker(sock, conn, app, factory, sslconfig, options, stop_timeout, pare
     sys.exit(0 if state['clean'] else 1)
 
 
-class _StopsAccepting:
-    """A Server that can stop accepting before it shuts down, for a worker that stops.
-
-    ``Server.shutdown()`` closes the connections that were accepted but have
-    not sent a whole request preamble yet: right when the server goes away,
-    but a worker replaced by a reload must not do it, since the other
-    workers serve on.  So a stopping worker first stops taking connections
-    from the shared accept queue (the others take them), lets the ones it
-    took send their requests (up to ``ACCEPTED_WAIT`` s), and then shuts
-    down, which serves those requests to the end.
-    """
-
-    _accepting = True
-    # The accept loop's connections without a whole request preamble yet
-    # (a dict it hands to _accept(); empty until the first connection).
-    _prereading: dict | tuple = ()
-
-    def _accept(self, sel, lingering, prereading, pause):
-        self._prereading = prereading
-        if self._accepting:
-            super()._accept(sel, lingering, prereading, pause)
-        else:
-            sel.unregister(self.sock)
-
-
-class _WorkerServer(_StopsAccepting, Server):
-    pass
-
-
-class _WorkerSSLServer(_StopsAccepting, SSLServer):
-    pass
-
-
-ACCEPTED_WAIT = 1.0  # seconds: see _StopsAccepting
-
-
 def _stop_server(server, timeout, state):
-    server._accepting = False
-    start = time.monotonic()
-    deadline = start + min(timeout, ACCEPTED_WAIT)
-    # A poll, as the accept loop cannot say when its table empties; bounded.
-    while server._prereading and time.monotonic() < deadline:
-        time.sleep(0.01)
-    state['clean'] = server.shutdown(max(0.0, timeout - (time.monotonic() - start)))
+    # Server.shutdown() stops accepting at once and lets the connections this
+    # worker took send their requests and be served: the ones still queued
+    # on the shared listening socket go to the other workers.
+    state['clean'] = server.shutdown(timeout)
 
 
 def _watch_parent(parent, stop):

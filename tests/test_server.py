@@ -2210,6 +2210,32 @@ def test_a_parked_request_finding_the_server_full_gets_503():
             assert status_line(read_response(busy)[0]) == b'HTTP/1.1 200 OK'
 
 
+def test_shutdown_serves_a_request_whose_preamble_is_on_its_way():
+    # Accepted, its request not all there yet: a client about to be served.
+    # shutdown() stops accepting and gives it SHUTDOWN_PREREAD to send its
+    # request, which is answered (connection: close); a silent one is closed
+    # at the end of that, not at once.
+    with serving(hello_app) as server:
+        with connect(server.address) as sending, connect(server.address) as silent:
+            sending.sendall(b'GET / HTTP/1.1\r\n')
+            time.sleep(0.2)  # both accepted, waiting in the accept loop
+            result = []
+            started = time.monotonic()
+            stopper = threading.Thread(target=lambda: result.append(server.shutdown(5)))
+            stopper.start()
+            time.sleep(0.2)
+            sending.sendall(b'Host: t\r\n\r\n')
+            (head, body, _) = read_response(sending)
+            assert (status_line(head), body) == (b'HTTP/1.1 200 OK', b'hello ')
+            assert b'connection: close' in head.split(b'\r\n')
+            assert recv_all(silent) == b''
+            stopper.join(TIMEOUT)
+            assert result == [True]
+            assert time.monotonic() - started < 1 + 0.5 + 1
+        with pytest.raises(OSError):  # no longer accepting
+            connect(server.address).close()
+
+
 def test_shutdown_serves_a_request_whose_body_is_on_its_way():
     with serving(hello_app) as server:
         with connect(server.address) as sock:
