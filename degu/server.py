@@ -201,6 +201,28 @@ BODY_WAIT = 0.05  # seconds
 BODY_AT_HAND = START_BUF_LEN  # 8 KiB: what a new connection's read buffer holds
 
 
+def _listen(address: tuple | str | bytes, backlog: int = LISTEN_BACKLOG) -> socket.socket:
+    """A socket bound to *address* and listening (``Server`` and ``degu.workers``)."""
+    family = address_family(address)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if family != socket.AF_UNIX:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as e:
+            # A socket file left by a server that was killed (it could not
+            # remove it) blocks the path; if nobody listens on it, take it.
+            if type(address) is not str or not _remove_stale_socket(address, e):
+                raise
+            sock.bind(address)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _check_options(cls, options):
     unknown = sorted(set(options) - set(_OPTIONS) - set(_PROXY_OPTIONS))
     if unknown:
@@ -481,26 +503,7 @@ class Server:
         self._root: list[str] = values['root_path']
         self.root_path: str = ''.join('/' + c for c in self._root)
         self._scheme = 'http'  # SSLServer: 'https'
-        if isinstance(address, socket.socket):
-            sock = address
-        else:
-            family = address_family(address)
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                if family != socket.AF_UNIX:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    sock.bind(address)
-                except OSError as e:
-                    # A socket file left by a server that was killed (it could not
-                    # remove it) blocks the path; if nobody listens on it, take it.
-                    if type(address) is not str or not _remove_stale_socket(address, e):
-                        raise
-                    sock.bind(address)
-                sock.listen(LISTEN_BACKLOG)
-            except BaseException:
-                sock.close()
-                raise
+        sock = address if isinstance(address, socket.socket) else _listen(address)
         self.sock: socket.socket = sock
         self.address: tuple | str | bytes = sock.getsockname()
         # A socket file we bound is removed again when the server closes.

@@ -51,10 +51,9 @@ import time
 from multiprocessing.connection import wait
 
 from . import _mp_context
-from ._common import _callable_name, _remove_socket_file, _remove_stale_socket
+from ._common import _callable_name, _remove_socket_file
 from ._parse import _TYPE_ERROR
-from .base import address_family
-from .server import Server, SSLServer, _check_options, _check_server_sslctx
+from .server import Server, SSLServer, _check_options, _check_server_sslctx, _listen
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (doc/decisions.rst)
 if TYPE_CHECKING:
@@ -176,26 +175,6 @@ def notify(state: str) -> bool:
         log.warning('Cannot notify %r of %r: %s', where, state, e)
         return False
     return True
-
-
-def _bind(address: tuple | str | bytes) -> socket.socket:
-    family = address_family(address)
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        if family != socket.AF_UNIX:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(address)
-        except OSError as e:
-            # A socket file left by a server that was killed; taken if nobody listens on it.
-            if type(address) is not str or not _remove_stale_socket(address, e):
-                raise
-            sock.bind(address)
-        sock.listen(LISTEN_BACKLOG)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 # --------------------------------------------------------------------------
@@ -366,7 +345,7 @@ class Workers:
             self.sock = address
             self._owns_file = False
         else:
-            self.sock = _bind(address)
+            self.sock = _listen(address, LISTEN_BACKLOG)
             self._owns_file = type(address) is str
         self.address: tuple | str | bytes = self.sock.getsockname()
         self._ctx = _mp_context()
