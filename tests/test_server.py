@@ -1691,30 +1691,11 @@ def test_tls_idle_connections_are_parked(certs, monkeypatch):
                 sock.close()
 
 
-def test_tls_503_inside_tls_once_the_handshake_is_done(certs):
-    release = threading.Event()
-
-    def app(session, request, api):
-        if request.uri == '/block':
-            release.wait(TIMEOUT)
-        return (200, 'OK', {}, b'ok')
-
-    with serving(app, ('127.0.0.1', 0), SSLServer, _sslconfig(certs),
-                 max_connections=1) as server:
-        with _tls_connect(certs, server.address) as waiting:
-            waiting.sendall(b'GET / HTTP/1.1\r\n')  # handshake done, preamble not
-            with _tls_connect(certs, server.address) as busy:
-                busy.sendall(b'GET /block HTTP/1.1\r\nHost: t\r\n\r\n')
-                time.sleep(0.2)  # the one thread is in the app
-                waiting.sendall(b'Host: t\r\n\r\n')
-                (head, body, _) = read_response(waiting)
-                assert status_line(head) == b'HTTP/1.1 503 Service Unavailable'
-                assert b'retry-after: 1' in head.split(b'\r\n')
-                release.set()
-                assert read_response(busy)[1] == b'ok'
-
-
-def test_tls_parked_request_finding_the_server_full_gets_503_inside_tls(certs, monkeypatch):
+@pytest.mark.parametrize('waiting_as', ['preamble', 'parked'])
+def test_tls_503_inside_tls_once_the_handshake_is_done(certs, monkeypatch, waiting_as):
+    # A connection whose handshake is done (its preamble still coming, or
+    # parked after a first request) and whose request then finds every
+    # thread busy gets its 503 inside TLS, not a bare close.
     monkeypatch.setattr(degu.server, 'PARK_AFTER', 0.1)
     release = threading.Event()
 
@@ -1726,13 +1707,18 @@ def test_tls_parked_request_finding_the_server_full_gets_503_inside_tls(certs, m
     with serving(app, ('127.0.0.1', 0), SSLServer, _sslconfig(certs),
                  max_connections=1) as server:
         with _tls_connect(certs, server.address) as waiting:
-            waiting.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
-            assert read_response(waiting)[1] == b'ok'
-            time.sleep(0.4)  # parked, its thread gone
+            if waiting_as == 'preamble':
+                waiting.sendall(b'GET / HTTP/1.1\r\n')  # handshake done, preamble not
+                rest = b'Host: t\r\n\r\n'
+            else:
+                waiting.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                assert read_response(waiting)[1] == b'ok'
+                time.sleep(0.4)  # parked, its thread gone
+                rest = b'GET / HTTP/1.1\r\nHost: t\r\n\r\n'
             with _tls_connect(certs, server.address) as busy:
                 busy.sendall(b'GET /block HTTP/1.1\r\nHost: t\r\n\r\n')
                 time.sleep(0.2)  # the one thread is in the app
-                waiting.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
+                waiting.sendall(rest)
                 (head, body, _) = read_response(waiting)
                 assert status_line(head) == b'HTTP/1.1 503 Service Unavailable'
                 assert b'retry-after: 1' in head.split(b'\r\n')
