@@ -11,10 +11,15 @@ Run IO tests with ``n=1`` (worst case, every boundary split) and with a large
 byte chunks, one per ``recv_into`` as a real peer's segments arrive, then
 EOF; what is sent collects in ``sent``.  The message readers and writers
 and the body objects run over it unchanged.
+
+``connect()``, ``recv_all()`` and ``exchange()`` talk raw bytes to a live
+server over any address family, every wait bounded.
 """
 
+import contextlib
 import io
 import os
+import socket
 
 import pytest
 
@@ -28,7 +33,12 @@ __all__ = (
     'random_data',
     'random_chunks',
     'encode_chunks',
+    'connect',
+    'recv_all',
+    'exchange',
 )
+
+LIVE_TIMEOUT = 10  # seconds: the bound on every socket wait of connect()'s sockets
 
 MOVE_SIZES = (1, 1 << 20)  # bytes moved per recv_into/send: one at a time, everything
 
@@ -189,3 +199,35 @@ def raises(exc_type, message, func, *args, **kw):
     assert type(info.value) is exc_type
     assert str(info.value) == message
     return info.value
+
+
+def connect(address, timeout=LIVE_TIMEOUT):
+    """A connected socket to a server's *address*: IPv4, IPv6 or AF_UNIX."""
+    if isinstance(address, tuple):
+        family = socket.AF_INET6 if len(address) == 4 else socket.AF_INET
+    else:
+        family = socket.AF_UNIX
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.connect(address)
+    return sock
+
+
+def recv_all(sock):
+    """Everything until EOF, each wait bounded by the socket's timeout."""
+    parts = []
+    for _ in range(100_000):
+        data = sock.recv(65536)
+        if not data:
+            break
+        parts.append(data)
+    return b''.join(parts)
+
+
+def exchange(address, data):
+    """Send raw bytes, half-close, and read the raw reply to EOF."""
+    with connect(address) as sock:
+        sock.sendall(data)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+        return recv_all(sock)

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from helpers import connect, exchange, recv_all
 
 from degu import _accesslog
 from degu._accesslog import (
@@ -92,35 +93,6 @@ def serving(app, address=('127.0.0.1', 0), **options):
         server.shutdown(5)
         thread.join(TIMEOUT)
         assert not thread.is_alive()
-
-
-def connect(address):
-    if isinstance(address, tuple):
-        family = socket.AF_INET6 if len(address) == 4 else socket.AF_INET
-    else:
-        family = socket.AF_UNIX
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.settimeout(TIMEOUT)
-    sock.connect(address)
-    return sock
-
-
-def recv_all(sock):
-    parts = []
-    for _ in range(10_000):
-        data = sock.recv(65536)
-        if not data:
-            break
-        parts.append(data)
-    return b''.join(parts)
-
-
-def exchange(address, data):
-    with connect(address) as sock:
-        sock.sendall(data)
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_WR)
-        return recv_all(sock)
 
 
 def shape(line):

@@ -11,6 +11,7 @@ import socket
 import struct
 import time
 
+import helpers
 import pytest
 
 from degu._forwarded import (
@@ -419,13 +420,7 @@ def test_option_errors(options, error, message):
 
 
 def connect(address):
-    family = socket.AF_UNIX if isinstance(address, (str, bytes)) else socket.AF_INET
-    if type(address) is tuple and len(address) == 4:
-        family = socket.AF_INET6
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.settimeout(DEADLINE)
-    sock.connect(address)
-    return sock
+    return helpers.connect(address, DEADLINE)
 
 
 def read_all(sock):
