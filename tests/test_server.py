@@ -17,6 +17,7 @@ import urllib.request
 import warnings
 
 import pytest
+from helpers import connect, exchange, recv_all
 
 import degu.server
 from degu.base import MAX_IO_SIZE, Range
@@ -59,35 +60,6 @@ def address(request, tmp_path):
         'unix': str(tmp_path / 'server.sock'),
         'abstract': b'',
     }[request.param]
-
-
-def connect(address):
-    if isinstance(address, tuple) and len(address) == 2:
-        return socket.create_connection(address, timeout=TIMEOUT)
-    family = socket.AF_INET6 if isinstance(address, tuple) else socket.AF_UNIX
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.settimeout(TIMEOUT)
-    sock.connect(address)
-    return sock
-
-
-def recv_all(sock):
-    """Everything until EOF (bounded by the socket timeout)."""
-    parts = []
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            return b''.join(parts)
-        parts.append(data)
-
-
-def exchange(address, data):
-    """Send raw bytes, half-close, read the raw reply to EOF."""
-    with connect(address) as sock:
-        sock.sendall(data)
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_WR)
-        return recv_all(sock)
 
 
 def read_response(sock, buf=b''):
