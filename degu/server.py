@@ -1199,7 +1199,7 @@ class Server:
 
     def _first_byte_wait(self):
         # How long a thread waits for the next request before the connection
-        # is parked (plain HTTP), or closed (TLS, or idle_timeout is short).
+        # is parked, or closed (when idle_timeout is that short anyway).
         if self.idle_timeout > PARK_AFTER:
             return PARK_AFTER
         return self.idle_timeout
