@@ -773,6 +773,11 @@ def test_access_log_reopened_on_sighup(appdir, tmp_path):
         fetch(f'http://127.0.0.1:{port}/before')
         os.rename(log, tmp_path / 'access.log.1')  # as logrotate does
         fetch(f'http://127.0.0.1:{port}/moved')  # still written to the moved file
+        # A line is written just after its response went out: wait for both.
+        deadline = time.monotonic() + TIMEOUT
+        while (len(_access_lines(tmp_path / 'access.log.1')) < 2
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
         degu.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + TIMEOUT
         while not log.exists() and time.monotonic() < deadline:
