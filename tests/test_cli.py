@@ -558,7 +558,9 @@ def test_log_level_in_any_case_and_sighup_is_harmless(appdir):
         (code, err) = degu.stop()
     assert code == 0
     err = ''.join(degu.lines) + err
-    assert err.count('SIGHUP received: nothing to reload, still serving') == 2
+    # Each SIGHUP is logged; two sent close together may arrive as one (POSIX
+    # signals do not queue), so at least one line, and the server served on.
+    assert 1 <= err.count('SIGHUP received: nothing to reload, still serving') <= 2
     assert 'Starting degu ' in err  # INFO is on
     assert 'Stopping (SIGTERM)' in err
     result = run_degu('serve', 'cliapp:app', '--log-level', 'LOUD', cwd=appdir)
