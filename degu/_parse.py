@@ -1146,7 +1146,7 @@ def fold_names(headers: 'dict[str, Any]') -> 'dict[str, Any]':
     >>> fold_names({'X-Token': 'secret', 'accept': '*/*'})
     {'x-token': 'secret', 'accept': '*/*'}
     """
-    if _GOOD_NAMES.issuperset(headers):
+    if headers.keys() <= _GOOD_NAMES:
         return headers
     for name in headers:
         if type(name) is str and name.isascii() and name.lower() != name:
