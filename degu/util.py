@@ -197,9 +197,9 @@ def build_target(
     target = '/' + '/'.join(parts)
     if query is None:
         return target
-    if type(query) is dict:
+    if isinstance(query, dict):
         items = list(query.items())
-    elif type(query) in (list, tuple):
+    elif isinstance(query, (list, tuple)):
         items = list(query)
         for item in items:
             if type(item) is not tuple or len(item) != 2:
