@@ -1133,6 +1133,39 @@ def _check_name(name):
     return name
 
 
+def fold_names(headers: 'dict[str, Any]') -> 'dict[str, Any]':
+    """*headers* with its field names folded to lower case (RFC 9110 5.1: case-insensitive).
+
+    Returns *headers* itself when every name is lower-case already (a name
+    checked before is one set lookup), else a new dict: the caller's dict
+    is never changed.  Only ASCII names are folded: ``str.lower()`` maps
+    some non-ASCII letters to ASCII ones (the Kelvin sign to ``k``), which
+    would let a name the renderer refuses pass as another.  Two names that
+    fold to the same one are a ``ValueError``.
+
+    >>> fold_names({'X-Token': 'secret', 'accept': '*/*'})
+    {'x-token': 'secret', 'accept': '*/*'}
+    """
+    if headers.keys() <= _GOOD_NAMES:
+        return headers
+    for name in headers:
+        if type(name) is str and name.isascii() and name.lower() != name:
+            break
+    else:
+        return headers  # lower-case (the renderer checks the rest)
+    folded: 'dict[str, Any]' = {}
+    given: 'dict[str, Any]' = {}
+    for (name, value) in headers.items():
+        key = name.lower() if type(name) is str and name.isascii() else name
+        if key in folded:
+            raise ValueError(
+                f'header names {given[key]!r} and {name!r} are the same field {key!r}'
+            )
+        folded[key] = value
+        given[key] = name
+    return folded
+
+
 def _check_headers(headers):
     if type(headers) is not dict:
         raise TypeError(_TYPE_ERROR.format('headers', dict, type(headers), headers))

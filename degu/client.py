@@ -54,7 +54,10 @@ doc/degu.client.rst, and doc/decisions.rst for the rules and their RFC sections.
 from __future__ import annotations
 
 import enum
+import io
+import os
 import socket
+import stat
 import sys
 import threading
 from collections import deque
@@ -69,12 +72,15 @@ from ._framing import (
     request_output,
     response_close_reason,
 )
-from ._io import read_response_head, write_message
-from ._parse import _TYPE_ERROR, _check_method, _set_default
+from ._io import _new_response, read_response_head, write_message
+from ._parse import _GOOD_NAMES, _TYPE_ERROR, _check_method, _set_default, fold_names
 from ._transport import Transport
 from .base import (
     BODY_CONSUMED,
     IO_SIZE,
+    MAX_IO_SIZE,
+    Body,
+    ChunkedBodyIter,
     ConnectionClosed,
     ConnectionTimedOut,
     EmptyPreambleError,
@@ -84,6 +90,7 @@ from .base import (
     UnsupportedResponse,
     address_family,
     api,
+    is_body,
     render_request,
 )
 
@@ -93,7 +100,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, Protocol, TypeVar
 
-    from .base import Body, BodyIter, ChunkedBody, ChunkedBodyIter
+    from .base import ChunkedBody
 
     _C = TypeVar('_C', bound='Connection')
 
@@ -112,8 +119,12 @@ if TYPE_CHECKING:
 __all__ = (
     'Client',
     'SSLClient',
+    'from_url',
+    'parse_url',
     'Connection',
     'Response',
+    'ClientResponse',
+    'HTTPError',
     'build_client_sslctx',
     'is_temp_network_error',
     'ConnectionClosed',
@@ -130,6 +141,8 @@ MAX_INTERIM = 16  # 1xx responses skipped before a final one (RFC 9110 section 1
 DEFAULT_UNIX_HOST = 'localhost'  # the host header over AF_UNIX (nginx, aiohttp, curl agree)
 
 _CLOSED = 'Connection is closed'
+_NO_JSON = object()  # json= not given (None is JSON null)
+_BODY_TYPES = 'bytes, bytearray, memoryview, a binary file, a body object or None'
 _NOT_PIPELINED = ('POST', 'PATCH')  # not idempotent (RFC 9110 section 9.2.2)
 
 
@@ -183,6 +196,98 @@ def _check_str_or_none(name, value):
     return value
 
 
+_URL_PORTS = {'http': 80, 'https': 443}
+
+
+def parse_url(url: str) -> tuple[str, tuple | str | bytes]:
+    """``(scheme, address)`` from an ``http``, ``https`` or ``http+unix`` URL.
+
+    The URL names a server, not a resource: its path must be empty or
+    ``/`` (give the path with each request), and it may hold no query,
+    fragment or user info (use the ``authorization`` option).  The port
+    defaults to 80 or 443; an IPv6 literal goes in brackets.  The host of
+    an ``http+unix`` URL is the socket's path, percent-encoded (``%00``
+    first: a Linux abstract name).
+
+    >>> parse_url('http://127.0.0.1:8101/')
+    ('http', ('127.0.0.1', 8101))
+    >>> parse_url('https://[::1]')
+    ('https', ('::1', 443))
+    >>> parse_url('http+unix://%2Frun%2Fapi.sock/')
+    ('http+unix', '/run/api.sock')
+    """
+    from urllib.parse import urlsplit
+
+    from .util import unquote
+
+    if type(url) is not str:
+        raise TypeError(_TYPE_ERROR.format('url', str, type(url), url))
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ('http', 'https', 'http+unix'):
+        raise ValueError(f'url: need an http, https or http+unix URL; got {url[:80]!r}')
+    if '@' in parts.netloc:
+        raise ValueError('url: user info is not supported (use the authorization option)')
+    if parts.path not in ('', '/'):
+        raise ValueError(f'url: need no path (give it with each request); got {url[:80]!r}')
+    if parts.query or parts.fragment or url.endswith(('?', '#')):
+        raise ValueError(f'url: need no query or fragment; got {url[:80]!r}')
+    if scheme == 'http+unix':
+        if not parts.netloc:
+            raise ValueError(f'url: need a percent-encoded socket path; got {url[:80]!r}')
+        path = unquote(parts.netloc)
+        if path.startswith('\0'):
+            return (scheme, path.encode('utf-8'))
+        address_family(path)  # an absolute, normalised path
+        return (scheme, path)
+    try:
+        host = parts.hostname
+        port = parts.port
+    except ValueError as e:
+        raise ValueError(f'url: {e}: {url[:80]!r}') from None
+    if not host:
+        raise ValueError(f'url: need a host; got {url[:80]!r}')
+    if port is None:
+        port = _URL_PORTS[scheme]
+    return (scheme, (host, port))
+
+
+def _address(address, sslclient):
+    # A URL given as the address: the scheme must match the class.
+    if type(address) is not str or address.startswith('/') or '://' not in address:
+        return address
+    (scheme, parsed) = parse_url(address)
+    if scheme == 'https' and not sslclient:
+        raise ValueError(
+            'an https URL needs an SSLClient: use degu.client.from_url() or SSLClient(sslctx, url)'
+        )
+    if scheme != 'https' and sslclient:
+        raise ValueError(f'an SSLClient needs an https URL; got {address[:80]!r}')
+    return parsed
+
+
+def from_url(url: str, sslctx: ssl.SSLContext | dict[str, object] | None = None, **options: Any
+) -> Client:
+    """A ``Client`` for an ``http`` or ``http+unix`` URL, an ``SSLClient`` for ``https``.
+
+    For ``https`` the server's certificate is verified against the system
+    CAs unless *sslctx* (an ``ssl.SSLContext`` or an *sslconfig* ``dict``,
+    as ``SSLClient`` takes) says otherwise; *sslctx* with another scheme is
+    a ``ValueError``.  ``**options`` are those of ``Client``.
+
+    >>> from_url('http://127.0.0.1:8101/')
+    Client(('127.0.0.1', 8101))
+    >>> from_url('http+unix://%2Frun%2Fapi.sock').host
+    'localhost'
+    """
+    (scheme, _) = parse_url(url)
+    if scheme == 'https':
+        return SSLClient({} if sslctx is None else sslctx, url, **options)
+    if sslctx is not None:
+        raise ValueError(f'sslctx given for a {scheme} URL: {url[:80]!r}')
+    return Client(url, **options)
+
+
 def _default_host(address: tuple | str | bytes, default_port: int) -> str:
     # RFC 9112 section 3.2: every HTTP/1.1 request carries a host.
     if not isinstance(address, tuple):
@@ -197,6 +302,162 @@ def _default_host(address: tuple | str | bytes, default_port: int) -> str:
 
 
 # --------------------------------------------------------------------------
+# Responses
+
+
+class HTTPError(Exception):
+    """A response with an error status (400 or more): ``Response.raise_for_status()``.
+
+    ``response`` is the ``Response``; its body is left unread (read it, or
+    ``conn.discard()`` it, before the next request on that connection).
+    ``request`` is the ``(method, uri)`` it answers, for a response a
+    ``Connection`` returned; ``None`` for one made by hand.
+    """
+
+    def __init__(self, response: ClientResponse) -> None:
+        request = getattr(response, '_request', None)
+        message = f'{response.status} {response.reason}'
+        if request is not None:
+            message += f' for {request[0]} {request[1]}'
+        super().__init__(message)
+        self.response = response
+        self.request: tuple[str, str] | None = request
+
+
+class ClientResponse(Response):
+    """What a ``Connection`` returns: a ``Response`` with two helpers.
+
+    Still the 4-tuple ``(status, reason, headers, body)``, equal to and
+    printed as the ``Response`` it extends, so unpacking works as ever::
+
+        (status, reason, headers, body) = conn.get('/')
+
+    ``headers`` is a plain ``dict`` whose names are lower case.
+    """
+
+    # No instance dict: the Response the reader built becomes one by a
+    # __class__ assignment, which costs a tenth of a copy (callgrind).
+    __slots__ = ()
+    _request: tuple[str, str] | None = None  # (method, uri): see _ErrorResponse
+
+    def __repr__(self) -> str:
+        return 'Response' + Response.__repr__(self)[len(type(self).__name__) :]
+
+    def raise_for_status(self) -> ClientResponse:
+        """Raise ``HTTPError`` for a status of 400 or more; else return the response.
+
+        >>> ClientResponse(404, 'Not Found', {}, None).raise_for_status()
+        Traceback (most recent call last):
+          ...
+        degu.client.HTTPError: 404 Not Found
+        >>> ClientResponse(200, 'OK', {}, None).raise_for_status().status
+        200
+        """
+        if self.status >= 400:
+            raise HTTPError(self)
+        return self
+
+    def json(self, limit: int = MAX_IO_SIZE) -> Any:
+        """Read the whole body, at most *limit* bytes, and decode it as JSON.
+
+        The body must be unread.  A ``content-length`` over *limit* is
+        refused before a byte is read (the body can still be discarded); a
+        chunked or close-delimited body is refused once it passes *limit*.
+        The encoding is UTF-8 (or UTF-16/32, as ``json.loads()`` detects).
+        """
+        import json
+
+        if type(limit) is not int:
+            raise TypeError(_TYPE_ERROR.format('limit', int, type(limit), limit))
+        if limit < 1:
+            raise ValueError(f'need limit >= 1; got {limit}')
+        body = self.body
+        if body is None:
+            raise ValueError(f'no response body to decode: {self.status} {self.reason}')
+        length = body.content_length
+        if length is not None and length > limit:
+            raise ValueError(
+                f'response body too large: need content-length <= {limit}; got {length}'
+            )
+        pieces = []
+        total = 0
+        while True:
+            piece = body.read(min(IO_SIZE, limit + 1 - total))
+            if not piece:
+                break
+            total += len(piece)
+            if total > limit:
+                raise ValueError(f'response body too large: more than {limit} bytes')
+            pieces.append(piece)
+        return json.loads(b''.join(pieces))
+
+
+class _ErrorResponse(ClientResponse):
+    """A ``ClientResponse`` with a status of 400 or more, which knows its request.
+
+    ``_request`` is the ``(method, uri)`` for ``HTTPError``'s message; only
+    error responses pay for the instance dict that holds it.
+    """
+
+
+def _json_args(headers, body, obj):
+    # json= on a request: the body, and a content-type unless the caller gave one.
+    import json
+
+    if body is not None:
+        raise TypeError('cannot send both body and json')
+    if headers is None:
+        headers = {}
+    elif type(headers) is not dict:
+        raise TypeError(_TYPE_ERROR.format('headers', dict, type(headers), headers))
+    else:
+        headers = dict(fold_names(headers))
+    headers.setdefault('content-type', 'application/json')
+    # RFC 8259: UTF-8, and no NaN or Infinity.
+    text = json.dumps(obj, ensure_ascii=False, separators=(',', ':'), allow_nan=False)
+    return (headers, text.encode('utf-8'))
+
+
+def _file_chunks(file):
+    # A pipe or socket file: each piece goes out as a chunk as soon as it is read.
+    read = getattr(file, 'read1', None) or file.read
+    while True:
+        data = read(IO_SIZE)
+        if data is None:
+            raise ValueError(f'body: the file is non-blocking: {file!r}')
+        if not data:
+            yield (None, b'')
+            return
+        yield (None, data)
+
+
+def _request_body(body):
+    """What *body* goes out as: the types beyond ``bytes``, ``None`` and body objects.
+
+    A ``bytearray`` or ``memoryview`` is sent as ``bytes`` (so with the same
+    16 MiB limit: bigger data belongs in a file or a ``BodyIter``).  A
+    regular binary file is a ``Body`` of its size from its position (so
+    ``sendfile()`` where the socket allows); any other binary file (a pipe)
+    is sent chunked as it is read.  The file is not closed.
+    """
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    if isinstance(body, io.TextIOBase):
+        raise TypeError(f'bad body type: need a binary file; got a text file: {body!r}'[:200])
+    if hasattr(body, 'fileno') and (hasattr(body, 'readinto') or hasattr(body, 'read')):
+        try:
+            fd = body.fileno()
+        except (OSError, ValueError):  # io.BytesIO, a closed file
+            fd = None
+        if fd is not None:
+            info = os.fstat(fd)
+            if stat.S_ISREG(info.st_mode):
+                return Body(body, max(0, info.st_size - body.tell()))
+            return ChunkedBodyIter(_file_chunks(body))
+    raise TypeError(f'bad body type: need {_BODY_TYPES}; got a {type(body)!r}: {body!r}'[:200])
+
+
+# --------------------------------------------------------------------------
 # Client and SSLClient
 
 
@@ -206,7 +467,8 @@ class Client:
     *address* is a ``(host, port)`` pair (resolved by
     ``socket.create_connection``, so IPv4, IPv6 or a name), an IPv6 4-tuple,
     a ``str`` AF_UNIX path or a ``bytes`` abstract AF_UNIX name (see
-    ``degu.base.address_family()``).
+    ``degu.base.address_family()``), or an ``http://`` or ``http+unix://``
+    URL (``parse_url()``; ``from_url()`` also takes ``https://``).
 
     Options (each also an attribute): ``host`` (the ``host`` header sent with
     every request, as RFC 9112 section 3.2 requires: derived from a tuple
@@ -240,6 +502,7 @@ class Client:
     )
 
     def __init__(self, address: tuple | str | bytes, **options: Any) -> None:
+        address = _address(address, isinstance(self, SSLClient))
         address_family(address)  # checks it
         self.address = address
         unsupported = sorted(set(options) - set(self._allowed_options))
@@ -448,6 +711,7 @@ class SSLClient(Client):
         if isinstance(sslctx, dict):
             sslctx = build_client_sslctx(sslctx)
         self.sslctx = _check_sslctx(sslctx)
+        address = _address(address, True)
         super().__init__(address, **options)
         default = address[0] if isinstance(address, tuple) else None
         self.ssl_host: str | None = _check_str_or_none(
@@ -643,10 +907,11 @@ class Connection:
         self,
         method: str,
         uri: str,
-        headers: dict[str, object],
-        body: bytes | Body | ChunkedBody | BodyIter | ChunkedBodyIter | None,
+        headers: dict[str, object] | None = None,
+        body: object = None,
         *,
         expect100: bool = False,
+        json: object = _NO_JSON,
     ) -> None:
         """Send one request without reading its response (pipelining).
 
@@ -668,14 +933,28 @@ class Connection:
                     f'Connection is closing: {self._reason}', self._unanswered()
                 )
             raise ConnectionClosed(f'{_CLOSED} for sending', self._unanswered())
+        if json is not _NO_JSON:
+            (headers, body) = _json_args(headers, body, json)
         self._send_request(method, uri, headers, body, expect100)
 
     def _send_request(self, method, uri, headers, body, expect100):
         # send_request() after its state checks (request() has made them).
         try:
             _check_method(method)
-            if type(headers) is not dict:
+            if headers is None:
+                headers = {}
+            elif type(headers) is not dict:
                 raise TypeError(_TYPE_ERROR.format('headers', dict, type(headers), headers))
+            else:
+                # Names the renderer checked before are lower-case tokens: a
+                # set lookup each (half the cost of a keys view compared with
+                # the set, which is less than set.issuperset()'s copy).
+                for name in headers:
+                    if name not in _GOOD_NAMES:
+                        headers = fold_names(headers)  # a copy if a name has capitals
+                        break
+            if type(body) is not bytes and body is not None and not is_body(body):
+                body = _request_body(body)
             if self.base_headers:
                 headers.update(self.base_headers)
             if not expect100 and body is not None:
@@ -694,8 +973,13 @@ class Connection:
             elif kind == CHUNKED:
                 headers['transfer-encoding'] = 'chunked'
             preamble = render_request(method, uri, headers)
-        except BaseException:
+        except BaseException as e:
             self.close()
+            if isinstance(e, ValueError) and str(e).startswith('bad uri:'):
+                raise ValueError(
+                    f'{e}: a request-target must be percent-encoded'
+                    ' (degu.util.build_target() does it)'
+                ) from None
             raise
         if expect100:
             self._send_expect100(method, uri, preamble, body, kind)
@@ -799,7 +1083,7 @@ class Connection:
             if skipped > MAX_INTERIM:
                 raise ValueError(f'more than {MAX_INTERIM} interim responses')
 
-    def read_response(self) -> Response:
+    def read_response(self) -> ClientResponse:
         """Read the response to the oldest pending request; returns a ``Response``.
 
         The body of the previous response must have been consumed first.
@@ -818,7 +1102,7 @@ class Connection:
         # while the sender appends, and deque operations are atomic.
         if not self._pending:
             raise ValueError('no pending requests')
-        method = self._pending[0][0]
+        (method, uri, _) = self._pending[0]
         if not self._body_done():
             self.close()
             raise ValueError(f'response body not consumed: {self._response_body!r}')
@@ -833,6 +1117,11 @@ class Connection:
             head = early
         self._pending.popleft()
         (response, version, kind) = head
+        if response[0] < 400:
+            response.__class__ = ClientResponse
+        else:
+            response = _new_response(_ErrorResponse, response)
+            response._request = (method, uri)
         body = response.body
         headers = response.headers
         if kind == LENGTH and headers['content-length'] == 0:
@@ -858,11 +1147,12 @@ class Connection:
         self,
         method: str,
         uri: str,
-        headers: dict[str, object],
-        body: bytes | Body | ChunkedBody | BodyIter | ChunkedBodyIter | None,
+        headers: dict[str, object] | None = None,
+        body: object = None,
         *,
         expect100: bool = False,
-    ) -> Response:
+        json: object = _NO_JSON,
+    ) -> ClientResponse:
         """Send one request and read its response; returns a ``Response``.
 
         Allowed only when nothing is pending.  The caller must consume a
@@ -877,7 +1167,20 @@ class Connection:
         arrives, or after ``expect100_timeout`` seconds of silence.  A final
         status that arrives instead is returned, the body is not sent, and
         the connection closes once that response's body is consumed.
+
+        *headers* may be left out (no fields beyond the base headers).
+        Names are sent in lower case: a dict with a name in capitals is
+        copied with its names folded (two names that fold to one are a
+        ``ValueError``); a lower-case dict gets the base headers and the
+        framing field added, as before.  *body* is ``bytes``, a
+        ``bytearray`` or ``memoryview`` (up to 16 MiB, as ``bytes``), a
+        binary file (a regular file is sent from its position with its size,
+        a pipe chunked; the file is not closed), a body object or ``None``.
+        With *json*, the body is that object as JSON (UTF-8) and the
+        ``content-type`` is ``application/json`` unless *headers* has one.
         """
+        if json is not _NO_JSON:
+            (headers, body) = _json_args(headers, body, json)
         if self._state is not _OPEN or self._transport.closed:
             self._check_open()
         n = len(self._pending)
@@ -919,38 +1222,40 @@ class Connection:
     # ------------------------------------------------------------------
     # Shortcuts
 
-    def get(self, uri: str, headers: dict[str, object]) -> Response:
+    def get(self, uri: str, headers: dict[str, object] | None = None) -> ClientResponse:
         return self.request('GET', uri, headers, None)
 
-    def head(self, uri: str, headers: dict[str, object]) -> Response:
+    def head(self, uri: str, headers: dict[str, object] | None = None) -> ClientResponse:
         return self.request('HEAD', uri, headers, None)
 
-    def delete(self, uri: str, headers: dict[str, object]) -> Response:
+    def delete(self, uri: str, headers: dict[str, object] | None = None) -> ClientResponse:
         return self.request('DELETE', uri, headers, None)
 
     def put(
         self,
         uri: str,
-        headers: dict[str, object],
-        body: bytes | Body | ChunkedBody | BodyIter | ChunkedBodyIter | None,
+        headers: dict[str, object] | None = None,
+        body: object = None,
         *,
         expect100: bool = False,
-    ) -> Response:
-        return self.request('PUT', uri, headers, body, expect100=expect100)
+        json: object = _NO_JSON,
+    ) -> ClientResponse:
+        return self.request('PUT', uri, headers, body, expect100=expect100, json=json)
 
     def post(
         self,
         uri: str,
-        headers: dict[str, object],
-        body: bytes | Body | ChunkedBody | BodyIter | ChunkedBodyIter | None,
+        headers: dict[str, object] | None = None,
+        body: object = None,
         *,
         expect100: bool = False,
-    ) -> Response:
-        return self.request('POST', uri, headers, body, expect100=expect100)
+        json: object = _NO_JSON,
+    ) -> ClientResponse:
+        return self.request('POST', uri, headers, body, expect100=expect100, json=json)
 
     def get_range(
         self, uri: str, headers: dict[str, object], start: int, stop: int
-    ) -> Response:
+    ) -> ClientResponse:
         """GET bytes ``start`` up to (not including) ``stop``: sets a ``range`` header."""
         if type(headers) is not dict:
             raise TypeError(_TYPE_ERROR.format('headers', dict, type(headers), headers))

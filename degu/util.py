@@ -5,7 +5,8 @@ Degu's helpers, kept for old apps: new code can use ``request.shift_path()``
 and ``request.build_proxy_uri()``.  They work on any object with list
 ``mount`` and ``path`` attributes and a ``query`` attribute.
 
-``unquote`` and ``quote`` deal with one path component.  The server hands
+``unquote`` and ``quote`` deal with one path component; ``build_target``
+makes a whole request-target for the client from names and parameters.  The server hands
 path components to apps *raw*, still percent-encoded (see doc/decisions.rst,
 'Request target'), so that a proxy can rebuild the request-target exactly;
 an app that maps components to names (files, keys) decodes each one with
@@ -25,7 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from .base import Request
 
-__all__ = ('shift_path', 'relative_uri', 'absolute_uri', 'unquote', 'quote')
+__all__ = ('shift_path', 'relative_uri', 'absolute_uri', 'unquote', 'quote', 'build_target')
 
 #   pchar = unreserved / pct-encoded / sub-delims / ":" / "@"   (RFC 3986 3.3)
 # Every character of a raw component is one of these, or starts an escape.
@@ -33,6 +34,9 @@ _PCHAR = frozenset(
     'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'
     "-._~!$&'()*+,;=:@"
 )
+#   unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"   (RFC 3986 2.3)
+# A query name or value keeps only these: "&", "=", "+" and ";" would split it.
+_UNRESERVED = frozenset('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~')
 _ESCAPE_RE = re.compile(r'%([0-9A-Fa-f]{2})')
 _BAD_ESCAPE_RE = re.compile(r'%(?![0-9A-Fa-f]{2})')
 
@@ -140,3 +144,71 @@ def quote(name: str) -> str:
         else:
             out.extend(f'%{b:02X}' for b in ch.encode('utf-8'))
     return ''.join(out)
+
+
+def _escape(text: str, safe: frozenset[str]) -> str:
+    if safe.issuperset(text):
+        return text
+    return ''.join(
+        ch if ch in safe else ''.join(f'%{b:02X}' for b in ch.encode('utf-8')) for ch in text
+    )
+
+
+def _query_text(name: str, value: object) -> str:
+    if type(value) is int:
+        value = str(value)
+    elif type(value) is not str:
+        raise TypeError(_TYPE_ERROR.format(f'query[{name!r}]', (str, int), type(value), value))
+    return f'{_escape(name, _UNRESERVED)}={_escape(value, _UNRESERVED)}'
+
+
+def build_target(
+    segments: 'list[str] | tuple[str, ...]',
+    query: 'dict[str, str | int] | list[tuple[str, str | int]] | None' = None,
+) -> str:
+    """A request-target (``/path?query``) from path *segments* and *query* parameters.
+
+    Each segment is one path component, percent-encoded as UTF-8 like
+    ``quote()`` does (so a ``/`` inside a name stays inside it).  An empty
+    segment is allowed only last (a trailing slash); ``.`` and ``..`` are
+    refused, as servers resolve or refuse them.  *query* is a ``dict`` or a
+    list of ``(name, value)`` pairs (for a repeated name); values are
+    ``str`` or ``int``, and names and values keep only the RFC 3986
+    unreserved characters, all else percent-encoded (a space is ``%20``,
+    never ``+``).  The client needs such a target: it sends the URI as given.
+
+    >>> build_target(['files', 'café au lait.txt'])
+    '/files/caf%C3%A9%20au%20lait.txt'
+    >>> build_target(['search', ''], {'q': 'a&b=c', 'page': 2})
+    '/search/?q=a%26b%3Dc&page=2'
+    >>> build_target([])
+    '/'
+    """
+    if type(segments) not in (list, tuple):
+        raise TypeError(_TYPE_ERROR.format('segments', (list, tuple), type(segments), segments))
+    last = len(segments) - 1
+    parts = []
+    for (i, segment) in enumerate(segments):
+        if type(segment) is not str:
+            raise TypeError(_TYPE_ERROR.format(f'segments[{i}]', str, type(segment), segment))
+        if segment in ('.', '..') or (segment == '' and i != last):
+            raise ValueError(f'bad path segment: segments[{i}] is {segment!r}')
+        parts.append(_escape(segment, _PCHAR))
+    target = '/' + '/'.join(parts)
+    if query is None:
+        return target
+    if isinstance(query, dict):
+        items = list(query.items())
+    elif isinstance(query, (list, tuple)):
+        items = list(query)
+        for item in items:
+            if type(item) is not tuple or len(item) != 2:
+                raise TypeError(f'query: need (name, value) pairs; got {item!r}'[:200])
+    else:
+        raise TypeError(_TYPE_ERROR.format('query', (dict, list, tuple), type(query), query))
+    for (name, _) in items:
+        if type(name) is not str or not name:
+            raise ValueError(f'query: need a non-empty str name; got {name!r}'[:200])
+    if not items:
+        return target
+    return target + '?' + '&'.join(_query_text(name, value) for (name, value) in items)
