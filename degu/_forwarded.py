@@ -45,8 +45,8 @@ __all__ = (
 #   | length (2, big-endian) | length bytes: addresses, then TLVs
 #
 # with version 2, command 0 (LOCAL: the proxy's own connection, a health
-# check) or 1 (PROXY), family 0 (UNSPEC), 1 (INET: 12 bytes of addresses),
-# 2 (INET6: 36 bytes) or 3 (UNIX: 216 bytes), transport 0 (UNSPEC), 1
+# check) or 1 (PROXY), family 0 (none given), 1 (INET: 12 bytes of addresses),
+# 2 (INET6: 36 bytes) or 3 (UNIX: 216 bytes), transport 0 (none given), 1
 # (STREAM) or 2 (DGRAM, refused: HTTP needs a stream).
 
 PROXY_V1 = b'PROXY '
@@ -98,8 +98,8 @@ def parse_proxy_header(data: bytes) -> tuple[str, int] | None:
 
     ``None`` means the connection keeps its socket peer: version 1
     ``UNKNOWN``, version 2 ``LOCAL`` (a health check by the proxy itself),
-    ``UNSPEC`` or ``UNIX`` addresses.  Raises ``ValueError`` for a malformed
-    header.
+    no address family (0) or ``UNIX`` addresses.  Raises ``ValueError`` for
+    a malformed header.
 
     >>> parse_proxy_header(b'PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\\r\\n')
     ('192.0.2.1', 56324)
@@ -158,7 +158,7 @@ def _parse_proxy_v2(data):
     elif family == 2:
         host = ipaddress.IPv6Address(bytes(data[16:32]))
         port = int.from_bytes(data[48:50], 'big')
-    else:  # UNSPEC, or UNIX: no IP address to give; the socket peer stays
+    else:  # no address family, or UNIX: no IP address to give; the socket peer stays
         return None
     return (str(host), port)  # the TLVs after the addresses are skipped
 

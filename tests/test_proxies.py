@@ -76,7 +76,7 @@ GOOD_HEADERS = [
     (v2(command=0), None),  # LOCAL: a health check, the socket peer stays
     (v2(command=0, family=0, transport=0), None),
     (v2(command=0, transport=2), None),  # LOCAL: the rest is ignored
-    (v2(family=0, transport=0), None),  # UNSPEC
+    (v2(family=0, transport=0), None),  # no address family
     (v2(family=3), None),  # UNIX: no IP address
     (v2(tlvs=b'\0' * (MAX_PROXY_V2_LEN - 16 - 12)), ('192.0.2.1', 56324)),  # the longest
 ]
