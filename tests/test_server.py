@@ -1079,17 +1079,8 @@ def test_slowloris_whole_preamble_deadline():
     with serving(hello_app, timeout=0.5) as server:
         with connect(server.address) as sock:
             start = time.monotonic()
-            closed = False
-            for byte in b'GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ' + b'a' * 100:
-                try:
-                    sock.sendall(bytes([byte]))
-                except OSError:
-                    closed = True
-                    break
-                time.sleep(0.02)
-                if time.monotonic() - start > 3:
-                    break
-            if not closed:
+            closed = dribble(sock, b'GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ' + b'a' * 100, 0.02)
+            if closed != 'refused':
                 with contextlib.suppress(OSError):
                     assert sock.recv(1024) == b''
             assert time.monotonic() - start < 3
@@ -1832,14 +1823,7 @@ def test_a_trickling_body_gets_408(head, trickle):
         with connect(server.address) as sock:
             sock.sendall(head)
             started = time.monotonic()
-            reply = b''
-            for byte in trickle:
-                try:
-                    sock.sendall(bytes([byte]))
-                except OSError:
-                    break
-                if select_readable(sock, 0.05):
-                    break
+            dribble(sock, trickle, 0.05)
             reply = recv_all(sock)
             elapsed = time.monotonic() - started
     assert reply.startswith(b'HTTP/1.1 408 Request Timeout\r\n'), reply[:80]
@@ -1851,6 +1835,23 @@ def select_readable(sock, timeout):
     import select
 
     return bool(select.select([sock], [], [], timeout)[0])
+
+
+def dribble(sock, data, pause):
+    """Send *data* a byte at a time, *pause* s apart, until the server acts.
+
+    Returns ``'answered'`` when the server sent something or closed (the
+    socket is readable), ``'refused'`` when a send failed, ``None`` when all
+    of *data* went out.
+    """
+    for byte in data:
+        try:
+            sock.sendall(bytes([byte]))
+        except OSError:
+            return 'refused'
+        if select_readable(sock, pause):
+            return 'answered'
+    return None
 
 
 def test_the_thread_list_stays_bounded():
@@ -1898,16 +1899,8 @@ def test_a_dribbled_preamble_runs_out_of_time():
     with serving(hello_app, timeout=0.5, idle_timeout=0.5) as server:
         with connect(server.address) as sock:
             started = time.monotonic()
-            closed = False
-            for byte in b'GET / HTTP/1.1\r\nHost: t\r\n' + b'x' * 100:
-                try:
-                    sock.sendall(bytes([byte]))
-                except OSError:
-                    closed = True
-                    break
-                if select_readable(sock, 0.05):
-                    closed = sock.recv(1) == b''
-                    break
+            acted = dribble(sock, b'GET / HTTP/1.1\r\nHost: t\r\n' + b'x' * 100, 0.05)
+            closed = acted == 'refused' or (acted == 'answered' and sock.recv(1) == b'')
             assert closed and time.monotonic() - started < 2
         with connect(server.address) as sock:  # silent: idle_timeout
             started = time.monotonic()
