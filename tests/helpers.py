@@ -20,6 +20,7 @@ import contextlib
 import io
 import os
 import socket
+import threading
 
 import pytest
 
@@ -36,6 +37,7 @@ __all__ = (
     'connect',
     'recv_all',
     'exchange',
+    'serving',
 )
 
 LIVE_TIMEOUT = 10  # seconds: the bound on every socket wait of connect()'s sockets
@@ -231,3 +233,27 @@ def exchange(address, data):
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_WR)
         return recv_all(sock)
+
+
+@contextlib.contextmanager
+def serving(app, address=('127.0.0.1', 0), cls=None, *args, **options):
+    """Run a ``Server`` (or *cls*) in a thread for a with block; check it cleaned up.
+
+    On leaving: ``shutdown()``, the thread joined, the listening socket
+    closed, and no thread of the server's left behind.
+    """
+    if cls is None:
+        from degu.server import Server as cls
+    before = set(threading.enumerate())
+    server = cls(*args, address, app, **options)
+    thread = threading.Thread(target=server.serve_forever, name='test serve_forever')
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown(5)
+        thread.join(LIVE_TIMEOUT)
+        assert not thread.is_alive()
+        assert server.sock.fileno() == -1
+        left = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+        assert left == []

@@ -1,6 +1,5 @@
 """The access log: its line formats, and a line for every response a live server sends."""
 
-import contextlib
 import logging
 import os
 import re
@@ -9,7 +8,7 @@ import threading
 import time
 
 import pytest
-from helpers import connect, exchange, recv_all
+from helpers import connect, exchange, recv_all, serving
 
 from degu import _accesslog
 from degu._accesslog import (
@@ -21,7 +20,6 @@ from degu._accesslog import (
     escape,
 )
 from degu.base import BodyIter, Session
-from degu.server import Server
 
 TIMEOUT = 10  # seconds: the bound on every socket wait in these tests
 
@@ -82,17 +80,6 @@ def access(monkeypatch):
         time.tzset()
 
 
-@contextlib.contextmanager
-def serving(app, address=('127.0.0.1', 0), **options):
-    server = Server(address, app, **options)
-    thread = threading.Thread(target=server.serve_forever, name='test serve_forever')
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown(5)
-        thread.join(TIMEOUT)
-        assert not thread.is_alive()
 
 
 def shape(line):

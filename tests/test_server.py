@@ -17,7 +17,7 @@ import urllib.request
 import warnings
 
 import pytest
-from helpers import connect, exchange, recv_all
+from helpers import connect, exchange, recv_all, serving
 
 import degu.server
 from degu.base import MAX_IO_SIZE, Range
@@ -30,22 +30,6 @@ TIMEOUT = 10  # seconds: the bound on every socket wait in these tests
 # Fixtures and helpers
 
 
-@contextlib.contextmanager
-def serving(app, address=('127.0.0.1', 0), cls=Server, *args, **options):
-    """Run a server in a thread for the duration of a with block; check cleanup."""
-    before = set(threading.enumerate())
-    server = cls(*args, address, app, **options)
-    thread = threading.Thread(target=server.serve_forever, name='test serve_forever')
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown(5)
-        thread.join(TIMEOUT)
-        assert not thread.is_alive()
-        assert server.sock.fileno() == -1
-        left = [t for t in set(threading.enumerate()) - before if t.is_alive()]
-        assert left == []
 
 
 def families(tmp_path_factory=None):
