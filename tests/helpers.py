@@ -21,6 +21,7 @@ import io
 import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -38,6 +39,8 @@ __all__ = (
     'recv_all',
     'exchange',
     'serving',
+    'free_port',
+    'wait_listening',
 )
 
 LIVE_TIMEOUT = 10  # seconds: the bound on every socket wait of connect()'s sockets
@@ -257,3 +260,22 @@ def serving(app, address=('127.0.0.1', 0), cls=None, *args, **options):
         assert server.sock.fileno() == -1
         left = [t for t in set(threading.enumerate()) - before if t.is_alive()]
         assert left == []
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (another may take it)."""
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
+def wait_listening(proc, address, seconds=5.0):
+    """True once a connect() to *address* works, False if *proc* exits first or time runs out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            connect(address, 0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.005)
+    return False

@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from helpers import free_port
 
 import degu
 from degu.__main__ import (
@@ -27,12 +28,6 @@ from degu.__main__ import (
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 20
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 class Degu:

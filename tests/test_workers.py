@@ -17,6 +17,7 @@ import threading
 import time
 
 import pytest
+from helpers import free_port
 
 from degu import workers as workers_module
 from degu.workers import Workers, listening_socket, notify, systemd_sockets
@@ -556,12 +557,6 @@ class Command:
                 os.kill(pid, signal.SIGKILL)
             self.proc.kill()
             self.proc.communicate()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 def test_cli_workers_sighup_reload_under_load_loses_no_request(tmp_path):

@@ -34,6 +34,7 @@ import time
 
 import h11
 import pytest
+from helpers import free_port, wait_listening
 
 from degu.client import Client
 from degu.misc import TempServer
@@ -859,9 +860,7 @@ class Nginx:
                 self.address = os.path.join(self.prefix, 'nginx.sock')
                 listen = f'unix:{self.address}'
             else:
-                with socket.socket() as probe:
-                    probe.bind(('127.0.0.1', 0))
-                    port = probe.getsockname()[1]
+                port = free_port()
                 self.address = ('127.0.0.1', port)
                 listen = f'127.0.0.1:{port}'
             conf = os.path.join(self.prefix, 'nginx.conf')
@@ -872,13 +871,8 @@ class Nginx:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    connect(self.address, 0.5).close()
-                    return self
-                except OSError:
-                    time.sleep(0.005)
+            if wait_listening(self.proc, self.address):
+                return self
             self.stop()
         pytest.fail(f'nginx did not start: {self.error_log()[-2000:]}')
 

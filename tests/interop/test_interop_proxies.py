@@ -15,13 +15,13 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 
 import pytest
-from interop_helpers import DEADLINE, Nginx, connect, need_program, nginx_proxy, serve
+from helpers import free_port, wait_listening
+from interop_helpers import DEADLINE, Nginx, need_program, nginx_proxy, serve
 
 from degu.misc import TempPKI, TempSSLServer
 
@@ -144,9 +144,7 @@ class HAProxy:
 
     def start(self):
         for _ in range(3):  # a free port can be taken between the check and haproxy's bind
-            with socket.socket() as probe:
-                probe.bind(('127.0.0.1', 0))
-                port = probe.getsockname()[1]
+            port = free_port()
             self.address = ('127.0.0.1', port)
             conf = os.path.join(self.folder, 'haproxy.cfg')
             with open(conf, 'w') as f:
@@ -154,13 +152,8 @@ class HAProxy:
                                             backend=self.backend, options=self.options))
             self.proc = subprocess.Popen([self.haproxy, '-db', '-f', conf],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    connect(self.address, 0.5).close()
-                    return self
-                except OSError:
-                    time.sleep(0.005)
+            if wait_listening(self.proc, self.address):
+                return self
             err = self.stop()
         pytest.fail(f'haproxy did not start: {err[-2000:]}')
 
