@@ -378,41 +378,31 @@ def test_503_when_full_at_accept_time(access):
     assert shape(lines[1]) == '127.0.0.1 - - [T] "GET /block HTTP/1.1" 200 0 "-" "-" D +'
 
 
-def test_503_when_full_once_the_preamble_is_in(access):
-    release = threading.Event()
-    with serving(_blocking_app(release), max_connections=1) as server:
-        with connect(server.address) as late, connect(server.address) as busy:
-            time.sleep(0.2)  # both accepted, neither with a thread
-            busy.sendall(b'GET /block HTTP/1.1\r\nHost: x\r\n\r\n')
-            for _ in range(200):
-                if server._busy:
-                    break
-                time.sleep(0.01)
-            late.sendall(b'GET /late HTTP/1.1\r\nHost: x\r\n\r\n')
-            assert recv_all(late).startswith(b'HTTP/1.1 503 ')
-            lines = access.wait(1)
-            release.set()
-        access.wait(2)
-    assert shape(lines[0]) == '127.0.0.1 - - [T] "-" 503 0 "-" "-" - -'
-
-
-def test_503_for_a_parked_request(access):
+@pytest.mark.parametrize('first, rest, request_field', [
+    # accepted with no request yet: its request comes once every thread is busy
+    (b'', b'GET /late HTTP/1.1\r\nHost: x\r\n\r\n', '"-"'),
+    # parked with its request, waiting for the body
+    (b'PUT /w HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab', b'cd',
+     '"PUT /w HTTP/1.1"'),
+])
+def test_503_when_full_for_a_waiting_connection(access, first, rest, request_field):
     release = threading.Event()
     with serving(_blocking_app(release), max_connections=1) as server:
         with connect(server.address) as waiting, connect(server.address) as busy:
-            waiting.sendall(b'PUT /w HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab')
-            time.sleep(0.3)  # parked with its request, no thread
+            if first:
+                waiting.sendall(first)
+            time.sleep(0.3)  # both accepted; the waiting one without a thread
             busy.sendall(b'GET /block HTTP/1.1\r\nHost: x\r\n\r\n')
             for _ in range(200):
                 if server._busy:
                     break
                 time.sleep(0.01)
-            waiting.sendall(b'cd')
+            waiting.sendall(rest)
             assert recv_all(waiting).startswith(b'HTTP/1.1 503 ')
             lines = access.wait(1)
             release.set()
         access.wait(2)
-    assert shape(lines[0]) == '127.0.0.1 - - [T] "PUT /w HTTP/1.1" 503 0 "-" "-" - -'
+    assert shape(lines[0]) == f'127.0.0.1 - - [T] {request_field} 503 0 "-" "-" - -'
 
 
 def test_a_cut_off_response_is_marked(access):
