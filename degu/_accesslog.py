@@ -23,6 +23,7 @@ import string
 import time
 
 from ._body import Session
+from ._common import _MONTHS
 from ._transport import Transport
 
 TYPE_CHECKING = False
@@ -46,9 +47,6 @@ CLIENT_GONE = 499
 COMMON = '{host} {ident} {user} [{time}] "{request}" {status} {bytes}'
 COMBINED = COMMON + ' "{referer}" "{user_agent}" {duration_ms} {connection}'
 FORMATS = {'combined': COMBINED, 'common': COMMON}
-
-_MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
-
 
 # --------------------------------------------------------------------------
 # Field values

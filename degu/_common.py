@@ -21,6 +21,12 @@ if TYPE_CHECKING:
         def fileno(self) -> int: ...
 
 
+# Day and month names in English, whatever the locale (strftime's follow it):
+# the date header (RFC 9110 section 5.6.7) and the access log's time.
+_DAYS = ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
+_MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
+
+
 def _bound_method(obj: object, name: str, label: str) -> 'Any':
     """``getattr(obj, name)``, which must be callable (``label.name()`` names it in the error).
 

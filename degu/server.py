@@ -62,7 +62,14 @@ from ._body import (
     drain_body,
     release_body,
 )
-from ._common import _callable_name, _check_abspath, _remove_socket_file, _remove_stale_socket
+from ._common import (
+    _DAYS,
+    _MONTHS,
+    _callable_name,
+    _check_abspath,
+    _remove_socket_file,
+    _remove_stale_socket,
+)
 from ._forwarded import (
     MAX_PROXY_V2_LEN,
     TrustedProxies,
@@ -288,8 +295,6 @@ _PCHARS = frozenset(
 # would cost 16,800 instructions more (26 % of the request loop, callgrind over
 # benchmarks/hotpath.py; http_date() takes 1.2 µs).
 
-_DAYS = ('Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun')
-_MONTHS = ('Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec')
 _date_value = ''  # the date header of the current second...
 _date_until = 0.0  # ...and when it stops being current
 _time = time.time
