@@ -3,13 +3,16 @@
 A kept-alive connection parked in the accept loop (idle past
 ``PARK_AFTER``) must look to ``http.client`` like any kept-alive
 connection; a ``408`` for a body that came too slowly must parse under h11
-as a complete response followed by the close.
+as a complete response followed by the close.  With the TLS handshake in
+the accept loop, curl sending plain HTTP to a TLS port reads a ``400`` and
+http.client reads a ``503`` inside TLS when every thread is busy; a
+request sent while the server shuts down is answered.
 """
 
 import time
 
 import pytest
-from interop_helpers import h11_exchange, h11_request, serve
+from interop_helpers import curl, h11_exchange, h11_request, serve
 
 import degu.server
 
@@ -84,3 +87,84 @@ def test_http_client_uploads_a_body_that_comes_slowly(family):
                 assert (response.status, response.read()) == (200, b'3000')
         finally:
             conn.close()
+
+
+def test_curl_sending_plain_http_to_a_tls_port_gets_400(pki):
+    # OpenSSL recognizes an HTTP request where a ClientHello belongs: curl
+    # gets a plaintext 400 it can show its user, not a reset.
+    from degu.misc import TempSSLServer
+
+    with TempSSLServer(pki.anonymous_server_sslconfig, ('127.0.0.1', 0), counting,
+                       thread=True, timeout=5) as server:
+        (host, port) = server.address
+        [transfer] = curl(f'http://{host}:{port}/').check()
+    assert transfer.status == 400
+    assert (transfer.headers['connection'], transfer.body) == ('close', b'')
+
+
+def test_http_client_gets_a_503_inside_tls_when_every_thread_is_busy(pki):
+    # The handshake is done in the accept loop; the request that follows
+    # finds the one thread busy: http.client reads a 503 over TLS.
+    import http.client
+    import ssl
+    import threading
+
+    from degu.misc import TempSSLServer
+
+    release = threading.Event()
+
+    def app(session, request, api):
+        if request.uri == '/block':
+            release.wait(10)
+        return (200, 'OK', {}, b'ok')
+
+    ctx = ssl.create_default_context(cafile=pki.path(pki.server_ca_id, 'ca'))
+    ctx.check_hostname = False
+    with TempSSLServer(pki.anonymous_server_sslconfig, ('127.0.0.1', 0), app, thread=True,
+                       timeout=5, max_connections=1) as server:
+        waiting = http.client.HTTPSConnection(*server.address, timeout=10, context=ctx)
+        busy = http.client.HTTPSConnection(*server.address, timeout=10, context=ctx)
+        try:
+            waiting.connect()  # the handshake, no request yet: no thread
+            busy.request('GET', '/block')
+            time.sleep(0.3)  # the one thread is in the app
+            waiting.request('GET', '/')
+            response = waiting.getresponse()
+            assert (response.status, response.getheader('retry-after')) == (503, '1')
+            assert response.read() == b''
+            release.set()
+            assert busy.getresponse().read() == b'ok'
+        finally:
+            release.set()
+            waiting.close()
+            busy.close()
+
+
+def test_http_client_served_while_the_server_shuts_down():
+    # Accepted before shutdown() but its request sent after: served, with
+    # connection: close, as http.client reads it.
+    import http.client
+    import threading
+
+    from degu.server import Server
+
+    server = Server(('127.0.0.1', 0), counting)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    conn = http.client.HTTPConnection(*server.address, timeout=10)
+    try:
+        conn.connect()
+        time.sleep(0.2)  # accepted, waiting in the accept loop for its request
+        stopper = threading.Thread(target=server.shutdown, args=(5,))
+        stopper.start()
+        time.sleep(0.2)
+        conn.request('GET', '/')
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, b'1')
+        assert response.getheader('connection') == 'close'
+        stopper.join(10)
+        thread.join(10)
+        assert not thread.is_alive()
+    finally:
+        conn.close()
+        server.shutdown(1)
