@@ -32,6 +32,7 @@ from urllib.parse import quote
 import h11
 import pytest
 from interop_helpers import (
+    BIG_SIZE,
     DEADLINE,
     FAMILIES,
     HAVE_IPV6,
@@ -278,10 +279,11 @@ def test_nginx_names_in_capitals(site):
     assert headers == {'X-Token': 'secret', 'X-Other-Name': 'Other Value'}
 
 
-def body_cases(tmp_path):
-    """``(name, body, data, framing)``: request bodies of each accepted type, the
-    bytes that must arrive, and ``'length'`` or ``'chunked'``."""
-    data = os.urandom(300_000)
+def body_cases(tmp_path, size):
+    """``(name, make, data, framing)``: ``make()`` gives a request body of each
+    accepted type (as a context manager), *data* the bytes that must arrive,
+    *framing* is ``'length'`` or ``'chunked'``."""
+    data = os.urandom(size)
     path = tmp_path / 'upload.bin'
     path.write_bytes(data)
     ints = array('i', range(1000))
@@ -294,6 +296,8 @@ def body_cases(tmp_path):
         ('file', lambda: open(path, 'rb'), data, 'length'),
         ('file-unbuffered', lambda: open(path, 'rb', buffering=0), data, 'length'),
         ('file-from-offset', lambda: seeked(path, 1000), data[1000:], 'length'),
+        ('file-after-read', lambda: partly_read(path, 1000), data[1000:], 'length'),
+        ('big-file', lambda: open(path, 'rb'), data, 'length'),
         ('empty-file', lambda: open(tmp_path / 'empty.bin', 'w+b'), b'', 'length'),
         ('pipe', lambda: pipe_file(data), data, 'chunked'),
         ('empty-pipe', lambda: pipe_file(b''), b'', 'chunked'),
@@ -330,25 +334,49 @@ def seeked(path, offset):
     return f
 
 
+def partly_read(path, size):
+    """A buffered file after ``read(size)``: it has read ahead of its position."""
+    f = open(path, 'rb')
+    assert len(f.read(size)) == size
+    assert os.lseek(f.fileno(), 0, os.SEEK_CUR) > f.tell()
+    return f
+
+
 BODY_NAMES = [
     'bytearray', 'memoryview', 'memoryview-of-ints', 'file', 'file-unbuffered',
-    'file-from-offset', 'empty-file', 'pipe', 'empty-pipe', 'socket-file',
+    'file-from-offset', 'file-after-read', 'big-file', 'empty-file', 'pipe', 'empty-pipe',
+    'socket-file',
 ]
+BODY_SIZE = 300_000  # bytes: more than a socket buffer, and enough for sendfile()
 
 
 def body_case(tmp_path, name):
-    (case,) = [c for c in body_cases(tmp_path) if c[0] == name]
+    """``(make, data, framing)`` of the body *name* (``big-file``: 5 MiB)."""
+    size = BIG_SIZE if name == 'big-file' else BODY_SIZE
+    (case,) = [c for c in body_cases(tmp_path, size) if c[0] == name]
     return case[1:]
 
 
+@pytest.mark.parametrize('family', ['ipv4', 'unix'])  # AF_UNIX: sendfile()
 @pytest.mark.parametrize('name', BODY_NAMES)
-def test_nginx_stores_bodies(site, tmp_path, name):
+def test_nginx_stores_bodies(site, tmp_path, monkeypatch, family, name):
     """RFC 9112 sections 6.2 and 7.1: nginx frames each body as the client said
     (``content-length`` for bytes-like and regular files, from the file's
     position; chunked for a pipe), and its WebDAV ``PUT`` stores exactly the
-    bytes sent.  The file is left open for the caller."""
+    bytes sent.  The file is left open for the caller.  Over AF_UNIX a
+    regular file goes out with ``sendfile()``, so that path meets nginx too."""
     (make, data, framing) = body_case(tmp_path, name)
-    with site.client().connect() as conn:
+    calls = []
+
+    def sendfile(*args):
+        calls.append(args)
+        return real_sendfile(*args)
+
+    real_sendfile = os.sendfile
+    monkeypatch.setattr(os, 'sendfile', sendfile)
+    regular_file = framing == 'length' and 'file' in name and data
+    name = f'{name}-{family}'
+    with site.client(family).connect() as conn:
         with make() as body:
             response = conn.put(f'/dav/body-{name}', None, body)
             if hasattr(body, 'closed'):
@@ -360,6 +388,7 @@ def test_nginx_stores_bodies(site, tmp_path, name):
     framed = (seen['http_content_length'], seen['http_transfer_encoding'])
     assert framed == ((str(len(data)), '') if framing == 'length' else ('', 'chunked'))
     assert (seen['content_type'], seen['connection_requests']) == ('application/x-test', '2')
+    assert bool(calls) == bool(family == 'unix' and regular_file), calls
 
 
 @pytest.mark.parametrize('name', ['file', 'pipe', 'memoryview'])
@@ -622,13 +651,14 @@ def test_h11_url_forms_and_names(family):
     assert sorted(fields(records[2][0])) == [('content-length', '0'), ('host', host)]
 
 
+@pytest.mark.parametrize('family', ['ipv4', 'unix'])  # AF_UNIX: sendfile()
 @pytest.mark.parametrize('name', BODY_NAMES)
-def test_h11_bodies(tmp_path, name):
+def test_h11_bodies(tmp_path, family, name):
     """RFC 9112 sections 6 and 7: each body type goes out with the framing h11
     expects and exactly the bytes given, and the connection goes on."""
     (make, data, framing) = body_case(tmp_path, name)
     records = []
-    with RawServer(h11_recorder(records)) as server:
+    with RawServer(h11_recorder(records), family=family) as server:
         with server.client(timeout=TIMEOUT).connect() as conn:
             with make() as body:
                 assert conn.put('/body', {'Content-Type': 'application/x-test'}, body).json() == {
