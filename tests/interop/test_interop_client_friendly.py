@@ -25,6 +25,7 @@ import http.server
 import json
 import os
 import socket
+import socketserver
 import threading
 from array import array
 from urllib.parse import quote
@@ -760,6 +761,7 @@ class JSONEchoHandler(http.server.BaseHTTPRequestHandler):
 
     protocol_version = 'HTTP/1.1'
     timeout = DEADLINE
+    disable_nagle_algorithm = True  # TCP: headers and body are two sends
 
     def do_GET(self):
         if self.path == '/missing':
@@ -790,37 +792,59 @@ class JSONEchoHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class UnixJSONEchoHandler(JSONEchoHandler):
+    disable_nagle_algorithm = False  # no TCP_NODELAY on AF_UNIX
+
+
 @contextlib.contextmanager
 def stdlib_server(family):
+    """A ``ThreadingHTTPServer`` (or its AF_UNIX twin) in a thread; yields its URL.
+
+    The AF_UNIX socket sits in a folder whose name needs percent-encoding in
+    an ``http+unix`` URL (a space, ``%``, ``?``, ``#`` and a non-ASCII letter).
+    """
     if family == 'ipv6' and not HAVE_IPV6:
         pytest.skip('no IPv6 loopback (::1) on this host')
+    with short_tmpdir() as tmpdir:
+        if family == 'unix':
+            folder = os.path.join(tmpdir, 'odd %25 é?#')
+            os.mkdir(folder)
+            path = os.path.join(folder, 'http.sock')
+            server = UnixHTTPServer(path, UnixJSONEchoHandler)
+            url = unix_url(path) + '/'
+        else:
+            cls = IPv6HTTPServer if family == 'ipv6' else http.server.ThreadingHTTPServer
+            server = cls(('::1' if family == 'ipv6' else '127.0.0.1', 0), JSONEchoHandler)
+            url = tcp_url(family, server.server_address[1])
+        thread = threading.Thread(
+            target=server.serve_forever, args=(0.01,), name='interop http.server'
+        )
+        thread.start()
+        try:
+            yield url
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(DEADLINE)
 
-    class Server(http.server.ThreadingHTTPServer):
-        address_family = socket.AF_INET6 if family == 'ipv6' else socket.AF_INET
 
-    host = '::1' if family == 'ipv6' else '127.0.0.1'
-    server = Server((host, 0), JSONEchoHandler)
-    thread = threading.Thread(
-        target=server.serve_forever, args=(0.01,), name='interop http.server'
-    )
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(DEADLINE)
+class IPv6HTTPServer(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
-@pytest.mark.parametrize('family', ['ipv4', 'ipv6'])
+class UnixHTTPServer(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+
+@pytest.mark.parametrize('family', FAMILIES)
 def test_stdlib_json_round_trip(family):
-    """``http.server`` reached through ``http://`` URLs: ``json=`` in,
-    ``response.json()`` out, a target from ``build_target()``, and its 404
-    (which says ``connection: close``) raised by ``raise_for_status()``."""
+    """``http.server`` reached through ``http://`` and ``http+unix://`` URLs:
+    ``json=`` in, ``response.json()`` out, a target from ``build_target()``,
+    and its 404 (which says ``connection: close``) raised by
+    ``raise_for_status()``."""
     obj = {'text': 'café \U0001f980', 'n': [1, 2]}
-    with stdlib_server(family) as server:
-        port = server.server_address[1]
-        url = tcp_url(family, port)
+    with stdlib_server(family) as url:
+        port = None if family == 'unix' else int(url.rstrip('/').rpartition(':')[2])
         target = build_target(['notes', 'a b'], {'tag': 'x&y'})
         for client in (Client(url, timeout=TIMEOUT), from_url(url, timeout=TIMEOUT)):
             with client.connect() as conn:
