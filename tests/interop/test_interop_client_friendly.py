@@ -37,11 +37,13 @@ from interop_helpers import (
     DEADLINE,
     FAMILIES,
     HAVE_IPV6,
+    Gate,
     Nginx,
     RawServer,
     h11_next,
     h11_read_request,
     h11_respond,
+    pieces,
     short_tmpdir,
 )
 
@@ -93,19 +95,27 @@ def tcp_url(family, port, scheme='http'):
 
 def expected_host(family, port):
     """The ``host`` header the client derives from the URL (RFC 9112 section 3.2)."""
-    return {'ipv4': f'127.0.0.1:{port}', 'ipv6': f'[::1]:{port}', 'unix': 'localhost'}[family]
+    if family in ('unix', 'abstract'):
+        return 'localhost'
+    return {'ipv4': f'127.0.0.1:{port}', 'ipv6': f'[::1]:{port}'}[family]
 
 
 @contextlib.contextmanager
-def pipe_file(data):
-    """The read end of a pipe (a binary file) that a thread fills with *data*, then closes."""
+def pipe_file(source, buffering=-1):
+    """The read end of a pipe (a binary file) that a thread fills, then closes.
+
+    *source* is ``bytes``, or an iterable of pieces (a ``Gate``), each
+    written as soon as it is produced.
+    """
     (r, w) = os.pipe()
-    reader = open(r, 'rb')
+    reader = open(r, 'rb', buffering=buffering)
 
     def feed():
         try:
             with open(w, 'wb') as f:
-                f.write(data)
+                for piece in [source] if isinstance(source, bytes) else source:
+                    f.write(piece)
+                    f.flush()
         except BrokenPipeError:  # the test failed before the client read it all
             pass
 
@@ -678,6 +688,32 @@ def test_h11_bodies(tmp_path, family, name):
     assert after.target == b'/after'
 
 
+@pytest.mark.parametrize('buffering', [-1, 0])
+def test_h11_pipe_streams(buffering):
+    """RFC 9112 section 7.1: a pipe goes out chunked as it is read; each piece
+    reaches the server before the pipe's writer produces the next, so a
+    slow producer (a process writing to the pipe) is streamed, not buffered."""
+    gate = Gate(pieces(4, 1000))
+    received = []
+
+    def handler(sock, i):
+        conn = h11.Connection(h11.SERVER)
+        request = h11_next(conn, sock)
+        assert type(request) is h11.Request
+        assert dict(fields(request))['transfer-encoding'] == 'chunked'
+        received.append(gate.h11_receive(conn, sock))
+        h11_respond(conn, sock, 200, body=b'ok')
+        h11_read_request(conn, sock)  # until the client closes
+
+    with RawServer(handler) as server:
+        with server.client(timeout=TIMEOUT).connect() as conn:
+            with pipe_file(gate, buffering) as body:
+                response = conn.put('/stream', None, body)
+            assert (response.status, response.body.read()) == (200, b'ok')
+    assert received == [b''.join(gate.pieces)]
+    gate.check('a pipe body to h11')
+
+
 def test_h11_json_request():
     """RFC 8259 section 8.1: ``json=`` on ``request``, ``put`` and ``post`` is a
     valid request to h11 with exactly the compact UTF-8 bytes, ``content-type:
@@ -802,7 +838,8 @@ def stdlib_server(family):
     """A ``ThreadingHTTPServer`` (or its AF_UNIX twin) in a thread; yields its URL.
 
     The AF_UNIX socket sits in a folder whose name needs percent-encoding in
-    an ``http+unix`` URL (a space, ``%``, ``?``, ``#`` and a non-ASCII letter).
+    an ``http+unix`` URL (a space, ``%``, ``?``, ``#`` and a non-ASCII letter);
+    the ``abstract`` one is a Linux abstract name (``%00`` first).
     """
     if family == 'ipv6' and not HAVE_IPV6:
         pytest.skip('no IPv6 loopback (::1) on this host')
@@ -813,6 +850,10 @@ def stdlib_server(family):
             path = os.path.join(folder, 'http.sock')
             server = UnixHTTPServer(path, UnixJSONEchoHandler)
             url = unix_url(path) + '/'
+        elif family == 'abstract':
+            name = '\0' + os.path.basename(tmpdir)  # unique while tmpdir exists
+            server = UnixHTTPServer(name, UnixJSONEchoHandler)
+            url = unix_url(name)
         else:
             cls = IPv6HTTPServer if family == 'ipv6' else http.server.ThreadingHTTPServer
             server = cls(('::1' if family == 'ipv6' else '127.0.0.1', 0), JSONEchoHandler)
@@ -837,7 +878,7 @@ class UnixHTTPServer(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
 
 
-@pytest.mark.parametrize('family', FAMILIES)
+@pytest.mark.parametrize('family', FAMILIES + ('abstract',))
 def test_stdlib_json_round_trip(family):
     """``http.server`` reached through ``http://`` and ``http+unix://`` URLs:
     ``json=`` in, ``response.json()`` out, a target from ``build_target()``,
@@ -845,7 +886,7 @@ def test_stdlib_json_round_trip(family):
     ``raise_for_status()``."""
     obj = {'text': 'café \U0001f980', 'n': [1, 2]}
     with stdlib_server(family) as url:
-        port = None if family == 'unix' else int(url.rstrip('/').rpartition(':')[2])
+        port = None if 'unix' in url else int(url.rstrip('/').rpartition(':')[2])
         target = build_target(['notes', 'a b'], {'tag': 'x&y'})
         for client in (Client(url, timeout=TIMEOUT), from_url(url, timeout=TIMEOUT)):
             with client.connect() as conn:
