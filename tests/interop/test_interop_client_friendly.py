@@ -858,16 +858,21 @@ def stdlib_server(family):
             cls = IPv6HTTPServer if family == 'ipv6' else http.server.ThreadingHTTPServer
             server = cls(('::1' if family == 'ipv6' else '127.0.0.1', 0), JSONEchoHandler)
             url = tcp_url(family, server.server_address[1])
-        thread = threading.Thread(
-            target=server.serve_forever, args=(0.01,), name='interop http.server'
-        )
-        thread.start()
-        try:
+        with serving(server):
             yield url
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(DEADLINE)
+
+
+@contextlib.contextmanager
+def serving(server):
+    """A ``socketserver`` server in a thread until the block ends, then closed."""
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), name='interop stdlib')
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(DEADLINE)
 
 
 class IPv6HTTPServer(http.server.ThreadingHTTPServer):
@@ -902,3 +907,38 @@ def test_stdlib_json_round_trip(family):
                 assert info.value.response.headers['connection'] == 'close'
                 assert conn.discard() > 0
                 assert conn.closed
+
+
+class HTTP10JSONHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.0 without ``content-length``: the JSON body runs until the close."""
+
+    timeout = DEADLINE
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header('content-type', 'application/json')
+        self.end_headers()
+        with contextlib.suppress(ConnectionError):  # the client past its limit closes
+            self.wfile.write(compact(BIG))
+
+    def log_message(self, *args):
+        pass
+
+
+def test_stdlib_json_close_delimited():
+    """RFC 9112 section 6.3: ``response.json()`` reads a body that ends with the
+    connection (an HTTP/1.0 ``http.server``), and the connection is then
+    closed; the limit holds for such a body too."""
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), HTTP10JSONHandler)
+    with serving(server):
+        client = Client(f'http://127.0.0.1:{server.server_address[1]}', timeout=TIMEOUT)
+        with client.connect() as conn:
+            response = conn.get('/big.json')
+            assert 'content-length' not in response.headers
+            assert response.body.content_length is None
+            assert response.json() == BIG
+            assert conn.closed
+        with client.connect() as conn:
+            with pytest.raises(ValueError) as info:
+                conn.get('/big.json').json(limit=100_000)
+            assert str(info.value) == 'response body too large: more than 100000 bytes'
