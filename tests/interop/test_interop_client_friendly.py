@@ -6,15 +6,18 @@ headers and names in capitals, ``bytearray``/``memoryview``/file bodies,
 ``raise_for_status()`` were written against degu's own server, which agrees
 with degu's client by construction.  Here the other end is:
 
-* nginx, listening on 127.0.0.1, [::1] and an AF_UNIX socket at once.  A
-  ``return`` location echoes what nginx made of a request (target, decoded
-  path, query, ``host``, framing fields); a WebDAV ``PUT`` location stores
-  request bodies on disk, where the test reads them back byte for byte (and
-  sees which file name nginx decoded the target to); a folder of JSON files
-  is served as is, and through SSI (which makes the response chunked).
+* nginx, listening on 127.0.0.1, [::1] and an AF_UNIX socket at once (and
+  once over TLS).  A ``return`` location echoes what nginx made of a
+  request (target, decoded path, query, ``host``, framing fields); a WebDAV
+  ``PUT`` location stores request bodies on disk, where the test reads them
+  back byte for byte (and sees which file name nginx decoded the target
+  to); a folder of JSON files is served as is, and through SSI (which makes
+  the response chunked).
 * h11 on the server side, a strict parser: every request shape the friendly
-  features produce is accepted, with the exact bytes sent.
-* Python's ``http.server``, for the URL forms and a JSON round trip.
+  features produce is accepted, with the exact bytes sent; a pipe body
+  streams, and ``Expect`` in capitals holds the body back.
+* Python's ``http.server``, for the URL forms (an abstract AF_UNIX name
+  too), a JSON round trip, and a JSON body that ends with the connection.
 
 One nginx serves the whole module (it starts in a few milliseconds, but the
 requests of each test are independent of the others anyway).
