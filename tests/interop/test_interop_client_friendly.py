@@ -29,6 +29,7 @@ import json
 import os
 import socket
 import socketserver
+import ssl
 import threading
 from array import array
 from urllib.parse import quote
@@ -582,10 +583,14 @@ def test_nginx_head_and_304(site):
 def test_nginx_https_url(pki, tmp_path, family):
     """``SSLClient(sslctx, 'https://...')`` and ``from_url('https://...', sslctx)``
     reach nginx over TLS, with the ``host`` header from the URL; a regular
-    file (no ``sendfile()`` through TLS) and a pipe are stored intact."""
+    file (no ``sendfile()`` through TLS) and a pipe are stored intact.
+    Without *sslctx*, ``from_url()`` trusts the system CAs only, so nginx's
+    certificate from a private CA is refused."""
     tls = pki.anonymous_server_sslconfig
     with short_tmpdir() as www, NginxEverywhere(nginx_site(www), tls=tls) as nginx:
         url = nginx.url_for(family)
+        with pytest.raises(ssl.SSLCertVerificationError):
+            from_url(url, timeout=TIMEOUT).connect()
         sslconfig = pki.anonymous_client_sslconfig
         for client in (SSLClient(sslconfig, url, timeout=TIMEOUT),
                        from_url(url, sslconfig, timeout=TIMEOUT)):
