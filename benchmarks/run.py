@@ -500,6 +500,22 @@ def degu_gets(address, count, depth=1):
     return elapsed
 
 
+def degu_pool_gets(address, count):
+    # The same GETs through Client.get(): the pool lends a connection and
+    # takes it back once the body is read.
+    from degu.client import Client
+
+    client = Client(address, host='bench')
+    get = client.get
+    t0 = time.perf_counter()
+    for _ in range(count):
+        get('/hello').body.read()
+    elapsed = time.perf_counter() - t0
+    assert client.pool_info()['connects'] == 1
+    client.close()
+    return elapsed
+
+
 def stdlib_gets(address, count):
     conn = _stdlib_conn(address)
     t0 = time.perf_counter()
@@ -812,6 +828,8 @@ def mode_client(args, tmpdir):
         response_size = _response_size(address, request)
         runners = {
             'degu client': lambda: count / run_in_child(degu_gets, address, count, cpu=cpu),
+            'degu client, pool (Client.get)':
+                lambda: count / run_in_child(degu_pool_gets, address, count, cpu=cpu),
             'degu client, pipelined x8':
                 lambda: count / run_in_child(degu_gets, address, count, 8, cpu=cpu),
             'http.client': lambda: count / run_in_child(stdlib_gets, address, count, cpu=cpu),
@@ -824,6 +842,8 @@ def mode_client(args, tmpdir):
         stop(proc)
     table.show({fixed: 'http.client'})
     print(f'   degu / raw floor = {table.ratio(fixed, "degu client", "raw-socket floor"):.2f}x')
+    pool = table.ratio(fixed, 'degu client, pool (Client.get)', 'degu client')
+    print(f'   pool / bare connection = {pool:.3f}x')
     return table
 
 

@@ -55,13 +55,17 @@ from __future__ import annotations
 
 import enum
 import io
+import itertools
 import os
 import socket
 import stat
 import sys
 import threading
+import time
+import weakref
 from collections import deque
 
+from ._body import ConnReader
 from ._common import _check_abspath, _wait_readable
 from ._framing import (
     CHUNKED,
@@ -73,13 +77,24 @@ from ._framing import (
     response_close_reason,
 )
 from ._io import _new_response, read_response_head, write_message
-from ._parse import _GOOD_NAMES, _TYPE_ERROR, _check_method, _set_default, fold_names
+from ._parse import (
+    _GOOD_NAMES,
+    _TYPE_ERROR,
+    _check_method,
+    _set_default,
+    chunk_end,
+    fold_names,
+    parse_chunk,
+)
 from ._transport import Transport
 from .base import (
     BODY_CONSUMED,
+    BODY_ERROR,
+    BODY_READY,
     IO_SIZE,
     MAX_IO_SIZE,
     Body,
+    ChunkedBody,
     ChunkedBodyIter,
     ConnectionClosed,
     ConnectionTimedOut,
@@ -100,9 +115,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, Protocol, TypeVar
 
-    from .base import ChunkedBody
-
     _C = TypeVar('_C', bound='Connection')
+    _Cl = TypeVar('_Cl', bound='Client')
 
     class _Socket(Protocol):
         """What a ``Connection`` needs of *sock*: a socket, an ``ssl.SSLSocket``, a test double.
@@ -125,6 +139,7 @@ __all__ = (
     'Response',
     'ClientResponse',
     'HTTPError',
+    'PoolTimeout',
     'build_client_sslctx',
     'is_temp_network_error',
     'ConnectionClosed',
@@ -139,11 +154,22 @@ MAX_MAX_PENDING = 100  # the largest max_pending a Client accepts
 DEFAULT_EXPECT100_TIMEOUT = 1.0  # seconds to wait for 100 Continue before sending anyway
 MAX_INTERIM = 16  # 1xx responses skipped before a final one (RFC 9110 section 15.2)
 DEFAULT_UNIX_HOST = 'localhost'  # the host header over AF_UNIX (nginx, aiohttp, curl agree)
+DEFAULT_POOL_SIZE = 10  # connections a Client's pool keeps open at most (as urllib3)
+DEFAULT_POOL_TIMEOUT = 10.0  # seconds a request waits for a free connection of the pool
+# Seconds an idle pooled connection is kept: under the 15 s after which a
+# degu server closes an idle connection, so the usual race is avoided; the
+# retry covers the rest.
+DEFAULT_POOL_IDLE_TIMEOUT = 10.0
+MAX_POOL_SIZE = 1000
+CLOSE_DRAIN = 64 * 1024  # bytes: ClientResponse.close() reads a rest this small, else closes
 
 _CLOSED = 'Connection is closed'
 _NO_JSON = object()  # json= not given (None is JSON null)
 _BODY_TYPES = 'bytes, bytearray, memoryview, a binary file, a body object or None'
 _NOT_PIPELINED = ('POST', 'PATCH')  # not idempotent (RFC 9110 section 9.2.2)
+# RFC 9110 section 9.2.2: the idempotent methods, which a pool may send again
+# when a kept-alive connection turns out closed before any of the response.
+_IDEMPOTENT = frozenset(('GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS', 'TRACE'))
 
 
 class _State(enum.Enum):
@@ -171,12 +197,51 @@ class _Transport(Transport):
     comes after the response started.
     """
 
-    __slots__ = ()
+    __slots__ = ('lease',)
+    lease: tuple[_Pool, Connection] | None  # while the pool lends the connection out
 
     def body_failed(self, exc: BaseException) -> None:
         if isinstance(exc, ConnectionClosed):
             exc.response_started = True
         self.close()
+
+
+class _DeadlineTransport(_Transport):
+    """A ``_Transport`` whose reads end at ``deadline`` (``response_timeout``).
+
+    Each receive waits at most until the deadline (``timeout`` still bounds
+    it when that comes first); a receive asked for after it, or cut short
+    by it, is a ``ConnectionTimedOut``.  Only connections with a
+    ``response_timeout`` use this class: the others pay nothing for it.
+    """
+
+    __slots__ = ('deadline', 'response_timeout')
+    deadline: float | None  # time.monotonic() when the response must be complete
+    response_timeout: float
+
+    def _recv(self, view, what, wait=None):
+        deadline = self.deadline
+        if deadline is None:
+            return Transport._recv(self, view, what, wait)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise self._late(what)
+        limit = self.timeout if wait is None else wait
+        if limit is None or left < limit:
+            wait = left
+        try:
+            return Transport._recv(self, view, what, wait)
+        except ConnectionTimedOut as e:
+            if time.monotonic() < deadline:
+                raise
+            raise self._late(what) from e
+
+    def _late(self, what):
+        self.deadline = None  # once: the connection is done
+        return ConnectionTimedOut(
+            f'reading {what}: no complete response within {self.response_timeout} s'
+            ' (response_timeout)'
+        )
 
 
 def _check_timeout(name, value, allow_none):
@@ -357,6 +422,32 @@ class ClientResponse(Response):
             raise HTTPError(self)
         return self
 
+    def close(self) -> None:
+        """Done with this response: its connection can carry the next request.
+
+        What is left of the body is read and dropped when it is at most
+        ``CLOSE_DRAIN`` bytes (64 KiB); a bigger rest closes the connection
+        instead, as reading it would cost more than a new connection.  A
+        read body, or none, changes nothing.  Errors while reading the rest
+        close the connection and are not raised.  ``with response:`` calls
+        this at the end of the block.
+        """
+        body = self.body
+        if body is None or body.state >= BODY_CONSUMED:
+            return
+        try:
+            if body._drain(CLOSE_DRAIN):
+                return
+        except (ConnectionClosed, OSError, ValueError):
+            return  # the body failed: its connection is closed already
+        body._fail(ConnectionClosed('the response was closed with its body unread'))
+
+    def __enter__(self) -> ClientResponse:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def json(self, limit: int = MAX_IO_SIZE) -> Any:
         """Read the whole body, at most *limit* bytes, and decode it as JSON.
 
@@ -458,6 +549,444 @@ def _request_body(body):
 
 
 # --------------------------------------------------------------------------
+# The pool behind Client.request() and its shortcuts
+
+
+class PoolTimeout(ConnectionTimedOut):
+    """No connection of a ``Client``'s pool came free within ``pool_timeout``.
+
+    Nothing was sent (``unanswered`` is empty).  A connection is lent out
+    until the body of its response is read (or ``response.close()`` is
+    called, or the response is dropped): a program that keeps responses
+    with unread bodies holds connections.
+    """
+
+
+def _all_buffered(body):
+    """True when the rest of *body* is in its connection's buffer: draining it cannot wait."""
+    reader = body._reader
+    if type(body) is not _PooledChunkedBody:
+        remaining = body._remaining
+        return remaining is not None and reader.buffered >= remaining
+
+    def scan(buf, pos, stop):
+        # Chunk by chunk (each is at least 5 bytes, so at most stop / 5 of them).
+        while True:
+            end = chunk_end(buf, pos, stop)
+            if end is None:
+                return False
+            eol = buf.find(b'\r\n', pos, end)
+            if parse_chunk(bytes(buf[pos:eol]))[0] == 0:
+                return True
+            pos = end
+
+    if body._state != BODY_READY:
+        return False  # within a chunk: the buffer does not start at a chunk line
+    try:
+        return reader.scan(scan)
+    except ValueError:  # a bad chunk: reading it would fail anyway
+        return False
+
+
+def _pooled_class(cls):
+    """A subclass of *cls* whose body gives its connection back to the pool.
+
+    A response body of the pool becomes one by a ``__class__`` assignment:
+    no copy, no new slot.  Its ``_state`` is a property over the slot of
+    *cls*: setting it to ``BODY_CONSUMED`` (the last byte was read) gives
+    the connection back for the next request, and to ``BODY_ERROR`` closes
+    it.  A body dropped before its end is drained when the rest is buffered
+    already (a small body nobody read), else its connection is closed.
+    Measured (benchmarks/run.py client): the property costs about 0.1 us
+    per read of a pooled body; other bodies do not see it.
+    """
+    slot = cls.__dict__['_state']
+    get_state = slot.__get__
+    set_state = slot.__set__
+
+    def _set(self, value):
+        set_state(self, value)
+        if value >= BODY_CONSUMED:
+            lease = self._reader.lease
+            if lease is not None:
+                self._reader.lease = None  # once
+                lease[0].give_back(lease[1], value == BODY_CONSUMED)
+
+    def __del__(self):
+        try:
+            if get_state(self) >= BODY_CONSUMED or self._reader.lease is None:
+                return
+            if not self._reader.closed and _all_buffered(self):
+                self._drain(MAX_IO_SIZE)  # from the buffer: no wait
+            if get_state(self) < BODY_CONSUMED:
+                self._state = BODY_ERROR  # closes the connection
+        except Exception:  # pragma: no cover - nothing to do about it at GC time
+            pass
+
+    namespace = {
+        '__slots__': (),
+        '__module__': cls.__module__,
+        '__qualname__': cls.__qualname__,  # the repr stays Body(...) or ChunkedBody(...)
+        '__doc__': cls.__doc__,
+        '_state': property(get_state, _set),
+        '__del__': __del__,
+    }
+    return type(cls.__name__, (cls,), namespace)
+
+
+# pool_info() counts, since the pool opened: see Client.pool_info().
+_POOL_COUNTERS = ('connects', 'reuses', 'retries', 'expired', 'stale', 'dropped')
+
+_PooledBody = _pooled_class(Body)
+_PooledChunkedBody = _pooled_class(ChunkedBody)
+_POOLED = {Body: _PooledBody, ChunkedBody: _PooledChunkedBody}
+
+
+_SAME = object()  # _resender(): the body can be sent again as it is
+
+
+class _Received(ConnReader):
+    """The whole body of a pooled response, taken from its connection's buffer at once.
+
+    A response whose body had arrived with its preamble (most small ones)
+    gives its connection back to the pool before it is returned: its
+    ``Body`` reads these bytes instead (a slot change, no new object).
+    Measured against nginx (benchmarks/run.py client): this saves half of
+    what lending the connection out until the body is read costs.
+    """
+
+    __slots__ = ('_data', '_pos')
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+
+    @property
+    def buffered(self) -> int:
+        return len(self._data) - self._pos
+
+    def read_exact(self, size):
+        pos = self._pos
+        data = self._data
+        if pos == 0 and size == len(data):
+            self._pos = size
+            return data
+        end = pos + size
+        if end > len(data):  # pragma: no cover - the Body never asks for more
+            raise ValueError(f'expected to read {size} bytes, but {len(data) - pos} remain')
+        self._pos = end
+        return data[pos:end]
+
+    def readinto_exact(self, view):
+        view[:] = self.read_exact(len(view))
+
+    def readinto_some(self, view):
+        size = min(len(view), len(self._data) - self._pos)
+        view[:size] = self.read_exact(size)
+        return size
+
+    def body_failed(self, exc):
+        pass
+
+
+def _resender(method, body):
+    """What the pool may send again, or ``None`` when the request must not be retried.
+
+    A retry needs an idempotent method (RFC 9110 section 9.2.2) and a body
+    that can be sent a second time: none, ``bytes`` (or a ``bytearray`` or
+    ``memoryview``), or a regular file, from where it was.  Returns a
+    function that gives the body for the second attempt.
+    """
+    if method not in _IDEMPOTENT:
+        return None
+    if body is None or type(body) in (bytes, bytearray, memoryview):
+        return _SAME
+    if isinstance(body, io.IOBase) and not isinstance(body, io.TextIOBase):
+        try:
+            if body.seekable() and stat.S_ISREG(os.fstat(body.fileno()).st_mode):
+                position = body.tell()
+
+                def rewind():
+                    body.seek(position)
+                    return body
+
+                return rewind
+        except (OSError, ValueError):
+            pass
+    return None  # a body object or a stream: what was read of it is gone
+
+
+def _next_value(counter):
+    # The value an itertools.count() would give next: what it counted so far.
+    return counter.__reduce__()[1][0]
+
+
+class _Pool:
+    """The connections of one ``Client``, shared by threads: see ``Client.request()``.
+
+    ``_idle`` is a stack of ``(connection, since)``, the most recently used
+    on top (the least likely to have been closed by the server), so when
+    the top one has been idle too long, all of them have.  ``_open`` counts
+    every connection of the pool: idle, lent out, or being opened.
+
+    The hot path takes no lock: ``list.pop()`` and ``list.append()`` are
+    atomic, and so is ``next()`` on the counters.  The lock guards
+    ``_open``, the waiters and the sweeps.  No wake-up is lost: a waiter
+    counts itself in ``_waiting`` before it looks at ``_idle`` a last time,
+    and ``give_back()`` appends before it reads ``_waiting``.  Measured
+    with benchmarks/run.py client against nginx: the locks on both paths
+    cost 0.3 us of the 1.5 us a pooled request first cost over a bare one.
+    Connections are opened and closed outside the lock.
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.size = client.pool_size
+        self.timeout = client.pool_timeout
+        self.idle_timeout = client.pool_idle_timeout
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._idle: list[tuple[Connection, float]] = []
+        self._open = 0
+        self._waiting = 0
+        self.closed = False
+        # Counters for pool_info(): next() on an itertools.count is atomic.
+        self._counters = {name: itertools.count() for name in _POOL_COUNTERS}
+        self._reused = self._counters['reuses']
+
+    def info(self) -> dict[str, int]:
+        with self._lock:
+            idle = len(self._idle)
+            info = {
+                'size': self.size,
+                'open': self._open,
+                'idle': idle,
+                'lent': self._open - idle,
+                'waiting': self._waiting,
+            }
+        for (name, counter) in self._counters.items():
+            info[name] = _next_value(counter)
+        return info
+
+    def _count(self, name, n=1):
+        counter = self._counters[name]
+        for _ in range(n):
+            next(counter)
+
+    def acquire(self, check, fresh=False):
+        """A connection for one request: ``(conn, reused)``.
+
+        The most recently used idle one, unless *fresh* (the retry); with
+        *check*, an idle one the server closed meanwhile (it reads as
+        readable) is closed and the next one taken, because the request
+        cannot be sent again if it fails.  Otherwise a new one while fewer
+        than ``size`` are open, or the first to come back, waiting
+        ``timeout`` seconds at most.
+        """
+        idle = self._idle
+        deadline = None
+        while True:
+            while idle and not fresh:
+                try:
+                    (conn, since) = idle.pop()
+                except IndexError:  # another thread took the last one
+                    break
+                if time.monotonic() - since >= self.idle_timeout:
+                    self._expire(conn)  # and all the older ones
+                    break
+                if check and _wait_readable(conn.sock, 0):
+                    # EOF or garbage while idle: either way, not usable.
+                    self._count('stale')
+                    self._forget(conn)
+                    continue
+                next(self._reused)
+                return (conn, True)
+            if deadline is None:
+                deadline = time.monotonic() + self.timeout
+            if self._reserve(fresh, deadline):
+                break
+        try:
+            conn = self.client.connect()
+        except BaseException:
+            self._forget(None)
+            raise
+        self._count('connects')
+        return (conn, False)
+
+    def _reserve(self, fresh, deadline):
+        """Count a connection about to be opened: True; or False when one is idle to take.
+
+        Waits while ``size`` connections are open and none is idle.  For a
+        *fresh* one (the retry), an idle connection is closed to make room.
+        """
+        closing = None
+        try:
+            with self._lock:
+                while True:
+                    if self._open < self.size:
+                        self._open += 1
+                        return True
+                    if self._idle:
+                        if not fresh:
+                            return False
+                        closing = self._idle.pop(0)[0]  # the oldest makes room
+                        return True  # its place in _open goes to the new one
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise self._timed_out()
+                    self._waiting += 1
+                    try:
+                        # Counted as waiting before this last look: a
+                        # connection given back from now on notifies.
+                        if self._idle:
+                            continue
+                        self._cond.wait(left)
+                    finally:
+                        self._waiting -= 1
+        finally:
+            if closing is not None:
+                closing.close()
+
+    def _expire(self, conn):
+        # *conn* (off the top) was idle too long, and so were those under it.
+        with self._lock:
+            closing = [conn] + [c for (c, _) in self._idle]
+            self._idle.clear()
+            self._open -= len(closing)
+        self._count('expired', len(closing))
+        for conn in closing:
+            conn.close()
+
+    def _timed_out(self):
+        lent = self._open - len(self._idle)
+        return PoolTimeout(
+            f'no connection free within {self.timeout} s (pool_timeout): all {lent} of'
+            f' pool_size={self.size} lent out (read or close() each response body)'
+        )
+
+    def _forget(self, conn):
+        # A connection of the pool is gone (closed, or never opened).
+        if conn is not None:
+            conn.close()
+        with self._lock:
+            self._open -= 1
+            if self._waiting:
+                self._cond.notify()
+
+    def give_back(self, conn, reusable):
+        """The request on *conn* is over: idle it for the next one, or close it."""
+        if reusable and conn._state is _OPEN and not conn._transport.closed:
+            now = time.monotonic()
+            idle = self._idle
+            item = (conn, now)
+            idle.append(item)
+            if self._waiting:
+                with self._lock:
+                    self._cond.notify()
+            if self.closed:
+                self._remove(item)  # close() ran meanwhile
+                return
+            try:
+                oldest = idle[0][1]
+            except IndexError:  # taken meanwhile
+                return
+            if now - oldest >= self.idle_timeout:
+                self._sweep(now)
+            return
+        self._count('dropped')
+        self._forget(conn)
+
+    def _remove(self, item):
+        try:
+            self._idle.remove(item)
+        except ValueError:
+            return  # close() took it
+        self._forget(item[0])
+
+    def _sweep(self, now):
+        # The oldest idle connection goes once too old, while the pool is used.
+        try:
+            item = self._idle.pop(0)
+        except IndexError:
+            return
+        if now - item[1] >= self.idle_timeout:
+            self._count('expired')
+            self._forget(item[0])
+        else:
+            self._idle.append(item)  # another thread changed the stack meanwhile
+
+    def close(self):
+        with self._lock:
+            self.closed = True
+            idle = [conn for (conn, _) in self._idle]
+            self._idle.clear()
+            self._open -= len(idle)
+            self._cond.notify_all()
+        for conn in idle:
+            conn.close()
+
+    def request(self, method, uri, headers, body, expect100):
+        """One request on a connection of the pool, sent a second time when that is safe.
+
+        A kept-alive connection may have been closed by the server while it
+        was idle (its idle timeout), a race no client can avoid.  When the
+        request fails with nothing of the response received, it is sent
+        once more on a new connection if it can be: an idempotent method and
+        a body that can be sent again (``_resender()``).  Never a ``POST``
+        or ``PATCH``: for those, an idle connection is checked before use
+        (one ``poll()``), which narrows the race but cannot close it.  A
+        timeout is not retried: the server may still be working on it.
+        """
+        if body is None and method in _IDEMPOTENT:
+            resend = _SAME  # what _resender() says, without the call
+        else:
+            if type(body) is not bytes and body is not None and not is_body(body):
+                _request_body(body)  # a bad type raises before a connection is taken
+            resend = _resender(method, body)
+        (conn, reused) = self.acquire(resend is None)
+        try:
+            response = conn.request(method, uri, headers, body, expect100=expect100)
+        except ConnectionClosed as e:
+            self.give_back(conn, False)
+            if not reused or resend is None or e.response_started or isinstance(
+                e, ConnectionTimedOut
+            ):
+                raise
+            if resend is not _SAME:
+                body = resend()
+            self._count('retries')
+            (conn, _) = self.acquire(False, fresh=True)
+            try:
+                response = conn.request(method, uri, headers, body, expect100=expect100)
+            except BaseException:
+                self.give_back(conn, False)
+                raise
+        except BaseException:
+            self.give_back(conn, False)
+            raise
+        body = response.body
+        if body is None:
+            self.give_back(conn, True)
+        elif (
+            type(body) is Body
+            and body._remaining is not None
+            and conn._transport.buffered >= body._remaining
+        ):
+            # All of it came with the preamble: see _Received.
+            body._reader = body._rfile = _Received(conn._transport.read_exact(body._remaining))
+            conn._response_body = None
+            self.give_back(conn, True)
+        else:
+            # Lent out until the body is read: see _pooled_class().  The
+            # connection forgets the body, so that dropping the response
+            # drops the body (and runs its __del__).
+            body.__class__ = _POOLED[type(body)]
+            conn._transport.lease = (self, conn)
+            conn._response_body = None
+        return response
+
+
+# --------------------------------------------------------------------------
 # Client and SSLClient
 
 
@@ -499,6 +1028,11 @@ class Client:
         'on_connect',
         'max_pending',
         'expect100_timeout',
+        'connect_timeout',
+        'response_timeout',
+        'pool_size',
+        'pool_timeout',
+        'pool_idle_timeout',
     )
 
     def __init__(self, address: tuple | str | bytes, **options: Any) -> None:
@@ -533,6 +1067,26 @@ class Client:
         self.expect100_timeout: float = _check_timeout(
             'expect100_timeout', options.get('expect100_timeout', DEFAULT_EXPECT100_TIMEOUT), False
         )
+        self.connect_timeout: float | None = _check_timeout(
+            'connect_timeout', options.get('connect_timeout', self.timeout), True
+        )
+        self.response_timeout: float | None = _check_timeout(
+            'response_timeout', options.get('response_timeout'), True
+        )
+        pool_size = options.get('pool_size', DEFAULT_POOL_SIZE)
+        if type(pool_size) is not int:
+            raise TypeError(_TYPE_ERROR.format('pool_size', int, type(pool_size), pool_size))
+        if not (1 <= pool_size <= MAX_POOL_SIZE):
+            raise ValueError(f'need 1 <= pool_size <= {MAX_POOL_SIZE}; got {pool_size}')
+        self.pool_size: int = pool_size
+        self.pool_timeout: float = _check_timeout(
+            'pool_timeout', options.get('pool_timeout', DEFAULT_POOL_TIMEOUT), False
+        )
+        self.pool_idle_timeout: float = _check_timeout(
+            'pool_idle_timeout', options.get('pool_idle_timeout', DEFAULT_POOL_IDLE_TIMEOUT), False
+        )
+        self._pool: _Pool | None = None
+        self._pool_lock = threading.Lock()
         self._headers: dict[str, str] = {}
         if self.authorization:
             self._headers['authorization'] = self.authorization
@@ -571,36 +1125,64 @@ class Client:
         self._rebuild_base_headers()
 
     def create_socket(self) -> socket.socket:
-        """A new connected socket (AF_UNIX sockets get ``SO_PASSCRED``)."""
+        """A new connected socket (AF_UNIX sockets get ``SO_PASSCRED``).
+
+        Connecting (and for ``SSLClient`` the TLS handshake) may take
+        ``connect_timeout`` seconds, a ``ConnectionTimedOut`` after that;
+        the socket then has ``timeout`` for every operation.
+        """
         address = self.address
         family = address_family(address)
-        if family == socket.AF_INET and isinstance(address, tuple):
-            # (host, port): the host may be a name, or an IPv6 literal
-            sock = socket.create_connection(address, timeout=self.timeout)
-        else:
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            try:
-                if family == socket.AF_UNIX:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-                sock.settimeout(self.timeout)
-                sock.connect(address)
-            except BaseException:
-                sock.close()
-                raise
-        if sock.family != socket.AF_UNIX:
-            # Preamble and small body go out in one send; a body sent after
-            # its preamble (100-continue, large bodies) must not wait on
-            # Nagle's algorithm plus the server's delayed ACK (40 ms each).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            if family == socket.AF_INET and isinstance(address, tuple):
+                # (host, port): the host may be a name, or an IPv6 literal
+                sock = socket.create_connection(address, timeout=self.connect_timeout)
+            else:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                try:
+                    if family == socket.AF_UNIX:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+                    sock.settimeout(self.connect_timeout)
+                    sock.connect(address)
+                except BaseException:
+                    sock.close()
+                    raise
+        except TimeoutError as e:
+            raise self._connect_timed_out('connecting') from e
+        try:
+            if sock.family != socket.AF_UNIX:
+                # Preamble and small body go out in one send; a body sent after
+                # its preamble (100-continue, large bodies) must not wait on
+                # Nagle's algorithm plus the server's delayed ACK (40 ms each).
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = self._secure(sock)
+            sock.settimeout(self.timeout)
+        except BaseException:
+            sock.close()
+            raise
         return sock
 
+    def _secure(self, sock):
+        # The TLS handshake of an SSLClient, within connect_timeout.
+        return sock
+
+    def _connect_timed_out(self, what):
+        return ConnectionTimedOut(
+            f'{what} to {self.address!r}: timed out after {self.connect_timeout} s'
+            ' (connect_timeout)'
+        )
+
     def connect(self) -> Connection:
-        """A new ``Connection``; calls ``on_connect(conn)`` when set."""
+        """A new ``Connection``; calls ``on_connect(conn)`` when set.
+
+        The connection is yours alone (not the pool's): close it when done.
+        """
         conn = Connection(
             self.create_socket(),
             self.base_headers,
             max_pending=self.max_pending,
             expect100_timeout=self.expect100_timeout,
+            response_timeout=self.response_timeout,
         )
         if self.on_connect is not None:
             try:
@@ -612,6 +1194,146 @@ class Client:
                 conn.close()
                 raise ValueError('on_connect() did not return True')
         return conn
+
+    # ------------------------------------------------------------------
+    # Requests on the pool's connections
+
+    def _open_pool(self) -> _Pool:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = _Pool(self)
+                _POOLS.add(self)
+            return self._pool
+
+    def request(
+        self,
+        method: str,
+        uri: str,
+        headers: dict[str, object] | None = None,
+        body: object = None,
+        *,
+        expect100: bool = False,
+        json: object = _NO_JSON,
+    ) -> ClientResponse:
+        """Send one request on a connection of this client's pool; returns a ``Response``.
+
+        Safe to call from any number of threads at once.  The arguments are
+        those of ``Connection.request()``, and the caller's *headers* dict
+        is left as it was.  The pool keeps at most ``pool_size``
+        connections (default 10); a request that finds them all lent out
+        waits for one, ``pool_timeout`` seconds at most (default 10), then
+        raises ``PoolTimeout``.  A connection idle for ``pool_idle_timeout``
+        seconds (default 10) is closed.
+
+        **A connection is lent out until the body of its response is read**
+        to its end, or ``response.close()`` is called (``with response:``
+        does it), or the response is dropped; a response without a body
+        gives it back at once.  Then it carries the next request, unless the
+        server said it closes.
+
+        A kept-alive connection the server closed meanwhile (its idle
+        timeout) is retried for you, once, on a new connection, when not a
+        byte of the response had arrived, the method is idempotent (``GET``,
+        ``HEAD``, ``PUT``, ``DELETE``, ``OPTIONS``, ``TRACE``) and the body
+        can be sent again (none, ``bytes``-like, *json*, or a regular file).
+        A ``POST`` or ``PATCH`` is never sent twice.  ``pool_info()`` counts
+        what the pool did.
+        """
+        if json is not _NO_JSON:
+            (headers, body) = _json_args(headers, body, json)
+        elif headers is not None:
+            if type(headers) is not dict:
+                raise TypeError(_TYPE_ERROR.format('headers', dict, type(headers), headers))
+            headers = headers.copy()
+        else:
+            headers = {}
+        pool = self._pool or self._open_pool()
+        return pool.request(method, uri, headers, body, expect100)
+
+    def get(self, uri: str, headers: dict[str, object] | None = None) -> ClientResponse:
+        """``request('GET', uri, headers)`` on the pool."""
+        return self.request('GET', uri, headers)
+
+    def head(self, uri: str, headers: dict[str, object] | None = None) -> ClientResponse:
+        """``request('HEAD', uri, headers)`` on the pool."""
+        return self.request('HEAD', uri, headers)
+
+    def delete(self, uri: str, headers: dict[str, object] | None = None) -> ClientResponse:
+        """``request('DELETE', uri, headers)`` on the pool."""
+        return self.request('DELETE', uri, headers)
+
+    def put(
+        self,
+        uri: str,
+        headers: dict[str, object] | None = None,
+        body: object = None,
+        *,
+        expect100: bool = False,
+        json: object = _NO_JSON,
+    ) -> ClientResponse:
+        """``request('PUT', uri, headers, body)`` on the pool."""
+        return self.request('PUT', uri, headers, body, expect100=expect100, json=json)
+
+    def post(
+        self,
+        uri: str,
+        headers: dict[str, object] | None = None,
+        body: object = None,
+        *,
+        expect100: bool = False,
+        json: object = _NO_JSON,
+    ) -> ClientResponse:
+        """``request('POST', uri, headers, body)`` on the pool (never sent twice)."""
+        return self.request('POST', uri, headers, body, expect100=expect100, json=json)
+
+    def pool_info(self) -> dict[str, int]:
+        """What the pool holds and has done, for monitoring and tests.
+
+        ``size``, ``open`` (idle, lent out, or being opened), ``idle``,
+        ``lent``, ``waiting`` (threads waiting for a connection), and the
+        counts since the pool opened: ``connects``, ``reuses``,
+        ``retries``, ``expired`` (closed idle), ``stale`` (found closed by
+        the server before a ``POST``), ``dropped`` (closed after an error,
+        a server's ``connection: close``, or an unread body).
+        """
+        pool = self._pool
+        if pool is None:
+            pool = _Pool(self)  # nothing yet: all zero
+        return pool.info()
+
+    def close(self) -> None:
+        """Close the pool's idle connections; those lent out close when given back.
+
+        The client stays usable: a later request opens a new pool.
+        """
+        with self._pool_lock:
+            pool = self._pool
+            self._pool = None
+        if pool is not None:
+            pool.close()
+
+    def __enter__(self: _Cl) -> _Cl:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# The clients with a pool: a child process made by fork() starts without
+# their connections, which belong to the parent (the same sockets: two
+# processes reading one connection would take each other's responses).
+_POOLS: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _forget_pools_after_fork():
+    for client in list(_POOLS):
+        client._pool = None
+        client._pool_lock = threading.Lock()
+    _POOLS.clear()
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
 def _check_sslctx(sslctx: ssl.SSLContext) -> ssl.SSLContext:
@@ -722,14 +1444,15 @@ class SSLClient(Client):
         return f'{type(self).__name__}({self.sslctx!r}, {self.address!r})'
 
     def create_socket(self) -> ssl.SSLSocket:
-        sock = super().create_socket()
+        return super().create_socket()  # type: ignore[return-value]  # see _secure()
+
+    def _secure(self, sock):
         try:
             return self.sslctx.wrap_socket(
                 sock, server_hostname=self.ssl_host, suppress_ragged_eofs=False
             )
-        except BaseException:
-            sock.close()
-            raise
+        except TimeoutError as e:
+            raise self._connect_timed_out('TLS handshake') from e
 
 
 # --------------------------------------------------------------------------
@@ -742,8 +1465,8 @@ class Connection:
     Usually made by ``Client.connect()``.  *sock* is anything with
     ``recv_into``, ``send`` and ``close``; *base_headers* is ``None`` or a
     ``tuple`` of ``(name, value)`` pairs added to every request (they win
-    over the caller's headers).  Keyword options ``max_pending`` and
-    ``expect100_timeout`` come from the ``Client``.
+    over the caller's headers).  Keyword options ``max_pending``,
+    ``expect100_timeout`` and ``response_timeout`` come from the ``Client``.
 
     Every failure that ends the connection early is a ``ConnectionClosed``
     (a ``ConnectionError``) whose ``unanswered`` lists the ``(method, uri)``
@@ -762,6 +1485,7 @@ class Connection:
         *,
         max_pending: int = DEFAULT_MAX_PENDING,
         expect100_timeout: float = DEFAULT_EXPECT100_TIMEOUT,
+        response_timeout: float | None = None,
     ) -> None:
         if base_headers is not None and type(base_headers) is not tuple:
             raise TypeError(
@@ -775,7 +1499,16 @@ class Connection:
         for name in ('recv_into', 'send', 'close'):
             if not callable(getattr(sock, name)):
                 raise TypeError(f'sock.{name}() is not callable')
-        self._transport = _Transport(sock)
+        self.response_timeout: float | None = _check_timeout(
+            'response_timeout', response_timeout, True
+        )
+        if response_timeout is None:
+            self._transport = _Transport(sock)
+        else:
+            self._transport = _DeadlineTransport(sock)
+            self._transport.deadline = None
+            self._transport.response_timeout = response_timeout
+        self._transport.lease = None
         self.sock = sock
         self.base_headers = base_headers
         self.max_pending = max_pending
@@ -1093,7 +1826,12 @@ class Connection:
         is closed after it.
         """
         with self._read_lock:
+            if self.response_timeout is not None:
+                self._start_deadline()
             return self._read_response()
+
+    def _start_deadline(self):
+        self._transport.deadline = time.monotonic() + self.response_timeout
 
     def _read_response(self):
         if self._state is not _OPEN or self._transport.closed:
@@ -1183,6 +1921,8 @@ class Connection:
             (headers, body) = _json_args(headers, body, json)
         if self._state is not _OPEN or self._transport.closed:
             self._check_open()
+        if self.response_timeout is not None:
+            self._start_deadline()
         n = len(self._pending)
         if n:
             raise ValueError(f'cannot call request() with {n} pending response{"s" * (n != 1)}')
