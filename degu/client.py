@@ -278,6 +278,8 @@ def parse_url(url: str) -> tuple[str, tuple | str | bytes]:
     ('http', ('127.0.0.1', 8101))
     >>> parse_url('https://[::1]')
     ('https', ('::1', 443))
+    >>> parse_url('http://[fe80::1%25eth0]:8080/')  # RFC 6874: a zone after '%25'
+    ('http', ('fe80::1%eth0', 8080))
     >>> parse_url('http+unix://%2Frun%2Fapi.sock/')
     ('http+unix', '/run/api.sock')
     """
@@ -312,6 +314,12 @@ def parse_url(url: str) -> tuple[str, tuple | str | bytes]:
         raise ValueError(f'url: {e}: {url[:80]!r}') from None
     if not host:
         raise ValueError(f'url: need a host; got {url[:80]!r}')
+    if '%' in host:
+        # RFC 6874: an IPv6 zone is written '%25' (a percent-encoded '%').
+        (address, sep, zone) = host.partition('%25')
+        if not sep or not zone:
+            raise ValueError(f"url: need an IPv6 zone as '%25zone'; got {url[:80]!r}")
+        host = f'{address}%{zone}'
     if port is None:
         port = _URL_PORTS[scheme]
     return (scheme, (host, port))

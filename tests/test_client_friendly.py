@@ -93,6 +93,7 @@ def _url(address):
         ('https://example.com/', ('https', ('example.com', 443))),
         ('https://[::1]:8443', ('https', ('::1', 8443))),
         ('http://[fe80::1]/', ('http', ('fe80::1', 80))),
+        ('http://[fe80::1%25eth0]:8080/', ('http', ('fe80::1%eth0', 8080))),
         ('http+unix://%2Frun%2Fapi.sock/', ('http+unix', '/run/api.sock')),
         ('http+unix://%2Frun%2Fapi.sock', ('http+unix', '/run/api.sock')),
         ('http+unix://%00degu', ('http+unix', b'\x00degu')),
@@ -125,6 +126,10 @@ def test_parse_url(url, expected):
         ('http+unix://run%2Fapi.sock', ValueError,
          "address: bad socket filename: 'run/api.sock'"),
         ('http+unix://%2Fcaf%C3', ValueError, "path component not UTF-8: '%2Fcaf%C3'"),
+        ('http://[fe80::1%eth0]/', ValueError,
+         "url: need an IPv6 zone as '%25zone'; got 'http://[fe80::1%eth0]/'"),
+        ('http://[fe80::1%25]/', ValueError,
+         "url: need an IPv6 zone as '%25zone'; got 'http://[fe80::1%25]/'"),
         (b'http://x/', TypeError, "url: need a <class 'str'>; got a <class 'bytes'>: b'http://x/'"),
     ],
 )
