@@ -815,3 +815,49 @@ def test_non_file_streams_are_not_resent():
         client.close()
     with pytest.raises(TypeError):
         Client(('127.0.0.1', 80)).put('/', body=io.StringIO('text'))
+
+
+# --------------------------------------------------------------------------
+# Over TLS
+
+
+@pytest.fixture(scope='module')
+def pki():
+    from degu.misc import TempPKI
+
+    with TempPKI(client_pki=False) as pki:
+        yield pki
+
+
+def test_tls_pool_shared_by_threads_and_retried_after_idle_close(pki):
+    from degu.misc import TempSSLServer
+
+    with TempSSLServer(
+        pki.anonymous_server_sslconfig, ('127.0.0.1', 0), echo_app, thread=True, idle_timeout=0.05
+    ) as server:
+        client = SSLClient(pki.anonymous_client_sslconfig, server.address, pool_size=2)
+        errors = []
+
+        def work(n):
+            try:
+                for i in range(20):
+                    data = f'{n}-{i}'.encode()
+                    assert client.put('/', body=data).body.read() == b'PUT ' + data
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        assert client.pool_info()['open'] <= 2
+        # Idle past the server's idle_timeout: the server closed it (with a
+        # TLS close_notify or without); the GET is sent again.
+        time.sleep(0.15)
+        before = client.pool_info()['retries'] + client.pool_info()['stale']
+        assert client.get('/').body.read() == b'GET '
+        info = client.pool_info()
+        assert info['retries'] + info['stale'] == before + 1
+        client.close()
