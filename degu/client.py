@@ -1,9 +1,11 @@
 """The degu HTTP/1.1 client: ``Client``, ``SSLClient`` and ``Connection``.
 
-A ``Client`` says *where* a server is and *how* to connect; it holds no
-socket and can be shared between threads.  ``Client.connect()`` gives a
-``Connection``: one socket, one conversation, used by one thread (or, for
-pipelining, by exactly one sending and one reading thread).
+A ``Client`` says *where* a server is and *how* to connect, and keeps a
+pool of kept-alive connections for ``Client.request()`` and its shortcuts,
+which any number of threads may call at once (``_Pool``: lending, giving
+back, retries).  ``Client.connect()`` gives a ``Connection`` of your own:
+one socket, one conversation, used by one thread (or, for pipelining, by
+exactly one sending and one reading thread).
 
 All IO goes through the shared engine: a ``Transport`` per connection, and
 the message readers and writers of ``degu._io``.
@@ -1014,8 +1016,13 @@ class Client:
     (an ``authorization`` header for every request), ``timeout`` (seconds for
     every socket operation, default 65, ``None`` to block), ``on_connect``
     (a callable ``(conn) -> bool``; anything but ``True`` rejects the
-    connection), ``max_pending`` (pipelining depth, default 16, 1..100) and
-    ``expect100_timeout`` (seconds to wait for ``100 Continue``, default 1.0).
+    connection), ``max_pending`` (pipelining depth, default 16, 1..100),
+    ``expect100_timeout`` (seconds to wait for ``100 Continue``, default 1.0),
+    ``connect_timeout`` (seconds to connect and for a TLS handshake, default
+    ``timeout``), ``response_timeout`` (seconds for a whole response, its
+    body included; default ``None``) and, for ``request()`` and its
+    shortcuts, ``pool_size`` (10), ``pool_timeout`` (10 s) and
+    ``pool_idle_timeout`` (10 s).
 
     >>> client = Client(('127.0.0.1', 5984))
     >>> client.host
