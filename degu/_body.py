@@ -568,6 +568,7 @@ def _new_chunked(reader, max_body):
     body._state = BODY_READY
     body._pending = None
     body._left = max_body
+    body._inside = None
     return body
 
 
@@ -586,7 +587,7 @@ class ChunkedBody(_InBody):
     (None, b'')
     """
 
-    __slots__ = ('_rfile', '_reader', '_state', '_pending', '_left')
+    __slots__ = ('_rfile', '_reader', '_state', '_pending', '_left', '_inside')
 
     chunked = True
 
@@ -598,14 +599,20 @@ class ChunkedBody(_InBody):
         self._pending: 'tuple[Any, memoryview] | None' = None
         # chunk data bytes the reader still accepts (None: no limit)
         self._left: int | None = getattr(reader, 'max_body', None)
+        # (extension, count): the data of a chunk readinto() began, still unread
+        self._inside: 'tuple[Any, int] | None' = None
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}({self._rfile_repr()})'
 
-    def _readchunk(self, most=None):
+    def _readchunk(self, most=None, scratch=None):
         # One chunk off the wire; moves to CONSUMED after the last one.
         # With *most*: None, reading nothing more, when the chunk's data
-        # is larger (a drain stops at its limit inside a chunk).
+        # is larger (a drain stops at its limit inside a chunk).  With
+        # *scratch* (a _Scratch), the data is a view of its buffer, reused
+        # for the next chunk: one copy less (see _pieces()).
+        if self._inside is not None:
+            return self._rest_of_chunk(most)
         reader = self._reader
         try:
             line = reader.readline(MAX_LINE_LEN, 'chunk line')
@@ -617,7 +624,11 @@ class ChunkedBody(_InBody):
                     self._left -= size
                     if self._left < 0:
                         raise content_too_large('chunked body over max_body')
-                data = reader.read_exact(size)
+                if scratch is None:
+                    data = reader.read_exact(size)
+                else:
+                    data = scratch.view(size)
+                    reader.readinto_exact(data)
                 end = reader.read_exact(2)
             else:
                 data = b''
@@ -627,20 +638,99 @@ class ChunkedBody(_InBody):
                     end = b'\r\n'
             if end != b'\r\n':
                 raise ParseError(f'bad chunk data termination: {end!r}')
-        except ValueError as e:
-            if type(e) is not ValueError:  # ParseError, or a UnicodeError from a file
-                self._fail(e)
-                raise
-            # A line without CRLF, from the transport or a file: malformed data.
-            error = ParseError(str(e))
-            self._fail(error)
-            raise error from None
         except BaseException as e:
-            self._fail(e)
-            raise
+            error = self._failed(e)
+            if error is e:
+                raise
+            raise error from None
         if not size:
             self._state = BODY_CONSUMED
         return (extension, data)
+
+    def _failed(self, e):
+        # The body failed with *e*: what to raise (a line without CRLF, from
+        # the transport or a file, is malformed data: a ParseError; a
+        # ParseError or a file's UnicodeError stays itself).
+        if type(e) is ValueError:
+            e = ParseError(str(e))
+        self._fail(e)
+        return e
+
+    def _rest_of_chunk(self, most):
+        # What readinto() left of a chunk, as the chunk (extension, rest).
+        (extension, size) = self._inside
+        if most is not None and size > most:
+            return None
+        try:
+            data = self._reader.read_exact(size)
+            self._end_of_data()
+        except BaseException as e:
+            error = self._failed(e)
+            if error is e:
+                raise
+            raise error from None
+        self._inside = None
+        return (extension, data)
+
+    def _end_of_data(self):
+        end = self._reader.read_exact(2)
+        if end != b'\r\n':
+            raise ParseError(f'bad chunk data termination: {end!r}')
+
+    def readinto(self, buf: 'bytearray | memoryview') -> int:
+        """Read chunk data into a writable buffer; returns the count, 0 at the end.
+
+        Chunk boundaries and extensions are lost, as with ``read()``; the
+        data goes from the connection into *buf* with no ``bytes`` object
+        on the way, the fast way to move a large chunked body.  Each call
+        fills *buf* from one chunk only, so an event that arrived is
+        returned without waiting for the next.
+        """
+        view = memoryview(buf).cast('B')
+        if self._state >= BODY_CONSUMED:
+            if self._state == BODY_CONSUMED:
+                return 0
+            raise _state_error(self)
+        if not view:
+            return 0  # like read(0): no side effects
+        self._state = BODY_STARTED
+        if self._pending is not None:  # what a sized read() left
+            (extension, rest) = self._pending
+            size = min(len(view), len(rest))
+            view[:size] = rest[:size]
+            self._pending = (extension, rest[size:]) if size < len(rest) else None
+            return size
+        reader = self._reader
+        try:
+            if self._inside is None:
+                line = reader.readline(MAX_LINE_LEN, 'chunk line')
+                (left, extension) = parse_chunk(line[:-2])
+                if not left:
+                    end = reader.readline(MAX_LINE_LEN, 'chunk line')
+                    if end != b'\r\n':
+                        self._read_trailer(end)
+                    self._state = BODY_CONSUMED
+                    return 0
+                if self._left is not None:
+                    self._left -= left
+                    if self._left < 0:
+                        raise content_too_large('chunked body over max_body')
+            else:
+                (extension, left) = self._inside
+            size = min(len(view), left)
+            reader.readinto_exact(view[:size])
+            left -= size
+            if left:
+                self._inside = (extension, left)
+            else:
+                self._inside = None
+                self._end_of_data()
+        except BaseException as e:
+            error = self._failed(e)
+            if error is e:
+                raise
+            raise error from None
+        return size
 
     def _read_trailer(self, line):
         # trailer-section = *( field-line CRLF ), then CRLF: checked, bounded, dropped.
@@ -720,8 +810,12 @@ class ChunkedBody(_InBody):
             yield self._readchunk()
 
     def _pieces(self):
+        # Each chunk's data is a view of one buffer, reused (and grown) for
+        # the next: written out before the next is read, it saves a copy
+        # per chunk when a body is forwarded (ProxyApp, write_to()).
+        scratch = _Scratch()
         while self._state == BODY_STARTED:
-            yield self._readchunk()
+            yield self._readchunk(None, scratch)
 
     def _drain(self, limit):
         """Read and drop chunks while at most *limit* bytes were dropped (doc/decisions.rst)."""
@@ -738,6 +832,24 @@ class ChunkedBody(_InBody):
                 return True
             total += len(chunk[1])
         return False
+
+
+class _Scratch:
+    """A buffer lent to one chunk's data at a time, grown to the largest chunk so far.
+
+    Bounded by ``MAX_IO_SIZE`` as any chunk is; a view handed out stays
+    valid while it is used, as growing makes a new buffer.
+    """
+
+    __slots__ = ('_buf',)
+
+    def __init__(self):
+        self._buf = bytearray()
+
+    def view(self, size):
+        if size > len(self._buf):
+            self._buf = bytearray(size)
+        return memoryview(self._buf)[:size]
 
 
 def _read_too_large(size, what='would exceed max read size'):

@@ -10,7 +10,7 @@ import random
 import shutil
 
 import pytest
-from helpers import MOVE_SIZES, FakeFile, encode_chunks, raises, random_chunks
+from helpers import MOVE_SIZES, FakeFile, MockTransport, encode_chunks, raises, random_chunks
 
 from degu import base
 from degu.base import (
@@ -30,6 +30,7 @@ from degu.base import (
     Request,
     Response,
     Session,
+    read_request,
 )
 
 STATE_NAMES = {
@@ -926,7 +927,7 @@ STATE_MATRIX = {
 @pytest.mark.parametrize('state', [BODY_READY, BODY_STARTED, BODY_CONSUMED, BODY_ERROR])
 @pytest.mark.parametrize('op', sorted(OPERATIONS))
 def test_state_matrix(kind, state, op):
-    if (kind, op) in (('Body', 'readchunk'), ('ChunkedBody', 'readinto')):
+    if (kind, op) == ('Body', 'readchunk'):
         assert not hasattr(make_body(kind, state), op)
         return
     body = make_body(kind, state)
@@ -1162,3 +1163,105 @@ def test_chunked_body_drain():
         body._drain(100)
     assert body.state == BODY_ERROR
     assert body._drain(100) is False
+
+
+# -------------------------------------------------------------------------
+# ChunkedBody.readinto(): chunk data straight into the caller's buffer.
+
+READINTO_WIRE = b'5;a=1\r\nhello\r\n3\r\n, w\r\n4;b\r\norld\r\n0\r\nx-t: 1\r\n\r\n'
+
+
+@pytest.mark.parametrize(
+    'size, counts',
+    [
+        (1, [1] * 12),
+        (2, [2, 2, 1, 2, 1, 2, 2]),
+        (4, [4, 1, 3, 4]),
+        (100, [5, 3, 4]),  # one chunk per call: never waits for the next
+    ],
+)
+def test_chunked_readinto(size, counts):
+    for n in MOVE_SIZES:
+        body = ChunkedBody(FakeFile(READINTO_WIRE, n))
+        buf = bytearray(size)
+        got = []
+        data = b''
+        while True:
+            count = body.readinto(buf)
+            if not count:
+                break
+            got.append(count)
+            data += buf[:count]
+        assert (got, data) == (counts, b'hello, world')
+        assert body.state == BODY_CONSUMED
+        assert body.readinto(buf) == 0
+        assert body.read() == b''
+
+
+def test_chunked_readinto_then_the_other_reads():
+    # readinto() stops inside a chunk: readchunk() returns the rest of it,
+    # with its extension; a sized read() and readinto() take over each other.
+    body = ChunkedBody(io.BytesIO(READINTO_WIRE))
+    buf = bytearray(2)
+    assert body.readinto(buf) == 2 and buf == b'he'
+    assert body.readchunk() == (('a', '1'), b'llo')
+    assert body.read(1) == b','
+    assert body.readinto(memoryview(buf)) == 2 and buf == b' w'
+    assert body.readinto(buf) == 2 and buf == b'or'
+    assert list(body._pieces()) == [(('b', ''), b'ld'), (None, b'')]
+    assert body.state == BODY_CONSUMED
+
+
+def test_chunked_readinto_drain():
+    body = ChunkedBody(io.BytesIO(READINTO_WIRE))
+    assert body.readinto(bytearray(3)) == 3
+    assert body._drain(9) is True  # the rest of the first chunk (2), and 3 + 4 more
+    assert body.state == BODY_CONSUMED
+    body = ChunkedBody(io.BytesIO(READINTO_WIRE))
+    assert body.readinto(bytearray(3)) == 3
+    assert body._drain(8) is False
+    body = ChunkedBody(io.BytesIO(READINTO_WIRE))
+    assert body.readinto(bytearray(1)) == 1
+    assert body._drain(3) is False  # 4 bytes left in the chunk: more than 3
+
+
+@pytest.mark.parametrize(
+    'wire, exc, message',
+    [
+        (b'5\r\nhelloXX0\r\n\r\n', ParseError, "bad chunk data termination: b'XX'"),
+        (b'zz\r\n', ParseError, "bad chunk_size: b'zz'"),
+        (b'5\r\nhel', ParseError, 'expected to read 5 bytes, but received 3'),
+    ],
+)
+def test_chunked_readinto_errors(wire, exc, message):
+    # The same errors as readchunk(), and the body fails.
+    body = ChunkedBody(io.BytesIO(wire))
+    raises(exc, message, body.readinto, bytearray(10))
+    assert body.state == BODY_ERROR
+    body = ChunkedBody(io.BytesIO(wire))
+    raises(exc, message, body.readchunk)
+
+
+def test_chunked_readinto_over_max_body():
+    wire = b'PUT / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n6\r\nhello!\r\n0\r\n\r\n'
+    request = read_request(MockTransport([wire]), max_body=5)
+    e = raises(ParseError, 'chunked body over max_body', request.body.readinto, bytearray(3))
+    assert e.status == 413
+
+
+def test_chunked_pieces_reuse_one_buffer():
+    # Forwarding (write_to, the server, ProxyApp) reads each chunk into one
+    # buffer grown to the largest chunk, and writes it out before the next.
+    chunks = [(None, b'a' * 10), (('k', 'v'), b'b' * 5000), (None, b'c' * 3), (None, b'')]
+    out = io.BytesIO()
+    ChunkedBodyIter(chunks).write_to(out)
+    body = ChunkedBody(io.BytesIO(out.getvalue()))
+    items = body._items()
+    views = []
+    for (extension, data) in items:
+        views.append((extension, bytes(data), type(data)))
+    assert [(e, d) for (e, d, _) in views] == chunks
+    assert [t for (_, _, t) in views[:3]] == [memoryview] * 3
+    again = io.BytesIO()
+    ChunkedBody(io.BytesIO(out.getvalue())).write_to(again)
+    assert again.getvalue() == out.getvalue()

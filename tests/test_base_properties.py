@@ -349,7 +349,10 @@ def test_body_state_machine(data, ops, n):
 @given(
     st.lists(st.binary(min_size=1, max_size=20), max_size=5),
     st.lists(
-        st.sampled_from(['read', 'readchunk', 'iter', 'write_to']) | st.integers(1, 9), max_size=10
+        st.sampled_from(['read', 'readchunk', 'iter', 'write_to', 'readinto'])
+        | st.integers(1, 9)
+        | st.integers(-9, -1),
+        max_size=10,
     ),
     st.sampled_from([1, 1 << 20]),
 )
@@ -367,12 +370,20 @@ def test_chunked_body_state_machine(parts, ops, n):
                 got += body.read()
             elif op == 'readchunk':
                 got += body.readchunk()[1]
+            elif op == 'readinto':
+                buf = bytearray(7)
+                got += buf[: body.readinto(buf)]
             elif op == 'iter':
                 got += b''.join(c[1] for c in body)
             elif op == 'write_to':
                 w = io.BytesIO()
                 body.write_to(w)
                 got += b''.join(c[1] for c in ChunkedBody(io.BytesIO(w.getvalue())))
+            elif op < 0:  # readinto() a buffer of -op bytes
+                buf = bytearray(-op)
+                count = body.readinto(buf)
+                assert count <= -op
+                got += buf[:count]
             else:
                 part = body.read(op)
                 assert len(part) <= op
