@@ -266,7 +266,7 @@ def _address(address, sslclient):
     return parsed
 
 
-def from_url(url: str, sslctx: ssl.SSLContext | dict[str, object] | None = None, **options: Any
+def from_url(url: str, sslctx: ssl.SSLContext | dict[str, Any] | None = None, **options: Any
 ) -> Client:
     """A ``Client`` for an ``http`` or ``http+unix`` URL, an ``SSLClient`` for ``https``.
 
@@ -324,7 +324,7 @@ class HTTPError(Exception):
         self.request: tuple[str, str] | None = request
 
 
-class ClientResponse(Response):
+class ClientResponse(Response['Body | ChunkedBody | None']):
     """What a ``Connection`` returns: a ``Response`` with two helpers.
 
     Still the 4-tuple ``(status, reason, headers, body)``, equal to and
@@ -634,7 +634,7 @@ def _check_sslctx(sslctx: ssl.SSLContext) -> ssl.SSLContext:
 _SSLCONFIG_KEYS = ('ca_file', 'ca_path', 'cert_file', 'check_hostname', 'key_file')
 
 
-def build_client_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
+def build_client_sslctx(sslconfig: dict[str, Any]) -> ssl.SSLContext:
     """An ``ssl.SSLContext`` for ``SSLClient`` from an *sslconfig* ``dict``.
 
     Keys: ``ca_file`` and/or ``ca_path`` (the CAs that sign servers; neither
@@ -704,7 +704,7 @@ class SSLClient(Client):
 
     def __init__(
         self,
-        sslctx: ssl.SSLContext | dict[str, object],
+        sslctx: ssl.SSLContext | dict[str, Any],
         address: tuple | str | bytes,
         **options: Any,
     ) -> None:
@@ -907,7 +907,7 @@ class Connection:
         self,
         method: str,
         uri: str,
-        headers: dict[str, object] | None = None,
+        headers: dict[str, Any] | None = None,
         body: object = None,
         *,
         expect100: bool = False,
@@ -1147,7 +1147,7 @@ class Connection:
         self,
         method: str,
         uri: str,
-        headers: dict[str, object] | None = None,
+        headers: dict[str, Any] | None = None,
         body: object = None,
         *,
         expect100: bool = False,
@@ -1222,19 +1222,19 @@ class Connection:
     # ------------------------------------------------------------------
     # Shortcuts
 
-    def get(self, uri: str, headers: dict[str, object] | None = None) -> ClientResponse:
+    def get(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
         return self.request('GET', uri, headers, None)
 
-    def head(self, uri: str, headers: dict[str, object] | None = None) -> ClientResponse:
+    def head(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
         return self.request('HEAD', uri, headers, None)
 
-    def delete(self, uri: str, headers: dict[str, object] | None = None) -> ClientResponse:
+    def delete(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
         return self.request('DELETE', uri, headers, None)
 
     def put(
         self,
         uri: str,
-        headers: dict[str, object] | None = None,
+        headers: dict[str, Any] | None = None,
         body: object = None,
         *,
         expect100: bool = False,
@@ -1245,7 +1245,7 @@ class Connection:
     def post(
         self,
         uri: str,
-        headers: dict[str, object] | None = None,
+        headers: dict[str, Any] | None = None,
         body: object = None,
         *,
         expect100: bool = False,
@@ -1254,7 +1254,7 @@ class Connection:
         return self.request('POST', uri, headers, body, expect100=expect100, json=json)
 
     def get_range(
-        self, uri: str, headers: dict[str, object], start: int, stop: int
+        self, uri: str, headers: dict[str, Any], start: int, stop: int
     ) -> ClientResponse:
         """GET bytes ``start`` up to (not including) ``stop``: sets a ``range`` header."""
         if type(headers) is not dict:

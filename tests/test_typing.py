@@ -3,9 +3,11 @@
 public callable, and, when mypy is installed, a clean mypy run over the
 annotated modules.
 
-Covered here: ``degu`` itself, the modules around the engine, and the server
-and the client.  The engine modules (``degu._parse``, ``_body``, ``_io``,
-``base``) get their hints separately; add them to ``MODULES`` then.
+Covered here: ``degu`` itself, the modules around the engine, the server and
+the client, and of the engine the RGI values (``degu._body``) and the types
+made for annotations (``degu._types``).  The other engine modules
+(``degu._parse``, ``_io``, ``base``) get their hints separately; add them to
+``MODULES`` then.
 
 The rule checked: every parameter but ``self``/``cls`` is annotated,
 ``*args`` and ``**kwargs`` included, and so is the return (``-> None`` too).
@@ -26,7 +28,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(degu.__file__)))
 MODULES = (
     'degu',
     'degu.__main__',
+    'degu._body',
     'degu._common',
+    'degu._types',
     'degu.applib',
     'degu.client',
     'degu.misc',
@@ -59,6 +63,8 @@ def _methods(cls):
         for (attr, value) in vars(klass).items():
             if attr.startswith('_') and attr not in SPECIAL_METHODS:
                 continue
+            if inspect.isfunction(value) and value.__module__ == 'typing':
+                continue  # the __init__ that typing gives a Protocol class
             methods.setdefault(attr, value)
     return methods
 
@@ -167,7 +173,9 @@ def test_missing_annotations():
     assert _missing_annotations(g) == ['return']
 
 
-@pytest.mark.parametrize('module_name', ['degu', 'degu.server', 'degu.client'])
+@pytest.mark.parametrize(
+    'module_name', ['degu', 'degu.base', 'degu.server', 'degu.client', 'degu.rgi']
+)
 def test_import_degu_needs_no_typing(module_name):
     # degu/__init__.py keeps its hints as strings (server.py and client.py use
     # `from __future__ import annotations`) and the typing imports under
@@ -180,6 +188,50 @@ def test_import_degu_needs_no_typing(module_name):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == 'False\n'
+
+
+def test_rgi_types_made_on_first_use():
+    # degu.rgi.App and its kin come from degu._types, which imports typing:
+    # only a program that asks for one pays for it.
+    code = (
+        'import sys\n'
+        'import degu.rgi\n'
+        'print("typing" in sys.modules)\n'
+        'from degu.rgi import App, ConnectApp, ResponseBody, ResponseTuple\n'
+        'print("typing" in sys.modules, App.__name__, ConnectApp.__mro__[1].__name__)\n'
+        'print(ResponseTuple.__origin__.__name__, len(ResponseTuple.__args__))\n'
+        'import typing\n'
+        'print(ResponseBody == typing.get_args(ResponseTuple)[3])\n'
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    result = subprocess.run(
+        [sys.executable, '-S', '-c', code], capture_output=True, text=True, timeout=30, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == 'False\nTrue App App\ntuple 4\nTrue\n'
+    import degu.rgi
+
+    with pytest.raises(AttributeError) as info:
+        degu.rgi.Nothing
+    assert str(info.value) == "module 'degu.rgi' has no attribute 'Nothing'"
+
+
+def test_response_types_at_run_time():
+    # Response[X] is what type checkers see; at run time it is the same
+    # namedtuple, and a ClientResponse is still one without an instance dict.
+    from degu.base import Response, ResponseType
+    from degu.client import ClientResponse
+
+    alias = Response[bytes]
+    assert (alias.__origin__, alias.__args__) == (Response, (bytes,))
+    assert ResponseType is Response
+    assert Response._fields == ('status', 'reason', 'headers', 'body')
+    assert ClientResponse.__bases__ == (Response,)
+    response = ClientResponse(200, 'OK', {}, None)
+    assert not hasattr(response, '__dict__')
+    assert type(response).__slots__ == ()
+    assert Response(200, 'OK', {}, b'hi') == (200, 'OK', {}, b'hi')
+    assert repr(response) == "Response(status=200, reason='OK', headers={}, body=None)"
 
 
 def test_mypy(tmp_path):
