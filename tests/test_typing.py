@@ -1,7 +1,8 @@
 """Type hints on the public API (see doc/decisions.rst, 'Imports'): the
 ``py.typed`` marker, an annotation on every parameter and return of every
 public callable, and, when mypy is installed, a clean mypy run over the
-annotated modules.
+annotated modules and a clean ``mypy --strict`` run over the programs of
+doc/examples/, as a user runs it (from outside the checkout).
 
 Covered here: ``degu`` itself, the modules around the engine, the server and
 the client, and of the engine the RGI values (``degu._body``) and the types
@@ -20,6 +21,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import check_installed, copy_examples, user_env
 
 import degu
 
@@ -232,6 +234,76 @@ def test_response_types_at_run_time():
     assert type(response).__slots__ == ()
     assert Response(200, 'OK', {}, b'hi') == (200, 'OK', {}, b'hi')
     assert repr(response) == "Response(status=200, reason='OK', headers={}, body=None)"
+
+
+def test_mypy_strict_on_user_programs(tmp_path):
+    # The programs of doc/examples/, written as a user writes them, pass
+    # `mypy --strict` when run from a folder outside the checkout: mypy finds
+    # degu as an installed package (the editable install is a plain .pth
+    # entry, see pyproject.toml) and checks them against degu's hints.
+    pytest.importorskip('mypy')
+    programs = tmp_path / 'programs'
+    programs.mkdir()
+    names = copy_examples(programs)
+    check_installed(programs)
+    result = subprocess.run(
+        [
+            sys.executable, '-m', 'mypy', '--strict',
+            '--cache-dir', str(tmp_path / 'mypy_cache'),
+            *names,
+        ],
+        capture_output=True, text=True, timeout=300, cwd=programs, env=user_env(),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == f'Success: no issues found in {len(names)} source files\n'
+
+
+BAD_PROGRAM = """\
+from degu.base import API, Request, Session
+from degu.client import Client
+from degu.server import Server
+
+
+def app(session: Session, request: Request, api: API) -> tuple[int, str, dict[str, str], str]:
+    return (200, 'OK', {}, request.method)
+
+
+Server(('127.0.0.1', 0), app)
+response = Client(('127.0.0.1', 80)).connect().get('/')
+reveal_type(response.status)
+reveal_type(response.body)
+response.body.read()
+"""
+
+
+def test_mypy_strict_catches_mistakes(tmp_path):
+    # The hints are not Any in disguise: a str body is not an RGI response
+    # body, and a response body may be None (HEAD, 204, 304).
+    pytest.importorskip('mypy')
+    check_installed(tmp_path)
+    (tmp_path / 'bad.py').write_text(BAD_PROGRAM)
+    result = subprocess.run(
+        [
+            sys.executable, '-m', 'mypy', '--strict', '--no-error-summary',
+            '--cache-dir', str(tmp_path / 'mypy_cache'), 'bad.py',
+        ],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=user_env(),
+    )  # fmt: skip
+    found = []
+    for line in result.stdout.splitlines():
+        (_, lineno, kind, message) = line.split(':', 3)
+        if kind == ' error' or 'Revealed' in message:
+            found.append((int(lineno), message.strip().split('  [')[0]))
+    assert found == [
+        (
+            10,
+            'Argument 2 to "Server" has incompatible type "Callable[[Session, Request, API], '
+            'tuple[int, str, dict[str, str], str]]"; expected "App"',
+        ),
+        (12, 'Revealed type is "int"'),
+        (13, 'Revealed type is "degu._body.Body | degu._body.ChunkedBody | None"'),
+        (14, 'Item "None" of "Body | ChunkedBody | None" has no attribute "read"'),
+    ], result.stdout
 
 
 def test_mypy(tmp_path):
