@@ -306,6 +306,20 @@ def test_mypy_strict_catches_mistakes(tmp_path):
     ], result.stdout
 
 
+# The flags of --strict that degu's own modules pass today.  Still missing:
+# --disallow-untyped-defs and --disallow-untyped-calls (private helpers are
+# unannotated), --check-untyped-defs, --warn-return-any, --disallow-any-generics.
+STRICT_FLAGS_PASSED = (
+    '--strict-equality',
+    '--extra-checks',
+    '--no-implicit-reexport',
+    '--warn-redundant-casts',
+    '--warn-unused-ignores',
+    '--disallow-incomplete-defs',
+    '--disallow-untyped-decorators',
+)
+
+
 def test_mypy(tmp_path):
     pytest.importorskip('mypy')
     files = []
@@ -315,7 +329,7 @@ def test_mypy(tmp_path):
     result = subprocess.run(
         [
             sys.executable, '-m', 'mypy',
-            '--ignore-missing-imports', '--follow-imports=silent',
+            '--ignore-missing-imports', '--follow-imports=silent', *STRICT_FLAGS_PASSED,
             '--cache-dir', str(tmp_path / 'mypy_cache'),
             *files,
         ],
