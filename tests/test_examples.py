@@ -6,6 +6,7 @@ with ``mypy --strict``.
 """
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,9 +16,17 @@ from helpers import EXAMPLES, check_installed, copy_examples, user_env
 TIMEOUT = 30  # seconds for any one program
 
 
-def test_examples_found():
+def test_every_example_is_shown():
+    # Each program is on a page (literalinclude), and each included one exists.
     names = sorted(name for name in os.listdir(EXAMPLES) if not name.startswith('__'))
     assert names == ['notes_app.py', 'notes_client.py', 'test_notes.py']
+    doc = os.path.dirname(EXAMPLES)
+    included = []
+    for page in sorted(os.listdir(doc)):
+        if page.endswith('.rst'):
+            with open(os.path.join(doc, page), encoding='utf-8') as fp:
+                included += re.findall(r'^\.\. literalinclude:: examples/(\S+)$', fp.read(), re.M)
+    assert sorted(included) == names
 
 
 def test_server_and_client(tmp_path):
