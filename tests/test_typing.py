@@ -270,15 +270,16 @@ def app(session: Session, request: Request, api: API) -> tuple[int, str, dict[st
 
 Server(('127.0.0.1', 0), app)
 response = Client(('127.0.0.1', 80)).connect().get('/')
-reveal_type(response.status)
-reveal_type(response.body)
+status: str = response.status
 response.body.read()
 """
 
 
 def test_mypy_strict_catches_mistakes(tmp_path):
     # The hints are not Any in disguise: a str body is not an RGI response
-    # body, and a response body may be None (HEAD, 204, 304).
+    # body, a status is an int, and a response body may be None (HEAD, 204,
+    # 304).  Errors only: reveal_type() spells types differently across mypy
+    # versions (1.8 passes this test too).
     pytest.importorskip('mypy')
     check_installed(tmp_path)
     (tmp_path / 'bad.py').write_text(BAD_PROGRAM)
@@ -292,7 +293,7 @@ def test_mypy_strict_catches_mistakes(tmp_path):
     found = []
     for line in result.stdout.splitlines():
         (_, lineno, kind, message) = line.split(':', 3)
-        if kind == ' error' or 'Revealed' in message:
+        if kind == ' error':
             found.append((int(lineno), message.strip().split('  [')[0]))
     assert found == [
         (
@@ -300,9 +301,12 @@ def test_mypy_strict_catches_mistakes(tmp_path):
             'Argument 2 to "Server" has incompatible type "Callable[[Session, Request, API], '
             'tuple[int, str, dict[str, str], str]]"; expected "App"',
         ),
-        (12, 'Revealed type is "int"'),
-        (13, 'Revealed type is "degu._body.Body | degu._body.ChunkedBody | None"'),
-        (14, 'Item "None" of "Body | ChunkedBody | None" has no attribute "read"'),
+        (
+            12,
+            'Incompatible types in assignment (expression has type "int", variable has type '
+            '"str")',
+        ),
+        (13, 'Item "None" of "Body | ChunkedBody | None" has no attribute "read"'),
     ], result.stdout
 
 
