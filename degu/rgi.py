@@ -74,7 +74,7 @@ __all__ = ('Validator',)
 
 # The types of an RGI app and its response, for annotations (doc/rgi.rst,
 # 'Type hints').  Made on first use by __getattr__(): they need typing, which
-# costs more to import than all of degu (doc/decisions.rst, 'Imports').
+# costs several times what `import degu` does (doc/decisions.rst, 'Imports').
 _TYPES = ('App', 'ConnectApp', 'ResponseBody', 'ResponseTuple')
 
 
