@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from multiprocessing.process import BaseProcess
     from typing import Any, TypeVar
 
+    from ._types import App
+
     _S = TypeVar('_S', bound='_Stoppable')
 
 __all__ = (
@@ -94,7 +96,7 @@ def _report(conn: 'Connection', value: object, tb: 'str | None' = None) -> None:
 
 def _serve_in_child(
     conn: 'Connection',
-    sslconfig: 'dict[str, object] | None',
+    sslconfig: 'dict[str, Any] | None',
     address: 'tuple | str | bytes',
     app: 'Callable[..., Any] | None',
     build_func: 'Callable[..., Any] | None',
@@ -124,7 +126,7 @@ def _serve_in_child(
 
 
 def _start_server_process(
-    sslconfig: 'dict[str, object] | None',
+    sslconfig: 'dict[str, Any] | None',
     address: 'tuple | str | bytes',
     app: 'Callable[..., Any] | None',
     build_func: 'Callable[..., Any] | None',
@@ -217,7 +219,7 @@ class _ProcessServer(_Stoppable):
 
     def _start(
         self,
-        sslconfig: 'dict[str, object] | None',
+        sslconfig: 'dict[str, Any] | None',
         address: 'tuple | str | bytes',
         app: 'Callable[..., Any] | None',
         build_func: 'Callable[..., Any] | None',
@@ -233,7 +235,7 @@ class _ProcessServer(_Stoppable):
 
     def _build(
         self,
-        sslconfig: 'dict[str, object] | None',
+        sslconfig: 'dict[str, Any] | None',
         address: 'tuple | str | bytes',
         build_func: 'Callable[..., Any]',
         build_args: tuple,
@@ -286,7 +288,7 @@ class EmbeddedServer(_ProcessServer):
     def __init__(
         self,
         address: 'tuple | str | bytes',
-        build_func: 'Callable[..., Any]',
+        build_func: 'Callable[..., App]',
         *build_args: object,
         **options: object,
     ) -> None:
@@ -303,9 +305,9 @@ class EmbeddedSSLServer(_ProcessServer):
 
     def __init__(
         self,
-        sslconfig: 'dict[str, object]',
+        sslconfig: 'dict[str, Any]',
         address: 'tuple | str | bytes',
-        build_func: 'Callable[..., Any]',
+        build_func: 'Callable[..., App]',
         *build_args: object,
         **options: object,
     ) -> None:

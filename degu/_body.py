@@ -65,7 +65,15 @@ from ._parse import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing stays out of the import path
-    from typing import Any, Iterable, Iterator
+    from typing import Any, Generic, Iterable, Iterator, NamedTuple
+
+    # typing_extensions: TypeVar defaults (typing has them from 3.13).  Type
+    # checkers ship its stubs; it is never imported at run time.
+    from typing_extensions import TypeVar
+
+    from ._types import Address, ResponseBody
+
+    _I = TypeVar('_I', bound='_InBody')
 
 __all__ = (
     'BODY_READY',
@@ -318,7 +326,7 @@ class _InBody(_BodyBase):
         if self._reader is not self._rfile:
             _close_source(self._rfile)
 
-    def __enter__(self) -> '_InBody':
+    def __enter__(self: '_I') -> '_I':
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -1048,12 +1056,44 @@ class ChunkedBodyIter(_OutBody):
         self._state = BODY_CONSUMED
 
 
-API = namedtuple('API', 'Body ChunkedBody BodyIter ChunkedBodyIter Range ContentRange')
+if TYPE_CHECKING:
+    # What type checkers see: the same two namedtuples with typed fields.
+    _Body = Body
+    _ChunkedBody = ChunkedBody
+    _BodyIter = BodyIter
+    _ChunkedBodyIter = ChunkedBodyIter
+    _Range = Range
+    _ContentRange = ContentRange
+
+    class API(NamedTuple):
+        Body: type[_Body]
+        ChunkedBody: type[_ChunkedBody]
+        BodyIter: type[_BodyIter]
+        ChunkedBodyIter: type[_ChunkedBodyIter]
+        Range: type[_Range]
+        ContentRange: type[_ContentRange]
+
+    # The body type: any response body by default; a client's responses
+    # are Response[Body | ChunkedBody | None] (degu.client.ClientResponse).
+    _B = TypeVar('_B', covariant=True, default=ResponseBody)
+
+    class Response(NamedTuple, Generic[_B]):
+        status: int
+        reason: str
+        headers: dict[str, Any]
+        body: _B
+
+else:
+    API = namedtuple('API', 'Body ChunkedBody BodyIter ChunkedBodyIter Range ContentRange')
+    Response = namedtuple('Response', 'status reason headers body')
+    # Response[X], as type checkers write it, works at run time too, as
+    # list[X] does (ClientResponse names its body type so).  A class
+    # attribute: the tuples themselves are unchanged.
+    Response.__class_getitem__ = classmethod(type(list[int]))
+
 APIType = API
 api = API(Body, ChunkedBody, BodyIter, ChunkedBodyIter, Range, ContentRange)
 bodies = api  # deprecated alias kept from Degu
-
-Response = namedtuple('Response', 'status reason headers body')
 ResponseType = Response
 
 
@@ -1093,7 +1133,7 @@ class Request:
         query: str | None,
         *,
         version: str = 'HTTP/1.1',
-        client: object = None,
+        client: 'tuple[str, int] | str | bytes | None' = None,
         scheme: str = 'http',
     ) -> None:
         _check_method(method)
@@ -1111,21 +1151,57 @@ class Request:
         self._path = path
         self._query = query
         self._version = version
-        self._origin = (client, scheme)
+        self._origin: 'tuple[tuple[str, int] | str | bytes | None, str]' = (client, scheme)
 
-    method = property(lambda self: self._method, doc='One of the seven methods (METHODS).')
-    uri = property(lambda self: self._uri, doc="The raw request-target, e.g. '/a/b?c'.")
-    headers = property(lambda self: self._headers, doc='Lower-case names to values.')
-    body = property(lambda self: self._body, doc='None, a Body or a ChunkedBody.')
-    mount = property(lambda self: self._mount, doc='Path components already routed.')
-    path = property(lambda self: self._path, doc='Path components not yet routed.')
-    query = property(lambda self: self._query, doc="None (no '?') or the text after '?'.")
-    version = property(lambda self: self._version, doc="'HTTP/1.1' or 'HTTP/1.0'.")
-    client = property(
-        lambda self: self._origin[0],
-        doc='The client address: (host, port), an AF_UNIX address, or None when unknown.',
-    )
-    scheme = property(lambda self: self._origin[1], doc="'http' or 'https', as the client used.")
+    @property
+    def method(self) -> str:
+        """One of the seven methods (METHODS)."""
+        return self._method
+
+    @property
+    def uri(self) -> str:
+        """The raw request-target, e.g. '/a/b?c'."""
+        return self._uri
+
+    @property
+    def headers(self) -> 'dict[str, Any]':
+        """Lower-case names to values."""
+        return self._headers
+
+    @property
+    def body(self) -> 'Body | ChunkedBody | None':
+        """None, a Body or a ChunkedBody."""
+        return self._body
+
+    @property
+    def mount(self) -> 'list[str]':
+        """Path components already routed."""
+        return self._mount
+
+    @property
+    def path(self) -> 'list[str]':
+        """Path components not yet routed."""
+        return self._path
+
+    @property
+    def query(self) -> str | None:
+        """None (no '?') or the text after '?'."""
+        return self._query
+
+    @property
+    def version(self) -> str:
+        """'HTTP/1.1' or 'HTTP/1.0'."""
+        return self._version
+
+    @property
+    def client(self) -> 'tuple[str, int] | str | bytes | None':
+        """The client address: (host, port), an AF_UNIX address, or None when unknown."""
+        return self._origin[0]
+
+    @property
+    def scheme(self) -> str:
+        """'http' or 'https', as the client used."""
+        return self._origin[1]
 
     def __repr__(self) -> str:
         return (
@@ -1199,11 +1275,11 @@ class Session:
 
     def __init__(
         self,
-        address: object,
+        address: 'Address',
         credentials: 'tuple[int, int, int] | None' = None,
         max_requests: int | None = None,
         *,
-        client: object = None,
+        client: 'tuple[str, int] | None' = None,
         scheme: str = 'http',
     ) -> None:
         if credentials is not None:
@@ -1226,29 +1302,58 @@ class Session:
         self._max_requests = max_requests
         self._requests = 0
         self._store: 'dict[str, Any]' = {}
-        self._message = None
+        self._message: str | None = None
         if client is None:
-            client = address[:2] if type(address) is tuple else address
+            peer = address[:2] if type(address) is tuple else address
         elif type(client) is not tuple or len(client) != 2:
             raise TypeError(f'client: need a (host, port) tuple; got {client!r}')
+        else:
+            peer = client
         if scheme not in ('http', 'https'):
             raise ValueError(f"scheme: need 'http' or 'https'; got {scheme!r}")
-        self._client = client
-        self._origin = (client, scheme)  # what each request gets, without trusted proxies
+        self._client: 'tuple[str, int] | str | bytes' = peer
+        # What each request gets, without trusted proxies:
+        self._origin: 'tuple[tuple[str, int] | str | bytes | None, str]' = (peer, scheme)
         self._proxied = False  # the client is a trusted proxy: requests are looked at
         self._rewrite = False  # each request is looked at (trusted proxy, or a root path)
 
-    address = property(lambda self: self._address, doc='The peer address from accept().')
-    credentials = property(lambda self: self._credentials, doc='(pid, uid, gid) or None.')
-    client = property(
-        lambda self: self._client,
-        doc='The client: a PROXY protocol source address, else the socket peer.',
-    )
-    max_requests = property(lambda self: self._max_requests)
-    requests = property(lambda self: self._requests, doc='Requests completely handled.')
-    store = property(lambda self: self._store, doc='A dict for app use on this connection.')
-    closed = property(lambda self: self._message is not None)
-    message = property(lambda self: self._message, doc='Why the connection is closing.')
+    @property
+    def address(self) -> 'Address':
+        """The peer address from accept()."""
+        return self._address
+
+    @property
+    def credentials(self) -> 'tuple[int, int, int] | None':
+        """(pid, uid, gid) or None."""
+        return self._credentials
+
+    @property
+    def client(self) -> 'tuple[str, int] | str | bytes':
+        """The client: a PROXY protocol source address, else the socket peer."""
+        return self._client
+
+    @property
+    def max_requests(self) -> int:
+        return self._max_requests
+
+    @property
+    def requests(self) -> int:
+        """Requests completely handled."""
+        return self._requests
+
+    @property
+    def store(self) -> 'dict[str, Any]':
+        """A dict for app use on this connection."""
+        return self._store
+
+    @property
+    def closed(self) -> bool:
+        return self._message is not None
+
+    @property
+    def message(self) -> str | None:
+        """Why the connection is closing."""
+        return self._message
 
     def _close(self, message):
         # The first reason wins.

@@ -41,9 +41,9 @@ from .util import quote, unquote
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at run time
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any, TypeVar
 
+    from ._types import App, ResponseTuple
     from .base import API
     from .client import Client, Connection
     _F = TypeVar('_F', bound='FilesApp')
@@ -96,7 +96,7 @@ class AllowedMethods:
     def isallowed(self, method: str) -> bool:
         return method in self._methods
 
-    def __call__(self, app: Callable[..., Any]) -> MethodFilter:
+    def __call__(self, app: App) -> MethodFilter:
         return MethodFilter(app, self)
 
 
@@ -110,7 +110,7 @@ class MethodFilter:
 
     __slots__ = ('app', 'allowed_methods', '_allow')
 
-    def __init__(self, app: Callable[..., Any], allowed_methods: AllowedMethods) -> None:
+    def __init__(self, app: App, allowed_methods: AllowedMethods) -> None:
         if not callable(app):
             raise TypeError(f'app not callable: {app!r}')
         if type(allowed_methods) is not AllowedMethods:
@@ -126,7 +126,7 @@ class MethodFilter:
     def __repr__(self) -> str:
         return f'MethodFilter({self.app!r}, {self.allowed_methods!r})'
 
-    def __call__(self, session: Session, request: Request, api: API) -> tuple:
+    def __call__(self, session: Session, request: Request, api: API) -> ResponseTuple:
         if self.allowed_methods.isallowed(request.method):
             return self.app(session, request, api)
         return (405, 'Method Not Allowed', {'allow': self._allow}, None)
@@ -186,7 +186,7 @@ class Router:
     def __repr__(self) -> str:
         return f'Router({self.appmap!r})'
 
-    def __call__(self, session: Session, request: Request, api: API) -> tuple:
+    def __call__(self, session: Session, request: Request, api: API) -> ResponseTuple:
         if type(request) is not Request:
             raise TypeError(_TYPE_ERROR2.format('request', Request, type(request)))
         handler: Any = self.appmap  # a dict, then maybe an app
@@ -331,7 +331,7 @@ class ProxyApp:
         if conn is not None:
             conn.close()
 
-    def __call__(self, session: Session, request: Request, api: API) -> tuple:
+    def __call__(self, session: Session, request: Request, api: API) -> ResponseTuple:
         if type(session) is not Session:
             raise TypeError(_TYPE_ERROR2.format('session', Session, type(session)))
         if type(request) is not Request:
@@ -650,7 +650,7 @@ class FilesApp:
             _close_fd(fd)
             return None
 
-    def __call__(self, session: Session, request: Request, api: API) -> tuple:
+    def __call__(self, session: Session, request: Request, api: API) -> ResponseTuple:
         method = request.method
         if method != 'GET' and method != 'HEAD':
             return (405, 'Method Not Allowed', {'allow': 'GET, HEAD'}, None)

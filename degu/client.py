@@ -341,7 +341,7 @@ def _address(address, sslclient):
     return parsed
 
 
-def from_url(url: str, sslctx: ssl.SSLContext | dict[str, object] | None = None, **options: Any
+def from_url(url: str, sslctx: ssl.SSLContext | dict[str, Any] | None = None, **options: Any
 ) -> Client:
     """A ``Client`` for an ``http`` or ``http+unix`` URL, an ``SSLClient`` for ``https``.
 
@@ -399,7 +399,7 @@ class HTTPError(Exception):
         self.request: tuple[str, str] | None = request
 
 
-class ClientResponse(Response):
+class ClientResponse(Response['Body | ChunkedBody | None']):
     """What a ``Connection`` returns: a ``Response`` with two helpers.
 
     Still the 4-tuple ``(status, reason, headers, body)``, equal to and
@@ -1224,7 +1224,7 @@ class Client:
         self,
         method: str,
         uri: str,
-        headers: dict[str, object] | None = None,
+        headers: dict[str, Any] | None = None,
         body: object = None,
         *,
         expect100: bool = False,
@@ -1265,22 +1265,22 @@ class Client:
         pool = self._pool or self._open_pool()
         return pool.request(method, uri, headers, body, expect100)
 
-    def get(self, uri: str, headers: dict[str, object] | None = None) -> ClientResponse:
+    def get(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
         """``request('GET', uri, headers)`` on the pool."""
         return self.request('GET', uri, headers)
 
-    def head(self, uri: str, headers: dict[str, object] | None = None) -> ClientResponse:
+    def head(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
         """``request('HEAD', uri, headers)`` on the pool."""
         return self.request('HEAD', uri, headers)
 
-    def delete(self, uri: str, headers: dict[str, object] | None = None) -> ClientResponse:
+    def delete(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
         """``request('DELETE', uri, headers)`` on the pool."""
         return self.request('DELETE', uri, headers)
 
     def put(
         self,
         uri: str,
-        headers: dict[str, object] | None = None,
+        headers: dict[str, Any] | None = None,
         body: object = None,
         *,
         expect100: bool = False,
@@ -1292,7 +1292,7 @@ class Client:
     def post(
         self,
         uri: str,
-        headers: dict[str, object] | None = None,
+        headers: dict[str, Any] | None = None,
         body: object = None,
         *,
         expect100: bool = False,
@@ -1371,7 +1371,7 @@ def _check_sslctx(sslctx: ssl.SSLContext) -> ssl.SSLContext:
 _SSLCONFIG_KEYS = ('ca_file', 'ca_path', 'cert_file', 'check_hostname', 'key_file')
 
 
-def build_client_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
+def build_client_sslctx(sslconfig: dict[str, Any]) -> ssl.SSLContext:
     """An ``ssl.SSLContext`` for ``SSLClient`` from an *sslconfig* ``dict``.
 
     Keys: ``ca_file`` and/or ``ca_path`` (the CAs that sign servers; neither
@@ -1441,7 +1441,7 @@ class SSLClient(Client):
 
     def __init__(
         self,
-        sslctx: ssl.SSLContext | dict[str, object],
+        sslctx: ssl.SSLContext | dict[str, Any],
         address: tuple | str | bytes,
         **options: Any,
     ) -> None:
@@ -1655,7 +1655,7 @@ class Connection:
         self,
         method: str,
         uri: str,
-        headers: dict[str, object] | None = None,
+        headers: dict[str, Any] | None = None,
         body: object = None,
         *,
         expect100: bool = False,
@@ -1900,7 +1900,7 @@ class Connection:
         self,
         method: str,
         uri: str,
-        headers: dict[str, object] | None = None,
+        headers: dict[str, Any] | None = None,
         body: object = None,
         *,
         expect100: bool = False,
@@ -1977,19 +1977,19 @@ class Connection:
     # ------------------------------------------------------------------
     # Shortcuts
 
-    def get(self, uri: str, headers: dict[str, object] | None = None) -> ClientResponse:
+    def get(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
         return self.request('GET', uri, headers, None)
 
-    def head(self, uri: str, headers: dict[str, object] | None = None) -> ClientResponse:
+    def head(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
         return self.request('HEAD', uri, headers, None)
 
-    def delete(self, uri: str, headers: dict[str, object] | None = None) -> ClientResponse:
+    def delete(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
         return self.request('DELETE', uri, headers, None)
 
     def put(
         self,
         uri: str,
-        headers: dict[str, object] | None = None,
+        headers: dict[str, Any] | None = None,
         body: object = None,
         *,
         expect100: bool = False,
@@ -2000,7 +2000,7 @@ class Connection:
     def post(
         self,
         uri: str,
-        headers: dict[str, object] | None = None,
+        headers: dict[str, Any] | None = None,
         body: object = None,
         *,
         expect100: bool = False,
@@ -2009,7 +2009,7 @@ class Connection:
         return self.request('POST', uri, headers, body, expect100=expect100, json=json)
 
     def get_range(
-        self, uri: str, headers: dict[str, object], start: int, stop: int
+        self, uri: str, headers: dict[str, Any], start: int, stop: int
     ) -> ClientResponse:
         """GET bytes ``start`` up to (not including) ``stop``: sets a ``range`` header."""
         if type(headers) is not dict:

@@ -41,9 +41,9 @@ from .sslhelpers import PKI
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at run time
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from typing import Any, Protocol, TypeVar
 
+    from ._types import App
     from .base import API, Session
 
     _P = TypeVar('_P', bound='TempPKI')
@@ -97,9 +97,9 @@ class _TempServerBase(_Stoppable):
 
     def _start(
         self,
-        sslconfig: dict[str, object] | None,
+        sslconfig: dict[str, Any] | None,
         address: tuple | str | bytes,
-        app: Callable[..., Any],
+        app: App,
         thread: bool,
         options: dict[str, Any],
     ) -> None:
@@ -200,7 +200,7 @@ class TempServer(_TempServerBase):
     def __init__(
         self,
         address: tuple | str | bytes,
-        app: Callable[..., Any],
+        app: App,
         *,
         thread: bool = False,
         **options: Any,
@@ -223,9 +223,9 @@ class TempSSLServer(_TempServerBase):
 
     def __init__(
         self,
-        sslconfig: dict[str, object],
+        sslconfig: dict[str, Any],
         address: tuple | str | bytes,
-        app: Callable[..., Any],
+        app: App,
         *,
         thread: bool = False,
         **options: Any,
@@ -350,7 +350,7 @@ def _remove_tree(ssldir: str, pid: int) -> None:
 def mkreq(
     method: str,
     uri: str,
-    headers: dict[str, object] | None = None,
+    headers: dict[str, Any] | None = None,
     body: Any = None,
     shift: int = 0,
     cls: type[Request] = Request,
@@ -437,7 +437,7 @@ def write_chunk(wfile: _Writer, chunk: tuple[tuple[str, str] | None, bytes]) -> 
     return sent
 
 
-def format_headers(headers: dict[str, object]) -> bytes:
+def format_headers(headers: dict[str, Any]) -> bytes:
     """Header lines ``'name: value'``, sorted, joined by CRLF; no validation.
 
     Values go through ``str()`` and the text is encoded as latin-1, so a test
@@ -455,7 +455,7 @@ def _format_preamble(first_line: str, headers: dict[str, object]) -> bytes:
     return first_line.encode('latin-1')
 
 
-def format_request(method: str, uri: str, headers: dict[str, object]) -> bytes:
+def format_request(method: str, uri: str, headers: dict[str, Any]) -> bytes:
     """``b'METHOD URI HTTP/1.1'`` and the header lines; no final CRLF, no validation.
 
     >>> format_request('GET', '/foo', {'host': 'example.com'})
@@ -464,7 +464,7 @@ def format_request(method: str, uri: str, headers: dict[str, object]) -> bytes:
     return _format_preamble(f'{method} {uri} HTTP/1.1', headers)
 
 
-def format_response(status: int, reason: str, headers: dict[str, object]) -> bytes:
+def format_response(status: int, reason: str, headers: dict[str, Any]) -> bytes:
     """``b'HTTP/1.1 STATUS REASON'`` and the header lines; no final CRLF, no validation.
 
     >>> format_response(200, 'OK', {'content-length': 5})
@@ -485,7 +485,7 @@ class RequestLogger:
     has one, is passed through.
     """
 
-    def __init__(self, app: Callable[..., Any]) -> None:
+    def __init__(self, app: App) -> None:
         if not callable(app):
             raise TypeError(f'app: not callable: {app!r}')
         self.app = app

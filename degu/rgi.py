@@ -65,7 +65,25 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from ._types import App as App
+    from ._types import ConnectApp as ConnectApp
+    from ._types import ResponseBody as ResponseBody
+    from ._types import ResponseTuple as ResponseTuple
+
 __all__ = ('Validator',)
+
+# The types of an RGI app and its response, for annotations (doc/rgi.rst,
+# 'Type hints').  Made on first use by __getattr__(): they need typing, which
+# costs several times what `import degu` does (doc/decisions.rst, 'Imports').
+_TYPES = ('App', 'ConnectApp', 'ResponseBody', 'ResponseTuple')
+
+
+def __getattr__(name: str) -> object:
+    if name in _TYPES:
+        from . import _types
+
+        return getattr(_types, name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 MAX_LENGTH = 9999999999999999  # largest content-length (16 digits)
 MAX_IO_SIZE = 16 * 1024 * 1024  # 16 MiB: largest bytes body the engine sends

@@ -111,6 +111,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, TypeVar
 
+    from ._types import App
+
     _S = TypeVar('_S', bound='Server')
 
 __all__ = ('Server', 'SSLServer', 'build_server_sslctx', 'Session', 'Request', 'AccessFormatter')
@@ -482,7 +484,7 @@ class Server:
     def __init__(
         self,
         address: tuple | str | bytes | socket.socket,
-        app: Callable[..., Any],
+        app: App,
         **options: int | float,
     ) -> None:
         if not callable(app):
@@ -1622,7 +1624,7 @@ def _version():
 # TLS (doc/decisions.rst, 'TLS')
 
 
-def build_server_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
+def build_server_sslctx(sslconfig: dict[str, Any]) -> ssl.SSLContext:
     """An ``ssl.SSLContext`` for a server from an *sslconfig* dict.
 
     Keys: ``cert_file`` and ``key_file`` (required), then ``ca_file`` and/or
@@ -1661,7 +1663,7 @@ def build_server_sslctx(sslconfig: dict[str, object]) -> ssl.SSLContext:
     return ctx
 
 
-def _check_server_sslctx(sslctx: ssl.SSLContext | dict[str, object]) -> ssl.SSLContext:
+def _check_server_sslctx(sslctx: ssl.SSLContext | dict[str, Any]) -> ssl.SSLContext:
     import ssl
 
     if isinstance(sslctx, dict):
@@ -1687,9 +1689,9 @@ class SSLServer(Server):
 
     def __init__(
         self,
-        sslctx: ssl.SSLContext | dict[str, object],
+        sslctx: ssl.SSLContext | dict[str, Any],
         address: tuple | str | bytes | socket.socket,
-        app: Callable[..., Any],
+        app: App,
         **options: int | float,
     ) -> None:
         self.sslctx = _check_server_sslctx(sslctx)

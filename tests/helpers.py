@@ -14,12 +14,19 @@ and the body objects run over it unchanged.
 
 ``connect()``, ``recv_all()`` and ``exchange()`` talk raw bytes to a live
 server over any address family, every wait bounded.
+
+``copy_examples()``, ``user_env()`` and ``check_installed()`` run the programs
+of doc/examples/ as a user would: copied out of the checkout, finding degu
+installed.
 """
 
 import contextlib
 import io
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -41,6 +48,10 @@ __all__ = (
     'serving',
     'free_port',
     'wait_listening',
+    'EXAMPLES',
+    'copy_examples',
+    'user_env',
+    'check_installed',
 )
 
 LIVE_TIMEOUT = 10  # seconds: the bound on every socket wait of connect()'s sockets
@@ -279,3 +290,37 @@ def wait_listening(proc, address, seconds=5.0):
         except OSError:
             time.sleep(0.005)
     return False
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, 'doc', 'examples')
+
+
+def copy_examples(dst):
+    """Copy doc/examples/*.py into the folder *dst*; return their names, sorted."""
+    names = sorted(name for name in os.listdir(EXAMPLES) if name.endswith('.py'))
+    for name in names:
+        shutil.copyfile(os.path.join(EXAMPLES, name), os.path.join(dst, name))
+    return names
+
+
+def user_env():
+    """``os.environ`` as in a user's shell: no PYTHONPATH or MYPYPATH into the checkout."""
+    env = dict(os.environ)
+    env.pop('PYTHONPATH', None)
+    env.pop('MYPYPATH', None)
+    return env
+
+
+def check_installed(cwd):
+    """Assert that a program in *cwd* imports degu from this checkout (an editable install)."""
+    result = subprocess.run(
+        [sys.executable, '-c', 'import degu; print(degu.__file__)'],
+        capture_output=True, text=True, timeout=30, cwd=cwd, env=user_env(),
+    )  # fmt: skip
+    found = result.stdout.strip() if result.returncode == 0 else None
+    expected = os.path.join(ROOT, 'degu', '__init__.py')
+    assert found == expected, (
+        f'a program outside the checkout imports degu from {found!r}, not {expected!r}: '
+        "install this checkout (python3 -m pip install -e '.[test]')"
+    )

@@ -43,8 +43,9 @@ def _public_classes():
 def _defining_files(cls):
     """The files of the package with a top-level definition of *cls*'s name."""
     name = re.escape(cls.__name__)
-    # A class statement, or a namedtuple() call (API, Response).
-    pattern = re.compile(rf'^(?:class {name}\b|{name} = namedtuple\()', re.MULTILINE)
+    # A class statement, or a namedtuple() call (API, Response), maybe indented:
+    # degu._body defines those two under `if TYPE_CHECKING: ... else:`.
+    pattern = re.compile(rf'^ *(?:class {name}\b|{name} = namedtuple\()', re.MULTILINE)
     found = []
     for filename in sorted(os.listdir(PACKAGE)):
         if filename.endswith('.py'):
