@@ -163,6 +163,11 @@ DEFAULT_POOL_TIMEOUT = 10.0  # seconds a request waits for a free connection of 
 # retry covers the rest.
 DEFAULT_POOL_IDLE_TIMEOUT = 10.0
 MAX_POOL_SIZE = 1000
+# Seconds: a pooled connection idle this long is polled before it is used
+# again (0.7 us), so that what the server sent or did while it was idle (a
+# close, an unsolicited 408) is seen before a request goes out.  A POST or
+# PATCH always polls.  Busy connections, reused at once, do not pay for it.
+CHECK_AFTER = 0.001
 CLOSE_DRAIN = 64 * 1024  # bytes: ClientResponse.close() reads a rest this small, else closes
 
 _CLOSED = 'Connection is closed'
@@ -787,9 +792,9 @@ class _Pool:
         """A connection for one request: ``(conn, reused)``.
 
         The most recently used idle one, unless *fresh* (the retry); with
-        *check*, an idle one the server closed meanwhile (it reads as
-        readable) is closed and the next one taken, because the request
-        cannot be sent again if it fails.  Otherwise a new one while fewer
+        *check* (the request cannot be sent again if it fails), or after
+        ``CHECK_AFTER`` idle, one the server closed meanwhile (it reads as
+        readable) is closed and the next one taken.  Otherwise a new one while fewer
         than ``size`` are open, or the first to come back, waiting
         ``timeout`` seconds at most.
         """
@@ -801,11 +806,13 @@ class _Pool:
                     (conn, since) = idle.pop()
                 except IndexError:  # another thread took the last one
                     break
-                if time.monotonic() - since >= self.idle_timeout:
+                idle_for = time.monotonic() - since
+                if idle_for >= self.idle_timeout:
                     self._expire(conn)  # and all the older ones
                     break
-                if check and _wait_readable(conn.sock, 0):
-                    # EOF or garbage while idle: either way, not usable.
+                if (check or idle_for >= CHECK_AFTER) and _wait_readable(conn.sock, 0):
+                    # EOF, or bytes no request asked for (a server's 408
+                    # before it closed): either way, not usable.
                     self._count('stale')
                     self._forget(conn)
                     continue
@@ -884,8 +891,14 @@ class _Pool:
                 self._cond.notify()
 
     def give_back(self, conn, reusable):
-        """The request on *conn* is over: idle it for the next one, or close it."""
-        if reusable and conn._state is _OPEN and not conn._transport.closed:
+        """The request on *conn* is over: idle it for the next one, or close it.
+
+        Not reusable after an error, when the server said it closes, or
+        when bytes beyond the response were received: no request asked for
+        them, and the next response must not be read from them.
+        """
+        transport = conn._transport
+        if reusable and conn._state is _OPEN and not transport.closed and not transport.buffered:
             now = time.monotonic()
             idle = self._idle
             item = (conn, now)
