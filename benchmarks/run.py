@@ -129,6 +129,34 @@ def at_checkout(path, func):
     return with_degu_at
 
 
+def active_core():
+    """Which core degu runs on here: 'c' (degu._cparse, when built) or 'python'."""
+    from degu import _parse
+
+    return getattr(_parse, 'CORE', 'python')
+
+
+PURE = 'pure Python core'
+
+
+def pure_core(func):
+    """*func*, run with degu's pure-Python core (``DEGU_PURE=1``), for a child process.
+
+    Like ``at_checkout()``: the child forgets the degu modules the parent
+    imported and imports them again, now choosing the pure-Python core, so
+    one run puts both cores side by side.
+    """
+
+    def with_pure_core(*args, **kw):
+        for name in [n for n in sys.modules if n == 'degu' or n.startswith('degu.')]:
+            del sys.modules[name]
+        os.environ['DEGU_PURE'] = '1'
+        assert active_core() == 'python'
+        return func(*args, **kw)
+
+    return with_pure_core
+
+
 def stop(proc):
     if proc.is_alive():
         proc.terminate()
@@ -599,8 +627,9 @@ def interleave(reps, runners):
 def mode_roundtrip(args, tmpdir):
     from degu.base import render_request
 
+    both = active_core() == 'c'  # the compiled core, and the pure one beside it
     table = Table(f'roundtrip: {args.count} sequential POSTs, 70-byte bodies, '
-                  'one connection (req/s)')
+                  f'one connection (req/s), degu on its {active_core()} core')
     cpu = 0 if args.pin == 'split' else None
     request = render_request('POST', '/echo', {'content-length': 70, 'host': 'bench'}) + BODY70
     for family in ('ipv6', 'unix'):
@@ -610,6 +639,9 @@ def mode_roundtrip(args, tmpdir):
             if args.baseline:
                 servers['base'] = start(at_checkout(args.baseline, serve_degu),
                                         address_for(family, tmpdir, 'base'), cpu=cpu)
+            if both:
+                servers['pure'] = start(pure_core(serve_degu),
+                                        address_for(family, tmpdir, 'pure'), cpu=cpu)
             servers['stdlib'] = start(serve_stdlib, address_for(family, tmpdir, 'std'),
                                       cpu=cpu)
             response_size = _response_size(servers['degu'][1], request)
@@ -631,6 +663,9 @@ def mode_roundtrip(args, tmpdir):
                 runners[BASELINE_PAIR] = (
                     lambda: count / run_in_child(posts, addr['base'], count, cpu=cpu)
                 )
+            if both:
+                runners[PURE_PAIR] = lambda: count / run_in_child(
+                    pure_core(degu_posts), addr['pure'], count, cpu=cpu)
             for name, values in interleave(args.reps, runners).items():
                 table.add(family, name, values, 'req/s')
         finally:
@@ -644,9 +679,13 @@ def mode_roundtrip(args, tmpdir):
         if args.baseline:
             ratio = table.ratio(family, 'degu server + degu client', BASELINE_PAIR)
             print(f'   {family}: degu/baseline = {ratio:.3f}x')
+        if both:
+            ratio = table.ratio(family, 'degu server + degu client', PURE_PAIR)
+            print(f'   {family}: compiled core / pure Python core = {ratio:.3f}x')
     return table
 
 
+PURE_PAIR = f'degu pair, {PURE}'
 BASELINE_PAIR = 'degu pair at --baseline'
 BASELINE_SERVER = 'degu at --baseline'
 
@@ -721,9 +760,13 @@ def mode_server(args, tmpdir):
     seconds = args.seconds
     use_wrk = shutil.which('wrk') is not None and not args.no_wrk
     loader = 'wrk' if use_wrk else 'python load generator'
-    table = Table(f'server: keep-alive GETs of a 12-byte body for {seconds}s ({loader})')
+    table = Table(f'server: keep-alive GETs of a 12-byte body for {seconds}s ({loader}), '
+                  f'degu on its {active_core()} core')
     (server_cpu, load_cpu) = (0, 1) if args.pin == 'split' else (None, None)
     impls = {'degu': serve_degu, 'http.server': serve_stdlib}
+    both = active_core() == 'c'
+    if both:
+        impls[f'degu, {PURE}'] = pure_core(serve_degu)
     if args.baseline:
         impls[BASELINE_SERVER] = at_checkout(args.baseline, serve_degu)
     try:
@@ -760,6 +803,13 @@ def mode_server(args, tmpdir):
         for conns in args.conns:
             ratio = table.ratio(f'{conns} connections', 'degu', BASELINE_SERVER)
             print(f'   {conns} connections: degu/baseline = {ratio:.3f}x')
+    if both:
+        for conns in args.conns:
+            rows = {r['name']: r for r in table.rows if r['group'] == f'{conns} connections'}
+            (c, pure) = (rows['degu'], rows[f'degu, {PURE}'])
+            print(f'   {conns} connections: compiled / pure = {c["median"] / pure["median"]:.3f}x'
+                  f' req/s, CPU per request {pure["cpu_us_per_req"] / c["cpu_us_per_req"]:.2f}x'
+                  ' lower')
     return table
 
 
@@ -820,12 +870,16 @@ def mode_client(args, tmpdir):
         (proc, address, _) = start(serve_stdlib, ('127.0.0.1', 0), cpu=cpu)
     else:
         (proc, address, _) = start(serve_degu, ('127.0.0.1', 0), cpu=cpu)
-    table = Table(f'client: {count} sequential GETs on one connection against {fixed} (req/s)')
+    both = active_core() == 'c'
+    table = Table(f'client: {count} sequential GETs on one connection against {fixed} (req/s), '
+                  f'degu on its {active_core()} core')
     try:
         request = b'GET /hello HTTP/1.1\r\nhost: bench\r\n\r\n'
         response_size = _response_size(address, request)
         runners = {
             'degu client': lambda: count / run_in_child(degu_gets, address, count, cpu=cpu),
+            **({f'degu client, {PURE}': lambda: count / run_in_child(
+                pure_core(degu_gets), address, count, cpu=cpu)} if both else {}),
             'degu client, pool (Client.get)':
                 lambda: count / run_in_child(degu_pool_gets, address, count, cpu=cpu),
             'degu client, pipelined x8':
@@ -842,6 +896,9 @@ def mode_client(args, tmpdir):
     print(f'   degu / raw floor = {table.ratio(fixed, "degu client", "raw-socket floor"):.2f}x')
     pool = table.ratio(fixed, 'degu client, pool (Client.get)', 'degu client')
     print(f'   pool / bare connection = {pool:.3f}x')
+    if both:
+        ratio = table.ratio(fixed, f'degu client, {PURE}', 'raw-socket floor')
+        print(f'   degu ({PURE}) / raw floor = {ratio:.2f}x')
     return table
 
 
