@@ -898,7 +898,13 @@ class _Pool:
         them, and the next response must not be read from them.
         """
         transport = conn._transport
-        if reusable and conn._state is _OPEN and not transport.closed and not transport.buffered:
+        # The transport's own fields, not its properties: 0.15 us a request.
+        if (
+            reusable
+            and conn._state is _OPEN
+            and not transport._closed
+            and transport._start == transport._stop
+        ):
             now = time.monotonic()
             idle = self._idle
             item = (conn, now)
@@ -990,13 +996,12 @@ class _Pool:
         body = response.body
         if body is None:
             self.give_back(conn, True)
-        elif (
-            type(body) is Body
-            and body._remaining is not None
-            and conn._transport.buffered >= body._remaining
-        ):
+            return response
+        transport = conn._transport
+        remaining = body._remaining if type(body) is Body else None
+        if remaining is not None and transport._stop - transport._start >= remaining:
             # All of it came with the preamble: see _Received.
-            body._reader = body._rfile = _Received(conn._transport.read_exact(body._remaining))
+            body._reader = body._rfile = _Received(transport.read_exact(remaining))
             conn._response_body = None
             self.give_back(conn, True)
         else:
