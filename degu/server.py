@@ -1382,8 +1382,12 @@ class Server:
         """Call the app and send its response; returns False when the connection must close."""
         started = time.monotonic() if _access_on(_INFO) else 0.0
         # The body, its trailers and the response as a whole: time blocked on
-        # a peer slower than min_rate runs out (doc/security.rst).
-        transport.start_deadline(self.transfer_timeout, self.min_rate)
+        # a peer slower than min_rate runs out (doc/security.rst).  This is
+        # transport.start_deadline(), and below stop_deadline(), written out
+        # as the two slots they set: 750 instructions fewer per request
+        # (callgrind over benchmarks/hotpath.py).
+        transport._left = self.transfer_timeout
+        transport._rate = self.min_rate
         closing = request_close_reason(request._version, request._headers)
         expect100 = request._body is not None and self._arm_continue(transport, request)
         try:
@@ -1414,7 +1418,7 @@ class Server:
         finally:
             if body is not None and type(body) is not bytes:  # those hold nothing
                 _release(body)
-        transport.stop_deadline()
+        transport._left = None  # stop_deadline()
         session._requests += 1
         if started:
             log_access(session, request, response[0], sent - len(preamble), started,
