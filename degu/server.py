@@ -303,7 +303,7 @@ _PCHARS = frozenset(
 # would cost 16,800 instructions more (26 % of the request loop, callgrind over
 # benchmarks/hotpath.py; http_date() takes 1.2 µs).
 
-_date_value = ''  # the date header of the current second...
+_date_field = ''  # the date field line of the current second, CRLF first...
 _date_until = 0.0  # ...and when it stops being current
 _time = time.time
 
@@ -321,23 +321,28 @@ def http_date(when: float | None = None) -> str:
     )
 
 
-def _current_date() -> str:
+def _date_line() -> str:
+    """``'\\r\\ndate: '`` and the current IMF-fixdate.
+
+    The whole line is kept, not the date alone: 170 instructions fewer per
+    response than joining the two (callgrind over benchmarks/hotpath.py).
+    """
     now = _time()
-    return _date_value if now < _date_until else _new_date(now)
+    return _date_field if now < _date_until else _new_date(now)
 
 
 def _new_date(now: float) -> str:
-    global _date_value, _date_until
+    global _date_field, _date_until
     second = int(now)
-    _date_value = http_date(second)
+    _date_field = '\r\ndate: ' + http_date(second)
     _date_until = second + 1.0
-    return _date_value
+    return _date_field
 
 
 def _error_preamble(status: int, reason: str, extra: str = '') -> bytes:
     return (
-        f'HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-length: 0\r\n'
-        f'date: {_current_date()}\r\n{extra}\r\n'
+        f'HTTP/1.1 {status} {reason}\r\nconnection: close\r\ncontent-length: 0'
+        f'{_date_line()}\r\n{extra}\r\n'
     ).encode('ascii')
 
 
@@ -1490,7 +1495,7 @@ class Server:
         elif not http11:
             extra += '\r\nconnection: keep-alive'
         if 'date' not in headers:  # RFC 9110 section 6.6.1
-            extra += '\r\ndate: ' + _current_date()
+            extra += _date_line()
         return (render_response(status, reason, headers, extra), kind, closing)
 
     def _app_failed(self, session, transport, request, exc, failures, started=0.0):
