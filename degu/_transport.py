@@ -495,7 +495,9 @@ class Transport(ConnReader):
             idx = self._read_more_block(end, limit, what)
             start = self._start
         self._start = idx + len(end)
-        return bytes(self._view[start:idx])
+        # tobytes(), not bytes(): 600-740 instructions fewer per copy (the
+        # constructor parses its arguments and asks for a buffer).
+        return self._view[start:idx].tobytes()
 
     def _read_more_block(self, end, limit, what):
         timeout = self.timeout
@@ -535,7 +537,7 @@ class Transport(ConnReader):
         avail = self._stop - start
         if avail >= size:
             self._start = start + size
-            return bytes(self._view[start : start + size])
+            return self._view[start : start + size].tobytes()  # see read_block()
         if size <= _SMALL_READ:
             self._compact()
             while self._stop < size:
