@@ -58,6 +58,13 @@ LENGTH = 1  # content-length bytes
 CHUNKED = 2  # the chunked transfer coding
 CLOSE = 3  # everything until the connection closes
 
+# The answers without a length, built once: a tuple of globals is built anew
+# at every return, 250 instructions more per message (callgrind over
+# benchmarks/hotpath.py).
+_NO_BODY = (NO_BODY, None)
+_CHUNKED = (CHUNKED, None)
+_CLOSE = (CLOSE, None)
+
 
 def has_no_content(method: str, status: int) -> bool:
     """True when a response never has content (RFC 9110 sections 6.4.1, 9.3.2).
@@ -82,10 +89,10 @@ def request_framing(headers: 'dict[str, Any]') -> 'tuple[int, int | None]':
     (0, None)
     """
     if 'transfer-encoding' in headers:
-        return (CHUNKED, None)
+        return _CHUNKED
     if 'content-length' in headers:
         return (LENGTH, headers['content-length'])
-    return (NO_BODY, None)
+    return _NO_BODY
 
 
 def response_framing(
@@ -102,12 +109,12 @@ def response_framing(
     (0, None)
     """
     if method == 'HEAD' or status < 200 or status == 204 or status == 304:  # has_no_content()
-        return (NO_BODY, None)
+        return _NO_BODY
     if 'transfer-encoding' in headers:
-        return (CHUNKED, None)
+        return _CHUNKED
     if 'content-length' in headers:
         return (LENGTH, headers['content-length'])
-    return (CLOSE, None)
+    return _CLOSE
 
 
 def _closes(headers):
@@ -132,21 +139,20 @@ def request_close_reason(version: str, headers: 'dict[str, Any]') -> str | None:
     >>> request_close_reason('HTTP/1.0', {'transfer-encoding': 'chunked'})
     'HTTP/1.0 with transfer-encoding'
     """
-    if 'connection' not in headers:
-        if version == 'HTTP/1.1':
-            return None
-        if 'transfer-encoding' in headers:
-            return 'HTTP/1.0 with transfer-encoding'
-        return 'HTTP/1.0'
-    (close, keep_alive) = _closes(headers)
-    if close:
-        return 'connection: close'
-    if version != 'HTTP/1.1':
-        if 'transfer-encoding' in headers:
-            return 'HTTP/1.0 with transfer-encoding'
-        if not keep_alive:
-            return 'HTTP/1.0'
-    return None
+    value = headers.get('connection')
+    if value is None:
+        keep_alive = False
+    elif value == 'keep-alive':  # what browsers send: 1,050 instructions fewer than _closes()
+        keep_alive = True
+    else:
+        (close, keep_alive) = _closes(headers)
+        if close:
+            return 'connection: close'
+    if version == 'HTTP/1.1':
+        return None
+    if 'transfer-encoding' in headers:
+        return 'HTTP/1.0 with transfer-encoding'
+    return None if keep_alive else 'HTTP/1.0'
 
 
 def response_close_reason(version: str, headers: 'dict[str, Any]', kind: int) -> str | None:
@@ -196,7 +202,7 @@ def body_framing(body: object) -> 'tuple[int, int | None]':
     if is_body(body):  # the body protocol (degu._body)
         length = body.content_length
         if body.chunked or length is None:
-            return (CHUNKED, None)
+            return _CHUNKED
         return (LENGTH, length)
     raise TypeError(f'bad body type: {type(body)!r}: {body!r}'[:200])
 
@@ -215,7 +221,7 @@ def request_output(method: str, body: object) -> 'tuple[int, int | None]':
     if type(body) is bytes and len(body) <= MAX_IO_SIZE:
         return (LENGTH, len(body))  # the common case, without a second call
     if body is None and method not in _CONTENT_METHODS:
-        return (NO_BODY, None)
+        return _NO_BODY
     return body_framing(body)
 
 
@@ -236,12 +242,12 @@ def response_output(
     (3, None)
     """
     if method == 'HEAD' or status < 200 or status == 204 or status == 304:  # has_no_content()
-        return (NO_BODY, None)
+        return _NO_BODY
     if type(body) is bytes and len(body) <= MAX_IO_SIZE:
         return (LENGTH, len(body))  # the common case, without a second call
     (kind, length) = body_framing(body)
     if kind == CHUNKED and not http11:
-        return (CLOSE, None)
+        return _CLOSE
     return (kind, length)
 
 

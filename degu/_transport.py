@@ -421,7 +421,9 @@ class Transport(ConnReader):
         operations (a slow app, an event stream's pauses).  The check comes
         before each ``recv()`` and ``send()``, which keep their own
         ``timeout``: a silent peer overruns by up to ``timeout``, and no
-        socket option changes on the way (no syscall).
+        socket option changes on the way (no syscall).  (The server's
+        request loop sets ``_left`` and ``_rate`` itself, a measured saving:
+        a change here goes there too.)
         """
         self._left = seconds
         self._rate = min_rate
@@ -478,16 +480,24 @@ class Transport(ConnReader):
         """
         start = self._start
         if start == self._stop:
+            # _fill() on an empty buffer, written out: no call and no slice
+            # of the view (a new memoryview), 1,550 instructions fewer per
+            # request on the server and the client (callgrind over
+            # benchmarks/hotpath.py).
             idle = self.idle_timeout
-            if self._fill(what, self.timeout if idle is None else idle) == 0:
+            self._start = self._stop = start = 0
+            received = self._recv(self._view, what, self.timeout if idle is None else idle)
+            if received == 0:
                 return None
-            start = self._start
+            self._stop = received
         idx = self._buf.find(end, start, self._stop)
         if idx < 0 or idx + len(end) - start > limit:
             idx = self._read_more_block(end, limit, what)
             start = self._start
         self._start = idx + len(end)
-        return bytes(self._view[start:idx])
+        # tobytes(), not bytes(): 600-740 instructions fewer per copy (the
+        # constructor parses its arguments and asks for a buffer).
+        return self._view[start:idx].tobytes()
 
     def _read_more_block(self, end, limit, what):
         timeout = self.timeout
@@ -527,7 +537,7 @@ class Transport(ConnReader):
         avail = self._stop - start
         if avail >= size:
             self._start = start + size
-            return bytes(self._view[start : start + size])
+            return self._view[start : start + size].tobytes()  # see read_block()
         if size <= _SMALL_READ:
             self._compact()
             while self._stop < size:

@@ -1620,8 +1620,12 @@ class Connection:
             return tuple((m, u) for (m, u, _) in self._pending)
 
     def _body_done(self):
+        # body._state and, in request() and _read_response(), transport._closed:
+        # the slots behind the properties, 2,400 instructions fewer per request
+        # (four property calls; callgrind over benchmarks/hotpath.py).  The
+        # body is always a Body or ChunkedBody (read_response_head()'s).
         body = self._response_body
-        return body is None or body.state >= BODY_CONSUMED
+        return body is None or body._state >= BODY_CONSUMED
 
     def _closed_error(self):
         if self._reason is not None:
@@ -1867,7 +1871,7 @@ class Connection:
         self._transport.deadline = time.monotonic() + self.response_timeout
 
     def _read_response(self):
-        if self._state is not _OPEN or self._transport.closed:
+        if self._state is not _OPEN or self._transport._closed:  # see _body_done()
             self._check_open()
         # One reader at a time (the read lock): the oldest entry stays put
         # while the sender appends, and deque operations are atomic.
@@ -1952,7 +1956,7 @@ class Connection:
         """
         if json is not _NO_JSON:
             (headers, body) = _json_args(headers, body, json)
-        if self._state is not _OPEN or self._transport.closed:
+        if self._state is not _OPEN or self._transport._closed:  # see _body_done()
             self._check_open()
         if self.response_timeout is not None:
             self._start_deadline()
