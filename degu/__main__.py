@@ -610,7 +610,7 @@ def run(args: argparse.Namespace) -> int:
     def on_signal(signum, frame):
         if signum in stopping and any(s in stopping for s in received):
             # A second stop signal: stop waiting for in-flight requests.
-            print('degu: error: second signal, exiting at once', file=sys.stderr, flush=True)
+            _say('degu: error: second signal, exiting at once')
             os._exit(1)
         received.append(signum)
         wake.set()
@@ -625,8 +625,8 @@ def run(args: argparse.Namespace) -> int:
     # this line may signal the server at once.
     what = (f'folder {os.path.abspath(_folder(args))}' if args.command == 'files'
             else args.app)
-    print(f'Serving {what} on {format_url(server.address, hasattr(server, "sslctx"))} '
-          f'(Ctrl-C to stop)', file=sys.stderr, flush=True)
+    _say(f'Serving {what} on {format_url(server.address, hasattr(server, "sslctx"))} '
+         f'(Ctrl-C to stop)')
     _notify_service_manager(f'READY=1\nMAINPID={os.getpid()}')
     log = logging.getLogger('degu.server')
     seen = 0
@@ -645,7 +645,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         stops = [s for s in received if s in stopping]
         name = signal.Signals(stops[0]).name if stops else 'exit'
-        print(f'Stopping ({name}): finishing in-flight requests...', file=sys.stderr, flush=True)
+        _say(f'Stopping ({name}): finishing in-flight requests...')
         _notify_service_manager('STOPPING=1')
         clean = server.shutdown(SHUTDOWN_TIMEOUT)
         thread.join(SHUTDOWN_TIMEOUT + 5)
@@ -789,8 +789,7 @@ def run_workers(args: argparse.Namespace, address: tuple | str | bytes | socket.
     url = format_url(workers.address, sslconfig is not None)
 
     def serving():
-        print(f'Serving {what} on {url} with {count} workers (Ctrl-C to stop)',
-              file=sys.stderr, flush=True)
+        _say(f'Serving {what} on {url} with {count} workers (Ctrl-C to stop)')
 
     try:
         # SIGHUP: the access log file is reopened before the new workers are
@@ -802,6 +801,18 @@ def run_workers(args: argparse.Namespace, address: tuple | str | bytes | socket.
     except RuntimeError as e:
         raise CommandError(str(e)) from None
     return 0 if clean else 1
+
+
+def _say(line: str) -> None:
+    """Write *line* and its newline to stderr in one write, and flush.
+
+    print() writes the text and the newline separately, and a server thread
+    logging meanwhile (an access log line on stderr) lands between the two:
+    a line of one inside a line of the other.  The logging handler writes
+    each record in one call too, so whole lines never mix.
+    """
+    sys.stderr.write(line + '\n')
+    sys.stderr.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
