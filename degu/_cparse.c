@@ -622,6 +622,14 @@ header_block(PyObject *headers, const unsigned char *src, Py_ssize_t len,
     return 1;
 }
 
+/* Header blocks seen before, as in degu._parse (clients send the same block
+ * on every request of a connection): (src, isresponse, max_count) -> dict,
+ * handed out as copies.  Only blocks parsed here go in. */
+#define BLOCK_CACHE_MAX 1024  /* entries; cleared when full */
+#define BLOCK_CACHE_LEN 1024  /* bytes: longer blocks are parsed every time */
+static PyObject *BLOCK_CACHE;
+static PyObject *DEFAULT_MAX_COUNT;  /* MAX_HEADER_COUNT as an int */
+
 static PyObject *
 parse_headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -647,16 +655,51 @@ parse_headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
             return fallback(F_PARSE_HEADERS, args, nargs, kwnames);
         }
     }
-    PyObject *headers = PyDict_New();
-    if (headers == NULL) {
-        return NULL;
-    }
     Py_ssize_t len = PyBytes_GET_SIZE(args[0]);
     if (len == 0) {
-        return headers;
+        return PyDict_New();
+    }
+    PyObject *key = NULL;
+    if (len <= BLOCK_CACHE_LEN) {
+        key = PyTuple_Pack(3, args[0], isresponse ? Py_True : Py_False,
+                           nargs > 2 ? args[2] : DEFAULT_MAX_COUNT);
+        if (key == NULL) {
+            return NULL;
+        }
+        PyObject *cached = PyDict_GetItemWithError(BLOCK_CACHE, key);
+        if (cached != NULL) {
+            Py_DECREF(key);
+            return PyDict_Copy(cached);
+        }
+        if (PyErr_Occurred()) {
+            Py_DECREF(key);
+            return NULL;
+        }
+    }
+    PyObject *headers = PyDict_New();
+    if (headers == NULL) {
+        Py_XDECREF(key);
+        return NULL;
     }
     int done = header_block(headers, (const unsigned char *)PyBytes_AS_STRING(args[0]), len,
                             isresponse, max_count);
+    if (done > 0 && key != NULL) {
+        /* The cache keeps a copy: the caller may change its dict. */
+        PyObject *copy = PyDict_Copy(headers);
+        if (copy == NULL) {
+            done = -1;
+        }
+        else {
+            if (PyDict_GET_SIZE(BLOCK_CACHE) >= BLOCK_CACHE_MAX) {
+                PyDict_Clear(BLOCK_CACHE);
+            }
+            if (PyDict_SetItem(BLOCK_CACHE, key, copy) < 0) {
+                done = -1;
+            }
+            Py_DECREF(copy);
+        }
+    }
+    Py_XDECREF(key);
     if (done > 0) {
         return headers;
     }
@@ -1210,7 +1253,10 @@ PyInit__cparse(void)
             || (CHUNKED == NULL && (CHUNKED = new_str("chunked")) == NULL)) {
         return NULL;
     }
-    if (STATUS_CACHE == NULL && (STATUS_CACHE = PyDict_New()) == NULL) {
+    if ((STATUS_CACHE == NULL && (STATUS_CACHE = PyDict_New()) == NULL)
+            || (BLOCK_CACHE == NULL && (BLOCK_CACHE = PyDict_New()) == NULL)
+            || (DEFAULT_MAX_COUNT == NULL
+                && (DEFAULT_MAX_COUNT = PyLong_FromLong(MAX_HEADER_COUNT)) == NULL)) {
         return NULL;
     }
     PyObject *mod = PyModule_Create(&module);
