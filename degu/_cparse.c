@@ -839,13 +839,17 @@ format_chunk(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
             || !PyBytes_CheckExact(PyTuple_GET_ITEM(args[0], 1))) {
         return fallback(F_FORMAT_CHUNK, args, nargs, kwnames);
     }
-    Py_ssize_t size = PyBytes_GET_SIZE(PyTuple_GET_ITEM(args[0], 1));
-    char line[2 * sizeof(size_t) + 3];  /* hex digits, CRLF, NUL */
-    int n = PyOS_snprintf(line, sizeof(line), "%zx\r\n", (size_t)size);
-    if (n < 0 || (size_t)n >= sizeof(line)) {
-        return fallback(F_FORMAT_CHUNK, args, nargs, kwnames);
-    }
-    return PyBytes_FromStringAndSize(line, n);
+    size_t size = (size_t)PyBytes_GET_SIZE(PyTuple_GET_ITEM(args[0], 1));
+    /* Lower-case hex, no leading zero, then CRLF: written from the end. */
+    char line[2 * sizeof(size_t) + 2];
+    Py_ssize_t start = (Py_ssize_t)sizeof(line) - 2;
+    line[start] = '\r';
+    line[start + 1] = '\n';
+    do {
+        line[--start] = "0123456789abcdef"[size & 15];
+        size >>= 4;
+    } while (size != 0 && start > 0);
+    return PyBytes_FromStringAndSize(line + start, (Py_ssize_t)sizeof(line) - start);
 }
 
 /* ------------------------------------------------------------------------
