@@ -15,7 +15,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import c_core
 from fuzz_core import (
     CHUNK_BUFFERS,
     CHUNK_LINES,
@@ -31,7 +30,10 @@ from hypothesis import strategies as st
 
 from degu import _parse, base
 
-C = c_core()
+try:
+    C = _parse._load_c_core()
+except ImportError:
+    C = None
 PYTHON = _parse.PYTHON_CORE
 need_c = pytest.mark.skipif(
     C is None and os.environ.get('DEGU_REQUIRE_C') != '1',
