@@ -668,8 +668,13 @@ parse_headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
         }
         PyObject *cached = PyDict_GetItemWithError(BLOCK_CACHE, key);
         if (cached != NULL) {
+            /* Owned while copying: an allocation may run a collection,
+             * and with it code that changes the cache. */
+            Py_INCREF(cached);
             Py_DECREF(key);
-            return PyDict_Copy(cached);
+            PyObject *copy = PyDict_Copy(cached);
+            Py_DECREF(cached);
+            return copy;
         }
         if (PyErr_Occurred()) {
             Py_DECREF(key);
@@ -1004,7 +1009,10 @@ header_lines(PyObject *headers, lines_t *lines)
             Py_INCREF(value);
         }
         else if (PyLong_CheckExact(value)) {
-            value = PyObject_Str(value);  /* digits, maybe a "-" */
+            Py_INCREF(value);  /* owned while str() allocates */
+            PyObject *number = value;
+            value = PyObject_Str(number);  /* digits, maybe a "-" */
+            Py_DECREF(number);
             if (value == NULL) {
                 PyErr_Clear();  /* too many digits: said there */
                 lines_clear(lines);
