@@ -188,7 +188,8 @@ folded_name(const char *src, Py_ssize_t len)
             low[i] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
         }
         for (int k = 0; k < COMMON_COUNT; k++) {
-            if (COMMON_LEN[k] == len && memcmp(low, COMMON_NAMES[k], (size_t)len) == 0) {
+            if (COMMON_LEN[k] == len && COMMON_NAMES[k][0] == low[0]
+                    && memcmp(low, COMMON_NAMES[k], (size_t)len) == 0) {
                 Py_INCREF(COMMON_STR[k]);
                 return COMMON_STR[k];
             }
@@ -546,11 +547,6 @@ header_block(PyObject *headers, const unsigned char *src, Py_ssize_t len,
         if (name == NULL) {
             return -1;
         }
-        int found = PyDict_Contains(headers, name);
-        if (found != 0) {
-            Py_DECREF(name);
-            return found < 0 ? -1 : 0;  /* a repeat: joined or refused there */
-        }
         PyObject *value = NULL;
         int kind = special_kind((const char *)PyUnicode_1BYTE_DATA(name),
                                 PyUnicode_GET_LENGTH(name));
@@ -608,11 +604,18 @@ header_block(PyObject *headers, const unsigned char *src, Py_ssize_t len,
             Py_DECREF(name);
             return PyErr_Occurred() ? -1 : 0;
         }
-        int failed = PyDict_SetItem(headers, name, value);
+        /* One lookup: a name already there keeps its first value, and the
+         * dict does not grow (values may be shared objects: small ints,
+         * 'chunked', so the size tells, not the value returned). */
+        Py_ssize_t before = PyDict_GET_SIZE(headers);
+        PyObject *kept = PyDict_SetDefault(headers, name, value);  /* borrowed */
         Py_DECREF(name);
         Py_DECREF(value);
-        if (failed) {
+        if (kept == NULL) {
             return -1;
+        }
+        if (PyDict_GET_SIZE(headers) == before) {
+            return 0;  /* a repeat: joined or refused there */
         }
         if (has_length && has_coding) {
             return 0;  /* refused there */
