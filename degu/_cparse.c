@@ -465,21 +465,33 @@ parse_response_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyO
 /* ------------------------------------------------------------------------
  * parse_headers(src, isresponse=False, max_count=MAX_HEADER_COUNT) -> dict */
 
-/* A request's host value: reg-name [":" port] (an IP-literal is left to
- * the reference). */
+/* A request's host value: reg-name or an IPv6 literal, then [":" port]
+ * (an IPvFuture literal is left to the reference). */
 static int
 good_host(const unsigned char *v, Py_ssize_t n)
 {
     Py_ssize_t i = 0;
-    while (i < n) {
-        if (HOST[v[i]]) {
-            i++;
+    if (n > 0 && v[0] == '[') {
+        /* "[" 1*( HEXDIG / ":" / "." ) "]" */
+        for (i = 1; i < n && (HEX[v[i]] >= 0 || v[i] == ':' || v[i] == '.'); i++) {
         }
-        else if (v[i] == '%' && n - i >= 3 && HEX[v[i + 1]] >= 0 && HEX[v[i + 2]] >= 0) {
-            i += 3;
+        if (i == 1 || i == n || v[i] != ']') {
+            return 0;
         }
-        else {
-            break;
+        i++;
+    }
+    else {
+        while (i < n) {
+            if (HOST[v[i]]) {
+                i++;
+            }
+            else if (v[i] == '%' && n - i >= 3 && HEX[v[i + 1]] >= 0
+                     && HEX[v[i + 2]] >= 0) {
+                i += 3;
+            }
+            else {
+                break;
+            }
         }
     }
     if (i < n) {
