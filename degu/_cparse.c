@@ -14,7 +14,7 @@
  * The input comes from the network.  Every loop index stays within the
  * length of the object it reads, every size is a Py_ssize_t bounded before
  * it is used, and sums of sizes are checked against PY_SSIZE_T_MAX.
- * tests/fuzz_core.sh runs the differential tests against a build with
+ * .ci/fuzz-core runs the differential tests against a build with
  * AddressSanitizer and UndefinedBehaviorSanitizer.
  */
 

@@ -8,7 +8,7 @@ status and reason).  The inputs are valid messages of every kind, mutated
 (bytes replaced, inserted, deleted, repeated; lines cut) and random bytes.
 Runs for SECONDS (default 10), then prints how many inputs it tried.
 
-tests/fuzz_core.sh runs it against a build under AddressSanitizer and
+.ci/fuzz-core runs it against a build under AddressSanitizer and
 UndefinedBehaviorSanitizer; tests/test_core.py imports the helpers.
 """
 

@@ -6,7 +6,7 @@
   inputs go to each C function and to its pure-Python reference, which
   must give the same result or raise the same exception with the same
   message, status and reason.  tests/fuzz_core.py runs the same comparison
-  in a loop (under the sanitizers, from tests/fuzz_core.sh).
+  in a loop (under the sanitizers, from .ci/fuzz-core).
 """
 
 import os
@@ -39,7 +39,7 @@ need_c = pytest.mark.skipif(
     C is None and os.environ.get('DEGU_REQUIRE_C') != '1',
     reason='degu._cparse was not built (the C core is optional)',
 )
-# More examples under tests/fuzz_core.sh (DEGU_FUZZ_EXAMPLES).
+# More examples under .ci/fuzz-core (DEGU_FUZZ_EXAMPLES).
 EXAMPLES = int(os.environ.get('DEGU_FUZZ_EXAMPLES', '300'))
 DIFF = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 
