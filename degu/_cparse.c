@@ -1218,23 +1218,29 @@ bind(PyObject *self, PyObject *mapping)
 
 static PyMethodDef methods[] = {
     {"parse_request_line", FUNC(parse_request_line), FAST,
-     "parse_request_line(line): degu._parse.parse_request_line(), compiled."},
+     "parse_request_line($module, line)\n--\n\n"
+     "degu._parse.parse_request_line(), compiled."},
     {"parse_response_line", FUNC(parse_response_line), FAST,
-     "parse_response_line(line): degu._parse.parse_response_line(), compiled."},
+     "parse_response_line($module, line)\n--\n\n"
+     "degu._parse.parse_response_line(), compiled."},
     {"parse_headers", FUNC(parse_headers), FAST,
-     "parse_headers(src, isresponse=False, max_count=MAX_HEADER_COUNT): "
+     "parse_headers($module, src, isresponse=False, max_count=100)\n--\n\n"
      "degu._parse.parse_headers(), compiled."},
     {"parse_chunk", FUNC(parse_chunk), FAST,
-     "parse_chunk(line): degu._parse.parse_chunk(), compiled."},
+     "parse_chunk($module, line)\n--\n\n"
+     "degu._parse.parse_chunk(), compiled."},
     {"chunk_end", FUNC(chunk_end), FAST,
-     "chunk_end(buf, pos, stop): degu._parse.chunk_end(), compiled."},
+     "chunk_end($module, buf, pos, stop)\n--\n\n"
+     "degu._parse.chunk_end(), compiled."},
     {"render_request", FUNC(render_request), FAST,
-     "render_request(method, uri, headers): degu._parse.render_request(), compiled."},
+     "render_request($module, method, uri, headers)\n--\n\n"
+     "degu._parse.render_request(), compiled."},
     {"render_response", FUNC(render_response), FAST,
-     "render_response(status, reason, headers, extra=''): "
+     "render_response($module, status, reason, headers, extra='')\n--\n\n"
      "degu._parse.render_response(), compiled."},
     {"format_chunk", FUNC(format_chunk), FAST,
-     "format_chunk(chunk): degu._parse.format_chunk(), compiled."},
+     "format_chunk($module, chunk)\n--\n\n"
+     "degu._parse.format_chunk(), compiled."},
     {"_bind", bind, METH_O,
      "_bind(reference): the pure-Python functions (a dict by name) this module hands "
      "every case it does not handle to."},

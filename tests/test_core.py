@@ -94,7 +94,18 @@ def test_limits_agree():
     for name in ('MAX_REQUEST_LINE_LEN', 'MAX_HEADER_COUNT', 'MAX_LINE_LEN', 'MAX_CL_LEN',
                  'MAX_CHUNK_SIZE_LEN', 'MAX_IO_SIZE'):
         assert getattr(C, name) == getattr(_parse, name), name
-    assert C.parse_headers.__doc__.startswith('parse_headers(src, isresponse=False')
+
+
+@need_c
+@pytest.mark.parametrize('name', sorted(PYTHON))
+def test_same_signature(name):
+    import inspect
+
+    def plain(func):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(func).parameters.values()]
+
+    assert plain(getattr(C, name)) == plain(PYTHON[name])
+    assert getattr(C, name).__doc__ == f'degu._parse.{name}(), compiled.'
 
 
 @pytest.mark.parametrize('name', sorted(PYTHON))
