@@ -931,12 +931,14 @@ good_name(PyObject *str)
     return 1;
 }
 
-/* The checked header lines of a dict: names[] and values[] (new
- * references, sorted by name) and the bytes they take on the wire.
- * 1 when done, 0 when the reference must decide, -1 on an exception. */
+/* The checked field lines of a header dict, sorted by name: line i is
+ * names[i] ": " values[i] (names[i] borrowed from the sorted key list, which
+ * is owned; values[i] owned), and the bytes they take on the wire.  A list
+ * value is one line per item, as in degu._parse. */
 typedef struct {
-    Py_ssize_t count;
-    PyObject *names;  /* the sorted key list */
+    Py_ssize_t count;  /* lines */
+    PyObject *keys;    /* the sorted key list */
+    PyObject *names[MAX_HEADER_COUNT];
     PyObject *values[MAX_HEADER_COUNT];
     Py_ssize_t size;
 } lines_t;
@@ -948,7 +950,7 @@ lines_clear(lines_t *lines)
         Py_CLEAR(lines->values[i]);
     }
     lines->count = 0;
-    Py_CLEAR(lines->names);
+    Py_CLEAR(lines->keys);
 }
 
 static int
@@ -961,11 +963,69 @@ add_size(Py_ssize_t *total, Py_ssize_t more)
     return 1;
 }
 
+/* The str sent for one field value: a new reference, or NULL with no
+ * exception set when the reference must decide (a value it refuses, or one
+ * whose str() is not ours to call). */
+static PyObject *
+value_text(PyObject *value)
+{
+    if (PyUnicode_CheckExact(value)) {
+        if (!good_value(value)) {
+            return NULL;
+        }
+        Py_INCREF(value);
+        return value;
+    }
+    if (PyLong_CheckExact(value)) {
+        Py_INCREF(value);  /* owned while str() allocates */
+        PyObject *text = PyObject_Str(value);  /* digits, maybe a "-" */
+        Py_DECREF(value);
+        if (text == NULL) {
+            PyErr_Clear();  /* too many digits: said there */
+            return NULL;
+        }
+        if (!latin1_str(text)) {
+            Py_DECREF(text);
+            return NULL;
+        }
+        return text;
+    }
+    return NULL;
+}
+
+/* Append the line name ": " value; 0 when the reference must decide. */
+static int
+add_line(lines_t *lines, PyObject *name, PyObject *value)
+{
+    if (lines->count >= MAX_HEADER_COUNT) {
+        return 0;  /* too many lines: said there */
+    }
+    PyObject *text = value_text(value);
+    if (text == NULL) {
+        return 0;
+    }
+    lines->names[lines->count] = name;
+    lines->values[lines->count] = text;
+    lines->count++;
+    /* "\r\n" name ": " value */
+    return add_size(&lines->size, 4) && add_size(&lines->size, PyUnicode_GET_LENGTH(name))
+           && add_size(&lines->size, PyUnicode_GET_LENGTH(text));
+}
+
+/* A field that may not be given as a list (degu._parse._SINGLE). */
+static int
+single_field(PyObject *name)
+{
+    return special_kind((const char *)PyUnicode_1BYTE_DATA(name),
+                        PyUnicode_GET_LENGTH(name)) != S_NONE;
+}
+
+/* 1 when done, 0 when the reference must decide, -1 on an exception. */
 static int
 header_lines(PyObject *headers, lines_t *lines)
 {
     lines->count = 0;
-    lines->names = NULL;
+    lines->keys = NULL;
     lines->size = 0;
     if (!PyDict_CheckExact(headers)) {
         return 0;
@@ -974,17 +1034,17 @@ header_lines(PyObject *headers, lines_t *lines)
     if (n > MAX_HEADER_COUNT) {
         return 0;
     }
-    lines->names = PyDict_Keys(headers);
-    if (lines->names == NULL) {
+    lines->keys = PyDict_Keys(headers);
+    if (lines->keys == NULL) {
         return -1;
     }
-    if (PyList_GET_SIZE(lines->names) != n) {
+    if (PyList_GET_SIZE(lines->keys) != n) {
         lines_clear(lines);
         return 0;
     }
     int has_length = 0, has_coding = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *name = PyList_GET_ITEM(lines->names, i);
+        PyObject *name = PyList_GET_ITEM(lines->keys, i);
         if (!good_name(name)) {
             lines_clear(lines);
             return 0;
@@ -1003,56 +1063,43 @@ header_lines(PyObject *headers, lines_t *lines)
         return 0;
     }
     /* Every key is an exact str: sorting runs no Python code. */
-    if (PyList_Sort(lines->names) < 0) {
+    if (PyList_Sort(lines->keys) < 0) {
         lines_clear(lines);
         return -1;
     }
-    Py_ssize_t size = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *name = PyList_GET_ITEM(lines->names, i);
+        PyObject *name = PyList_GET_ITEM(lines->keys, i);
         PyObject *value = PyDict_GetItemWithError(headers, name);
         if (value == NULL) {
             int error = PyErr_Occurred() != NULL;
             lines_clear(lines);
             return error ? -1 : 0;
         }
-        if (PyUnicode_CheckExact(value)) {
-            if (!good_value(value)) {
-                lines_clear(lines);
-                return 0;
+        int done = 1;
+        if (PyList_CheckExact(value)) {
+            /* One line per item; never empty, never a framing or routing
+             * field.  Nothing below runs Python code, so the list stays
+             * as it is; it is owned while its items are turned to text. */
+            Py_ssize_t items = PyList_GET_SIZE(value);
+            if (items == 0 || single_field(name)) {
+                done = 0;
             }
-            Py_INCREF(value);
-        }
-        else if (PyLong_CheckExact(value)) {
-            Py_INCREF(value);  /* owned while str() allocates */
-            PyObject *number = value;
-            value = PyObject_Str(number);  /* digits, maybe a "-" */
-            Py_DECREF(number);
-            if (value == NULL) {
-                PyErr_Clear();  /* too many digits: said there */
-                lines_clear(lines);
-                return 0;
-            }
-            if (!latin1_str(value)) {
+            else {
+                Py_INCREF(value);
+                for (Py_ssize_t k = 0; k < items && done; k++) {
+                    done = add_line(lines, name, PyList_GET_ITEM(value, k));
+                }
                 Py_DECREF(value);
-                lines_clear(lines);
-                return 0;
             }
         }
         else {
-            lines_clear(lines);
-            return 0;  /* a list, or an object whose str() is checked there */
+            done = add_line(lines, name, value);
         }
-        lines->values[i] = value;
-        lines->count = i + 1;
-        /* "\r\n" name ": " value */
-        if (!add_size(&size, 4) || !add_size(&size, PyUnicode_GET_LENGTH(name))
-                || !add_size(&size, PyUnicode_GET_LENGTH(value))) {
+        if (!done) {
             lines_clear(lines);
             return 0;
         }
     }
-    lines->size = size;
     return 1;
 }
 
@@ -1069,7 +1116,7 @@ static char *
 put_lines(char *dst, lines_t *lines)
 {
     for (Py_ssize_t i = 0; i < lines->count; i++) {
-        PyObject *name = PyList_GET_ITEM(lines->names, i);
+        PyObject *name = lines->names[i];
         PyObject *value = lines->values[i];
         dst = put(dst, "\r\n", 2);
         dst = put(dst, PyUnicode_1BYTE_DATA(name), PyUnicode_GET_LENGTH(name));
@@ -1153,7 +1200,7 @@ render_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
         return fallback(F_RENDER_RESPONSE, args, nargs, kwnames);
     }
     Py_ssize_t elen = nargs == 4 ? PyUnicode_GET_LENGTH(args[3]) : 0;
-    lines_t lines = {0, NULL, {NULL}, 0};
+    lines_t lines = {0, NULL, {NULL}, {NULL}, 0};
     PyObject *headers = args[2];
     if (!(PyDict_CheckExact(headers) && PyDict_GET_SIZE(headers) == 0)) {
         int done = header_lines(headers, &lines);

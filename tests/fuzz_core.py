@@ -74,8 +74,10 @@ URIS = (['/', '/a?b=c', '*', '/~!$&()', 'http://h/x'], ['/caf\xe9', '/a b', '', 
 NAMES = (['host', 'content-type', 'content-length', 'transfer-encoding', 'x-a', 'set-cookie',
           "!#$%&'*+-.^_`|~09az"],
          ['X-Upper', 'bad name', '', 'caf\xe9', 1, ('a',)])
-VALUES = (['v', '', 'a\tb', 'caf\xe9', '\x85', 12, -3, 0, 'x' * 300, 'a:b, c;d'],
-          [' lead', 'trail ', 'a\r\nb', '\u20ac', True, None, 2.5, ['a', 'b'], [], 10 ** 5000])
+VALUES = (['v', '', 'a\tb', 'caf\xe9', '\x85', 12, -3, 0, 'x' * 300, 'a:b, c;d', ['a=1', 'b=2'],
+           [7, 'x'], ['y'] * 60],
+          [' lead', 'trail ', 'a\r\nb', '\u20ac', True, None, 2.5, [], ['a\n'], [None], [['a']],
+           10 ** 5000])
 REASONS = (['OK', 'Not Found', 'caf\xe9', 'A\tB', 'x'], ['', ' OK', 'OK\r\n', '\u20ac', 7])
 STATUSES = ([200, 100, 599, 404, 101], [99, 600, True, 200.0, '200', -1, 2 ** 70])
 EXTRAS = (['', '\r\ndate: x', '\r\ncontent-length: 5', '\xe9'], ['\u20ac', None, 5])

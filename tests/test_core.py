@@ -246,6 +246,17 @@ EDGES = [
     ('render_response', (200, 'OK', {'a': True})),
     ('render_response', (200, 'OK', {'a': 10 ** 5000})),
     ('render_response', (200, 'OK', {'a': ['1', '2']})),
+    ('render_response', (200, 'OK', {'a': ['1', 2, '3']})),
+    ('render_response', (200, 'OK', {'a': []})),
+    ('render_response', (200, 'OK', {'host': ['a']})),
+    ('render_response', (200, 'OK', {'content-length': [1]})),
+    ('render_response', (200, 'OK', {'a': ['1', None]})),
+    ('render_response', (200, 'OK', {'a': ['1', ' 2']})),
+    ('render_response', (200, 'OK', {'a': ('1', '2')})),
+    ('render_response', (200, 'OK', {'a': ['x'] * 99, 'b': 'y'})),
+    ('render_response', (200, 'OK', {'a': ['x'] * 100, 'b': 'y'})),
+    ('render_response', (200, 'OK', {'a': ['x'] * 100})),
+    ('render_response', (200, 'OK', {'a': ['x'] * 101})),
     ('render_response', (200, 'OK', {'a': 'caf\xe9', 'b': '\x85'})),
     ('render_response', (200, 'O\tK', {})),
     ('format_chunk', ((None, b''),)),
@@ -346,6 +357,7 @@ def test_differential_everything(seed):
 header_values = st.one_of(
     st.text(st.characters(max_codepoint=0x17F), max_size=12), st.integers(-5, 10 ** 17)
 )
+header_values = st.one_of(header_values, st.lists(header_values, max_size=4))
 
 
 @need_c
