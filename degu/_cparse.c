@@ -306,6 +306,66 @@ origin_form(const char *src, Py_ssize_t len, PyObject **path_out, PyObject **que
     return uri;
 }
 
+/* Request lines seen before -> (method, uri, path as a tuple, query,
+ * version), like degu._parse's request-targets: clients repeat their
+ * endpoints.  Each result gets a fresh path list (apps shift_path() it). */
+#define LINE_CACHE_MAX 1024  /* entries; cleared when full */
+#define LINE_CACHE_LEN 272   /* bytes: a 256-byte target, method and version */
+static PyObject *LINE_CACHE;
+
+/* The result for a cached entry. */
+static PyObject *
+request_from_cache(PyObject *cached)
+{
+    PyObject *path = PySequence_List(PyTuple_GET_ITEM(cached, 2));
+    if (path == NULL) {
+        return NULL;
+    }
+    PyObject *result = PyTuple_New(5);
+    if (result == NULL) {
+        Py_DECREF(path);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < 5; i++) {
+        PyObject *item = i == 2 ? path : PyTuple_GET_ITEM(cached, i);
+        if (i != 2) {
+            Py_INCREF(item);
+        }
+        PyTuple_SET_ITEM(result, i, item);
+    }
+    return result;
+}
+
+/* Keep *result* for *line*; 0, or -1 with an exception set. */
+static int
+cache_request(PyObject *line, PyObject *result)
+{
+    PyObject *entry = PyTuple_New(5);
+    if (entry == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < 5; i++) {
+        PyObject *item = PyTuple_GET_ITEM(result, i);
+        if (i == 2) {
+            item = PyList_AsTuple(item);
+            if (item == NULL) {
+                Py_DECREF(entry);
+                return -1;
+            }
+        }
+        else {
+            Py_INCREF(item);
+        }
+        PyTuple_SET_ITEM(entry, i, item);
+    }
+    if (PyDict_GET_SIZE(LINE_CACHE) >= LINE_CACHE_MAX) {
+        PyDict_Clear(LINE_CACHE);
+    }
+    int failed = PyDict_SetItem(LINE_CACHE, line, entry);
+    Py_DECREF(entry);
+    return failed;
+}
+
 static PyObject *
 parse_request_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -316,6 +376,18 @@ parse_request_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
     Py_ssize_t len = PyBytes_GET_SIZE(args[0]);
     if (len > MAX_REQUEST_LINE_LEN) {
         return fallback(F_PARSE_REQUEST_LINE, args, nargs, kwnames);
+    }
+    if (len <= LINE_CACHE_LEN) {
+        PyObject *cached = PyDict_GetItemWithError(LINE_CACHE, args[0]);
+        if (cached != NULL) {
+            Py_INCREF(cached);  /* owned while the result is made */
+            PyObject *result = request_from_cache(cached);
+            Py_DECREF(cached);
+            return result;
+        }
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
     }
     /* Exactly two SP. */
     Py_ssize_t sp1 = -1, sp2 = -1;
@@ -378,6 +450,10 @@ parse_request_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
     PyTuple_SET_ITEM(result, 2, path);
     PyTuple_SET_ITEM(result, 3, query);
     PyTuple_SET_ITEM(result, 4, version);
+    if (len <= LINE_CACHE_LEN && cache_request(args[0], result) < 0) {
+        Py_DECREF(result);
+        return NULL;
+    }
     return result;
 }
 
@@ -1335,6 +1411,7 @@ PyInit__cparse(void)
     }
     if ((STATUS_CACHE == NULL && (STATUS_CACHE = PyDict_New()) == NULL)
             || (BLOCK_CACHE == NULL && (BLOCK_CACHE = PyDict_New()) == NULL)
+            || (LINE_CACHE == NULL && (LINE_CACHE = PyDict_New()) == NULL)
             || (DEFAULT_MAX_COUNT == NULL
                 && (DEFAULT_MAX_COUNT = PyLong_FromLong(MAX_HEADER_COUNT)) == NULL)) {
         return NULL;

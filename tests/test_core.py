@@ -275,6 +275,19 @@ def test_same_answers(name, args):
     compare(PYTHON, C, name, args)
 
 
+def test_fresh_path_lists(core):
+    # The cores remember request lines; each call still gets its own path
+    # list, which an app may change (shift_path()).
+    line = b'GET /fresh/path?q=1 HTTP/1.1'
+    first = core.parse_request_line(line)
+    first[2].append('changed')
+    second = core.parse_request_line(line)
+    assert second == ('GET', '/fresh/path?q=1', ['fresh', 'path'], 'q=1', 'HTTP/1.1')
+    assert second[2] is not first[2]
+    third = core.parse_request_line(line)
+    assert third[2] is not second[2]
+
+
 @need_c
 def test_same_answers_to_keyword_arguments():
     for (name, args, kwargs) in [
