@@ -272,8 +272,9 @@ def _program_name() -> str:
 
 def _version() -> str:
     from . import __version__
+    from ._parse import CORE
 
-    return f'degu {__version__} (Python {sys.version.split()[0]})'
+    return f'degu {__version__} (Python {sys.version.split()[0]}, {CORE} core)'
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -284,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
         description='Serve a folder or an app with degu, an HTTP/1.1 server.',
     )
     parser.add_argument('--version', action='version', version=_version(),
-                        help='print the degu and Python versions and exit')
+                        help='print the degu and Python versions and the core, and exit')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     files = sub.add_parser('files', help='serve the files of a folder')
     files.add_argument('directory', nargs='?', metavar='DIR',

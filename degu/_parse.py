@@ -11,6 +11,7 @@ desynchronise the byte stream, RFC conformant wherever the original Degu
 refused valid, common traffic.
 """
 
+import os
 import re
 
 TYPE_CHECKING = False
@@ -18,6 +19,7 @@ if TYPE_CHECKING:  # typing stays out of the import path
     from typing import Any
 
 __all__ = (
+    'CORE',
     # limits
     'BUF_LEN',
     'MAX_PREAMBLE_LEN',
@@ -1355,3 +1357,46 @@ def format_chunk(chunk: 'tuple[tuple[str, str] | None, bytes]') -> bytes:
     if extension is None:
         return b'%x\r\n' % len(data)
     return f'{len(data):x}{render_chunk_extension(extension)}\r\n'.encode('latin-1')
+
+
+# --------------------------------------------------------------------------
+# The core (doc/hacking.rst, 'The compiled core').  degu._cparse, when it was
+# built, holds C versions of the hot functions above: same arguments, same
+# results, and for anything but the common valid case it calls the function
+# here, so errors are raised by this module alone.  It replaces them by name
+# here, before any other module imports them, unless DEGU_PURE=1.  The
+# functions above stay the reference, kept in PYTHON_CORE.
+
+_COMPILED = (
+    'parse_request_line',
+    'parse_response_line',
+    'parse_headers',
+    'parse_chunk',
+    'chunk_end',
+    'render_request',
+    'render_response',
+    'format_chunk',
+)
+PYTHON_CORE = {name: globals()[name] for name in _COMPILED}
+# Their doctests run whichever core is active (on the names it binds here).
+__test__ = dict(PYTHON_CORE)
+
+
+def _load_c_core():
+    """``degu._cparse`` bound to the reference functions; ``ImportError`` when not built."""
+    from . import _cparse  # type: ignore[attr-defined]
+
+    _cparse._bind(PYTHON_CORE)
+    return _cparse
+
+
+CORE = 'python'  # which core is active: 'c' (degu._cparse) or 'python'
+if os.environ.get('DEGU_PURE') != '1':
+    try:
+        _c = _load_c_core()
+    except ImportError:
+        pass
+    else:
+        globals().update({name: getattr(_c, name) for name in _COMPILED})
+        CORE = 'c'
+        del _c

@@ -34,3 +34,57 @@ def no_leaked_server_threads():
             break
         time.sleep(0.01)
     assert leaked == [], f'leaked server threads: {leaked}'
+
+
+# --------------------------------------------------------------------------
+# The two cores (doc/hacking.rst, 'The compiled core').  A test that takes
+# the ``core`` fixture runs twice, against the pure-Python functions of
+# degu._parse and against degu._cparse: every degu module and the test
+# module itself then see that core's functions under their usual names.
+
+
+def c_core():
+    """``degu._cparse``, bound to its reference; ``None`` when it was not built."""
+    from degu import _parse
+
+    try:
+        return _parse._load_c_core()
+    except ImportError:
+        return None
+
+
+def _core_functions(name):
+    from degu import _parse
+
+    if name == 'python':
+        return dict(_parse.PYTHON_CORE)
+    module = c_core()
+    if module is None:
+        if os.environ.get('DEGU_REQUIRE_C') == '1':
+            pytest.fail('DEGU_REQUIRE_C=1, but degu._cparse was not built')
+        pytest.skip('degu._cparse was not built (the C core is optional)')
+    return {name: getattr(module, name) for name in _parse.PYTHON_CORE}
+
+
+@pytest.fixture(params=['python', 'c'])
+def core(request, monkeypatch):
+    """The core a test runs against: a namespace of its functions, with ``.name``."""
+    import sys
+    import types
+
+    from degu import _parse
+
+    chosen = _core_functions(request.param)
+    names = {}  # id() of either core's function -> its name
+    module = c_core()
+    for name in _parse.PYTHON_CORE:
+        names[id(_parse.PYTHON_CORE[name])] = name
+        if module is not None:
+            names[id(getattr(module, name))] = name
+    for (modname, mod) in list(sys.modules.items()):
+        if modname == 'degu' or modname.startswith('degu.') or mod is request.module:
+            for (attr, value) in list(vars(mod).items()):
+                name = names.get(id(value))
+                if name is not None and value is not chosen[name]:
+                    monkeypatch.setattr(mod, attr, chosen[name])
+    return types.SimpleNamespace(name=request.param, **chosen)

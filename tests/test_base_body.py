@@ -33,6 +33,9 @@ from degu.base import (
     read_request,
 )
 
+# Every test here runs against both cores (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures('core')
+
 STATE_NAMES = {
     BODY_STARTED: 'BODY_STARTED, cannot start another operation',
     BODY_CONSUMED: 'BODY_CONSUMED, already consumed',

@@ -150,10 +150,13 @@ def test_sendfile_under_native_timeouts():
 
 
 # --------------------------------------------------------------------------
-# Memoized parsers and renderers
+# Memoized parsers and renderers: the caches of the pure-Python core
+
+python_core = pytest.mark.parametrize('core', ['python'], indirect=True)
 
 
-def test_request_target_cache_hands_out_fresh_lists():
+@python_core
+def test_request_target_cache_hands_out_fresh_lists(core):
     line = b'GET /cached/path?q=1 HTTP/1.1'
     first = parse_request_line(line)
     first[2].append('changed')  # an app shifting or editing its path
@@ -163,7 +166,8 @@ def test_request_target_cache_hands_out_fresh_lists():
     assert _parse._TARGETS[b'/cached/path?q=1'] == ('/cached/path?q=1', ('cached', 'path'), 'q=1')
 
 
-def test_request_target_cache_is_bounded():
+@python_core
+def test_request_target_cache_is_bounded(core):
     _parse._TARGETS.clear()
     for i in range(_parse._CACHE_ENTRIES + 5):
         parse_request_line(b'GET /n/%d HTTP/1.1' % i)
@@ -176,7 +180,8 @@ def test_request_target_cache_is_bounded():
     assert b'/a//b' not in _parse._TARGETS
 
 
-def test_header_block_cache_hands_out_fresh_dicts():
+@python_core
+def test_header_block_cache_hands_out_fresh_dicts(core):
     block = b'Host: example.com\r\nRange: bytes=0-9\r\nX-A: 1'
     first = parse_headers(block)
     first['host'] = 'changed'
@@ -194,7 +199,8 @@ def test_header_block_cache_hands_out_fresh_dicts():
         parse_headers(block, False, 2)
 
 
-def test_header_block_cache_is_bounded():
+@python_core
+def test_header_block_cache_is_bounded(core):
     _parse._BLOCKS.clear()
     for i in range(_parse._CACHE_ENTRIES + 5):
         parse_headers(b'X-N: %d' % i)
@@ -204,7 +210,8 @@ def test_header_block_cache_is_bounded():
     assert not [key for key in _parse._BLOCKS if key[0] == big]
 
 
-def test_header_line_cache_is_bounded_and_checked():
+@python_core
+def test_header_line_cache_is_bounded_and_checked(core):
     _parse._LINES.clear()
     for i in range(_parse._LINES_MAX + 5):
         render_response(200, 'OK', {'x-n': str(i)})
@@ -219,13 +226,13 @@ def test_header_line_cache_is_bounded_and_checked():
     assert str(e.value) == "bad header value: 'x-n': '1\\r\\nx-injected: 1'"
 
 
-def test_status_line_cache_checks_types_first():
+def test_status_line_cache_checks_types_first(core):
     assert render_response(200, 'OK', {}) == b'HTTP/1.1 200 OK\r\n\r\n'
     with pytest.raises(TypeError):
         render_response(200.0, 'OK', {})  # 200.0 == 200: the cache must not answer
 
 
-def test_list_values_count_as_lines():
+def test_list_values_count_as_lines(core):
     with pytest.raises(ValueError) as e:
         render_response(200, 'OK', {'set-cookie': ['c=%d' % i for i in range(101)]})
     assert str(e.value) == 'need at most 100 header lines; got 101'

@@ -40,6 +40,9 @@ from degu.base import (
     set_output_headers,
 )
 
+# Every test here runs against both cores (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures('core')
+
 
 def wrap(data=b'', n=1 << 20, **kw):
     return SocketWrapper(FakeSocket(data, n), **kw)

@@ -46,6 +46,9 @@ from degu.base import (
     render_response,
 )
 
+# Every test here runs against both cores (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures('core')
+
 # -------------------------------------------------------------------------
 # Reference byte classes, from RFC 9110 5.6.2, RFC 3986 3.3 and RFC 9112.
 

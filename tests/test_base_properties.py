@@ -11,6 +11,7 @@
 import io
 import string
 
+import pytest
 from helpers import FakeFile, FakeSocket
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -39,6 +40,9 @@ from degu.base import (
     render_request,
     render_response,
 )
+
+# Every test here runs against both cores (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures('core')
 
 SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FEW = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -363,11 +363,17 @@ def test_files_with_curl(folder):
         assert degu.stop()[0] == 0
 
 
-def test_version():
+@pytest.mark.parametrize('pure', ['0', '1'])
+def test_version(monkeypatch, pure):
+    import importlib.util
+
+    monkeypatch.setenv('DEGU_PURE', pure)
     result = run_degu('--version')
     assert result.returncode == 0
     version = '.'.join(map(str, sys.version_info[:3]))
-    assert result.stdout == f'degu {degu.__version__} (Python {version})\n'
+    built = importlib.util.find_spec('degu._cparse') is not None
+    core = 'c' if built and pure == '0' else 'python'
+    assert result.stdout == f'degu {degu.__version__} (Python {version}, {core} core)\n'
 
 
 def test_program_name_in_usage(monkeypatch):

@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Differential fuzzing of the two cores: ``python3 tests/fuzz_core.py [SECONDS] [SEED]``.
+
+Feeds the same inputs to each function of degu._cparse and to its
+pure-Python reference in degu._parse, and stops at the first input where
+they differ: a different result, or a different exception (type, message,
+status and reason).  The inputs are valid messages of every kind, mutated
+(bytes replaced, inserted, deleted, repeated; lines cut) and random bytes.
+Runs for SECONDS (default 10), then prints how many inputs it tried.
+
+.ci/fuzz-core runs it against a build under AddressSanitizer and
+UndefinedBehaviorSanitizer; tests/test_core.py imports the helpers.
+"""
+
+import random
+import sys
+import time
+
+CRLF = b'\r\n'
+
+REQUEST_LINES = [
+    b'GET / HTTP/1.1',
+    b'GET /api/items?page=2 HTTP/1.1',
+    b'POST /a/b/c/ HTTP/1.0',
+    b'PUT /a%20b/%7E?x=%41&y HTTP/1.1',
+    b'DELETE /x?{a}|b^c`d HTTP/1.1',
+    b'OPTIONS * HTTP/1.1',
+    b'HEAD http://example.com:8080/a?b HTTP/1.1',
+    b'PATCH /./a/../b//c HTTP/1.1',
+    b'GET /? HTTP/1.9',
+    b'get / HTTP/1.1',
+]
+STATUS_LINES = [
+    b'HTTP/1.1 200 OK',
+    b'HTTP/1.0 404 Not Found',
+    b'HTTP/1.1 204 ',
+    b'HTTP/1.1 301',
+    b'HTTP/1.1 500 Internal\tServer \xe9rror',
+    b'HTTP/1.2 100 Continue',
+    b'HTTP/2.0 200 OK',
+]
+HEADER_LINES = [
+    b'Host: example.com:8080',
+    b'host: [::1]:80',
+    b'Host: a%2Fb',
+    b'User-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0',
+    b'Accept: application/json',
+    b'accept:  text/html ',
+    b'Content-Length: 12',
+    b'content-length: 0017',
+    b'Transfer-Encoding: chunked',
+    b'transfer-encoding: CHUNKED',
+    b'Range: bytes=0-99',
+    b'range: bytes=-5',
+    b'Content-Range: bytes 0-4/10',
+    b'Connection: keep-alive',
+    b'X-Empty:',
+    b'X-Tab: \ta\tb\t',
+    b'X-Latin: caf\xe9',
+    b'Set-Cookie: a=1',
+]
+CHUNK_LINES = [b'0', b'5', b'1e', b'00000000000000ff', b'1000000', b'1000001', b'a;k=v',
+               b'3 ; name="a \\"b\\""', b'7;flag', b'F']
+CHUNK_BUFFERS = [
+    b'5\r\nhello\r\n0\r\n\r\n',
+    b'0\r\n\r\n',
+    b'0\r\nx-trailer: 1\r\n\r\n',
+    b'3;k=v\r\nabc\r\n',
+    b'10\r\n0123456789abcdef\r\n',
+]
+# Values for the renderers: the valid ones first, then the rest.
+METHODS = (['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'], ['get', 'TRACE', '', 1])
+URIS = (['/', '/a?b=c', '*', '/~!$&()', 'http://h/x'], ['/caf\xe9', '/a b', '', '/\x7f', b'/'])
+NAMES = (['host', 'content-type', 'content-length', 'transfer-encoding', 'x-a', 'set-cookie',
+          "!#$%&'*+-.^_`|~09az"],
+         ['X-Upper', 'bad name', '', 'caf\xe9', 1, ('a',)])
+VALUES = (['v', '', 'a\tb', 'caf\xe9', '\x85', 12, -3, 0, 'x' * 300, 'a:b, c;d', ['a=1', 'b=2'],
+           [7, 'x'], ['y'] * 60],
+          [' lead', 'trail ', 'a\r\nb', '\u20ac', True, None, 2.5, [], ['a\n'], [None], [['a']],
+           10 ** 5000])
+REASONS = (['OK', 'Not Found', 'caf\xe9', 'A\tB', 'x'], ['', ' OK', 'OK\r\n', '\u20ac', 7])
+STATUSES = ([200, 100, 599, 404, 101], [99, 600, True, 200.0, '200', -1, 2 ** 70])
+EXTRAS = (['', '\r\ndate: x', '\r\ncontent-length: 5', '\xe9'], ['\u20ac', None, 5])
+
+
+def pick(rng, choices):
+    """A valid value most of the time, else one of the others."""
+    (good, bad) = choices
+    return rng.choice(good if rng.random() < 0.9 else bad)
+
+
+def outcome(func, *args):
+    """What ``func(*args)`` does: ``('ok', type, repr)`` or ``('error', type, message, ...)``."""
+    try:
+        value = func(*args)
+    except Exception as e:  # noqa: BLE001 - every exception is compared
+        return ('error', type(e), str(e), getattr(e, 'status', None), getattr(e, 'reason', None))
+    return ('ok', type(value), repr(value))
+
+
+def mutate(rng, src, maxlen=200):
+    """*src* with a few random edits (bytes)."""
+    data = bytearray(src)
+    for _ in range(rng.randrange(1, 4)):
+        op = rng.randrange(6)
+        pos = rng.randrange(len(data) + 1)
+        byte = rng.choice((rng.randrange(256), rng.choice(b' \t\r\n:;/?%.=",\\\x00\x7f\xff')))
+        if op == 0 and pos < len(data):
+            data[pos] = byte
+        elif op == 1:
+            data.insert(pos, byte)
+        elif op == 2 and pos < len(data):
+            del data[pos]
+        elif op == 3:
+            data[pos:pos] = data[pos : pos + rng.randrange(1, 8)]
+        elif op == 4:
+            del data[pos:]
+        else:
+            data[pos:pos] = rng.choice((CRLF, b'\r\n\r\n', b'\r', b'\n', b'0' * 20))
+    return bytes(data[:maxlen])
+
+
+def header_block(rng):
+    lines = [rng.choice(HEADER_LINES) for _ in range(rng.randrange(0, 8))]
+    if rng.random() < 0.3:
+        lines.append(rng.choice(HEADER_LINES).swapcase())
+    return CRLF.join(lines)
+
+
+def random_bytes(rng, n=40):
+    return bytes(rng.randrange(256) for _ in range(rng.randrange(n)))
+
+
+def header_dict(rng):
+    return {pick(rng, NAMES): pick(rng, VALUES) for _ in range(rng.randrange(0, 6))}
+
+
+def cases(rng):
+    """One random input for every function: ``(name, args)`` pairs."""
+    maybe = (lambda src: mutate(rng, src)) if rng.random() < 0.7 else (lambda src: src)
+    yield ('parse_request_line', (maybe(rng.choice(REQUEST_LINES)),))
+    yield ('parse_request_line', (random_bytes(rng),))
+    yield ('parse_response_line', (maybe(rng.choice(STATUS_LINES)),))
+    block = maybe(header_block(rng))
+    yield ('parse_headers', (block,))
+    yield ('parse_headers', (block, True))
+    yield ('parse_headers', (block, rng.random() < 0.5, rng.randrange(0, 8)))
+    yield ('parse_chunk', (maybe(rng.choice(CHUNK_LINES)),))
+    buf = maybe(b''.join(rng.choice(CHUNK_BUFFERS) for _ in range(rng.randrange(1, 4))))
+    pos = rng.randrange(len(buf) + 1)
+    stop = rng.randrange(pos, len(buf) + 1)
+    yield ('chunk_end', (rng.choice((buf, bytearray(buf))), pos, stop))
+    yield ('render_request', (pick(rng, METHODS), pick(rng, URIS), header_dict(rng)))
+    args = (pick(rng, STATUSES), pick(rng, REASONS), header_dict(rng))
+    yield ('render_response', args)
+    yield ('render_response', (*args, pick(rng, EXTRAS)))
+    data = rng.choice((b'', b'hello', b'x' * 300, bytearray(b'abc'), 'text'))
+    extension = rng.choice((None, ('k', 'v'), ('k', 'a b'), ('bad name', 'v'), ('k',), 'k=v'))
+    yield ('format_chunk', (rng.choice(((extension, data), [extension, data], (None,))),))
+
+
+def compare(python, c, name, args):
+    """Raise AssertionError when the cores disagree on ``name(*args)``."""
+    expected = outcome(python[name], *args)
+    got = outcome(getattr(c, name), *args)
+    if expected != got:
+        raise AssertionError(f'{name}{args!r}:\n  python: {expected!r}\n  c:      {got!r}')
+
+
+def main(argv):
+    seconds = float(argv[1]) if len(argv) > 1 else 10.0
+    seed = int(argv[2]) if len(argv) > 2 else random.randrange(2 ** 32)
+    from degu import _parse
+
+    python = _parse.PYTHON_CORE
+    c = _parse._load_c_core()
+    rng = random.Random(seed)
+    deadline = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < deadline:
+        for _ in range(100):
+            for (name, args) in cases(rng):
+                compare(python, c, name, args)
+                count += 1
+    print(f'fuzz_core: {count} inputs, no difference (seed {seed}, {seconds:g} s)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv))
