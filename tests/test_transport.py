@@ -116,6 +116,67 @@ def test_writes_coalesce_and_sends_are_counted():
     assert (t.sent, t.sends) == (b'ab', 1)
 
 
+def _drain_socket(sock, size):
+    got = bytearray()
+    while len(got) < size:
+        data = sock.recv(1 << 20)
+        if not data:
+            break
+        got += data
+    return bytes(got)
+
+
+def test_a_big_write_goes_out_with_what_was_buffered_in_one_sendmsg():
+    # A plain socket: the chunk line buffered before the data leaves with
+    # it, in one send (one segment), and the bytes are in order.
+    (a, b) = socket.socketpair()
+    with a, b:
+        b.settimeout(5)
+        t = Transport(a, timeout=5)
+        assert t._native
+        big = bytes(range(256)) * 256  # 64 KiB
+        t.write(b'10000\r\n')
+        t.write(big)
+        t.write(b'\r\n')
+        t.flush()
+        assert t.sends == 2  # line and data in one, the CRLF in the next
+        assert _drain_socket(b, len(big) + 9) == b'10000\r\n' + big + b'\r\n'
+
+
+class _PartialSocket(FakeSocket):
+    # sendmsg() takes only *first* bytes, as a send cut short by SO_SNDTIMEO.
+    def __init__(self, first):
+        super().__init__(b'')
+        self.first = first
+
+    def sendmsg(self, buffers):
+        data = b''.join(bytes(b) for b in buffers)[: self.first]
+        self.sent += data
+        return len(data)
+
+
+@pytest.mark.parametrize('first', [0, 3, 8, 9, 100, 8 + 70000])
+def test_a_cut_short_sendmsg_is_finished(first):
+    sock = _PartialSocket(first)
+    t = Transport(sock)
+    t._native = True  # as over a plain socket
+    data = b'd' * 70000
+    t.write(b'prefix: ')
+    t.write(data)
+    assert sock.sent == b'prefix: ' + data
+
+
+def test_a_failed_sendmsg_is_mapped_as_a_send_is():
+    sock = _PartialSocket(0)
+    sock.sendmsg = lambda buffers: (_ for _ in ()).throw(ConnectionResetError(104, 'reset'))
+    t = Transport(sock)
+    t._native = True
+    t.write(b'x')
+    raises(ConnectionClosed, 'sending: ConnectionResetError: [Errno 104] reset', t.write,
+           b'd' * 70000)
+    assert t.reset is True
+
+
 def test_reset_flag_and_error_mapping():
     sock = FakeSocket(b'', send_error=ConnectionResetError(104, 'reset'), send_limit=0)
     t = Transport(sock)
