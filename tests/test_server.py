@@ -1511,17 +1511,30 @@ def test_tls_error_answer_survives_an_unread_upload(certs):
     assert status_line(reply) == b'HTTP/1.1 413 Content Too Large'
 
 
+def _gated_app(gate):
+    # /hold keeps its thread until *gate* is set: the server stays full for
+    # as long as the test needs (an idle connection would be parked, and
+    # free its thread, within milliseconds).
+    def app(session, request, api):
+        if request.path == ['hold']:
+            assert gate.wait(TIMEOUT)
+        return hello_app(session, request, api)
+
+    return app
+
+
 def test_full_sslserver_closes_without_plaintext(certs):
     # A plaintext 503 before the handshake reads as a broken TLS record
     # (WRONG_VERSION_NUMBER): a full SSLServer just closes.
     sslconfig = {'cert_file': certs['server.pem'], 'key_file': certs['server.key'],
                  'ca_file': certs['ca.pem']}
-    with serving(hello_app, ('127.0.0.1', 0), SSLServer, sslconfig,
+    gate = threading.Event()
+    with serving(_gated_app(gate), ('127.0.0.1', 0), SSLServer, sslconfig,
                  max_connections=1) as server:
         with socket.create_connection(server.address, timeout=TIMEOUT) as raw:
             with _client_ctx(certs, True).wrap_socket(raw) as held:
-                held.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
-                assert status_line(read_response(held)[0]) == b'HTTP/1.1 200 OK'
+                held.sendall(b'GET /hold HTTP/1.1\r\nHost: t\r\n\r\n')
+                _wait_busy(server, 1)
                 # Nothing sent yet: whatever comes is the server's own.
                 with socket.create_connection(server.address, timeout=TIMEOUT) as second:
                     assert recv_all(second) == b''
@@ -1531,14 +1544,27 @@ def test_full_sslserver_closes_without_plaintext(certs):
                         _client_ctx(certs, True).wrap_socket(second)
                     assert 'WRONG_VERSION_NUMBER' not in str(e.value)
                     assert isinstance(e.value, (ssl.SSLEOFError, ConnectionResetError))
+                gate.set()
+                assert status_line(read_response(held)[0]) == b'HTTP/1.1 200 OK'
                 held.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')  # still served
                 assert read_response(held)[1] == b'hello '
-    with serving(hello_app, max_connections=1) as server:  # plain HTTP: still a 503
+    gate = threading.Event()
+    with serving(_gated_app(gate), max_connections=1) as server:  # plain HTTP: still a 503
         with connect(server.address) as held:
-            held.sendall(b'GET / HTTP/1.1\r\nHost: t\r\n\r\n')
-            read_response(held)
+            held.sendall(b'GET /hold HTTP/1.1\r\nHost: t\r\n\r\n')
+            _wait_busy(server, 1)
             with connect(server.address) as second:
                 assert status_line(recv_all(second)) == b'HTTP/1.1 503 Service Unavailable'
+            gate.set()
+            assert status_line(read_response(held)[0]) == b'HTTP/1.1 200 OK'
+
+
+def _wait_busy(server, count):
+    # Until *count* connections have a thread (the app is running for them).
+    deadline = time.monotonic() + TIMEOUT
+    while server._busy < count:
+        assert time.monotonic() < deadline, 'the server never got busy'
+        time.sleep(0.005)
 
 
 def _sslconfig(certs):
