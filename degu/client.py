@@ -1031,11 +1031,66 @@ class _Pool:
         return response
 
 
+class _Shortcuts:
+    """``get``, ``head``, ``delete``, ``put`` and ``post``: ``request()`` with the method.
+
+    Shared by ``Client`` (requests on its pool) and ``Connection``.
+    """
+
+    def request(
+        self,
+        method: str,
+        uri: str,
+        headers: dict[str, Any] | None = None,
+        body: object = None,
+        *,
+        expect100: bool = False,
+        json: object = _NO_JSON,
+    ) -> ClientResponse:
+        raise NotImplementedError  # pragma: no cover - both subclasses define it
+
+    def get(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
+        """``request('GET', uri, headers)``."""
+        return self.request('GET', uri, headers, None)
+
+    def head(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
+        """``request('HEAD', uri, headers)``."""
+        return self.request('HEAD', uri, headers, None)
+
+    def delete(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
+        """``request('DELETE', uri, headers)``."""
+        return self.request('DELETE', uri, headers, None)
+
+    def put(
+        self,
+        uri: str,
+        headers: dict[str, Any] | None = None,
+        body: object = None,
+        *,
+        expect100: bool = False,
+        json: object = _NO_JSON,
+    ) -> ClientResponse:
+        """``request('PUT', uri, headers, body)``."""
+        return self.request('PUT', uri, headers, body, expect100=expect100, json=json)
+
+    def post(
+        self,
+        uri: str,
+        headers: dict[str, Any] | None = None,
+        body: object = None,
+        *,
+        expect100: bool = False,
+        json: object = _NO_JSON,
+    ) -> ClientResponse:
+        """``request('POST', uri, headers, body)`` (the pool never sends one twice)."""
+        return self.request('POST', uri, headers, body, expect100=expect100, json=json)
+
+
 # --------------------------------------------------------------------------
 # Client and SSLClient
 
 
-class Client:
+class Client(_Shortcuts):
     """Where an HTTP server is and how to connect to it: ``Client(address, **options)``.
 
     *address* is a ``(host, port)`` pair (resolved by
@@ -1300,42 +1355,6 @@ class Client:
         pool = self._pool or self._open_pool()
         return pool.request(method, uri, headers, body, expect100)
 
-    def get(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
-        """``request('GET', uri, headers)`` on the pool."""
-        return self.request('GET', uri, headers)
-
-    def head(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
-        """``request('HEAD', uri, headers)`` on the pool."""
-        return self.request('HEAD', uri, headers)
-
-    def delete(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
-        """``request('DELETE', uri, headers)`` on the pool."""
-        return self.request('DELETE', uri, headers)
-
-    def put(
-        self,
-        uri: str,
-        headers: dict[str, Any] | None = None,
-        body: object = None,
-        *,
-        expect100: bool = False,
-        json: object = _NO_JSON,
-    ) -> ClientResponse:
-        """``request('PUT', uri, headers, body)`` on the pool."""
-        return self.request('PUT', uri, headers, body, expect100=expect100, json=json)
-
-    def post(
-        self,
-        uri: str,
-        headers: dict[str, Any] | None = None,
-        body: object = None,
-        *,
-        expect100: bool = False,
-        json: object = _NO_JSON,
-    ) -> ClientResponse:
-        """``request('POST', uri, headers, body)`` on the pool (never sent twice)."""
-        return self.request('POST', uri, headers, body, expect100=expect100, json=json)
-
     def pool_info(self) -> dict[str, int]:
         """What the pool holds and has done, for monitoring and tests.
 
@@ -1509,7 +1528,7 @@ class SSLClient(Client):
 # Connection
 
 
-class Connection:
+class Connection(_Shortcuts):
     """One HTTP/1.1 connection: ``Connection(sock, base_headers)``.
 
     Usually made by ``Client.connect()``.  *sock* is anything with
@@ -2014,38 +2033,7 @@ class Connection:
         return total
 
     # ------------------------------------------------------------------
-    # Shortcuts
-
-    def get(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
-        return self.request('GET', uri, headers, None)
-
-    def head(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
-        return self.request('HEAD', uri, headers, None)
-
-    def delete(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
-        return self.request('DELETE', uri, headers, None)
-
-    def put(
-        self,
-        uri: str,
-        headers: dict[str, Any] | None = None,
-        body: object = None,
-        *,
-        expect100: bool = False,
-        json: object = _NO_JSON,
-    ) -> ClientResponse:
-        return self.request('PUT', uri, headers, body, expect100=expect100, json=json)
-
-    def post(
-        self,
-        uri: str,
-        headers: dict[str, Any] | None = None,
-        body: object = None,
-        *,
-        expect100: bool = False,
-        json: object = _NO_JSON,
-    ) -> ClientResponse:
-        return self.request('POST', uri, headers, body, expect100=expect100, json=json)
+    # Shortcuts: get, head, delete, put and post come from _Shortcuts
 
     def get_range(
         self, uri: str, headers: dict[str, Any], start: int, stop: int
