@@ -697,12 +697,20 @@ class Transport(ConnReader):
                         raise ConnectionClosed(f'{what}: send() returned {n!r}')
                     sent += n
         except OSError as e:
-            mapped = map_socket_error(e, what)
+            mapped = self._send_failed(e, what)
             if mapped is None:
                 raise
-            if not isinstance(mapped, ConnectionTimedOut):
-                self.reset = True
             raise mapped from e
+
+    def _send_failed(self, e, what):
+        # What a failed send raises instead of *e*: a ConnectionClosed (a
+        # reset marks the transport); None when *e* stays itself.
+        mapped = map_socket_error(e, what)
+        if mapped is None:
+            return None
+        if not isinstance(mapped, ConnectionTimedOut):
+            self.reset = True
+        return mapped
 
     def _send_limited(self, view, what):
         # The rest of a sendall() under start_deadline(), once a send() was
@@ -755,11 +763,9 @@ class Transport(ConnReader):
         try:
             sent = self.sock.sendmsg((prefix, data))
         except OSError as e:
-            mapped = map_socket_error(e, 'sending')
+            mapped = self._send_failed(e, 'sending')
             if mapped is None:
                 raise
-            if not isinstance(mapped, ConnectionTimedOut):
-                self.reset = True
             raise mapped from e
         if self._left is not None:  # as in sendall(): bytes moved earn time
             self._left += sent / self._rate
