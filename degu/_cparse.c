@@ -144,7 +144,7 @@ static const char *const COMMON_NAMES[] = {
 static PyObject *COMMON_STR[COMMON_COUNT];
 static Py_ssize_t COMMON_LEN[COMMON_COUNT];
 
-/* Special fields of the header block (degu._parse._SPECIAL_PARSERS). */
+/* Fields whose values are parsed (degu._parse._VALUE_PARSERS). */
 enum { S_NONE, S_CONTENT_LENGTH, S_TRANSFER_ENCODING, S_RANGE, S_CONTENT_RANGE, S_HOST };
 
 static int

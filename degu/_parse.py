@@ -871,7 +871,7 @@ def parse_authority(target: bytes) -> str | None:
     return m.group(1).decode('ascii')
 
 
-_SPECIAL_PARSERS = {
+_VALUE_PARSERS = {
     'content-length': parse_content_length,
     'transfer-encoding': parse_transfer_encoding,
     'range': parse_range,
@@ -945,7 +945,7 @@ def _parse_headers(src, isresponse, max_count, plain=False):
                 headers[name] = value + ', ' + vsrc.decode('latin-1') if value else (
                     vsrc.decode('latin-1')
                 )
-        elif name in _SPECIAL_PARSERS:
+        elif name in _VALUE_PARSERS:
             if name == 'content-length' and vsrc.isdigit() and len(vsrc) <= MAX_CL_LEN:
                 headers[name] = int(vsrc)  # parse_content_length(), inlined
             elif isresponse and (name == 'range' or name == 'host'):
@@ -953,7 +953,7 @@ def _parse_headers(src, isresponse, max_count, plain=False):
             elif name == 'range':
                 headers[name] = parse_request_range(vsrc)  # None: dropped below
             else:
-                headers[name] = _SPECIAL_PARSERS[name](vsrc)
+                headers[name] = _VALUE_PARSERS[name](vsrc)
             special = True
         else:
             headers[name] = vsrc.decode('latin-1')

@@ -1034,20 +1034,22 @@ class _Pool:
 class _Shortcuts:
     """``get``, ``head``, ``delete``, ``put`` and ``post``: ``request()`` with the method.
 
-    Shared by ``Client`` (requests on its pool) and ``Connection``.
+    Shared by ``Client`` (requests on its pool) and ``Connection``, each of
+    which defines ``request()``.
     """
 
-    def request(
-        self,
-        method: str,
-        uri: str,
-        headers: dict[str, Any] | None = None,
-        body: object = None,
-        *,
-        expect100: bool = False,
-        json: object = _NO_JSON,
-    ) -> ClientResponse:
-        raise NotImplementedError  # pragma: no cover - both subclasses define it
+    if TYPE_CHECKING:  # what the shortcuts call, for type checkers
+
+        def request(
+            self,
+            method: str,
+            uri: str,
+            headers: dict[str, Any] | None = None,
+            body: object = None,
+            *,
+            expect100: bool = False,
+            json: object = _NO_JSON,
+        ) -> ClientResponse: ...
 
     def get(self, uri: str, headers: dict[str, Any] | None = None) -> ClientResponse:
         """``request('GET', uri, headers)``."""

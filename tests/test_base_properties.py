@@ -54,11 +54,11 @@ PCHAR = string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@"
 FIELD_CHARS = ''.join(chr(b) for b in range(0x21, 0x7F)) + ''.join(
     chr(b) for b in range(0x80, 0x100)
 )
-SPECIAL_NAMES = {'content-length', 'transfer-encoding', 'range', 'content-range', 'host'}
+PARSED_NAMES = {'content-length', 'transfer-encoding', 'range', 'content-range', 'host'}
 
 tokens = st.text(TCHAR, min_size=1, max_size=20)
 lower_tokens = st.text(LOWER_TCHAR, min_size=1, max_size=20)
-header_names = lower_tokens.filter(lambda n: n not in SPECIAL_NAMES)
+header_names = lower_tokens.filter(lambda n: n not in PARSED_NAMES)
 
 
 @st.composite

@@ -45,7 +45,7 @@ MODULES = (
 
 # Besides the public names, these special methods are API too: an RGI app is
 # called, a fixture is used with `with`.
-SPECIAL_METHODS = ('__init__', '__call__', '__enter__', '__exit__')
+DUNDER_METHODS = ('__init__', '__call__', '__enter__', '__exit__')
 
 
 def _public_names(module):
@@ -63,7 +63,7 @@ def _methods(cls):
         if klass.__module__ not in MODULES:
             continue
         for (attr, value) in vars(klass).items():
-            if attr.startswith('_') and attr not in SPECIAL_METHODS:
+            if attr.startswith('_') and attr not in DUNDER_METHODS:
                 continue
             if inspect.isfunction(value) and value.__module__ == 'typing':
                 continue  # the __init__ that typing gives a Protocol class
