@@ -175,6 +175,19 @@ def answer(conn_no, n, request):
     return 'answer'
 
 
+def second_request(action):
+    """A plan: the second request on the first connection gets *action*; all others an answer.
+
+    The first request makes the connection a kept-alive one of the pool;
+    the second finds it in the state the test needs (closed, silent...).
+    """
+
+    def plan(conn_no, n, request):
+        return action if (conn_no, n) == (1, 1) else 'answer'
+
+    return plan
+
+
 def idle_close(conn_no, n, request):
     # Each connection carries one response, then the server closes it.
     return 'answer-close'
@@ -405,8 +418,7 @@ def test_get_is_retried_when_the_server_closed_the_idle_connection():
 def test_other_idempotent_methods_are_retried(method):
     # The server reads the second request and closes without a byte of
     # answer, as when its idle close crosses the request on the wire.
-    def plan(conn_no, n, request):
-        return 'close' if (conn_no, n) == (1, 1) else 'answer'
+    plan = second_request('close')
 
     with Scripted(plan) as server:
         client = client_for(server)
@@ -423,8 +435,7 @@ def test_other_idempotent_methods_are_retried(method):
 def test_a_request_the_server_read_then_dropped_is_sent_again_if_idempotent():
     # The server took the request and closed without a byte of answer: for
     # a PUT that is safe to repeat (RFC 9110 section 9.2.2).
-    def plan(conn_no, n, request):
-        return 'close' if (conn_no, n) == (1, 1) else 'answer'
+    plan = second_request('close')
 
     with Scripted(plan) as server:
         client = client_for(server)
@@ -440,8 +451,7 @@ def test_a_request_the_server_read_then_dropped_is_sent_again_if_idempotent():
 
 
 def test_a_regular_file_is_sent_again_from_where_it_was(tmp_path):
-    def plan(conn_no, n, request):
-        return 'close' if (conn_no, n) == (1, 1) else 'answer'
+    plan = second_request('close')
 
     path = tmp_path / 'data'
     path.write_bytes(b'0123456789')
@@ -456,8 +466,7 @@ def test_a_regular_file_is_sent_again_from_where_it_was(tmp_path):
 
 @pytest.mark.parametrize('method', ['POST', 'PATCH'])
 def test_post_and_patch_are_never_sent_twice(method):
-    def plan(conn_no, n, request):
-        return 'close' if (conn_no, n) == (1, 1) else 'answer'
+    plan = second_request('close')
 
     with Scripted(plan) as server:
         client = client_for(server)
@@ -489,8 +498,7 @@ def test_post_does_not_go_out_on_a_connection_the_server_closed():
 
 
 def test_a_body_that_cannot_be_sent_again_is_not_retried():
-    def plan(conn_no, n, request):
-        return 'close' if (conn_no, n) == (1, 1) else 'answer'
+    plan = second_request('close')
 
     with Scripted(plan) as server:
         client = client_for(server)
@@ -503,8 +511,7 @@ def test_a_body_that_cannot_be_sent_again_is_not_retried():
 
 
 def test_no_retry_once_the_response_started():
-    def plan(conn_no, n, request):
-        return 'partial' if (conn_no, n) == (1, 1) else 'answer'
+    plan = second_request('partial')
 
     with Scripted(plan) as server:
         client = client_for(server)
@@ -532,8 +539,7 @@ def test_no_retry_on_a_new_connection():
 
 def test_no_retry_after_a_timeout():
     # The server may still be working on it.
-    def plan(conn_no, n, request):
-        return 'silent' if (conn_no, n) == (1, 1) else 'answer'
+    plan = second_request('silent')
 
     with Scripted(plan) as server:
         client = client_for(server, timeout=0.2)
@@ -821,8 +827,7 @@ def test_fork_forgets_the_parents_connections():
 
 
 def test_a_json_body_is_retried(tmp_path):
-    def plan(conn_no, n, request):
-        return 'close' if (conn_no, n) == (1, 1) else 'answer'
+    plan = second_request('close')
 
     with Scripted(plan) as server:
         client = client_for(server)
@@ -833,8 +838,7 @@ def test_a_json_body_is_retried(tmp_path):
 
 
 def test_non_file_streams_are_not_resent():
-    def plan(conn_no, n, request):
-        return 'close' if (conn_no, n) == (1, 1) else 'answer'
+    plan = second_request('close')
 
     (r, w) = os.pipe()
     os.write(w, b'piped')
