@@ -269,6 +269,27 @@ def test_header_name_errors(server, headers, exc, message):
     assert conn.closed
 
 
+def test_fold_names_remembers_only_token_names():
+    # Lower-case token names join the checked set, so the next request skips
+    # folding; anything else never does, and the renderer still refuses it.
+    from degu._parse import _GOOD_NAMES, fold_names
+
+    for headers in ({'x-fold-ok': '1'}, {'x fold bad': '1'}, {'x-fold-\u212a': '1'}, {7: '1'}):
+        _GOOD_NAMES.difference_update(headers)
+        assert fold_names(headers) is headers
+    assert 'x-fold-ok' in _GOOD_NAMES
+    assert not {'x fold bad', 'x-fold-\u212a', 7} & _GOOD_NAMES
+
+
+def test_bad_lower_case_name_refused_every_time(server):
+    for _ in range(2):
+        conn = Client(server.address, timeout=TIMEOUT).connect()
+        with pytest.raises(ValueError) as e:
+            conn.get('/h', {'x token': 'a'})
+        assert str(e.value) == "bad header name: 'x token'"
+        assert conn.closed
+
+
 # --------------------------------------------------------------------------
 # Body types
 
