@@ -70,6 +70,7 @@ from collections import deque
 from ._body import ConnReader
 from ._common import _check_abspath, _wait_readable
 from ._framing import (
+    _CONTENT_METHODS,
     CHUNKED,
     CLOSE,
     LENGTH,
@@ -82,6 +83,7 @@ from ._io import _new_response, read_response_head, write_message
 from ._parse import (
     _GOOD_NAMES,
     _TYPE_ERROR,
+    METHODS,
     _check_method,
     _set_default,
     chunk_end,
@@ -1748,7 +1750,11 @@ class Connection(_Shortcuts):
     def _send_request(self, method, uri, headers, body, expect100):
         # send_request() after its state checks (request() has made them).
         try:
-            _check_method(method)
+            # The checks' common outcomes written out instead of two calls
+            # (_check_method() and request_output()): 970 instructions fewer
+            # per request (callgrind over benchmarks/hotpath.py).
+            if type(method) is not str or method not in METHODS:
+                _check_method(method)  # raises
             if headers is None:
                 headers = {}
             elif type(headers) is not dict:
@@ -1772,7 +1778,10 @@ class Connection(_Shortcuts):
                 if body is None:
                     raise ValueError('expect100 requires a request body')
                 _set_default(headers, 'expect', '100-continue')
-            (kind, length) = request_output(method, body)
+            if body is None and method not in _CONTENT_METHODS:
+                (kind, length) = (NO_BODY, None)
+            else:
+                (kind, length) = request_output(method, body)
             if 'content-length' in headers or 'transfer-encoding' in headers:
                 # The caller's framing field must agree with the body.
                 check_framing_headers(headers, LENGTH if kind == NO_BODY else kind, length or 0)
@@ -1919,6 +1928,12 @@ class Connection(_Shortcuts):
         if not self._body_done():
             self.close()
             raise ValueError(f'response body not consumed: {self._response_body!r}')
+        return self._read_next(method, uri)
+
+    def _read_next(self, method, uri):
+        # _read_response() after its checks: request() has just made them
+        # and sent (1,350 instructions fewer per request, callgrind over
+        # benchmarks/hotpath.py).
         early = self._early
         if early is None:
             try:
@@ -2001,7 +2016,8 @@ class Connection(_Shortcuts):
         n = len(self._pending)
         if n:
             raise ValueError(f'cannot call request() with {n} pending response{"s" * (n != 1)}')
-        if not self._body_done():
+        previous = self._response_body  # _body_done() written out: 500 instructions fewer
+        if previous is not None and previous._state < BODY_CONSUMED:
             self.close()
             raise ValueError(f'response body not consumed: {self._response_body!r}')
         try:
@@ -2019,7 +2035,7 @@ class Connection(_Shortcuts):
                 e.response_started = read_error.response_started
                 raise e from e.__cause__
         with self._read_lock:
-            return self._read_response()
+            return self._read_next(method, uri)
 
     def discard(self) -> int:
         """Read and drop the rest of the current response body; returns the bytes dropped."""
