@@ -802,7 +802,10 @@ def mode_server(args, tmpdir):
     if args.baseline:
         for conns in args.conns:
             ratio = table.ratio(f'{conns} connections', 'degu', BASELINE_SERVER)
-            print(f'   {conns} connections: degu/baseline = {ratio:.3f}x')
+            rows = {r['name']: r for r in table.rows if r['group'] == f'{conns} connections'}
+            lower = rows[BASELINE_SERVER]['cpu_us_per_req'] / rows['degu']['cpu_us_per_req']
+            print(f'   {conns} connections: degu/baseline = {ratio:.3f}x req/s,'
+                  f' CPU per request {lower:.2f}x lower')
     if both:
         for conns in args.conns:
             rows = {r['name']: r for r in table.rows if r['group'] == f'{conns} connections'}
