@@ -1401,6 +1401,9 @@ def _load_c_core():
 
 
 CORE = 'python'  # which core is active: 'c' (degu._cparse) or 'python'
+# The C core's socket send that keeps the GIL when it cannot block, for
+# degu._transport; None on the pure-Python core.
+held_sender = None
 if os.environ.get('DEGU_PURE') != '1':
     try:
         _c = _load_c_core()
@@ -1409,4 +1412,5 @@ if os.environ.get('DEGU_PURE') != '1':
     else:
         globals().update({name: getattr(_c, name) for name in _COMPILED})
         CORE = 'c'
+        held_sender = _c.held_sender
         del _c
