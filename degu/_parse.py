@@ -1391,6 +1391,10 @@ def _load_c_core():
 
 
 CORE = 'python'  # which core is active: 'c' (degu._cparse) or 'python'
+# The server's shortcut for a common response (degu/server.py, _serve()):
+# C only, with no pure-Python twin; None on the pure-Python core, whose
+# server takes its ordinary path, the reference.
+response_head = None
 if os.environ.get('DEGU_PURE') != '1':
     try:
         _c = _load_c_core()
@@ -1398,5 +1402,6 @@ if os.environ.get('DEGU_PURE') != '1':
         pass
     else:
         globals().update({name: getattr(_c, name) for name in _COMPILED})
+        response_head = getattr(_c, 'response_head', None)  # None: an older build
         CORE = 'c'
         del _c

@@ -86,7 +86,7 @@ from ._framing import (
     response_output,
 )
 from ._io import CONTINUE, read_request, write_message
-from ._parse import _TYPE_ERROR, _TYPE_ERROR2, chunk_end
+from ._parse import _TYPE_ERROR, _TYPE_ERROR2, chunk_end, response_head
 from ._transport import START_BUF_LEN, Transport, receive_nowait
 from .base import (
     BUF_LEN,
@@ -1396,19 +1396,64 @@ class Server:
         closing = request_close_reason(request._version, request._headers)
         expect100 = request._body is not None and self._arm_continue(transport, request)
         try:
-            response = _check_response(self.app(session, request, api), request)
-            if failures:  # the app read a broken body and answered anyway
-                raise failures[0]
-            if request._body is not None:
-                closing = self._finish_body(transport, request, response[3], expect100, closing)
-            (preamble, kind, closing) = self._response_head(session, request, closing, response)
+            response = self.app(session, request, api)
+            head = None
+            if response_head is not None and not failures and (
+                request._body is None or request._body.state == BODY_CONSUMED
+            ):
+                # The common response in one C call (degu._cparse), which
+                # returns None for anything else: the path below, the
+                # reference, then decides.  What _response_head() decides
+                # about the connection is decided here first.
+                if closing is not None:
+                    ending = closing
+                elif self._stopping:
+                    ending = 'shutdown'
+                elif session._requests + 1 >= session._max_requests:
+                    ending = 'max_requests'
+                else:
+                    ending = None
+                head = response_head(
+                    response,
+                    request._method,
+                    '\r\nconnection: close' if ending is not None
+                    else '' if request._version == 'HTTP/1.1'
+                    else '\r\nconnection: keep-alive',
+                    _date_line(),
+                )
+            if head is None:
+                response = _check_response(response, request)
+                if failures:  # the app read a broken body and answered anyway
+                    raise failures[0]
+                if request._body is not None:
+                    closing = self._finish_body(transport, request, response[3], expect100,
+                                                closing)
+                (preamble, kind, closing) = self._response_head(session, request, closing,
+                                                                response)
+            elif ending is not None:
+                closing = ending
+                session._close(closing)
         except Exception as e:
             return self._app_failed(session, transport, request, e, failures, started)
         body = response[3]
         sends = transport.sends
         before = getattr(transport, 'sent', None) if started else None
         try:
-            sent = write_message(transport, preamble, body, kind)
+            if head is None:
+                sent = write_message(transport, preamble, body, kind)
+            else:
+                # write_message() for bytes or None, written out: the head
+                # holds the body unless it is over BUF_LEN.
+                preamble = head
+                if started and body is not None and len(body) <= BUF_LEN:
+                    preamble = head[: len(head) - len(body)]  # for the access log
+                if transport._wparts:
+                    transport.flush()
+                transport.sendall(head)
+                sent = len(head)
+                if body is not None and len(body) > BUF_LEN:
+                    transport.sendall(body)
+                    sent += len(body)
         except Exception as e:
             if transport.sends != sends or transport.closed:
                 # The response started: closing is all that is left.
