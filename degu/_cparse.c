@@ -1312,6 +1312,140 @@ render_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
 }
 
 /* ------------------------------------------------------------------------
+ * The server's response head: response_head(response, method, connection, date)
+ *
+ * Not a replacement for a function of degu/_parse.py, but a shortcut past
+ * several: for the common response, the bytes that the server's checks
+ * (_check_response), framing (response_output, framing_line) and
+ * render_response(status, reason, headers, extra) would give, with the body
+ * appended when it is small.  For anything else it returns None and the
+ * server takes its ordinary path, which stays the reference: so every
+ * exception, with its message, is still raised by the pure-Python code.
+ *
+ * The common response: an exact 4-tuple (status, reason, headers, body), an
+ * exact int status 200-599 but 204 and 304, a reason and a header dict
+ * render_response() takes without its reference, no content-length,
+ * transfer-encoding or connection key (the server's own fields), and a
+ * body that is None or exact bytes of at most MAX_IO_SIZE; a request
+ * method other than HEAD.  The result is, as in degu/server.py:
+ *
+ *     status line, the app's fields sorted, content-length: N,
+ *     *connection* (a line the server chose, or ''), *date* unless the app
+ *     gave one (RFC 9110 section 6.6.1), CRLF CRLF, then the body when it
+ *     is at most JOIN_MAX bytes (one send, as in degu._io.write_message)
+ *
+ * Nothing here runs Python code (every key is an exact str before a lookup,
+ * an int value's str() is C), so the app's dict cannot change under it. */
+
+#define JOIN_MAX (32 * 1024)  /* degu._parse.BUF_LEN */
+
+/* 1 when the exact str *key* is name[0:len]. */
+static int
+key_is(PyObject *key, const char *name, Py_ssize_t len)
+{
+    return PyUnicode_GET_LENGTH(key) == len
+           && memcmp(PyUnicode_1BYTE_DATA(key), name, (size_t)len) == 0;
+}
+
+static PyObject *
+response_head(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs != 4 || kwnames != NULL || !PyTuple_CheckExact(args[0])
+            || PyTuple_GET_SIZE(args[0]) != 4 || !latin1_str(args[1])
+            || !latin1_str(args[2]) || !latin1_str(args[3])) {
+        Py_RETURN_NONE;
+    }
+    PyObject *status_obj = PyTuple_GET_ITEM(args[0], 0);
+    PyObject *reason = PyTuple_GET_ITEM(args[0], 1);
+    PyObject *headers = PyTuple_GET_ITEM(args[0], 2);
+    PyObject *body = PyTuple_GET_ITEM(args[0], 3);
+    /* RFC 9110 section 9.3.2: no content on HEAD. */
+    if (key_is(args[1], "HEAD", 4) || !PyLong_CheckExact(status_obj) || !good_value(reason)
+            || PyUnicode_GET_LENGTH(reason) < 1 || !PyDict_CheckExact(headers)) {
+        Py_RETURN_NONE;
+    }
+    int overflow = 0;
+    long status = PyLong_AsLongAndOverflow(status_obj, &overflow);
+    /* RFC 9110 sections 15.3.5 and 15.4.5: no content on 204 and 304. */
+    if (overflow || status < 200 || status > 599 || status == 204 || status == 304) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t blen = 0;
+    if (body != Py_None) {
+        if (!PyBytes_CheckExact(body) || PyBytes_GET_SIZE(body) > MAX_IO_SIZE) {
+            Py_RETURN_NONE;
+        }
+        blen = PyBytes_GET_SIZE(body);
+    }
+    /* The server's own fields: the reference decides when the app gave
+     * one.  A key that is not an exact str is left to header_lines(). */
+    int has_date = 0;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(headers, &pos, &key, &value)) {
+        if (!latin1_str(key)) {
+            continue;
+        }
+        if (key_is(key, "content-length", 14) || key_is(key, "transfer-encoding", 17)
+                || key_is(key, "connection", 10)) {
+            Py_RETURN_NONE;
+        }
+        if (key_is(key, "date", 4)) {
+            has_date = 1;
+        }
+    }
+    lines_t lines = {0, NULL, {NULL}, {NULL}, 0};
+    if (PyDict_GET_SIZE(headers) != 0) {
+        int done = header_lines(headers, &lines);
+        if (done <= 0) {
+            if (done < 0) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+    }
+    char length[24];  /* the content-length value */
+    int llen = PyOS_snprintf(length, sizeof(length), "%zd", blen);
+    Py_ssize_t rlen = PyUnicode_GET_LENGTH(reason);
+    Py_ssize_t clen = PyUnicode_GET_LENGTH(args[2]);
+    Py_ssize_t dlen = has_date ? 0 : PyUnicode_GET_LENGTH(args[3]);
+    Py_ssize_t join = blen <= JOIN_MAX ? blen : 0;
+    /* "HTTP/1.1 SSS " reason lines "\r\ncontent-length: " N connection
+     * date CRLF CRLF [body] */
+    Py_ssize_t size = 13 + 18 + 4;
+    if (llen <= 0 || !add_size(&size, (Py_ssize_t)llen) || !add_size(&size, rlen)
+            || !add_size(&size, lines.size) || !add_size(&size, clen)
+            || !add_size(&size, dlen) || !add_size(&size, join)) {
+        lines_clear(&lines);
+        Py_RETURN_NONE;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out == NULL) {
+        lines_clear(&lines);
+        return NULL;
+    }
+    char *dst = PyBytes_AS_STRING(out);
+    char code[4] = {(char)('0' + status / 100), (char)('0' + status / 10 % 10),
+                    (char)('0' + status % 10), ' '};
+    dst = put(dst, "HTTP/1.1 ", 9);
+    dst = put(dst, code, 4);
+    dst = put(dst, PyUnicode_1BYTE_DATA(reason), rlen);
+    dst = put_lines(dst, &lines);
+    dst = put(dst, "\r\ncontent-length: ", 18);
+    dst = put(dst, length, llen);
+    dst = put(dst, PyUnicode_1BYTE_DATA(args[2]), clen);
+    dst = put(dst, PyUnicode_1BYTE_DATA(args[3]), dlen);
+    dst = put(dst, "\r\n\r\n", 4);
+    if (join > 0) {
+        dst = put(dst, PyBytes_AS_STRING(body), join);
+    }
+    lines_clear(&lines);
+    assert(dst == PyBytes_AS_STRING(out) + size);
+    return out;
+}
+
+/* ------------------------------------------------------------------------
  * _bind(reference): hand over the pure-Python functions. */
 
 static PyObject *
@@ -1364,6 +1498,9 @@ static PyMethodDef methods[] = {
     {"format_chunk", FUNC(format_chunk), FAST,
      "format_chunk($module, chunk)\n--\n\n"
      "degu._parse.format_chunk(), compiled."},
+    {"response_head", FUNC(response_head), FAST,
+     "response_head($module, response, method, connection, date)\n--\n\n"
+     "The server's preamble (and small body) for a common response; None for the others."},
     {"_bind", bind, METH_O,
      "_bind(reference): the pure-Python functions (a dict by name) this module hands "
      "every case it does not handle to."},

@@ -8,6 +8,11 @@ status and reason).  The inputs are valid messages of every kind, mutated
 (bytes replaced, inserted, deleted, repeated; lines cut) and random bytes.
 Runs for SECONDS (default 10), then prints how many inputs it tried.
 
+degu._cparse.response_head() has no namesake: it stands for the server's
+checked path (``_check_response()`` then ``Server._response_head()``), and
+returns None for what it leaves to it.  Whenever it returns bytes, that path
+must give the same bytes (``compare_head()``).
+
 .ci/fuzz-core runs it against a build under AddressSanitizer and
 UndefinedBehaviorSanitizer; tests/test_core.py imports the helpers.
 """
@@ -159,6 +164,107 @@ def cases(rng):
     yield ('format_chunk', (rng.choice(((extension, data), [extension, data], (None,))),))
 
 
+# degu._cparse.response_head(response, method, connection, date): the
+# responses an app returns, the common ones first.
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+class _Tuple(tuple):
+    pass
+
+
+HEAD_STATUSES = ([200, 201, 299, 404, 500, 599],
+                 [204, 304, 199, 100, 600, True, 200.0, '200', 2 ** 70, -200, _Int(200)])
+HEAD_REASONS = (REASONS[0], REASONS[1] + [_Str('OK'), None, b'OK'])
+HEAD_OWN = [('content-length', 0), ('content-length', 5), ('content-length', '0'),
+            ('content-length', 'x'), ('transfer-encoding', 'chunked'),
+            ('connection', 'close'), ('connection', 'keep-alive'), ('connection', 'Close, x'),
+            ('date', 'Sun, 06 Nov 1994 08:49:37 GMT'), ('date', 'a\nb'), (_Str('x-a'), 'v'),
+            (_Str('connection'), 'close')]
+HEAD_METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD']
+# The lines _serve() passes: its connection line, or none (HTTP/1.1 kept).
+HEAD_CONNECTIONS = ['', '\r\nconnection: close', '\r\nconnection: keep-alive']
+DATE = '\r\ndate: Sun, 06 Nov 1994 08:49:37 GMT'
+BUF_LEN = 32 * 1024  # degu._parse.BUF_LEN: a bigger body is sent after its preamble
+
+
+def head_body(rng):
+    """A body an app returns: bytes or None mostly, else anything."""
+    if rng.random() < 0.8:
+        return rng.choice((None, b'', b'hello', b'x' * 300, b'y' * BUF_LEN,
+                           b'z' * (BUF_LEN + 1)))
+    from degu.base import BodyIter
+
+    return rng.choice((bytearray(b'ab'), 'text', memoryview(b'ab'), 0,
+                       BodyIter([b'ab'], 2)))
+
+
+def head_case(rng):
+    """One random ``(response, method, connection, date)``."""
+    headers = header_dict(rng)
+    if rng.random() < 0.5:
+        headers['content-type'] = 'text/plain'
+    if rng.random() < 0.3:
+        (name, value) = rng.choice(HEAD_OWN)
+        headers[name] = value
+    response = (pick(rng, HEAD_STATUSES), pick(rng, HEAD_REASONS), headers, head_body(rng))
+    if rng.random() < 0.05:
+        response = rng.choice((list(response), response[:3], response + (None,),
+                               _Tuple(response)))
+    elif rng.random() < 0.03:
+        response = response[:2] + (rng.choice((list(headers.items()), None)),) + response[3:]
+    method = rng.choice(HEAD_METHODS)
+    return (response, method, rng.choice(HEAD_CONNECTIONS), DATE)
+
+
+def head_reference(response, method, connection, date):
+    """What the server's checked path sends for what response_head() takes, or raises.
+
+    ``_check_response()`` and ``Server._response_head()`` of degu.server
+    themselves, over the pure-Python renderer, for a request whose version
+    and close reason give *connection*, with *date* as the current date line.
+    """
+    from types import SimpleNamespace
+
+    from degu import _parse, server
+
+    version = 'HTTP/1.0' if connection.endswith('keep-alive') else 'HTTP/1.1'
+    request = SimpleNamespace(_method=method, _version=version)
+    closing = 'closing' if connection.endswith('close') else None
+    session = SimpleNamespace(_requests=0, _max_requests=2, _close=lambda reason: None)
+    saved = (server.render_response, server._date_field, server._date_until)
+    server.render_response = _parse.PYTHON_CORE['render_response']
+    (server._date_field, server._date_until) = (date, float('inf'))
+    try:
+        response = server._check_response(response, request)
+        (preamble, _, _) = server.Server._response_head(
+            SimpleNamespace(_stopping=False), session, request, closing, response
+        )
+    finally:
+        (server.render_response, server._date_field, server._date_until) = saved
+    body = response[3]
+    if type(body) is bytes and len(body) <= BUF_LEN:
+        return preamble + body
+    return preamble
+
+
+def compare_head(c, args):
+    """Raise AssertionError when ``c.response_head(*args)`` gives bytes the reference does not."""
+    got = outcome(c.response_head, *args)
+    if got == ('ok', type(None), 'None'):
+        return False  # left to the reference
+    expected = outcome(head_reference, *args)
+    if expected != got:
+        raise AssertionError(f'response_head{args!r}:\n  reference: {expected!r}\n'
+                             f'  c:         {got!r}')
+    return True
+
+
 def compare(python, c, name, args):
     """Raise AssertionError when the cores disagree on ``name(*args)``."""
     expected = outcome(python[name], *args)
@@ -182,6 +288,8 @@ def main(argv):
             for (name, args) in cases(rng):
                 compare(python, c, name, args)
                 count += 1
+            compare_head(c, head_case(rng))
+            count += 1
     print(f'fuzz_core: {count} inputs, no difference (seed {seed}, {seconds:g} s)')
     return 0
 
