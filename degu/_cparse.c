@@ -366,19 +366,18 @@ cache_request(PyObject *line, PyObject *result)
     return failed;
 }
 
+/* The result for the request line *src* (a bytes object), or NULL with no
+ * exception set when the reference must decide. */
 static PyObject *
-parse_request_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+request_line(PyObject *src)
 {
-    if (nargs != 1 || kwnames != NULL || !PyBytes_CheckExact(args[0])) {
-        return fallback(F_PARSE_REQUEST_LINE, args, nargs, kwnames);
-    }
-    const char *line = PyBytes_AS_STRING(args[0]);
-    Py_ssize_t len = PyBytes_GET_SIZE(args[0]);
+    const char *line = PyBytes_AS_STRING(src);
+    Py_ssize_t len = PyBytes_GET_SIZE(src);
     if (len > MAX_REQUEST_LINE_LEN) {
-        return fallback(F_PARSE_REQUEST_LINE, args, nargs, kwnames);
+        return NULL;
     }
     if (len <= LINE_CACHE_LEN) {
-        PyObject *cached = PyDict_GetItemWithError(LINE_CACHE, args[0]);
+        PyObject *cached = PyDict_GetItemWithError(LINE_CACHE, src);
         if (cached != NULL) {
             Py_INCREF(cached);  /* owned while the result is made */
             PyObject *result = request_from_cache(cached);
@@ -400,12 +399,12 @@ parse_request_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
                 sp2 = i;
             }
             else {
-                return fallback(F_PARSE_REQUEST_LINE, args, nargs, kwnames);
+                return NULL;
             }
         }
     }
     if (sp2 < 0) {
-        return fallback(F_PARSE_REQUEST_LINE, args, nargs, kwnames);
+        return NULL;
     }
     PyObject *method = NULL;
     for (int k = 0; k < METHOD_COUNT; k++) {
@@ -426,15 +425,12 @@ parse_request_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
     }
     Py_ssize_t tlen = sp2 - sp1 - 1;
     if (method == NULL || version == NULL || tlen < 1 || line[sp1 + 1] != '/') {
-        return fallback(F_PARSE_REQUEST_LINE, args, nargs, kwnames);
+        return NULL;
     }
     PyObject *path = NULL, *query = NULL;
     PyObject *uri = origin_form(line + sp1 + 1, tlen, &path, &query);
     if (uri == NULL) {
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-        return fallback(F_PARSE_REQUEST_LINE, args, nargs, kwnames);
+        return NULL;  /* an exception, or the reference decides */
     }
     PyObject *result = PyTuple_New(5);
     if (result == NULL) {
@@ -450,9 +446,22 @@ parse_request_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
     PyTuple_SET_ITEM(result, 2, path);
     PyTuple_SET_ITEM(result, 3, query);
     PyTuple_SET_ITEM(result, 4, version);
-    if (len <= LINE_CACHE_LEN && cache_request(args[0], result) < 0) {
+    if (len <= LINE_CACHE_LEN && cache_request(src, result) < 0) {
         Py_DECREF(result);
         return NULL;
+    }
+    return result;
+}
+
+static PyObject *
+parse_request_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs != 1 || kwnames != NULL || !PyBytes_CheckExact(args[0])) {
+        return fallback(F_PARSE_REQUEST_LINE, args, nargs, kwnames);
+    }
+    PyObject *result = request_line(args[0]);
+    if (result == NULL && !PyErr_Occurred()) {
+        return fallback(F_PARSE_REQUEST_LINE, args, nargs, kwnames);
     }
     return result;
 }
@@ -466,13 +475,12 @@ parse_request_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyOb
 #define STATUS_CACHE_LEN 64   /* bytes: longer lines are not kept */
 static PyObject *STATUS_CACHE;
 
+/* The result for the status line *src* (a bytes object), or NULL with no
+ * exception set when the reference must decide. */
 static PyObject *
-parse_response_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+status_line(PyObject *src)
 {
-    if (nargs != 1 || kwnames != NULL || !PyBytes_CheckExact(args[0])) {
-        return fallback(F_PARSE_RESPONSE_LINE, args, nargs, kwnames);
-    }
-    PyObject *cached = PyDict_GetItemWithError(STATUS_CACHE, args[0]);
+    PyObject *cached = PyDict_GetItemWithError(STATUS_CACHE, src);
     if (cached != NULL) {
         Py_INCREF(cached);
         return cached;
@@ -480,15 +488,15 @@ parse_response_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyO
     if (PyErr_Occurred()) {
         return NULL;
     }
-    const unsigned char *line = (const unsigned char *)PyBytes_AS_STRING(args[0]);
-    Py_ssize_t len = PyBytes_GET_SIZE(args[0]);
+    const unsigned char *line = (const unsigned char *)PyBytes_AS_STRING(src);
+    Py_ssize_t len = PyBytes_GET_SIZE(src);
     /* "HTTP/1.x SSS" [" " reason] */
     if (len < 12 || memcmp(line, "HTTP/1.", 7) != 0 || line[8] != ' '
             || line[9] < '1' || line[9] > '5'
             || line[10] < '0' || line[10] > '9'
             || line[11] < '0' || line[11] > '9'
             || (len > 12 && line[12] != ' ')) {
-        return fallback(F_PARSE_RESPONSE_LINE, args, nargs, kwnames);
+        return NULL;
     }
     PyObject *version;
     if (line[7] == '1') {
@@ -498,12 +506,12 @@ parse_response_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyO
         version = HTTP10;
     }
     else {
-        return fallback(F_PARSE_RESPONSE_LINE, args, nargs, kwnames);
+        return NULL;
     }
     Py_ssize_t rstart = len > 12 ? 13 : 12;
     for (Py_ssize_t i = rstart; i < len; i++) {
         if (BAD_TEXT[line[i]]) {
-            return fallback(F_PARSE_RESPONSE_LINE, args, nargs, kwnames);
+            return NULL;
         }
     }
     long code = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
@@ -530,10 +538,23 @@ parse_response_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyO
         if (PyDict_GET_SIZE(STATUS_CACHE) >= STATUS_CACHE_MAX) {
             PyDict_Clear(STATUS_CACHE);
         }
-        if (PyDict_SetItem(STATUS_CACHE, args[0], result) < 0) {
+        if (PyDict_SetItem(STATUS_CACHE, src, result) < 0) {
             Py_DECREF(result);
             return NULL;
         }
+    }
+    return result;
+}
+
+static PyObject *
+parse_response_line(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs != 1 || kwnames != NULL || !PyBytes_CheckExact(args[0])) {
+        return fallback(F_PARSE_RESPONSE_LINE, args, nargs, kwnames);
+    }
+    PyObject *result = status_line(args[0]);
+    if (result == NULL && !PyErr_Occurred()) {
+        return fallback(F_PARSE_RESPONSE_LINE, args, nargs, kwnames);
     }
     return result;
 }
@@ -721,6 +742,68 @@ header_block(PyObject *headers, const unsigned char *src, Py_ssize_t len,
 static PyObject *BLOCK_CACHE;
 static PyObject *DEFAULT_MAX_COUNT;  /* MAX_HEADER_COUNT as an int */
 
+/* The dict for the header block *src* (a bytes object; *max_obj* is
+ * *max_count* as an int, for the cache key), or NULL with no exception set
+ * when the reference must decide. */
+static PyObject *
+headers_from(PyObject *src, int isresponse, PyObject *max_obj, Py_ssize_t max_count)
+{
+    Py_ssize_t len = PyBytes_GET_SIZE(src);
+    if (len == 0) {
+        return PyDict_New();
+    }
+    PyObject *key = NULL;
+    if (len <= BLOCK_CACHE_LEN) {
+        key = PyTuple_Pack(3, src, isresponse ? Py_True : Py_False, max_obj);
+        if (key == NULL) {
+            return NULL;
+        }
+        PyObject *cached = PyDict_GetItemWithError(BLOCK_CACHE, key);
+        if (cached != NULL) {
+            /* Owned while copying: an allocation may run a collection,
+             * and with it code that changes the cache. */
+            Py_INCREF(cached);
+            Py_DECREF(key);
+            PyObject *copy = PyDict_Copy(cached);
+            Py_DECREF(cached);
+            return copy;
+        }
+        if (PyErr_Occurred()) {
+            Py_DECREF(key);
+            return NULL;
+        }
+    }
+    PyObject *headers = PyDict_New();
+    if (headers == NULL) {
+        Py_XDECREF(key);
+        return NULL;
+    }
+    int done = header_block(headers, (const unsigned char *)PyBytes_AS_STRING(src), len,
+                            isresponse, max_count);
+    if (done > 0 && key != NULL) {
+        /* The cache keeps a copy: the caller may change its dict. */
+        PyObject *copy = PyDict_Copy(headers);
+        if (copy == NULL) {
+            done = -1;
+        }
+        else {
+            if (PyDict_GET_SIZE(BLOCK_CACHE) >= BLOCK_CACHE_MAX) {
+                PyDict_Clear(BLOCK_CACHE);
+            }
+            if (PyDict_SetItem(BLOCK_CACHE, key, copy) < 0) {
+                done = -1;
+            }
+            Py_DECREF(copy);
+        }
+    }
+    Py_XDECREF(key);
+    if (done > 0) {
+        return headers;
+    }
+    Py_DECREF(headers);
+    return NULL;  /* an exception, or the reference decides */
+}
+
 static PyObject *
 parse_headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -746,64 +829,12 @@ parse_headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
             return fallback(F_PARSE_HEADERS, args, nargs, kwnames);
         }
     }
-    Py_ssize_t len = PyBytes_GET_SIZE(args[0]);
-    if (len == 0) {
-        return PyDict_New();
+    PyObject *headers = headers_from(args[0], isresponse,
+                                     nargs > 2 ? args[2] : DEFAULT_MAX_COUNT, max_count);
+    if (headers == NULL && !PyErr_Occurred()) {
+        return fallback(F_PARSE_HEADERS, args, nargs, kwnames);
     }
-    PyObject *key = NULL;
-    if (len <= BLOCK_CACHE_LEN) {
-        key = PyTuple_Pack(3, args[0], isresponse ? Py_True : Py_False,
-                           nargs > 2 ? args[2] : DEFAULT_MAX_COUNT);
-        if (key == NULL) {
-            return NULL;
-        }
-        PyObject *cached = PyDict_GetItemWithError(BLOCK_CACHE, key);
-        if (cached != NULL) {
-            /* Owned while copying: an allocation may run a collection,
-             * and with it code that changes the cache. */
-            Py_INCREF(cached);
-            Py_DECREF(key);
-            PyObject *copy = PyDict_Copy(cached);
-            Py_DECREF(cached);
-            return copy;
-        }
-        if (PyErr_Occurred()) {
-            Py_DECREF(key);
-            return NULL;
-        }
-    }
-    PyObject *headers = PyDict_New();
-    if (headers == NULL) {
-        Py_XDECREF(key);
-        return NULL;
-    }
-    int done = header_block(headers, (const unsigned char *)PyBytes_AS_STRING(args[0]), len,
-                            isresponse, max_count);
-    if (done > 0 && key != NULL) {
-        /* The cache keeps a copy: the caller may change its dict. */
-        PyObject *copy = PyDict_Copy(headers);
-        if (copy == NULL) {
-            done = -1;
-        }
-        else {
-            if (PyDict_GET_SIZE(BLOCK_CACHE) >= BLOCK_CACHE_MAX) {
-                PyDict_Clear(BLOCK_CACHE);
-            }
-            if (PyDict_SetItem(BLOCK_CACHE, key, copy) < 0) {
-                done = -1;
-            }
-            Py_DECREF(copy);
-        }
-    }
-    Py_XDECREF(key);
-    if (done > 0) {
-        return headers;
-    }
-    Py_DECREF(headers);
-    if (done < 0) {
-        return NULL;
-    }
-    return fallback(F_PARSE_HEADERS, args, nargs, kwnames);
+    return headers;
 }
 
 /* ------------------------------------------------------------------------
