@@ -1343,6 +1343,358 @@ render_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
 }
 
 /* ------------------------------------------------------------------------
+ * Whole preambles out of a transport's buffer:
+ *   scan_request(buf, start, stop, max_preamble, max_header_count)
+ *     -> (end, kind, length, method, uri, headers, path, query, version) or None
+ *   scan_response(buf, start, stop, max_preamble, max_header_count, method)
+ *     -> (end, kind, length, version, status, reason, headers) or None
+ *
+ * The C core's degu._io readers: Transport.read_block(), the partition of
+ * the preamble, the start-line and header parsers above and the framing
+ * decision of degu._framing (kind and length as request_framing() and
+ * response_framing() give them), in one call on the buffer the transport
+ * received into.  The preamble starts at buf[start]; *end* is where the
+ * next one would start, past its CRLFCRLF (what read_block() leaves in
+ * Transport._start).  None means "not the common valid case": no CRLFCRLF
+ * within max_preamble bytes of start before stop, an empty line first, a
+ * request-target that is not origin-form, anything the parsers above hand
+ * to their reference, a limit or a method of an odd type.  The reader then
+ * reads and parses as it does on the pure-Python core, so every error,
+ * limit, EOF and timeout is the one that path gives.  Offsets outside the
+ * buffer are a ValueError: nothing is read outside buf[start:stop].
+ *
+ * Measured with callgrind over benchmarks/hotpath.py: see read_request()
+ * and read_response_head() in degu/_io.py. */
+
+/* degu._framing's kinds. */
+enum { K_NO_BODY = 0, K_LENGTH = 1, K_CHUNKED = 2, K_CLOSE = 3 };
+
+/* 'transfer-encoding' and 'content-length' (borrowed from COMMON_STR). */
+static PyObject *TE_STR;
+static PyObject *CL_STR;
+
+/* One scan's arguments: the buffer held (it cannot be resized meanwhile),
+ * and the offsets and limits as sizes. */
+typedef struct {
+    Py_buffer view;
+    Py_ssize_t start;
+    Py_ssize_t stop;
+    Py_ssize_t limit;      /* max_preamble */
+    Py_ssize_t max_count;  /* max_header_count */
+} scan_t;
+
+/* 1 with *scan* filled in (release scan->view), 0 when the Python path must
+ * decide (an odd limit), -1 with an exception set. */
+static int
+scan_args(const char *name, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+          Py_ssize_t want, scan_t *scan)
+{
+    if (nargs != want || kwnames != NULL) {
+        PyErr_Format(PyExc_TypeError, "%s: need %zd positional arguments; got %zd%s",
+                     name, want, nargs, kwnames != NULL ? " and keywords" : "");
+        return -1;
+    }
+    if (!PyLong_Check(args[1]) || !PyLong_Check(args[2])) {
+        PyErr_Format(PyExc_TypeError, "%s: need int offsets; got %R, %R", name,
+                     (PyObject *)Py_TYPE(args[1]), (PyObject *)Py_TYPE(args[2]));
+        return -1;
+    }
+    scan->start = PyLong_AsSsize_t(args[1]);
+    if (scan->start == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    scan->stop = PyLong_AsSsize_t(args[2]);
+    if (scan->stop == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (!PyLong_CheckExact(args[3]) || !PyLong_CheckExact(args[4])) {
+        return 0;
+    }
+    scan->limit = PyLong_AsSsize_t(args[3]);
+    scan->max_count = PyLong_AsSsize_t(args[4]);
+    if ((scan->limit == -1 || scan->max_count == -1) && PyErr_Occurred()) {
+        PyErr_Clear();  /* beyond a Py_ssize_t: the Python path's business */
+        return 0;
+    }
+    if (PyObject_GetBuffer(args[0], &scan->view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    if (scan->start < 0 || scan->start > scan->stop || scan->stop > scan->view.len) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: need 0 <= start <= stop <= len(buf); got %zd, %zd, %zd",
+                     name, scan->start, scan->stop, scan->view.len);
+        PyBuffer_Release(&scan->view);
+        return -1;
+    }
+    return 1;
+}
+
+/* Where the preamble at buf[start] ends (its CRLFCRLF), and in *line_end*
+ * where its first line does (its first CRLF); -1 when there is none before
+ * stop, or none that read_block() would take: the preamble, CRLFCRLF
+ * included, must fit in limit bytes.  memchr() for each CR: one per line. */
+static Py_ssize_t
+preamble_end(const char *buf, const scan_t *scan, Py_ssize_t *line_end)
+{
+    Py_ssize_t start = scan->start;
+    if (scan->limit < 4) {
+        return -1;
+    }
+    /* bound - 4 is the last place a CRLFCRLF may start; no overflow, as
+     * limit < stop - start <= stop in the first branch. */
+    Py_ssize_t bound = scan->stop - start > scan->limit ? start + scan->limit : scan->stop;
+    *line_end = -1;
+    Py_ssize_t i = start;
+    while (bound - i >= 4) {
+        const char *cr = memchr(buf + i, '\r', (size_t)(bound - i - 3));
+        if (cr == NULL) {
+            return -1;
+        }
+        i = cr - buf;
+        if (buf[i + 1] == '\n') {
+            if (*line_end < 0) {
+                *line_end = i;
+            }
+            if (buf[i + 2] == '\r' && buf[i + 3] == '\n') {
+                return i;
+            }
+        }
+        i++;
+    }
+    return -1;
+}
+
+/* The framing field strings, found once. */
+static int
+framing_names(void)
+{
+    if (TE_STR != NULL) {
+        return 0;
+    }
+    for (int k = 0; k < COMMON_COUNT; k++) {
+        if (strcmp(COMMON_NAMES[k], "transfer-encoding") == 0) {
+            TE_STR = COMMON_STR[k];
+        }
+        else if (strcmp(COMMON_NAMES[k], "content-length") == 0) {
+            CL_STR = COMMON_STR[k];
+        }
+    }
+    if (TE_STR == NULL || CL_STR == NULL) {
+        PyErr_SetString(PyExc_SystemError, "degu._cparse: no framing field names");
+        return -1;
+    }
+    return 0;
+}
+
+/* The framing of a message with *headers* parsed above (a content-length is
+ * an int, a transfer-encoding 'chunked', never both): *kind*, and *length*
+ * (a new reference) for K_LENGTH; -1 with an exception set.  *otherwise*
+ * is the kind without a framing field. */
+static int
+framing(PyObject *headers, int otherwise, int *kind, PyObject **length)
+{
+    PyObject *value = PyDict_GetItemWithError(headers, TE_STR);
+    if (value != NULL) {
+        *kind = K_CHUNKED;
+        return 0;
+    }
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    value = PyDict_GetItemWithError(headers, CL_STR);
+    if (value != NULL) {
+        Py_INCREF(value);
+        *length = value;
+        *kind = K_LENGTH;
+        return 0;
+    }
+    if (PyErr_Occurred()) {
+        return -1;
+    }
+    *kind = otherwise;
+    return 0;
+}
+
+/* The header block buf[line_end + 2:end] as a dict, {} when there is none;
+ * NULL with no exception set when the reference must decide. */
+static PyObject *
+scanned_headers(const char *buf, Py_ssize_t line_end, Py_ssize_t end, int isresponse,
+                PyObject *max_obj, Py_ssize_t max_count)
+{
+    if (line_end >= end) {
+        return PyDict_New();
+    }
+    PyObject *block = PyBytes_FromStringAndSize(buf + line_end + 2, end - line_end - 2);
+    if (block == NULL) {
+        return NULL;
+    }
+    PyObject *headers = headers_from(block, isresponse, max_obj, max_count);
+    Py_DECREF(block);
+    return headers;
+}
+
+static PyObject *
+scan_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    scan_t scan;
+    int got = scan_args("scan_request", args, nargs, kwnames, 5, &scan);
+    if (got <= 0) {
+        if (got < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    if (framing_names() < 0) {
+        PyBuffer_Release(&scan.view);
+        return NULL;
+    }
+    const char *buf = (const char *)scan.view.buf;
+    PyObject *parts = NULL, *headers = NULL, *length = NULL, *result = NULL;
+    Py_ssize_t line_end;
+    Py_ssize_t end = preamble_end(buf, &scan, &line_end);
+    /* Empty lines first (RFC 9112 section 2.2) are the Python path's. */
+    if (end < 0 || buf[scan.start] == '\r') {
+        goto done;
+    }
+    PyObject *line = PyBytes_FromStringAndSize(buf + scan.start, line_end - scan.start);
+    if (line == NULL) {
+        goto done;
+    }
+    /* Origin-form targets alone get through (RFC 9112 section 3.2.1): the
+     * others have a host to replace (section 3.2.2). */
+    parts = request_line(line);
+    Py_DECREF(line);
+    if (parts == NULL) {
+        goto done;
+    }
+    /* A range on a method but GET is dropped there (RFC 9110 section 14.2);
+     * a request's range is the reference's, so none gets through here. */
+    headers = scanned_headers(buf, line_end, end, 0, args[4], scan.max_count);
+    if (headers == NULL) {
+        goto done;
+    }
+    int kind;
+    if (framing(headers, K_NO_BODY, &kind, &length) < 0) {
+        goto done;
+    }
+    result = PyTuple_New(9);
+    if (result == NULL) {
+        goto done;
+    }
+    PyObject *stop = PyLong_FromSsize_t(end + 4);
+    if (stop == NULL) {
+        Py_CLEAR(result);
+        goto done;
+    }
+    PyTuple_SET_ITEM(result, 0, stop);
+    PyTuple_SET_ITEM(result, 1, PyLong_FromLong(kind));  /* a small int: cannot fail */
+    if (length == NULL) {
+        Py_INCREF(Py_None);
+        length = Py_None;
+    }
+    PyTuple_SET_ITEM(result, 2, length);
+    length = NULL;
+    /* parts: (method, uri, path, query, version) */
+    static const int at[5] = {3, 4, 6, 7, 8};
+    for (int k = 0; k < 5; k++) {
+        PyObject *item = PyTuple_GET_ITEM(parts, k);
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(result, at[k], item);
+    }
+    PyTuple_SET_ITEM(result, 5, headers);
+    headers = NULL;
+done:
+    PyBuffer_Release(&scan.view);
+    Py_XDECREF(parts);
+    Py_XDECREF(headers);
+    Py_XDECREF(length);
+    if (result == NULL && !PyErr_Occurred()) {
+        Py_RETURN_NONE;
+    }
+    return result;
+}
+
+static PyObject *
+scan_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    scan_t scan;
+    int got = scan_args("scan_response", args, nargs, kwnames, 6, &scan);
+    if (got <= 0) {
+        if (got < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    if (framing_names() < 0) {
+        PyBuffer_Release(&scan.view);
+        return NULL;
+    }
+    const char *buf = (const char *)scan.view.buf;
+    PyObject *parts = NULL, *headers = NULL, *length = NULL, *result = NULL;
+    Py_ssize_t line_end;
+    Py_ssize_t end = preamble_end(buf, &scan, &line_end);
+    if (end < 0 || end == scan.start || !PyUnicode_CheckExact(args[5])) {
+        goto done;
+    }
+    PyObject *line = PyBytes_FromStringAndSize(buf + scan.start, line_end - scan.start);
+    if (line == NULL) {
+        goto done;
+    }
+    parts = status_line(line);  /* (version, status, reason) */
+    Py_DECREF(line);
+    if (parts == NULL) {
+        goto done;
+    }
+    headers = scanned_headers(buf, line_end, end, 1, args[4], scan.max_count);
+    if (headers == NULL) {
+        goto done;
+    }
+    /* No body after HEAD, 1xx, 204 and 304 whatever the fields say; without
+     * a framing field, until the server closes (RFC 9112 section 6.3). */
+    long status = PyLong_AsLong(PyTuple_GET_ITEM(parts, 1));  /* 100 to 599 */
+    int kind = K_NO_BODY;
+    if (!(status < 200 || status == 204 || status == 304
+          || PyUnicode_CompareWithASCIIString(args[5], "HEAD") == 0)) {
+        if (framing(headers, K_CLOSE, &kind, &length) < 0) {
+            goto done;
+        }
+    }
+    result = PyTuple_New(7);
+    if (result == NULL) {
+        goto done;
+    }
+    PyObject *stop = PyLong_FromSsize_t(end + 4);
+    if (stop == NULL) {
+        Py_CLEAR(result);
+        goto done;
+    }
+    PyTuple_SET_ITEM(result, 0, stop);
+    PyTuple_SET_ITEM(result, 1, PyLong_FromLong(kind));  /* a small int: cannot fail */
+    if (length == NULL) {
+        Py_INCREF(Py_None);
+        length = Py_None;
+    }
+    PyTuple_SET_ITEM(result, 2, length);
+    length = NULL;
+    for (int k = 0; k < 3; k++) {
+        PyObject *item = PyTuple_GET_ITEM(parts, k);
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(result, 3 + k, item);
+    }
+    PyTuple_SET_ITEM(result, 6, headers);
+    headers = NULL;
+done:
+    PyBuffer_Release(&scan.view);
+    Py_XDECREF(parts);
+    Py_XDECREF(headers);
+    Py_XDECREF(length);
+    if (result == NULL && !PyErr_Occurred()) {
+        Py_RETURN_NONE;
+    }
+    return result;
+}
+
+/* ------------------------------------------------------------------------
  * _bind(reference): hand over the pure-Python functions. */
 
 static PyObject *
@@ -1395,6 +1747,16 @@ static PyMethodDef methods[] = {
     {"format_chunk", FUNC(format_chunk), FAST,
      "format_chunk($module, chunk)\n--\n\n"
      "degu._parse.format_chunk(), compiled."},
+    {"scan_request", FUNC(scan_request), FAST,
+     "scan_request($module, buf, start, stop, max_preamble, max_header_count)\n--\n\n"
+     "The request preamble at buf[start:stop], parsed and framed: (end, kind, length, "
+     "method, uri, headers, path, query, version), or None for the Python path "
+     "(degu._io.read_request())."},
+    {"scan_response", FUNC(scan_response), FAST,
+     "scan_response($module, buf, start, stop, max_preamble, max_header_count, method)\n--\n\n"
+     "The response preamble at buf[start:stop], parsed and framed: (end, kind, length, "
+     "version, status, reason, headers), or None for the Python path "
+     "(degu._io.read_response_head())."},
     {"_bind", bind, METH_O,
      "_bind(reference): the pure-Python functions (a dict by name) this module hands "
      "every case it does not handle to."},

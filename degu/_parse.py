@@ -1378,6 +1378,10 @@ _COMPILED = (
     'format_chunk',
 )
 PYTHON_CORE = {name: globals()[name] for name in _COMPILED}
+# Whole preambles out of a transport's buffer, C alone: degu._io's readers
+# call them first on the C core, and their Python path is the reference.
+_SCANNERS = ('scan_request', 'scan_response')
+scan_request = scan_response = None
 # Their doctests run whichever core is active (on the names it binds here).
 __test__ = dict(PYTHON_CORE)
 
@@ -1397,6 +1401,6 @@ if os.environ.get('DEGU_PURE') != '1':
     except ImportError:
         pass
     else:
-        globals().update({name: getattr(_c, name) for name in _COMPILED})
+        globals().update({name: getattr(_c, name) for name in _COMPILED + _SCANNERS})
         CORE = 'c'
         del _c
