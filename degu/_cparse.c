@@ -1345,7 +1345,7 @@ render_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
 /* ------------------------------------------------------------------------
  * Whole preambles out of a transport's buffer:
  *   scan_request(buf, start, stop, max_preamble, max_header_count)
- *     -> (end, kind, length, method, uri, headers, path, query, version) or None
+ *     -> (end, kind, length, request) or None
  *   scan_response(buf, start, stop, max_preamble, max_header_count, method)
  *     -> (end, kind, length, version, status, reason, headers) or None
  *
@@ -1353,7 +1353,9 @@ render_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
  * the preamble, the start-line and header parsers above and the framing
  * decision of degu._framing (kind and length as request_framing() and
  * response_framing() give them), in one call on the buffer the transport
- * received into.  The preamble starts at buf[start]; *end* is where the
+ * received into.  The request is a degu.base.Request as _new_request()
+ * makes it, with no body yet (the reader puts in the one kind says), made
+ * here once _bind_request() has checked the class's slots.  The preamble starts at buf[start]; *end* is where the
  * next one would start, past its CRLFCRLF (what read_block() leaves in
  * Transport._start).  None means "not the common valid case": no CRLFCRLF
  * within max_preamble bytes of start before stop, an empty line first, a
@@ -1368,6 +1370,96 @@ render_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
 
 /* degu._framing's kinds. */
 enum { K_NO_BODY = 0, K_LENGTH = 1, K_CHUNKED = 2, K_CLOSE = 3 };
+
+/* Requests made here: the class and what _bind_request() found of it.  A
+ * Request is 'object.__new__(Request)' and nine slot stores in Python, 1,100
+ * instructions (callgrind); here it is tp_alloc() and nine stores at the
+ * slots' offsets, checked once: each name a writable object slot of the
+ * class itself, within its instances. */
+#ifndef Py_T_OBJECT_EX  /* before Python 3.12 */
+#include <structmember.h>
+#define Py_T_OBJECT_EX T_OBJECT_EX
+#define Py_READONLY READONLY
+#endif
+
+static const char *const REQUEST_SLOTS[] = {
+    "_method", "_uri", "_headers", "_body", "_mount", "_path", "_query", "_version", "_origin",
+};
+#define REQUEST_SLOT_COUNT ((int)(sizeof(REQUEST_SLOTS) / sizeof(REQUEST_SLOTS[0])))
+static PyTypeObject *REQUEST_TYPE;
+static PyObject *NO_ORIGIN;  /* the _origin of a new request: degu._body._NO_ORIGIN */
+static Py_ssize_t REQUEST_OFFSET[REQUEST_SLOT_COUNT];
+
+static PyObject *
+bind_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyType_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "_bind_request: need (Request, origin)");
+        return NULL;
+    }
+    PyTypeObject *cls = (PyTypeObject *)args[0];
+    /* Made as object.__new__(cls) makes it: no __new__ of its own, nothing
+     * abstract, the generic allocator. */
+    if (cls->tp_new != PyBaseObject_Type.tp_new || cls->tp_alloc != PyType_GenericAlloc
+            || (cls->tp_flags & Py_TPFLAGS_IS_ABSTRACT)) {
+        PyErr_Format(PyExc_ValueError, "_bind_request: %R is not made by object.__new__()",
+                     args[0]);
+        return NULL;
+    }
+    Py_ssize_t offsets[REQUEST_SLOT_COUNT];
+    for (int k = 0; k < REQUEST_SLOT_COUNT; k++) {
+        PyObject *descr = PyDict_GetItemString(cls->tp_dict, REQUEST_SLOTS[k]);  /* borrowed */
+        if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)
+                || PyDescr_TYPE(descr) != cls) {
+            PyErr_Format(PyExc_ValueError, "_bind_request: %R has no slot %s", args[0],
+                         REQUEST_SLOTS[k]);
+            return NULL;
+        }
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type != Py_T_OBJECT_EX || (member->flags & Py_READONLY)
+                || member->offset < (Py_ssize_t)sizeof(PyObject)
+                || member->offset > cls->tp_basicsize - (Py_ssize_t)sizeof(PyObject *)) {
+            PyErr_Format(PyExc_ValueError, "_bind_request: %R has an odd slot %s", args[0],
+                         REQUEST_SLOTS[k]);
+            return NULL;
+        }
+        offsets[k] = member->offset;
+    }
+    memcpy(REQUEST_OFFSET, offsets, sizeof(offsets));
+    Py_INCREF(cls);
+    Py_XSETREF(REQUEST_TYPE, cls);
+    Py_INCREF(args[1]);
+    Py_XSETREF(NO_ORIGIN, args[1]);
+    Py_RETURN_NONE;
+}
+
+/* A Request from request_line()'s (method, uri, path, query, version) and
+ * *headers*, with no body: degu._body._new_request(). */
+static PyObject *
+new_request(PyObject *parts, PyObject *headers)
+{
+    PyObject *mount = PyList_New(0);
+    if (mount == NULL) {
+        return NULL;
+    }
+    PyObject *request = REQUEST_TYPE->tp_alloc(REQUEST_TYPE, 0);
+    if (request == NULL) {
+        Py_DECREF(mount);
+        return NULL;
+    }
+    PyObject *values[REQUEST_SLOT_COUNT] = {
+        PyTuple_GET_ITEM(parts, 0), PyTuple_GET_ITEM(parts, 1), headers, Py_None, mount,
+        PyTuple_GET_ITEM(parts, 2), PyTuple_GET_ITEM(parts, 3), PyTuple_GET_ITEM(parts, 4),
+        NO_ORIGIN,
+    };
+    for (int k = 0; k < REQUEST_SLOT_COUNT; k++) {
+        PyObject **slot = (PyObject **)((char *)request + REQUEST_OFFSET[k]);
+        Py_INCREF(values[k]);
+        Py_XSETREF(*slot, values[k]);  /* NULL from tp_alloc() */
+    }
+    Py_DECREF(mount);
+    return request;
+}
 
 /* 'transfer-encoding' and 'content-length' (borrowed from COMMON_STR). */
 static PyObject *TE_STR;
@@ -1544,6 +1636,12 @@ scan_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
         }
         Py_RETURN_NONE;
     }
+    if (REQUEST_TYPE == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "degu._cparse.scan_request: no Request class; call _bind_request() first");
+        PyBuffer_Release(&scan.view);
+        return NULL;
+    }
     if (framing_names() < 0) {
         PyBuffer_Release(&scan.view);
         return NULL;
@@ -1577,10 +1675,16 @@ scan_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
     if (framing(headers, K_NO_BODY, &kind, &length) < 0) {
         goto done;
     }
-    result = PyTuple_New(9);
-    if (result == NULL) {
+    PyObject *request = new_request(parts, headers);
+    if (request == NULL) {
         goto done;
     }
+    result = PyTuple_New(4);
+    if (result == NULL) {
+        Py_DECREF(request);
+        goto done;
+    }
+    PyTuple_SET_ITEM(result, 3, request);
     PyObject *stop = PyLong_FromSsize_t(end + 4);
     if (stop == NULL) {
         Py_CLEAR(result);
@@ -1594,15 +1698,6 @@ scan_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
     }
     PyTuple_SET_ITEM(result, 2, length);
     length = NULL;
-    /* parts: (method, uri, path, query, version) */
-    static const int at[5] = {3, 4, 6, 7, 8};
-    for (int k = 0; k < 5; k++) {
-        PyObject *item = PyTuple_GET_ITEM(parts, k);
-        Py_INCREF(item);
-        PyTuple_SET_ITEM(result, at[k], item);
-    }
-    PyTuple_SET_ITEM(result, 5, headers);
-    headers = NULL;
 done:
     PyBuffer_Release(&scan.view);
     Py_XDECREF(parts);
@@ -1750,13 +1845,16 @@ static PyMethodDef methods[] = {
     {"scan_request", FUNC(scan_request), FAST,
      "scan_request($module, buf, start, stop, max_preamble, max_header_count)\n--\n\n"
      "The request preamble at buf[start:stop], parsed and framed: (end, kind, length, "
-     "method, uri, headers, path, query, version), or None for the Python path "
-     "(degu._io.read_request())."},
+     "request), or None for the Python path (degu._io.read_request())."},
     {"scan_response", FUNC(scan_response), FAST,
      "scan_response($module, buf, start, stop, max_preamble, max_header_count, method)\n--\n\n"
      "The response preamble at buf[start:stop], parsed and framed: (end, kind, length, "
      "version, status, reason, headers), or None for the Python path "
      "(degu._io.read_response_head())."},
+    {"_bind_request", FUNC(bind_request), METH_FASTCALL,
+     "_bind_request($module, cls, origin)\n--\n\n"
+     "The class scan_request() makes (degu.base.Request), its slots checked, and the "
+     "origin a new request has."},
     {"_bind", bind, METH_O,
      "_bind(reference): the pure-Python functions (a dict by name) this module hands "
      "every case it does not handle to."},

@@ -225,7 +225,9 @@ def both_ways(c, make, method=None, args=()):
     *make()* gives a new transport to read from, the same bytes each time.
     """
     from degu import _io, _parse
+    from degu._body import _NO_ORIGIN, Request
 
+    c._bind_request(Request, _NO_ORIGIN)  # degu._io does it on the C core alone
     python = _parse.PYTHON_CORE
     names = ('parse_request_line', 'parse_response_line', 'parse_headers')
     saved = {name: getattr(_io, name) for name in names + ('scan_request', 'scan_response')}

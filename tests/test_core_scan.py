@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from degu import _io, _parse
+from degu._body import _NO_ORIGIN, Request
 from degu._framing import CHUNKED, CLOSE, LENGTH, NO_BODY
 from degu._transport import Transport
 
@@ -41,6 +42,8 @@ try:
     C = _parse._load_c_core()
 except ImportError:
     C = None
+else:
+    C._bind_request(Request, _NO_ORIGIN)  # degu._io does it on the C core alone
 pytestmark = pytest.mark.skipif(
     C is None and os.environ.get('DEGU_REQUIRE_C') != '1',
     reason='degu._cparse was not built (the C core is optional)',
@@ -207,20 +210,76 @@ def test_request_over_a_socketpair(wire, taken):
     assert got == expected
 
 
+def fields(request):
+    return (type(request), request.method, request.uri, request.headers, request.body,
+            request.mount, request.path, request.query, request.version, request.client,
+            request.scheme)
+
+
 def test_request_fields():
     buf = bytearray(b'xx' + GET + b'zz')
-    found = C.scan_request(buf, 2, len(buf), *LIMITS)
-    assert found == (
-        2 + len(GET), NO_BODY, None, 'GET', '/api/items?page=2',
-        {'host': 'example.com', 'accept': '*/*'}, ['api', 'items'], 'page=2', 'HTTP/1.1',
-    )
+    (end, kind, length, request) = C.scan_request(buf, 2, len(buf), *LIMITS)
+    assert (end, kind, length) == (2 + len(GET), NO_BODY, None)
+    expected = Request('GET', '/api/items?page=2', {'host': 'example.com', 'accept': '*/*'},
+                       None, [], ['api', 'items'], 'page=2', version='HTTP/1.1')
+    assert fields(request) == fields(expected)
+    assert request._origin is _NO_ORIGIN
     wire = b'POST / HTTP/1.0\r\nContent-Length: 12\r\n\r\n'
     found = C.scan_request(bytearray(wire), 0, len(wire), *LIMITS)
     assert found[:3] == (len(wire), LENGTH, 12)
+    assert found[3].headers == {'content-length': 12}
+    assert found[3].body is None  # the reader puts it in
     wire = b'POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n'
     found = C.scan_request(bytearray(wire), 0, len(wire), *LIMITS)
     assert found[:3] == (len(wire), CHUNKED, None)
-    assert found[5] == {'transfer-encoding': 'chunked'}
+    assert found[3].headers == {'transfer-encoding': 'chunked'}
+    # Fresh mutable parts each time.
+    again = C.scan_request(buf, 2, len(buf), *LIMITS)[3]
+    assert again.headers is not request.headers
+    assert again.path is not request.path and again.mount is not request.mount
+
+
+def test_bind_request_checks_the_class():
+    class NoSlots:
+        pass
+
+    class Odd:
+        __slots__ = ('_method',)
+
+    class OwnNew(Request):
+        __slots__ = ()
+
+        def __new__(cls):
+            return object.__new__(cls)
+
+    class Sub(Request):  # the slots are Request's, not its own
+        __slots__ = ()
+
+    for cls in (NoSlots, Odd, Sub):
+        with pytest.raises(ValueError, match='has no slot _method|has no slot _uri'):
+            C._bind_request(cls, _NO_ORIGIN)
+    with pytest.raises(ValueError, match=r'is not made by object.__new__\(\)'):
+        C._bind_request(OwnNew, _NO_ORIGIN)
+    with pytest.raises(TypeError, match='need'):
+        C._bind_request('Request', _NO_ORIGIN)
+    with pytest.raises(TypeError, match='need'):
+        C._bind_request(Request)
+    # Still bound to Request after the refusals.
+    assert type(C.scan_request(bytearray(GET), 0, len(GET), *LIMITS)[3]) is Request
+
+
+def test_unbound_scan_request_says_so():
+    code = (
+        'import degu._parse as p, degu._cparse as c\n'
+        'p._load_c_core()\n'
+        'try:\n'
+        '    c.scan_request(bytearray(b"GET / HTTP/1.1\\r\\n\\r\\n"), 0, 18, 8192, 100)\n'
+        'except RuntimeError as e:\n'
+        '    print(e)\n'
+    )
+    assert run_python(code, DEGU_PURE='1') == (
+        'degu._cparse.scan_request: no Request class; call _bind_request() first'
+    )
 
 
 def test_request_read_twice():
