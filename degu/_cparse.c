@@ -1371,11 +1371,13 @@ render_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
 /* degu._framing's kinds. */
 enum { K_NO_BODY = 0, K_LENGTH = 1, K_CHUNKED = 2, K_CLOSE = 3 };
 
-/* Requests made here: the class and what _bind_request() found of it.  A
- * Request is 'object.__new__(Request)' and nine slot stores in Python, 1,100
- * instructions (callgrind); here it is tp_alloc() and nine stores at the
- * slots' offsets, checked once: each name a writable object slot of the
- * class itself, within its instances. */
+/* Requests made here: the class and what _bind_request() found of it.  In
+ * Python a Request is a call of _new_request(), 'object.__new__(Request)'
+ * and nine slot stores; here it is tp_alloc() and nine stores at the slots'
+ * offsets, checked once: each name a writable object slot of the class
+ * itself, within its instances.  2,100 instructions fewer per request on
+ * the server, the unpacking of a longer tuple included (callgrind over
+ * benchmarks/hotpath.py). */
 #ifndef Py_T_OBJECT_EX  /* before Python 3.12 */
 #include <structmember.h>
 #define Py_T_OBJECT_EX T_OBJECT_EX
@@ -1433,10 +1435,11 @@ bind_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* A Request from request_line()'s (method, uri, path, query, version) and
- * *headers*, with no body: degu._body._new_request(). */
+/* A Request with no body, as degu._body._new_request() makes it: *parts*
+ * are request_line()'s (method, uri, path, query, version), *path* a fresh
+ * list. */
 static PyObject *
-new_request(PyObject *parts, PyObject *headers)
+new_request(PyObject *parts, PyObject *path, PyObject *headers)
 {
     PyObject *mount = PyList_New(0);
     if (mount == NULL) {
@@ -1449,7 +1452,7 @@ new_request(PyObject *parts, PyObject *headers)
     }
     PyObject *values[REQUEST_SLOT_COUNT] = {
         PyTuple_GET_ITEM(parts, 0), PyTuple_GET_ITEM(parts, 1), headers, Py_None, mount,
-        PyTuple_GET_ITEM(parts, 2), PyTuple_GET_ITEM(parts, 3), PyTuple_GET_ITEM(parts, 4),
+        path, PyTuple_GET_ITEM(parts, 3), PyTuple_GET_ITEM(parts, 4),
         NO_ORIGIN,
     };
     for (int k = 0; k < REQUEST_SLOT_COUNT; k++) {
@@ -1556,6 +1559,65 @@ preamble_end(const char *buf, const scan_t *scan, Py_ssize_t *line_end)
     return -1;
 }
 
+/* The scanners' memo: request lines, status lines and header blocks seen
+ * before, found by their bytes in the buffer.  The dict caches above need
+ * a bytes object to look one up and hash it with SipHash: 1,900
+ * instructions per request on the server, 1,300 per response on the
+ * client, where a hit here costs 150 to 250 (callgrind over
+ * benchmarks/hotpath.py).  Each table is direct-mapped: a source has one
+ * slot, and the next source that lands there replaces it.  So a peer that
+ * sends colliding sources only causes misses (the parse above, then a
+ * replaced entry), never a longer search, and the tables never grow. */
+#define MEMO_BITS 8
+#define MEMO_SLOTS (1 << MEMO_BITS)
+
+typedef struct {
+    PyObject *src;    /* the source, a bytes object; NULL while the slot is empty */
+    PyObject *value;  /* what it parsed to, kept private */
+} memo_t;
+
+static memo_t LINE_MEMO[MEMO_SLOTS];      /* request lines: (method, uri, path as a tuple, ...) */
+static memo_t STATUS_MEMO[MEMO_SLOTS];    /* status lines: (version, status, reason) */
+static memo_t BLOCK_MEMO[2][MEMO_SLOTS];  /* header blocks of requests [0], responses [1] */
+
+/* The slot of src[0:len] in a table: eight bytes at a time, multiplied,
+ * folded, and the top bits kept (Fibonacci hashing). */
+static memo_t *
+memo_slot(memo_t *table, const char *src, Py_ssize_t len)
+{
+    const uint64_t k = 0x9E3779B97F4A7C15u;
+    uint64_t h = k ^ (uint64_t)len;
+    Py_ssize_t i = 0;
+    for (; len - i >= 8; i += 8) {
+        uint64_t word;
+        memcpy(&word, src + i, 8);
+        h = (h ^ word) * k;
+        h ^= h >> 29;
+    }
+    uint64_t word = 0;
+    memcpy(&word, src + i, (size_t)(len - i));
+    h = (h ^ word) * k;
+    return &table[(h ^ (h >> 29)) * k >> (64 - MEMO_BITS)];
+}
+
+/* Whether *slot* holds src[0:len]. */
+static int
+memo_holds(const memo_t *slot, const char *src, Py_ssize_t len)
+{
+    return slot->src != NULL && PyBytes_GET_SIZE(slot->src) == len
+           && memcmp(PyBytes_AS_STRING(slot->src), src, (size_t)len) == 0;
+}
+
+/* *slot* holds *src* -> *value* from now on. */
+static void
+memo_keep(memo_t *slot, PyObject *src, PyObject *value)
+{
+    Py_INCREF(src);
+    Py_INCREF(value);
+    Py_XSETREF(slot->src, src);
+    Py_XSETREF(slot->value, value);
+}
+
 /* The framing field strings, found once. */
 static int
 framing_names(void)
@@ -1616,13 +1678,120 @@ scanned_headers(const char *buf, Py_ssize_t line_end, Py_ssize_t end, int isresp
     if (line_end >= end) {
         return PyDict_New();
     }
-    PyObject *block = PyBytes_FromStringAndSize(buf + line_end + 2, end - line_end - 2);
+    const char *src = buf + line_end + 2;
+    Py_ssize_t len = end - line_end - 2;
+    memo_t *slot = NULL;
+    if (len <= BLOCK_CACHE_LEN) {
+        slot = memo_slot(BLOCK_MEMO[isresponse], src, len);
+        /* A block parsed here has one field per line, and max_count is
+         * the one limit on it that depends on the call. */
+        if (memo_holds(slot, src, len) && PyDict_GET_SIZE(slot->value) <= max_count) {
+            PyObject *kept = slot->value;
+            Py_INCREF(kept);  /* owned while copying, as in headers_from() */
+            PyObject *copy = PyDict_Copy(kept);
+            Py_DECREF(kept);
+            return copy;
+        }
+    }
+    PyObject *block = PyBytes_FromStringAndSize(src, len);
     if (block == NULL) {
         return NULL;
     }
     PyObject *headers = headers_from(block, isresponse, max_obj, max_count);
+    if (headers != NULL && slot != NULL) {
+        PyObject *copy = PyDict_Copy(headers);  /* the caller may change its dict */
+        if (copy == NULL) {
+            Py_CLEAR(headers);
+        }
+        else {
+            memo_keep(slot, block, copy);
+            Py_DECREF(copy);
+        }
+    }
     Py_DECREF(block);
     return headers;
+}
+
+/* The request line buf[start:end] as request_line() gives it, and in *path*
+ * a fresh path list; NULL with no exception set when the reference must
+ * decide. */
+static PyObject *
+scanned_request_line(const char *buf, Py_ssize_t start, Py_ssize_t end, PyObject **path)
+{
+    const char *src = buf + start;
+    Py_ssize_t len = end - start;
+    memo_t *slot = NULL;
+    PyObject *parts;
+    if (len <= LINE_CACHE_LEN) {
+        slot = memo_slot(LINE_MEMO, src, len);
+        if (memo_holds(slot, src, len)) {
+            parts = slot->value;
+            Py_INCREF(parts);
+            *path = PySequence_List(PyTuple_GET_ITEM(parts, 2));
+            if (*path == NULL) {
+                Py_CLEAR(parts);
+            }
+            return parts;
+        }
+    }
+    PyObject *line = PyBytes_FromStringAndSize(src, len);
+    if (line == NULL) {
+        return NULL;
+    }
+    parts = request_line(line);
+    if (parts != NULL && slot != NULL) {
+        /* Kept with the path as a tuple, as in LINE_CACHE. */
+        PyObject *kept = PyTuple_New(5);
+        PyObject *frozen = kept == NULL ? NULL : PyList_AsTuple(PyTuple_GET_ITEM(parts, 2));
+        if (frozen == NULL) {
+            Py_XDECREF(kept);
+            Py_CLEAR(parts);
+        }
+        else {
+            for (Py_ssize_t i = 0; i < 5; i++) {
+                PyObject *item = i == 2 ? frozen : PyTuple_GET_ITEM(parts, i);
+                if (i != 2) {
+                    Py_INCREF(item);
+                }
+                PyTuple_SET_ITEM(kept, i, item);
+            }
+            memo_keep(slot, line, kept);
+            Py_DECREF(kept);
+        }
+    }
+    Py_DECREF(line);
+    if (parts != NULL) {
+        *path = PyTuple_GET_ITEM(parts, 2);  /* request_line() made it for this call */
+        Py_INCREF(*path);
+    }
+    return parts;
+}
+
+/* The status line buf[start:end] as status_line() gives it; NULL with no
+ * exception set when the reference must decide. */
+static PyObject *
+scanned_status_line(const char *buf, Py_ssize_t start, Py_ssize_t end)
+{
+    const char *src = buf + start;
+    Py_ssize_t len = end - start;
+    memo_t *slot = NULL;
+    if (len <= STATUS_CACHE_LEN) {
+        slot = memo_slot(STATUS_MEMO, src, len);
+        if (memo_holds(slot, src, len)) {
+            Py_INCREF(slot->value);  /* immutable: shared, as STATUS_CACHE's are */
+            return slot->value;
+        }
+    }
+    PyObject *line = PyBytes_FromStringAndSize(src, len);
+    if (line == NULL) {
+        return NULL;
+    }
+    PyObject *parts = status_line(line);
+    if (parts != NULL && slot != NULL) {
+        memo_keep(slot, line, parts);
+    }
+    Py_DECREF(line);
+    return parts;
 }
 
 static PyObject *
@@ -1647,21 +1816,16 @@ scan_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
         return NULL;
     }
     const char *buf = (const char *)scan.view.buf;
-    PyObject *parts = NULL, *headers = NULL, *length = NULL, *result = NULL;
+    PyObject *parts = NULL, *path = NULL, *headers = NULL, *length = NULL, *result = NULL;
     Py_ssize_t line_end;
     Py_ssize_t end = preamble_end(buf, &scan, &line_end);
     /* Empty lines first (RFC 9112 section 2.2) are the Python path's. */
     if (end < 0 || buf[scan.start] == '\r') {
         goto done;
     }
-    PyObject *line = PyBytes_FromStringAndSize(buf + scan.start, line_end - scan.start);
-    if (line == NULL) {
-        goto done;
-    }
     /* Origin-form targets alone get through (RFC 9112 section 3.2.1): the
      * others have a host to replace (section 3.2.2). */
-    parts = request_line(line);
-    Py_DECREF(line);
+    parts = scanned_request_line(buf, scan.start, line_end, &path);
     if (parts == NULL) {
         goto done;
     }
@@ -1675,7 +1839,7 @@ scan_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
     if (framing(headers, K_NO_BODY, &kind, &length) < 0) {
         goto done;
     }
-    PyObject *request = new_request(parts, headers);
+    PyObject *request = new_request(parts, path, headers);
     if (request == NULL) {
         goto done;
     }
@@ -1701,6 +1865,7 @@ scan_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
 done:
     PyBuffer_Release(&scan.view);
     Py_XDECREF(parts);
+    Py_XDECREF(path);
     Py_XDECREF(headers);
     Py_XDECREF(length);
     if (result == NULL && !PyErr_Occurred()) {
@@ -1731,12 +1896,7 @@ scan_response(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
     if (end < 0 || end == scan.start || !PyUnicode_CheckExact(args[5])) {
         goto done;
     }
-    PyObject *line = PyBytes_FromStringAndSize(buf + scan.start, line_end - scan.start);
-    if (line == NULL) {
-        goto done;
-    }
-    parts = status_line(line);  /* (version, status, reason) */
-    Py_DECREF(line);
+    parts = scanned_status_line(buf, scan.start, line_end);  /* (version, status, reason) */
     if (parts == NULL) {
         goto done;
     }

@@ -580,3 +580,29 @@ def test_timeouts_over_a_socketpair(method, wire):
             sock.close()
     assert got == expected
     assert expected[:2] == ('error', _parse.ConnectionTimedOut)
+
+
+def test_memo_many_sources():
+    # More lines and blocks than the memo has slots, each twice: every
+    # answer the one its source gives, whatever it replaced.
+    wires = [b'GET /%d?q=%d HTTP/1.1\r\nX-N: %d\r\n\r\n' % (i, i * 7, i) for i in range(700)]
+    for wire in wires + wires[::-1]:
+        (_, _, _, request) = C.scan_request(bytearray(wire), 0, len(wire), *LIMITS)
+        n = int(request.headers['x-n'])
+        assert (request.path, request.query) == ([str(n)], f'q={n * 7}')
+        assert wire.startswith(b'GET /%d?' % n)
+    statuses = [b'HTTP/1.1 %d R%d\r\nX-N: %d\r\n\r\n' % (200 + i % 300, i, i) for i in range(700)]
+    for wire in statuses + statuses[::-1]:
+        found = C.scan_response(bytearray(wire), 0, len(wire), *LIMITS, 'GET')
+        n = int(found[6]['x-n'])
+        assert found[4:6] == (200 + n % 300, f'R{n}')
+        same(wire, 'GET')
+
+
+def test_memo_and_max_header_count():
+    # A block seen with a high limit is still refused over a lower one.
+    wire = b'GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n'
+    for count in (100, 3, 2, 0, 3):
+        found = C.scan_request(bytearray(wire), 0, len(wire), 8192, count)
+        assert (found is not None) == (count >= 3)
+        same(wire, args=(8192, count))
