@@ -1441,13 +1441,17 @@ bind_request(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 new_request(PyObject *parts, PyObject *path, PyObject *headers)
 {
+    /* The class and its offsets as they are now: an allocation may run a
+     * collection, and with it code that binds another class. */
+    PyTypeObject *cls = REQUEST_TYPE;
+    Py_ssize_t offsets[REQUEST_SLOT_COUNT];
+    memcpy(offsets, REQUEST_OFFSET, sizeof(offsets));
+    Py_INCREF(cls);
     PyObject *mount = PyList_New(0);
-    if (mount == NULL) {
-        return NULL;
-    }
-    PyObject *request = REQUEST_TYPE->tp_alloc(REQUEST_TYPE, 0);
+    PyObject *request = mount == NULL ? NULL : cls->tp_alloc(cls, 0);
+    Py_DECREF(cls);  /* the instance holds its class */
     if (request == NULL) {
-        Py_DECREF(mount);
+        Py_XDECREF(mount);
         return NULL;
     }
     PyObject *values[REQUEST_SLOT_COUNT] = {
@@ -1456,7 +1460,7 @@ new_request(PyObject *parts, PyObject *path, PyObject *headers)
         NO_ORIGIN,
     };
     for (int k = 0; k < REQUEST_SLOT_COUNT; k++) {
-        PyObject **slot = (PyObject **)((char *)request + REQUEST_OFFSET[k]);
+        PyObject **slot = (PyObject **)((char *)request + offsets[k]);
         Py_INCREF(values[k]);
         Py_XSETREF(*slot, values[k]);  /* NULL from tp_alloc() */
     }
