@@ -205,7 +205,12 @@ def summary(message, transport):
         fields = (message.method, message.uri, message.mount, message.path, message.query,
                   message.version, message._origin)
     values = [(name, type(value), value) for (name, value) in headers.items()]
-    framing = None if body is None else (body.content_length, getattr(body, '_left', None))
+    framing = None
+    if body is not None:
+        framing = (body.content_length, body._state, body._rfile is transport,
+                   body._reader is transport, getattr(body, '_remaining', None),
+                   getattr(body, '_left', None), getattr(body, '_pending', None),
+                   getattr(body, '_inside', None))
     return ('ok', fields, values, type(body), framing, transport._start, transport._stop)
 
 
