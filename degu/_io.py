@@ -3,7 +3,11 @@
 Readers: ``read_request()`` and ``read_response_head()`` read a preamble
 with ``Transport.read_block()``, parse it (``degu._parse``), decide how its
 body is delimited (``degu._framing``) and return the message with a body
-object reading from the transport.  Writers: ``write_message()`` sends a
+object reading from the transport.  On the C core they first hand the
+transport's buffer to ``scan_request()`` or ``scan_response()``, which do
+all of that but the body in one call for the common valid preamble, and
+take the Python path for anything else (doc/hacking.rst, 'The compiled
+core').  Writers: ``write_message()`` sends a
 rendered preamble and its body through the body protocol (``degu._body``);
 ``write_request()`` and ``write_response()`` frame and render first.
 
