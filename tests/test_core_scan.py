@@ -606,3 +606,23 @@ def test_memo_and_max_header_count():
         found = C.scan_request(bytearray(wire), 0, len(wire), 8192, count)
         assert (found is not None) == (count >= 3)
         same(wire, args=(8192, count))
+
+
+def test_memo_keeps_refusals():
+    # Refused once, refused again the same way; a block refused under a low
+    # max_header_count is taken under a higher one.
+    ranged = b'GET /r HTTP/1.1\r\nHost: x\r\nRange: bytes=0-1\r\n\r\n'
+    absolute = b'GET http://x/r HTTP/1.1\r\nHost: x\r\n\r\n'
+    status = b'HTTP/1.1 600 Nope\r\n\r\n'
+    for _ in range(3):
+        assert C.scan_request(bytearray(ranged), 0, len(ranged), *LIMITS) is None
+        assert C.scan_request(bytearray(absolute), 0, len(absolute), *LIMITS) is None
+        assert C.scan_response(bytearray(status), 0, len(status), *LIMITS, 'GET') is None
+        same(ranged)
+        same(absolute)
+        same(status, 'GET')
+    wire = b'GET / HTTP/1.1\r\nD: 1\r\nE: 2\r\nF: 3\r\n\r\n'
+    for (count, taken) in [(2, False), (2, False), (1, False), (3, True), (0, False), (9, True)]:
+        found = C.scan_request(bytearray(wire), 0, len(wire), 8192, count)
+        assert (found is not None) == taken, count
+        same(wire, args=(8192, count))
