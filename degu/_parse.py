@@ -1388,6 +1388,10 @@ _COMPILED = (
     'format_chunk',
 )
 PYTHON_CORE = {name: globals()[name] for name in _COMPILED}
+# Whole preambles out of a transport's buffer, C alone: degu._io's readers
+# call them first on the C core, and their Python path is the reference.
+_SCANNERS = ('scan_request', 'scan_response')
+scan_request = scan_response = None
 # Their doctests run whichever core is active (on the names it binds here).
 __test__ = dict(PYTHON_CORE)
 
@@ -1414,7 +1418,7 @@ if os.environ.get('DEGU_PURE') != '1':
     except ImportError:
         pass
     else:
-        globals().update({name: getattr(_c, name) for name in _COMPILED})
+        globals().update({name: getattr(_c, name) for name in _COMPILED + _SCANNERS})
         response_head = getattr(_c, 'response_head', None)  # None: an older build
         CORE = 'c'
         held_sender = getattr(_c, 'held_sender', None)  # None: an older build

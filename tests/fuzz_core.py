@@ -13,6 +13,14 @@ checked path (``_check_response()`` then ``Server._response_head()``), and
 returns None for what it leaves to it.  Whenever it returns bytes, that path
 must give the same bytes (``compare_head()``).
 
+The whole-preamble scanners (scan_request, scan_response) have no Python
+twin: the reference is what degu._io's readers do on their Python path.
+So each preamble is read twice from a Transport over the same scripted
+chunks, once through the scanner and once through the Python path with the
+pure-Python parsers, and the two must leave the same message (every field,
+the body's type and length) or raise the same exception, with the
+transport's buffer offsets the same afterwards.
+
 .ci/fuzz-core runs it against a build under AddressSanitizer and
 UndefinedBehaviorSanitizer; tests/test_core.py imports the helpers.
 """
@@ -263,6 +271,152 @@ def compare_head(c, args):
         raise AssertionError(f'response_head{args!r}:\n  reference: {expected!r}\n'
                              f'  c:         {got!r}')
     return True
+# --------------------------------------------------------------------------
+# Whole preambles: read_request() and read_response_head() both ways
+
+
+class ChunkSocket:
+    """A socket whose peer sent *chunks*, one per ``recv_into``, then EOF."""
+
+    def __init__(self, chunks):
+        self._chunks = [bytes(c) for c in chunks if c]
+
+    def recv_into(self, buf):
+        if not self._chunks:
+            return 0
+        chunk = self._chunks[0]
+        size = min(len(buf), len(chunk))
+        buf[:size] = chunk[:size]
+        self._chunks[0] = chunk[size:]
+        if not self._chunks[0]:
+            del self._chunks[0]
+        return size
+
+    def send(self, data):
+        return len(data)
+
+    def close(self):
+        pass
+
+
+def summary(message, transport):
+    """The fields of a ``Request`` or ``(Response, version, kind)`` worth comparing."""
+    if isinstance(message, tuple) and len(message) == 3:
+        ((status, reason, headers, body), version, kind) = message
+        fields = (status, reason, version, kind)
+    else:
+        (headers, body) = (message.headers, message.body)
+        fields = (message.method, message.uri, message.mount, message.path, message.query,
+                  message.version, message._origin)
+    values = [(name, type(value), value) for (name, value) in headers.items()]
+    framing = None
+    if body is not None:
+        framing = (body.content_length, body._state, body._rfile is transport,
+                   body._reader is transport, getattr(body, '_remaining', None),
+                   getattr(body, '_left', None), getattr(body, '_pending', None),
+                   getattr(body, '_inside', None))
+    return ('ok', fields, values, type(body), framing, transport._start, transport._stop)
+
+
+def read_outcome(read, transport, *args):
+    """What a reader does: a summary of its message, or its exception, and the offsets."""
+    try:
+        message = read(transport, *args)
+    except Exception as e:  # noqa: BLE001 - every exception is compared
+        return ('error', type(e), str(e), getattr(e, 'status', None),
+                getattr(e, 'reason', None), transport._start, transport._stop)
+    return summary(message, transport)
+
+
+def both_ways(c, make, method=None, args=()):
+    """``(python, scanned)``: a request (*method* None) or response read each way.
+
+    *make()* gives a new transport to read from, the same bytes each time.
+    """
+    from degu import _io, _parse
+    from degu._body import _NO_ORIGIN, Request
+
+    c._bind_request(Request, _NO_ORIGIN)  # degu._io does it on the C core alone
+    python = _parse.PYTHON_CORE
+    names = ('parse_request_line', 'parse_response_line', 'parse_headers')
+    saved = {name: getattr(_io, name) for name in names + ('scan_request', 'scan_response')}
+    outcomes = []
+    try:
+        for scanned in (False, True):
+            for name in names:
+                setattr(_io, name, getattr(c, name) if scanned else python[name])
+            _io.scan_request = c.scan_request
+            _io.scan_response = c.scan_response
+            transport = make()
+            if method is None:
+                read = _io._scan_request if scanned else _io._read_request
+                outcomes.append(read_outcome(read, transport, *args))
+            else:
+                read = _io._scan_response_head if scanned else _io._read_response_head
+                outcomes.append(read_outcome(read, transport, method, *args))
+    finally:
+        for (name, value) in saved.items():
+            setattr(_io, name, value)
+    return tuple(outcomes)
+
+
+def compare_read(c, chunks, method=None, args=(), buffer_size=None):
+    """Raise AssertionError when the two ways of reading *chunks* disagree."""
+    from degu._transport import Transport
+
+    options = {} if buffer_size is None else {'buffer_size': buffer_size}
+    (expected, got) = both_ways(c, lambda: Transport(ChunkSocket(chunks), **options), method,
+                                args)
+    if expected != got:
+        what = 'request' if method is None else f'response to {method}'
+        raise AssertionError(f'{what} {chunks!r} {args!r}:\n  python: {expected!r}\n'
+                             f'  scan:   {got!r}')
+
+
+# What a scanner takes itself, most of the time: the others are the Python path's.
+COMMON_REQUEST_LINES = REQUEST_LINES[:5]
+COMMON_HEADER_LINES = [line for line in HEADER_LINES if b'ange' not in line.lower()]
+
+
+def preamble(rng, first, common):
+    (lines, fields) = (first, HEADER_LINES)
+    if rng.random() < 0.6:
+        (lines, fields) = (common, COMMON_HEADER_LINES)
+    chosen = [rng.choice(lines)] + [rng.choice(fields) for _ in range(rng.randrange(0, 6))]
+    return CRLF.join(chosen) + b'\r\n\r\n'
+
+
+def request_preamble(rng):
+    return preamble(rng, REQUEST_LINES, COMMON_REQUEST_LINES)
+
+
+def response_preamble(rng):
+    return preamble(rng, STATUS_LINES, STATUS_LINES[:5])
+
+
+def split(rng, data):
+    """*data* as the chunks a peer might send: whole, or cut once or twice."""
+    if rng.random() < 0.6 or len(data) < 2:
+        return [data]
+    cuts = sorted(rng.randrange(1, len(data)) for _ in range(rng.randrange(1, 3)))
+    return [data[a:b] for (a, b) in zip([0] + cuts, cuts + [len(data)])]
+
+
+def read_cases(rng):
+    """One random input for each reader: ``(chunks, method, args, buffer_size)``."""
+    maybe = (lambda src: mutate(rng, src, 400)) if rng.random() < 0.4 else (lambda src: src)
+    tail = rng.choice((b'', b'hello', b'GET / HTTP/1.1\r\n\r\n', b'\r\n'))
+    limits = rng.choice(((), (rng.randrange(0, 300),), (rng.randrange(0, 300), rng.randrange(8)),
+                         (4096, 100, rng.choice((None, 0, 5, 17)))))
+    data = maybe(request_preamble(rng)) + tail
+    if rng.random() < 0.1:
+        data = b'\r\n' * rng.randrange(1, 3) + data
+    size = rng.choice((None, None, 16, 64))  # a small buffer grows (Transport._grow())
+    yield (split(rng, data), None, limits, size)
+    yield ([random_bytes(rng, 60) + b'\r\n\r\n'], None, (), None)
+    method = rng.choice(('GET', 'HEAD', 'POST', 'PUT'))
+    data = maybe(response_preamble(rng)) + tail
+    yield (split(rng, data), method, limits[:2], size)
 
 
 def compare(python, c, name, args):
@@ -290,6 +444,9 @@ def main(argv):
                 count += 1
             compare_head(c, head_case(rng))
             count += 1
+            for (chunks, method, args, size) in read_cases(rng):
+                compare_read(c, chunks, method, args, size)
+                count += 1
     print(f'fuzz_core: {count} inputs, no difference (seed {seed}, {seconds:g} s)')
     return 0
 
