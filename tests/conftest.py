@@ -74,6 +74,9 @@ def core(request, monkeypatch):
 
     from degu import _parse
 
+    from degu import _io
+    from degu._body import _NO_ORIGIN, Request
+
     chosen = _core_functions(request.param)
     names = {}  # id() of either core's function -> its name
     module = c_core()
@@ -81,10 +84,24 @@ def core(request, monkeypatch):
         names[id(_parse.PYTHON_CORE[name])] = name
         if module is not None:
             names[id(getattr(module, name))] = name
+    # The message readers: the Python path, or the one that tries the C
+    # scanners first (which the C run makes sure it has, under DEGU_PURE too).
+    for (name, python, scanning) in (
+        ('read_request', _io._read_request, _io._scan_request),
+        ('read_response_head', _io._read_response_head, _io._scan_response_head),
+    ):
+        names[id(python)] = names[id(scanning)] = name
+        chosen[name] = python if request.param == 'python' else scanning
+    if request.param == 'c':
+        module._bind_request(Request, _NO_ORIGIN)
+        monkeypatch.setattr(_io, 'scan_request', module.scan_request)
+        monkeypatch.setattr(_io, 'scan_response', module.scan_response)
     for (modname, mod) in list(sys.modules.items()):
         if modname == 'degu' or modname.startswith('degu.') or mod is request.module:
             for (attr, value) in list(vars(mod).items()):
                 name = names.get(id(value))
-                if name is not None and value is not chosen[name]:
+                if name is not None and value is not chosen[name] and (
+                    name in _parse.PYTHON_CORE or attr == name  # never _io._read_request
+                ):
                     monkeypatch.setattr(mod, attr, chosen[name])
     return types.SimpleNamespace(name=request.param, **chosen)

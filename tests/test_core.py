@@ -421,3 +421,19 @@ def test_no_leak_in_a_loop():
     finally:
         tracemalloc.stop()
     assert after - before < 10_000, after - before  # bytes (a leak per parse: 25,000)
+
+
+def test_core_fixture_picks_the_readers_too(core):
+    # A 'python' run reads through the Python path alone; a 'c' run tries
+    # the scanners first, under DEGU_PURE=1 as well.
+    from degu import _io, client, server
+
+    if core.name == 'python':
+        expected = (_io._read_request, _io._read_response_head)
+    else:
+        expected = (_io._scan_request, _io._scan_response_head)
+        assert _io.scan_request is not None and _io.scan_response is not None
+    assert (_io.read_request, _io.read_response_head) == expected
+    assert (server.read_request, client.read_response_head) == expected
+    assert (core.read_request, core.read_response_head) == expected
+    assert _io._read_request.__module__ == 'degu._io'
