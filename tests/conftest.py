@@ -72,9 +72,7 @@ def core(request, monkeypatch):
     import sys
     import types
 
-    from degu import _parse
-
-    from degu import _io
+    from degu import _io, _parse
     from degu._body import _NO_ORIGIN, Request
 
     chosen = _core_functions(request.param)
