@@ -9,7 +9,7 @@ setup(
     ext_modules=[
         Extension(
             'degu._cparse',
-            sources=['degu/_cparse.c', 'degu/_csend.c'],
+            sources=['degu/_cparse.c'],
             optional=True,
         )
     ]

@@ -2221,10 +2221,6 @@ new_str(const char *s)
     return str;
 }
 
-/* held_sender(), from _csend.c (it needs <sys/socket.h>, whose bind() this file
- * would clash with). */
-extern PyMethodDef degu_held_methods[];
-
 PyMODINIT_FUNC
 PyInit__cparse(void)
 {
@@ -2262,10 +2258,6 @@ PyInit__cparse(void)
             || PyModule_AddIntConstant(mod, "MAX_CL_LEN", MAX_CL_LEN) < 0
             || PyModule_AddIntConstant(mod, "MAX_CHUNK_SIZE_LEN", MAX_CHUNK_SIZE_LEN) < 0
             || PyModule_AddIntConstant(mod, "MAX_IO_SIZE", MAX_IO_SIZE) < 0) {
-        Py_DECREF(mod);
-        return NULL;
-    }
-    if (PyModule_AddFunctions(mod, degu_held_methods) < 0) {
         Py_DECREF(mod);
         return NULL;
     }

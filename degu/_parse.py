@@ -1405,9 +1405,6 @@ def _load_c_core():
 
 
 CORE = 'python'  # which core is active: 'c' (degu._cparse) or 'python'
-# The C core's socket send that keeps the GIL when it cannot block, for
-# degu._transport; None on the pure-Python core.
-held_sender = None
 # The server's shortcut for a common response (degu/server.py, _serve()):
 # C only, with no pure-Python twin; None on the pure-Python core, whose
 # server takes its ordinary path, the reference.
@@ -1421,5 +1418,4 @@ if os.environ.get('DEGU_PURE') != '1':
         globals().update({name: getattr(_c, name) for name in _COMPILED + _SCANNERS})
         response_head = getattr(_c, 'response_head', None)  # None: an older build
         CORE = 'c'
-        held_sender = getattr(_c, 'held_sender', None)  # None: an older build
         del _c

@@ -35,7 +35,6 @@ from ._parse import (
     ConnectionTimedOut,
     _short,
     content_too_large,
-    held_sender,
 )
 
 TYPE_CHECKING = False
@@ -242,11 +241,6 @@ class Transport(ConnReader):
             sock.settimeout(None)
             _set_timeout(sock, socket.SO_SNDTIMEO, timeout)
             _set_timeout(sock, socket.SO_RCVTIMEO, timeout)
-        if held_sender is not None and type(sock) is socket.socket:
-            # The C core's send: the GIL stays held for a small send that
-            # cannot block, instead of a hand-over to another thread and
-            # back (doc/hacking.rst, 'The compiled core').
-            self._send = held_sender(sock)
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}({self.sock!r})'
