@@ -30,8 +30,11 @@ import sys
 import threading
 import time
 
+import hypothesis
 import pytest
 
+import degu
+from degu._parse import _load_c_core
 from degu.base import MAX_IO_SIZE, Transport
 
 __all__ = (
@@ -324,3 +327,52 @@ def check_installed(cwd):
         f'a program outside the checkout imports degu from {found!r}, not {expected!r}: '
         "install this checkout (python3 -m pip install -e '.[test]')"
     )
+
+
+# --------------------------------------------------------------------------
+# The two cores (tests/test_core*.py)
+
+try:
+    C_CORE = _load_c_core()  # degu._cparse bound to its reference, or None
+except ImportError:
+    C_CORE = None
+# The C tests skip without a build, and fail instead under DEGU_REQUIRE_C=1 (CI).
+need_c = pytest.mark.skipif(
+    C_CORE is None and os.environ.get('DEGU_REQUIRE_C') != '1',
+    reason='degu._cparse was not built (the C core is optional)',
+)
+# The differential tests' examples: more under .ci/fuzz-core (DEGU_FUZZ_EXAMPLES).
+DIFF = hypothesis.settings(
+    max_examples=int(os.environ.get('DEGU_FUZZ_EXAMPLES', '300')),
+    deadline=None,
+    suppress_health_check=list(hypothesis.HealthCheck),
+)
+
+
+def run_python(code, **env):
+    """The stdout of *code* run in a child importing this checkout's degu (*env* added)."""
+    environ = {k: v for (k, v) in os.environ.items() if k != 'DEGU_PURE'}
+    environ.update(env)
+    environ['PYTHONPATH'] = os.path.dirname(os.path.dirname(os.path.abspath(degu.__file__)))
+    out = subprocess.run([sys.executable, '-c', code], env=environ, capture_output=True,
+                         text=True, timeout=60, check=True)
+    return out.stdout.strip()
+
+
+def memory_growth(burst):
+    """Bytes still held after ten more calls of *burst* than after its first two."""
+    import gc
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        burst()
+        burst()
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(10):
+            burst()
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()

@@ -979,7 +979,7 @@ def test_too_many_header_fields():
     peer.close()
 
 
-def test_response_fields_d14():
+def test_response_fields_repeated_latin1_and_empty_reason():
     (conn, peer) = pair()
     peer.send(
         b'HTTP/1.1 200 \r\nX-A: 1\r\nx-a:  2 \r\nX-Latin: caf\xe9\r\n'

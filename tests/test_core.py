@@ -11,8 +11,6 @@
 
 import os
 import random
-import subprocess
-import sys
 
 import pytest
 from fuzz_core import (
@@ -25,33 +23,14 @@ from fuzz_core import (
     compare,
     mutate,
 )
-from hypothesis import HealthCheck, given, settings
+from helpers import C_CORE, DIFF, memory_growth, need_c, run_python
+from hypothesis import given
 from hypothesis import strategies as st
 
 from degu import _parse, base
 
-try:
-    C = _parse._load_c_core()
-except ImportError:
-    C = None
+C = C_CORE
 PYTHON = _parse.PYTHON_CORE
-need_c = pytest.mark.skipif(
-    C is None and os.environ.get('DEGU_REQUIRE_C') != '1',
-    reason='degu._cparse was not built (the C core is optional)',
-)
-# More examples under .ci/fuzz-core (DEGU_FUZZ_EXAMPLES).
-EXAMPLES = int(os.environ.get('DEGU_FUZZ_EXAMPLES', '300'))
-DIFF = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-
-
-def run_python(code, **env):
-    environ = {k: v for (k, v) in os.environ.items() if k != 'DEGU_PURE'}
-    environ.update(env)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(_parse.__file__)))
-    environ['PYTHONPATH'] = root
-    out = subprocess.run([sys.executable, '-c', code], env=environ, capture_output=True,
-                         text=True, timeout=60, check=True)
-    return out.stdout.strip()
 
 
 # --------------------------------------------------------------------------
@@ -395,9 +374,6 @@ def test_no_leak_in_a_loop():
     # errors) leave no object behind.  The inputs repeat, so the bounded
     # caches of the reference are full after the first round.  (One str
     # leaked by each request line parsed makes 25,000 bytes here.)
-    import gc
-    import tracemalloc
-
     rng = random.Random(7)
     inputs = [pair for _ in range(200) for pair in cases(rng)]
 
@@ -408,19 +384,8 @@ def test_no_leak_in_a_loop():
             except Exception:  # noqa: BLE001, S110
                 pass
 
-    tracemalloc.start()
-    try:
-        burst()
-        burst()
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(10):
-            burst()
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert after - before < 10_000, after - before  # bytes (a leak per parse: 25,000)
+    growth = memory_growth(burst)
+    assert growth < 10_000, growth  # bytes (a leak per parse: 25,000)
 
 
 def test_core_fixture_picks_the_readers_too(core):

@@ -16,12 +16,10 @@ tests hold it to that path:
 * a live server, byte for byte, over a raw socket.
 """
 
-import gc
 import logging
 import os
 import random
 import re
-import tracemalloc
 
 import pytest
 from fuzz_core import (
@@ -34,24 +32,15 @@ from fuzz_core import (
     head_case,
     head_reference,
 )
-from helpers import FakeSocket, exchange
-from hypothesis import HealthCheck, given, settings
+from helpers import C_CORE, DIFF, FakeSocket, exchange, memory_growth, need_c
+from hypothesis import given
 from hypothesis import strategies as st
 
 from degu import _parse, server
 from degu.base import MAX_IO_SIZE, BodyIter, ChunkedBodyIter, Session
 from degu.misc import TempServer
 
-try:
-    C = _parse._load_c_core()
-except ImportError:
-    C = None
-need_c = pytest.mark.skipif(
-    C is None and os.environ.get('DEGU_REQUIRE_C') != '1',
-    reason='degu._cparse was not built (the C core is optional)',
-)
-EXAMPLES = int(os.environ.get('DEGU_FUZZ_EXAMPLES', '300'))
-DIFF = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+C = C_CORE
 
 CLOSE = '\r\nconnection: close'
 KEEP = '\r\nconnection: keep-alive'
@@ -291,18 +280,8 @@ def test_no_leak_in_a_loop():
         for args in inputs:
             C.response_head(*args)
 
-    tracemalloc.start()
-    try:
-        burst()
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(10):
-            burst()
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert after - before < 10_000, after - before
+    growth = memory_growth(burst)
+    assert growth < 10_000, growth
 
 
 @need_c

@@ -13,11 +13,8 @@ cut, over small and large buffers; the live tests read from a socketpair.
 """
 
 import inspect
-import os
 import random
 import socket
-import subprocess
-import sys
 
 import pytest
 from fuzz_core import (
@@ -30,7 +27,8 @@ from fuzz_core import (
     mutate,
     read_cases,
 )
-from hypothesis import HealthCheck, given, settings
+from helpers import C_CORE, DIFF, need_c, run_python
+from hypothesis import given
 from hypothesis import strategies as st
 
 from degu import _io, _parse
@@ -38,30 +36,12 @@ from degu._body import _NO_ORIGIN, Request
 from degu._framing import CHUNKED, CLOSE, LENGTH, NO_BODY
 from degu._transport import Transport
 
-try:
-    C = _parse._load_c_core()
-except ImportError:
-    C = None
-else:
+C = C_CORE
+if C is not None:
     C._bind_request(Request, _NO_ORIGIN)  # degu._io does it on the C core alone
-pytestmark = pytest.mark.skipif(
-    C is None and os.environ.get('DEGU_REQUIRE_C') != '1',
-    reason='degu._cparse was not built (the C core is optional)',
-)
-EXAMPLES = int(os.environ.get('DEGU_FUZZ_EXAMPLES', '300'))
-DIFF = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+pytestmark = need_c
 # max_preamble and max_header_count: read_request()'s defaults
 LIMITS = (_parse.MAX_PREAMBLE_LEN, _parse.MAX_HEADER_COUNT)
-
-
-def run_python(code, **env):
-    environ = {k: v for (k, v) in os.environ.items() if k != 'DEGU_PURE'}
-    environ.update(env)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(_parse.__file__)))
-    environ['PYTHONPATH'] = root
-    out = subprocess.run([sys.executable, '-c', code], env=environ, capture_output=True,
-                         text=True, timeout=60, check=True)
-    return out.stdout.strip()
 
 
 def chunkings(wire):
